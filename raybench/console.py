@@ -1,0 +1,58 @@
+"""Terminal output shared by every command: tables, JSON, one-line notices."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Iterable, Mapping, Sequence
+
+
+def print_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def format_cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, (list, tuple)):
+        return "x".join(map(str, value))
+    return str(value)
+
+
+def print_table(rows: Iterable[Mapping[str, Any]], columns: Sequence[str], title: str | None = None,
+                headers: Mapping[str, str] | None = None) -> None:
+    """A readable table: rich when stdout is a terminal, plain aligned text otherwise."""
+    rows = list(rows)
+    headers = headers or {}
+    cells = [[format_cell(row.get(c)) for c in columns] for row in rows]
+    names = [headers.get(c, c) for c in columns]
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=title)
+        for name in names:
+            table.add_column(name)
+        for line in cells:
+            table.add_row(*line)
+        Console().print(table)
+        return
+    widths = [max([len(n)] + [len(line[i]) for line in cells]) for i, n in enumerate(names)]
+    if title:
+        print(title)
+    print("  ".join(n.ljust(w) for n, w in zip(names, widths)).rstrip())
+    print("  ".join("-" * w for w in widths))
+    for line in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip())
+
+
+def notice(message: str) -> None:
+    """A one-line message for the person at the terminal (stderr, so stdout stays parseable)."""
+    print(message, file=sys.stderr)

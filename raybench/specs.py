@@ -1,0 +1,402 @@
+"""Frozen specs for models, datasets and matrices, loaded from flat YAML and validated.
+
+A spec is data: it names registry keys and values, never code. Validation errors name the
+file, the key and the allowed values, so a typo in a matrix is a one-line fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from raybench.errors import SpecError, UnknownNameError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+#: squash: resize to H x W ignoring aspect (torchreid); shortest_crop: resize the short side,
+#: centre-crop (CLIP-style; cuts heads and feet of 1:2 person crops); pad: fit inside H x W
+#: keeping aspect, pad the rest with the mean colour.
+RESIZE_MODES = ("squash", "shortest_crop", "pad")
+PARADIGMS = ("supervised", "self-supervised", "language-aligned", "baseline")
+POOLINGS = ("cls", "mean", "both")
+PRECISIONS = ("fp32", "bf16", "fp16")
+DISTANCES = ("euclidean", "cosine")
+BAD_IMAGE_POLICIES = ("fail", "skip")
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How raw uint8 pixels become a model's input: travels with the weights."""
+
+    size: tuple[int, int]  # (height, width)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    interpolation: str = "bilinear"
+    resize_mode: str = "squash"
+
+    @property
+    def pixel_key(self) -> str:
+        """Images are decoded and resized once per dataset and this key, whatever the model."""
+        h, w = self.size
+        return f"{h}x{w}-{self.interpolation}-{self.resize_mode}"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model = loader family + architecture + weights + preprocessing, named once."""
+
+    name: str
+    loader: str  # a registered loader family, or "module:attr" for one outside the package
+    arch: str
+    weights: str | None  # library tag, hub id, URL, local path; None = random init
+    paradigm: str
+    preprocess: Preprocess | None = None  # None: the loader resolves the weights' own
+    dim: int | None = None
+    pooling: str | None = None  # ViTs without a projection head: cls | mean | both
+    precision: str = "fp32"  # autocast dtype on GPU; CPU always runs fp32
+    flip: bool = False  # flip test-time augmentation: mean of the image and its mirror
+    batch_size: int = 64
+    options: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    description: str = ""
+
+    def spec_hash(self) -> str:
+        """Hash of everything that changes the embeddings (not the name, batch size or text)."""
+        keep = dataclasses.asdict(self)
+        for key in ("name", "batch_size", "description"):
+            keep.pop(key)
+        return _stable_hash(keep)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How a dataset is scored."""
+
+    camera_filter: bool = True  # drop same-pid same-camera gallery items per query
+    cuhk03_metric: bool = False  # the classic single-shot CUHK03 CMC
+    trials: int = 1  # > 1: published splits, reported as mean and spread
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset adapter, its options, where the user's copy lives, and how it is scored."""
+
+    name: str
+    adapter: str
+    layout_dir: str  # canonical folder name under $RAYBENCH_DATA
+    root: str | None = None
+    protocol: Protocol = Protocol()
+    options: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    stats: Mapping[str, Any] = field(default_factory=dict, hash=False)  # published statistics
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    distance: str = "euclidean"
+    normalize: bool = True
+    max_rank: int = 50
+    rerank: bool = False
+    rerank_k1: int = 20
+    rerank_k2: int = 6
+    rerank_lambda: float = 0.3
+
+
+@dataclass(frozen=True)
+class MatrixSpec:
+    name: str
+    models: tuple[ModelSpec, ...]
+    datasets: tuple[DatasetSpec, ...]
+    eval: EvalSpec = EvalSpec()
+    on_bad_image: str = "fail"
+    source: str = "<inline>"
+
+    def select(self, models: list[str] | None = None, datasets: list[str] | None = None) -> "MatrixSpec":
+        """The sub-matrix with only the named models and datasets (unknown names raise)."""
+        return dataclasses.replace(
+            self,
+            models=_pick(self.models, models, "model in this matrix"),
+            datasets=_pick(self.datasets, datasets, "dataset in this matrix"),
+        )
+
+
+def _pick(specs, names, kind):
+    if not names:
+        return specs
+    by_name = {s.name: s for s in specs}
+    for name in names:
+        if name not in by_name:
+            raise UnknownNameError(kind, name, by_name)
+    return tuple(by_name[n] for n in names)
+
+
+def _stable_hash(obj: Any) -> str:
+    text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading YAML
+
+
+def load_yaml(path: str | Path) -> Any:
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read ({exc.strerror})") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+
+
+class Fields:
+    """Takes typed keys out of one YAML mapping; errors say file, key and allowed values."""
+
+    def __init__(self, data: Any, where: str):
+        if not isinstance(data, Mapping):
+            raise SpecError(f"{where}: expected a mapping, got {type(data).__name__}")
+        self.data, self.where, self._seen = data, where, set()
+
+    def take(self, key: str, types: type | tuple[type, ...], default: Any = _MISSING, choices=None):
+        self._seen.add(key)
+        if key not in self.data or self.data[key] is None and default is not _MISSING:
+            if default is _MISSING:
+                raise SpecError(f"{self.where}: missing key {key!r}")
+            return default
+        value = self.data[key]
+        types = types if isinstance(types, tuple) else (types,)
+        if float in types and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            names = " or ".join(t.__name__ for t in types)
+            raise SpecError(f"{self.where}: key {key!r} must be {names}, got {value!r}")
+        if choices is not None and value not in choices:
+            raise SpecError(
+                f"{self.where}: key {key!r} is {value!r}; allowed: {', '.join(map(str, choices))}"
+            )
+        return value
+
+    def done(self) -> None:
+        extra = sorted(set(self.data) - self._seen)
+        if extra:
+            allowed = ", ".join(sorted(self._seen))
+            raise SpecError(f"{self.where}: unknown key {extra[0]!r}; allowed keys: {allowed}")
+
+
+def _triple(value: Any, key: str, where: str) -> tuple[float, float, float]:
+    if not (isinstance(value, (list, tuple)) and len(value) == 3
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        raise SpecError(f"{where}: key {key!r} must be a list of 3 numbers, got {value!r}")
+    return tuple(float(v) for v in value)
+
+
+def parse_preprocess(data: Any, where: str, base: Preprocess | None = None) -> Preprocess:
+    """A Preprocess from YAML; with ``base``, only the keys given override it."""
+    f = Fields(data, where)
+    size = f.take("size", (list, int), default=list(base.size) if base else _MISSING)
+    if isinstance(size, int):
+        size = [size, size]
+    if not (len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+        raise SpecError(f"{where}: key 'size' must be [height, width] in pixels, got {size!r}")
+    mean = _triple(f.take("mean", list, default=list(base.mean if base else IMAGENET_MEAN)), "mean", where)
+    std = _triple(f.take("std", list, default=list(base.std if base else IMAGENET_STD)), "std", where)
+    pre = Preprocess(
+        size=(size[0], size[1]),
+        mean=mean,
+        std=std,
+        interpolation=f.take("interpolation", str, base.interpolation if base else "bilinear", INTERPOLATIONS),
+        resize_mode=f.take("resize_mode", str, base.resize_mode if base else "squash", RESIZE_MODES),
+    )
+    f.done()
+    return pre
+
+
+def parse_model(data: Any, where: str, base: ModelSpec | None = None) -> ModelSpec:
+    """A ModelSpec from a YAML mapping; with ``base`` (a catalog entry) keys override it."""
+    f = Fields(data, where)
+    d = dataclasses.asdict(base) if base else {}
+
+    def take(key, types, default=_MISSING, choices=None):
+        return f.take(key, types, d.get(key, default), choices)
+
+    name = take("name", str)
+    pre_data = f.take("preprocess", dict, default=None)
+    base_pre = base.preprocess if base else None
+    if pre_data is not None:
+        preprocess = parse_preprocess(pre_data, f"{where}: preprocess", base_pre)
+    else:
+        preprocess = base_pre
+    spec = ModelSpec(
+        name=name,
+        loader=take("loader", str),
+        arch=take("arch", str),
+        weights=take("weights", (str, type(None)), None),
+        paradigm=take("paradigm", str, choices=PARADIGMS),
+        preprocess=preprocess,
+        dim=take("dim", (int, type(None)), None),
+        pooling=take("pooling", (str, type(None)), None, (*POOLINGS, None)),
+        precision=take("precision", str, "fp32", PRECISIONS),
+        flip=take("flip", bool, False),
+        batch_size=take("batch_size", int, 64),
+        options=dict(take("options", dict, {})),
+        description=take("description", str, ""),
+    )
+    f.done()
+    if spec.batch_size <= 0:
+        raise SpecError(f"{where}: key 'batch_size' must be positive, got {spec.batch_size}")
+    return spec
+
+
+def parse_dataset(data: Any, where: str, base: DatasetSpec | None = None) -> DatasetSpec:
+    f = Fields(data, where)
+    d = dataclasses.asdict(base) if base else {}
+
+    def take(key, types, default=_MISSING, choices=None):
+        return f.take(key, types, d.get(key, default), choices)
+
+    proto_base = d.get("protocol", {})
+    proto_data = f.take("protocol", dict, default={})
+    pf = Fields(proto_data, f"{where}: protocol")
+    protocol = Protocol(
+        camera_filter=pf.take("camera_filter", bool, proto_base.get("camera_filter", True)),
+        cuhk03_metric=pf.take("cuhk03_metric", bool, proto_base.get("cuhk03_metric", False)),
+        trials=pf.take("trials", int, proto_base.get("trials", 1)),
+    )
+    pf.done()
+    spec = DatasetSpec(
+        name=take("name", str),
+        adapter=take("adapter", str),
+        layout_dir=take("layout_dir", str, ""),
+        root=take("root", (str, type(None)), None),
+        protocol=protocol,
+        options={**d.get("options", {}), **take("options", dict, {})} if base else dict(take("options", dict, {})),
+        stats=dict(take("stats", dict, {})),
+        description=take("description", str, ""),
+    )
+    f.done()
+    return spec
+
+
+def parse_eval(data: Any, where: str) -> EvalSpec:
+    f = Fields(data, where)
+    spec = EvalSpec(
+        distance=f.take("distance", str, "euclidean", DISTANCES),
+        normalize=f.take("normalize", bool, True),
+        max_rank=f.take("max_rank", int, 50),
+        rerank=f.take("rerank", bool, False),
+        rerank_k1=f.take("rerank_k1", int, 20),
+        rerank_k2=f.take("rerank_k2", int, 6),
+        rerank_lambda=f.take("rerank_lambda", float, 0.3),
+    )
+    f.done()
+    if spec.max_rank < 1:
+        raise SpecError(f"{where}: key 'max_rank' must be at least 1, got {spec.max_rank}")
+    return spec
+
+
+def _catalog(path: Path, parse, kind: str) -> dict:
+    data = load_yaml(path)
+    if not isinstance(data, Mapping):
+        raise SpecError(f"{path}: expected a mapping of {kind} name -> fields")
+    out = {}
+    for name, fields in data.items():
+        if not isinstance(fields, Mapping):
+            raise SpecError(f"{path}: {kind} {name!r}: expected a mapping of fields")
+        out[name] = parse({"name": name, **fields}, f"{path}: {kind} {name!r}")
+    return out
+
+
+def load_model_catalog(path: str | Path | None = None) -> dict[str, ModelSpec]:
+    """configs/models.yaml: name -> ModelSpec."""
+    from raybench.paths import configs_dir
+
+    return _catalog(Path(path) if path else configs_dir() / "models.yaml", parse_model, "model")
+
+
+def load_dataset_catalog(path: str | Path | None = None) -> dict[str, DatasetSpec]:
+    """configs/datasets.yaml: name -> DatasetSpec."""
+    from raybench.paths import configs_dir
+
+    return _catalog(Path(path) if path else configs_dir() / "datasets.yaml", parse_dataset, "dataset")
+
+
+def catalog_get(catalog: Mapping[str, Any], name: str, kind: str):
+    """Look a name up in a catalog; an unknown name suggests close ones."""
+    try:
+        return catalog[name]
+    except KeyError:
+        raise UnknownNameError(kind, name, catalog) from None
+
+
+def matrix_path(name_or_path: str) -> Path:
+    """A matrix name (configs/matrices/NAME.yaml) or a path to a YAML file."""
+    from raybench.paths import configs_dir
+
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.exists():
+            raise SpecError(f"{path}: matrix file not found")
+        return path
+    known = {p.stem: p for p in sorted((configs_dir() / "matrices").glob("*.yaml"))}
+    return catalog_get(known, name_or_path, "matrix")
+
+
+def list_matrices() -> list[str]:
+    from raybench.paths import configs_dir
+
+    return sorted(p.stem for p in (configs_dir() / "matrices").glob("*.yaml"))
+
+
+def load_matrix(
+    name_or_path: str,
+    models: Mapping[str, ModelSpec] | None = None,
+    datasets: Mapping[str, DatasetSpec] | None = None,
+) -> MatrixSpec:
+    """A matrix YAML: models and datasets by catalog name, or inline mappings (which may
+    name a catalog entry and override some of its keys)."""
+    path = matrix_path(name_or_path)
+    models = load_model_catalog() if models is None else models
+    datasets = load_dataset_catalog() if datasets is None else datasets
+    f = Fields(load_yaml(path), str(path))
+    name = f.take("name", str, path.stem)
+    model_items = f.take("models", list)
+    dataset_items = f.take("datasets", list)
+    spec = MatrixSpec(
+        name=name,
+        models=tuple(_resolve(item, models, parse_model, f"{path}: models[{i}]", "model")
+                     for i, item in enumerate(model_items)),
+        datasets=tuple(_resolve(item, datasets, parse_dataset, f"{path}: datasets[{i}]", "dataset")
+                       for i, item in enumerate(dataset_items)),
+        eval=parse_eval(f.take("eval", dict, {}), f"{path}: eval"),
+        on_bad_image=f.take("on_bad_image", str, "fail", BAD_IMAGE_POLICIES),
+        source=str(path),
+    )
+    f.done()
+    for kind, specs in (("model", spec.models), ("dataset", spec.datasets)):
+        names = [s.name for s in specs]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise SpecError(f"{path}: {kind} {sorted(dup)[0]!r} is listed twice")
+        if not specs:
+            raise SpecError(f"{path}: key '{kind}s' is empty")
+    return spec
+
+
+def _resolve(item: Any, catalog: Mapping[str, Any], parse, where: str, kind: str):
+    if isinstance(item, str):
+        return catalog_get(catalog, item, kind)
+    if isinstance(item, Mapping) and isinstance(item.get("name"), str):
+        base = catalog.get(item["name"])
+        return parse(item, where, base)
+    raise SpecError(f"{where}: expected a {kind} name or a mapping with a 'name' key, got {item!r}")

@@ -1,0 +1,136 @@
+import dataclasses
+import textwrap
+
+import pytest
+
+from raybench.errors import SpecError, UnknownNameError
+from raybench.specs import (
+    DatasetSpec,
+    ModelSpec,
+    Preprocess,
+    load_matrix,
+    load_model_catalog,
+    parse_model,
+    parse_preprocess,
+)
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+MODELS = """
+osnet:
+  loader: torchreid
+  arch: osnet_x0_25
+  weights: /w/osnet.pth
+  paradigm: supervised
+  preprocess: {size: [256, 128]}
+clip:
+  loader: openclip
+  arch: ViT-B-16
+  weights: openai
+  paradigm: language-aligned
+  preprocess: {size: 224, mean: [0.48, 0.45, 0.40], std: [0.26, 0.26, 0.27], interpolation: bicubic, resize_mode: shortest_crop}
+"""
+
+DATASETS = {"market1501": DatasetSpec(name="market1501", adapter="market1501", layout_dir="Market-1501-v15.09.15")}
+
+
+def test_specs_are_frozen():
+    spec = ModelSpec(name="m", loader="color", arch="hist", weights=None, paradigm="baseline")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.name = "x"
+
+
+def test_model_catalog_parses(tmp_path):
+    catalog = load_model_catalog(write(tmp_path, "models.yaml", MODELS))
+    assert catalog["osnet"].preprocess == Preprocess(size=(256, 128))
+    clip = catalog["clip"].preprocess
+    assert clip.size == (224, 224) and clip.interpolation == "bicubic"
+    assert clip.pixel_key == "224x224-bicubic-shortest_crop"
+
+
+def test_spec_hash_ignores_name_and_batch_size_but_not_weights():
+    a = ModelSpec(name="a", loader="torchreid", arch="osnet_x0_25", weights="w1", paradigm="supervised")
+    assert a.spec_hash() == dataclasses.replace(a, name="b", batch_size=8).spec_hash()
+    assert a.spec_hash() != dataclasses.replace(a, weights="w2").spec_hash()
+    assert a.spec_hash() != dataclasses.replace(a, preprocess=Preprocess(size=(256, 128))).spec_hash()
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"loader": "timm", "arch": "x", "paradigm": "zero-shot"}, "key 'paradigm' is 'zero-shot'; allowed: supervised"),
+        ({"loader": "timm", "paradigm": "baseline"}, "missing key 'arch'"),
+        ({"loader": "timm", "arch": "x", "paradigm": "baseline", "wieghts": "a"}, "unknown key 'wieghts'"),
+        ({"loader": "timm", "arch": "x", "paradigm": "baseline", "batch_size": "big"}, "key 'batch_size' must be int"),
+        ({"loader": "timm", "arch": "x", "paradigm": "baseline", "flip": "yes"}, "key 'flip' must be bool"),
+    ],
+)
+def test_model_validation_names_file_and_key(fields, message):
+    with pytest.raises(SpecError) as info:
+        parse_model({"name": "m", **fields}, "models.yaml: model 'm'")
+    assert message in str(info.value)
+    assert str(info.value).startswith("models.yaml: model 'm'")
+
+
+def test_preprocess_validation():
+    with pytest.raises(SpecError, match="allowed: squash, shortest_crop, pad"):
+        parse_preprocess({"size": [256, 128], "resize_mode": "crop"}, "x")
+    with pytest.raises(SpecError, match=r"\[height, width\]"):
+        parse_preprocess({"size": [256, 128, 3]}, "x")
+    with pytest.raises(SpecError, match="list of 3 numbers"):
+        parse_preprocess({"size": 224, "mean": [0.5]}, "x")
+
+
+def test_matrix_names_and_inline_overrides(tmp_path):
+    models = load_model_catalog(write(tmp_path, "models.yaml", MODELS))
+    path = write(tmp_path, "m.yaml", """
+        name: demo
+        models:
+          - osnet
+          - {name: clip, preprocess: {resize_mode: pad, size: [224, 112]}}
+          - {name: mine, loader: torchreid, arch: osnet_x0_25, weights: /p.pth, paradigm: supervised}
+        datasets: [market1501, {name: market1501-copy, adapter: market1501, root: /data/m}]
+        eval: {distance: cosine, max_rank: 10}
+    """)
+    matrix = load_matrix(str(path), models, DATASETS)
+    assert [m.name for m in matrix.models] == ["osnet", "clip", "mine"]
+    clip = matrix.models[1]
+    assert clip.preprocess.resize_mode == "pad" and clip.preprocess.size == (224, 112)
+    assert clip.preprocess.interpolation == "bicubic"  # kept from the catalog entry
+    assert clip.weights == "openai"
+    assert matrix.datasets[1].root == "/data/m"
+    assert matrix.eval.distance == "cosine" and matrix.eval.max_rank == 10 and matrix.eval.normalize
+    sub = matrix.select(models=["clip"], datasets=["market1501"])
+    assert [m.name for m in sub.models] == ["clip"] and len(sub.datasets) == 1
+    with pytest.raises(UnknownNameError, match="Did you mean 'osnet'"):
+        matrix.select(models=["osnett"])
+
+
+def test_matrix_unknown_model_suggests(tmp_path):
+    models = load_model_catalog(write(tmp_path, "models.yaml", MODELS))
+    path = write(tmp_path, "m.yaml", "models: [osnett]\ndatasets: [market1501]\n")
+    with pytest.raises(UnknownNameError, match="Did you mean 'osnet'"):
+        load_matrix(str(path), models, DATASETS)
+
+
+def test_matrix_bad_eval_and_duplicates(tmp_path):
+    models = load_model_catalog(write(tmp_path, "models.yaml", MODELS))
+    bad = write(tmp_path, "bad.yaml", "models: [osnet]\ndatasets: [market1501]\neval: {distance: manhattan}\n")
+    with pytest.raises(SpecError, match=r"bad.yaml: eval: key 'distance' is 'manhattan'; allowed: euclidean, cosine"):
+        load_matrix(str(bad), models, DATASETS)
+    dup = write(tmp_path, "dup.yaml", "models: [osnet, osnet]\ndatasets: [market1501]\n")
+    with pytest.raises(SpecError, match="listed twice"):
+        load_matrix(str(dup), models, DATASETS)
+
+
+def test_matrix_file_errors(tmp_path):
+    with pytest.raises(SpecError, match="not found"):
+        load_matrix(str(tmp_path / "nope.yaml"), {}, {})
+    broken = write(tmp_path, "broken.yaml", "models: [a\n")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_matrix(str(broken), {}, {})
