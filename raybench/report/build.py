@@ -1,0 +1,119 @@
+"""Write a run's report folder: tables, heatmaps, the paper comparison and rank lists.
+
+    report/
+      results.md  results.csv  results.json     every cell, every metric (fractions in csv/json)
+      heatmap_map.png  heatmap_rank1.png        mAP and Rank-1 (%) per model x dataset
+      domain_map.png                            supervised models: in-domain vs cross-domain mAP
+      paper.md  paper.csv                       ours vs the study's published numbers
+      ranklists/index.html, <dataset>__<model>.html   top-10 galleries of sampled queries
+
+The output depends only on the run directory and the options (no dates), so regenerating a
+committed report from the same run gives the same files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from raybench.report import tables
+from raybench.report.bootstrap import DEFAULT_BOOTSTRAPS, bootstrap_intervals
+from raybench.report.load import Run, load_run
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    out: Path | None = None  # the report folder; default <run>/report
+    paper: Path | None = None  # reference YAML; default configs/paper_reference.yaml
+    ranklists: bool = True
+    ranklist_queries: int = 12
+    bootstraps: int = DEFAULT_BOOTSTRAPS
+    seed: int = 0
+
+
+@dataclass
+class Report:
+    run: Run
+    out: Path
+    rows: list[dict[str, Any]]
+    paper_rows: list[dict[str, Any]] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def build_report(run_dir: str | Path, options: ReportOptions = ReportOptions()) -> Report:
+    run = load_run(run_dir)
+    out = Path(options.out) if options.out else run.root / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [
+        tables.cell_row(c, bootstrap_intervals(c.result.get("per_query"), options.bootstraps,
+                                               seed=options.seed) if c.ok else None)
+        for c in run.cells
+    ]
+    report = Report(run=run, out=out, rows=rows)
+    tables.write_json(rows, out / "results.json")
+    tables.write_csv(rows, out / "results.csv")
+    report.files += [out / "results.json", out / "results.csv"]
+    _write_extras(report, options)
+    (out / "results.md").write_text(markdown(report, options))
+    report.files.append(out / "results.md")
+    return report
+
+
+def _write_extras(report: Report, options: ReportOptions) -> None:
+    """Figures, paper comparison, rank lists: each adds its files or a note saying why not."""
+    return  # figures, paper comparison and rank lists land in the next commits
+    from raybench.report import paper, plots, ranklist
+
+    report.files += plots.write_heatmaps(report.run, report.rows, report.out)
+    report.files += plots.write_domain_plot(report.run, report.rows, report.out, report.notes)
+    report.paper_rows, files = paper.write_comparison(report.rows, report.out, options.paper, report.notes)
+    report.files += files
+    if options.ranklists:
+        report.files += ranklist.write_ranklists(
+            report.run, report.out / "ranklists", options.ranklist_queries, options.seed, report.notes
+        )
+
+
+def markdown(report: Report, options: ReportOptions) -> str:
+    run, rows, out = report.run, report.rows, report.out
+    ok = sum(r["status"] == "ok" for r in rows)
+    failures: list[dict[str, Any]] = []
+    parts = [
+        f"# raybench report: {run.name}",
+        f"{len(rows)} cells ({ok} ok, {len(rows) - ok} not) of {len(run.models)} models x "
+        f"{len(run.datasets)} datasets, from `{run.root}`{_provenance(run)}.",
+        "## mAP / Rank-1 (%)",
+        tables.grid(run, rows, tables.map_r1, failures),
+        "## With 95% bootstrap intervals over queries",
+        f"Percentile intervals from {options.bootstraps} resamples of the queries (seed "
+        f"{options.seed}); where a dataset has several splits, queries are resampled within each "
+        "and the spread between splits is shown as sd. Differences inside these intervals are "
+        "not evidence of a better model.",
+        tables.grid(run, rows, tables.intervals, failures),
+    ]
+    if failures:
+        parts += ["## Cells that did not finish", tables.failure_list(failures)]
+    parts += ["## Details", tables.details(rows)]
+    figures = [(p.name, p.stem.replace("_", " ")) for p in report.files if p.suffix == ".png"]
+    if figures:
+        parts += ["## Figures", "\n\n".join(f"![{alt}]({name})" for name, alt in figures)]
+    if report.paper_rows:
+        parts += ["## Compared with the study", "See [paper.md](paper.md)."]
+    pages = [p for p in report.files if p.suffix == ".html" and p.parent.name == "ranklists"]
+    if pages:
+        parts += ["## Rank lists",
+                  "Sampled queries and their top-10 gallery images: "
+                  + ", ".join(f"[{p.stem}]({p.relative_to(out).as_posix()})"
+                              for p in pages if p.name != "index.html")]
+    if report.notes:
+        parts += ["## Notes", "\n".join(f"- {n}" for n in report.notes)]
+    return "\n\n".join(parts) + "\n"
+
+
+def _provenance(run: Run) -> str:
+    git = run.info.get("git") or run.info.get("git_hash")
+    if isinstance(git, dict):
+        git = git.get("hash") or git.get("commit")
+    return f", code at git `{str(git)[:12]}`" if git else ""

@@ -1,0 +1,199 @@
+"""Tables of a run: one flat row per cell (JSON, CSV) and the study-style Markdown grid.
+
+Every number in rows is a fraction 0..1 (as in the result JSONs); only the Markdown shows
+percentages, as the study's tables do. CSV keeps every scalar of a row (the full CMC curve is
+in the JSON only) and `read_csv` gives the same rows back.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from raybench.report.load import Cell, Run
+
+#: CSV columns and their types: the order of the file, the types `read_csv` restores.
+COLUMNS: dict[str, type] = {
+    "model": str, "dataset": str, "paradigm": str, "status": str,
+    "mAP": float, "mAP_ci_lo": float, "mAP_ci_hi": float,
+    "R1": float, "R1_ci_lo": float, "R1_ci_hi": float,
+    "R5": float, "R10": float, "R20": float, "mINP": float,
+    "num_trials": int, "mAP_std": float, "R1_std": float,
+    "num_query": int, "num_valid_query": int, "num_gallery": int,
+    "num_params": int, "seconds": float, "embed_seconds": float, "eval_seconds": float,
+    "skipped_images": int, "distance": str, "camera_filter": str, "spec_hash": str,
+    "error": str,
+}
+RANKS = (1, 5, 10, 20)
+
+
+def cell_row(cell: Cell, interval: Mapping[str, tuple[float, float]] | None) -> dict[str, Any]:
+    """The flat row of one cell: every CSV column, plus the CMC curve (JSON only)."""
+    r = cell.result
+    cmc = list(r.get("cmc") or []) if cell.ok else []
+    spread = r.get("spread") or {}
+    protocol = r.get("protocol") or {}
+    interval = interval or {}
+    row = {
+        "model": cell.model, "dataset": cell.dataset, "paradigm": cell.paradigm,
+        "status": cell.status,
+        "mAP": _num(r.get("mAP")) if cell.ok else None,
+        "mAP_ci_lo": _bound(interval, "mAP", 0), "mAP_ci_hi": _bound(interval, "mAP", 1),
+        "R1": _rank(cmc, 1),
+        "R1_ci_lo": _bound(interval, "R1", 0), "R1_ci_hi": _bound(interval, "R1", 1),
+        **{f"R{k}": _rank(cmc, k) for k in RANKS[1:]},
+        "mINP": _num(r.get("mINP")) if cell.ok else None,
+        "num_trials": len(r.get("trials") or []) or None,
+        "mAP_std": _num(spread.get("mAP_std")), "R1_std": _num(spread.get("rank1_std")),
+        **{k: r.get(k) for k in ("num_query", "num_valid_query", "num_gallery", "num_params")},
+        **{k: _num(r.get(k)) for k in ("seconds", "embed_seconds", "eval_seconds")},
+        "skipped_images": len(r.get("skipped_images") or []),
+        "distance": protocol.get("distance"),
+        "camera_filter": _text(protocol.get("camera_filter")),
+        "spec_hash": r.get("spec_hash"),
+        "error": None if cell.ok else (cell.error or f"status {cell.status!r} without an error message"),
+    }
+    return {**row, "cmc": cmc}
+
+
+def _num(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value).lower()
+
+
+def _rank(cmc: Sequence[float], k: int) -> float | None:
+    """CMC@k; a gallery shorter than k has found every match it can by its last rank."""
+    return float(cmc[min(k, len(cmc)) - 1]) if cmc else None
+
+
+def _bound(interval: Mapping[str, tuple[float, float]], key: str, side: int) -> float | None:
+    return float(interval[key][side]) if key in interval else None
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON and CSV
+
+
+def write_json(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
+    path.write_text(json.dumps(list(rows), indent=2) + "\n")
+
+
+def write_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
+    """Floats as repr (exact round trip), None as an empty field."""
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(COLUMNS), extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if row.get(k) is None else row[k] for k in COLUMNS})
+
+
+def read_csv(path: Path) -> list[dict[str, Any]]:
+    """Rows of a results.csv with their types restored (the inverse of `write_csv`)."""
+    with path.open(newline="") as fh:
+        return [
+            {k: None if v == "" else COLUMNS.get(k, str)(v) for k, v in row.items()}
+            for row in csv.DictReader(fh)
+        ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Markdown
+
+
+def pct(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.{digits}f}"
+
+
+def md_table(header: Sequence[str], lines: Iterable[Sequence[str]], align: str = "l") -> str:
+    """A GitHub Markdown table; ``align`` 'r' right-aligns every column after the first."""
+    rule = ["---"] + ["---:" if align == "r" else "---"] * (len(header) - 1)
+    out = ["| " + " | ".join(header) + " |", "| " + " | ".join(rule) + " |"]
+    out += ["| " + " | ".join(_escape(c) for c in line) + " |" for line in lines]
+    return "\n".join(out)
+
+
+def _escape(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def grid(run: Run, rows: Sequence[Mapping[str, Any]], fmt, failures: list[Mapping[str, Any]] | None = None) -> str:
+    """The study's layout: rows grouped by paradigm, a column per dataset, ``fmt(row)`` in cells.
+
+    A failed or missing cell shows ``failed [n]``; its row is appended to ``failures`` so the
+    caller can list the reasons under the table.
+    """
+    by_cell = {(r["model"], r["dataset"]): r for r in rows}
+    lines = []
+    for paradigm, models in run.models_by_paradigm():
+        lines.append([f"**{paradigm}**"] + [""] * len(run.datasets))
+        for model in models:
+            line = [model]
+            for dataset in run.datasets:
+                row = by_cell.get((model, dataset))
+                if row is None:
+                    line.append("")
+                elif row["status"] != "ok":
+                    if failures is not None and row not in failures:
+                        failures.append(row)
+                    n = failures.index(row) + 1 if failures is not None else ""
+                    line.append(f"{row['status']} [{n}]")
+                else:
+                    line.append(fmt(row))
+            lines.append(line)
+    return md_table(["model", *run.datasets], lines, align="r")
+
+
+def map_r1(row: Mapping[str, Any]) -> str:
+    return f"{pct(row['mAP'])} / {pct(row['R1'])}"
+
+
+def intervals(row: Mapping[str, Any]) -> str:
+    """mAP and Rank-1 with their 95% intervals, and the trials' spread where there are trials."""
+    text = (f"{pct(row['mAP'])} [{pct(row['mAP_ci_lo'])}, {pct(row['mAP_ci_hi'])}] / "
+            f"{pct(row['R1'])} [{pct(row['R1_ci_lo'])}, {pct(row['R1_ci_hi'])}]")
+    if (row.get("num_trials") or 0) > 1:
+        text += f" ({row['num_trials']} trials, sd {pct(row['mAP_std'])} / {pct(row['R1_std'])})"
+    return text
+
+
+def details(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Per-cell counts, the remaining metrics and timings."""
+    header = ["model", "dataset", "mINP", "R5", "R10", "valid / queries", "gallery", "trials", "seconds"]
+    lines = [
+        [r["model"], r["dataset"], pct(r["mINP"]), pct(r["R5"]), pct(r["R10"]),
+         f"{_count(r['num_valid_query'])} / {_count(r['num_query'])}", _count(r["num_gallery"]),
+         _count(r["num_trials"]), "-" if r["seconds"] is None else f"{r['seconds']:.1f}"]
+        for r in rows if r["status"] == "ok"
+    ]
+    return md_table(header, lines, align="r")
+
+
+def _count(value: Any) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def failure_list(failures: Sequence[Mapping[str, Any]]) -> str:
+    return "\n".join(
+        f"{i}. `{r['model']}` x `{r['dataset']}` ({r['status']}): {_escape(r['error'] or '')}"
+        for i, r in enumerate(failures, 1)
+    )
+
+
+def pivot(run: Run, rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[str], list[list[Any]]]:
+    """(models in paradigm order, [[row[key] or a status string per dataset]]) for heatmaps."""
+    by_cell = {(r["model"], r["dataset"]): r for r in rows}
+    models = [m for _, group in run.models_by_paradigm() for m in group]
+    values = []
+    for model in models:
+        line = []
+        for dataset in run.datasets:
+            row = by_cell.get((model, dataset))
+            line.append(None if row is None else row[key] if row["status"] == "ok" else row["status"])
+        values.append(line)
+    return models, values
