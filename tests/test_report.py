@@ -42,7 +42,7 @@ def _images(root: Path, dataset: str) -> list[dict]:
             if pid == 0 and split == "query":
                 continue
             path = folder / f"{pid:04d}_c{cam + 1}_{split}.jpg"
-            colour = (40 * pid % 256, 255 - 30 * pid, 60 + 20 * cam)
+            colour = (60 + 25 * pid, 70 + 10 * cam, 150 - 15 * pid)  # no green or red: borders are
             Image.new("RGB", (32, 64), colour).save(path, quality=90)
             rows.append({"path": str(path), "pid": pid, "camid": cam, "split": split})
     return rows
@@ -153,3 +153,184 @@ def test_json_prints_one_row_per_cell(stored_run):
     assert row["R1"] == stored["cmc"][0]
     assert row["mAP_ci_lo"] <= row["mAP"] <= row["mAP_ci_hi"]
     assert by_cell[("color-hist", "beta")]["num_trials"] == 2
+
+
+@pytest.fixture(scope="module")
+def report(stored_run, tmp_path_factory):
+    from raybench.report.build import ReportOptions, build_report
+
+    reference = tmp_path_factory.mktemp("ref") / "reference.yaml"
+    reference.write_text(REFERENCE)
+    return build_report(stored_run, ReportOptions(paper=reference, ranklist_queries=4, bootstraps=200))
+
+
+# A study that reports two of our cells: one close to ours, one far, with a defect to cite.
+REFERENCE = """
+source: {title: A study, arxiv: "0000.00000", code: https://example.org, grade: secondary}
+metric: mAP
+unit: percent
+gap_points: 2.0
+models:
+  Study-CLIP: {raybench: [clip-fake], defects: [1]}
+  Study-Colour: {raybench: [color-hist]}
+datasets:
+  Alpha: {raybench: alpha}
+  Beta: {raybench: beta}
+mAP:
+  Study-CLIP: {Alpha: 10.0, Beta: 5.0}
+  Study-Colour: {Alpha: 3.0}
+defects:
+  1: pixels wrapped around
+"""
+
+
+def test_report_writes_every_file(report):
+    out = report.out
+    names = {p.relative_to(out).as_posix() for p in report.files}
+    expected = {"results.md", "results.csv", "results.json", "heatmap_map.png", "heatmap_rank1.png",
+                "domain_map.png", "paper.md", "paper.csv", "ranklists/index.html"}
+    pages = {f"ranklists/{d}__{m}.html" for m in MODELS for d in DATASETS if (m, d) != FAILED[:2]}
+    assert names == expected | pages
+    assert all((out / n).is_file() and (out / n).stat().st_size > 0 for n in names)
+    md = (out / "results.md").read_text()
+    assert FAILED[2] in md and "failed [1]" in md
+    for paradigm in ("supervised", "language-aligned", "baseline"):
+        assert f"**{paradigm}**" in md
+    assert md.index("**supervised**") < md.index("**language-aligned**") < md.index("**baseline**")
+    assert "![mAP" in md and "(paper.md)" in md
+
+
+def test_csv_round_trips(report):
+    from raybench.report.tables import COLUMNS, read_csv
+
+    back = read_csv(report.out / "results.csv")
+    assert back == [{k: row[k] for k in COLUMNS} for row in report.rows]
+    assert json.loads((report.out / "results.json").read_text()) == report.rows
+
+
+def test_heatmap_is_a_png_of_the_expected_size(report):
+    from PIL import Image
+
+    from raybench.report.plots import heatmap_pixels
+
+    for name in ("heatmap_map.png", "heatmap_rank1.png"):
+        with Image.open(report.out / name) as im:
+            assert im.format == "PNG"
+            assert im.size == heatmap_pixels(len(MODELS), len(DATASETS))
+            pixels = np.asarray(im.convert("L"), dtype=float)
+    assert pixels.std() > 10  # not a blank canvas
+
+
+def test_ranklist_pages_embed_their_images(report, stored_run):
+    from PIL import Image
+
+    from raybench.report.ranklist import THUMB
+
+    page = (report.out / "ranklists" / "beta__osnet-tiny-alpha.html").read_text()
+    sources = re.findall(r"<img src='([^']+)'", page)
+    assert len(sources) == 4 * 11  # 4 sampled queries, each with its top 10
+    for src in set(sources):
+        assert src.startswith("data:image/jpeg;base64,")
+        with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as im:
+            assert im.size[0] <= THUMB[0] and im.size[1] <= THUMB[1]
+    assert page.count("class='hit'") + page.count("class='miss'") == 40
+    assert page.count("class='hit'") > 0 and "pid " in page and "cam " in page
+    index = (report.out / "ranklists" / "index.html").read_text()
+    for href in re.findall(r"href='([^']+)'", index):
+        assert (report.out / "ranklists" / href).is_file()
+
+
+def test_ranklist_marks_true_matches_and_drops_same_camera(stored_run):
+    """The page's ranking, checked against a brute-force one on the stored embeddings."""
+    from raybench.report.load import load_run
+    from raybench.report.ranklist import load_embeddings, sample_lines
+
+    cell = load_run(stored_run).cell("color-hist", "alpha")
+    meta, emb = load_embeddings(sorted((stored_run / "embeddings" / "alpha" / "color-hist").glob("*.parquet")))
+    lines, _, g_idx = sample_lines(cell, meta, emb, n_queries=6, seed=0)
+    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    for line in lines:
+        allowed = [g for g in g_idx if not (meta["pid"][g] == meta["pid"][line.query]
+                                            and meta["camid"][g] == meta["camid"][line.query])]
+        expected = sorted(allowed, key=lambda g: np.sum((unit[g] - unit[line.query]) ** 2))[:10]
+        assert list(line.top) == expected
+
+
+def test_paper_diff_on_a_hand_built_case(report):
+    rows = {(r["model"], r["dataset"]): r for r in report.rows}
+    lines = {(p["model"], p["dataset"]): p for p in report.paper_rows}
+    assert set(lines) == {("clip-fake", "alpha"), ("clip-fake", "beta"), ("color-hist", "alpha")}
+    clip = lines[("clip-fake", "alpha")]
+    assert clip["ours"] == round(100 * rows[("clip-fake", "alpha")]["mAP"], 2)
+    assert clip["diff"] == round(100 * rows[("clip-fake", "alpha")]["mAP"] - 10.0, 2)
+    assert clip["theirs"] == 10.0 and clip["paper_model"] == "Study-CLIP"
+    assert "defect 1: pixels wrapped around" in clip["note"]
+    assert lines[("clip-fake", "beta")]["ours"] is None and "failed" in lines[("clip-fake", "beta")]["note"]
+    assert "not explained" in lines[("color-hist", "alpha")]["note"]
+    md = (report.out / "paper.md").read_text()
+    assert "secondary" in md and f"{clip['diff']:+.2f}" in md
+
+
+def test_paper_agreement_within_gap(tmp_path):
+    from raybench.report.paper import compare, load_reference
+
+    ref_path = tmp_path / "ref.yaml"
+    ref_path.write_text(REFERENCE)
+    row = {"model": "clip-fake", "dataset": "alpha", "status": "ok", "mAP": 0.111,
+           "mAP_ci_lo": 0.1, "mAP_ci_hi": 0.12}
+    (line,) = compare([row], load_reference(ref_path))
+    assert line["diff"] == 1.1 and line["note"].startswith("agrees within 2")
+
+
+def test_shipped_paper_reference_loads():
+    from raybench.report.paper import load_reference
+
+    ref = load_reference()
+    assert ref.source["grade"] in ("primary", "secondary")
+    assert ref.values[("osnet-x1_0-market", "market1501")][2] == 83.57
+    cited = {d for ds in ref.exposure.values() for d in ds}
+    assert cited <= set(ref.defects)
+
+
+def test_in_domain_from_spec_and_name(stored_run, tmp_path):
+    from raybench.report.load import load_run
+    from raybench.report.plots import trained_on
+
+    run = load_run(stored_run)
+    assert trained_on(run, "osnet-tiny-alpha") == "alpha"
+    assert trained_on(run, "color-hist") is None
+    renamed = make_named_run(tmp_path)
+    assert trained_on(load_run(renamed), "osnet-x0_25-alpha") == "alpha1501"
+
+
+def make_named_run(root: Path) -> Path:
+    """A run without run.json whose supervised model is named after its training set."""
+    result = {"model": "osnet-x0_25-alpha", "dataset": "alpha1501", "paradigm": "supervised",
+              "status": "ok", "error": None, "mAP": 0.5, "mINP": 0.3, "cmc": [0.6, 0.8]}
+    for dataset in ("alpha1501", "beta"):
+        (root / "results" / dataset).mkdir(parents=True)
+        (root / "results" / dataset / "osnet-x0_25-alpha.json").write_text(json.dumps({**result, "dataset": dataset}))
+    return root
+
+
+def test_missing_and_unreadable_cells_are_shown(tmp_path):
+    from raybench.report.load import load_run
+
+    (tmp_path / "results" / "alpha").mkdir(parents=True)
+    (tmp_path / "results" / "alpha" / "m1.json").write_text("{not json")
+    (tmp_path / "run.json").write_text(json.dumps({"matrix": {"name": "x", "models": ["m1", "m2"],
+                                                              "datasets": ["alpha"]}}))
+    run = load_run(tmp_path)
+    assert [c.model for c in run.cells] == ["m1", "m2"]
+    assert run.cell("m1", "alpha").status == "failed" and "m1.json" in run.cell("m1", "alpha").error
+    assert run.cell("m2", "alpha").status == "missing"
+
+
+def test_not_a_run_directory_is_one_line(tmp_path, capsys):
+    from raybench.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["report", str(tmp_path)])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "no results" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

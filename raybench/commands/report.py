@@ -37,7 +37,6 @@ def report(run_dir: Path, fmt: str, show_paper: bool, out: Path | None, referenc
 
     from raybench.console import notice, print_json, print_table
     from raybench.report.build import ReportOptions, build_report
-    from raybench.report.tables import pct
 
     options = ReportOptions(out=out, paper=reference, ranklists=not no_ranklists,
                             ranklist_queries=queries, bootstraps=bootstraps, seed=seed)
@@ -47,9 +46,7 @@ def report(run_dir: Path, fmt: str, show_paper: bool, out: Path | None, referenc
     elif fmt == "csv":
         sys.stdout.write((result.out / "results.csv").read_text())
     else:
-        columns = ["model", "dataset", "paradigm", "status", "mAP", "R1", "mINP", "error"]
-        shown = [{**r, **{k: pct(r[k]) for k in ("mAP", "R1", "mINP")}} for r in result.rows]
-        print_table(shown, columns, title=f"{result.run.name} (%)")
+        print_table(*_grid(result), title=f"{result.run.name}: mAP / Rank-1 (%)")
     if show_paper:
         if result.paper_rows:
             from raybench.report.paper import TABLE_COLUMNS
@@ -57,5 +54,23 @@ def report(run_dir: Path, fmt: str, show_paper: bool, out: Path | None, referenc
             print_table(result.paper_rows, list(TABLE_COLUMNS), title="ours vs the study (mAP %)")
         else:
             notice("no cell of this run is in the paper reference")
-    failed = sum(r["status"] != "ok" for r in result.rows)
-    notice(f"report: {result.out} ({len(result.files)} files; {failed} of {len(result.rows)} cells not ok)")
+    failed = [r for r in result.rows if r["status"] != "ok"]
+    for r in failed:
+        notice(f"{r['model']} x {r['dataset']} {r['status']}: {r['error']}")
+    notice(f"report: {result.out} ({len(result.files)} files; {len(failed)} of {len(result.rows)} cells not ok)")
+
+
+def _grid(result):
+    """(rows, columns) of the study's layout: a line per model, a column per dataset."""
+    from raybench.report.tables import map_r1
+
+    by_cell = {(r["model"], r["dataset"]): r for r in result.rows}
+    rows = []
+    for paradigm, models in result.run.models_by_paradigm():
+        for model in models:
+            line = {"model": model, "paradigm": paradigm}
+            for dataset in result.run.datasets:
+                row = by_cell.get((model, dataset))
+                line[dataset] = "" if row is None else map_r1(row) if row["status"] == "ok" else row["status"]
+            rows.append(line)
+    return rows, ["model", "paradigm", *result.run.datasets]

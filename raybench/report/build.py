@@ -63,7 +63,6 @@ def build_report(run_dir: str | Path, options: ReportOptions = ReportOptions()) 
 
 def _write_extras(report: Report, options: ReportOptions) -> None:
     """Figures, paper comparison, rank lists: each adds its files or a note saying why not."""
-    return  # figures, paper comparison and rank lists land in the next commits
     from raybench.report import paper, plots, ranklist
 
     report.files += plots.write_heatmaps(report.run, report.rows, report.out)
@@ -96,7 +95,9 @@ def markdown(report: Report, options: ReportOptions) -> str:
     if failures:
         parts += ["## Cells that did not finish", tables.failure_list(failures)]
     parts += ["## Details", tables.details(rows)]
-    figures = [(p.name, p.stem.replace("_", " ")) for p in report.files if p.suffix == ".png"]
+    from raybench.report.plots import CAPTIONS
+
+    figures = [(p.name, CAPTIONS.get(p.name, p.stem)) for p in report.files if p.suffix == ".png"]
     if figures:
         parts += ["## Figures", "\n\n".join(f"![{alt}]({name})" for name, alt in figures)]
     if report.paper_rows:

@@ -1,0 +1,251 @@
+"""Rank lists: one self-contained HTML page per cell, showing what the metrics summarise.
+
+For a seeded sample of a cell's valid queries, the page shows the query and its top-10
+gallery images from the stored embeddings, bordered green (same identity) or red (another
+identity), with pid and camera under each. Thumbnails are embedded as base64 JPEG, so a page
+can be mailed or committed on its own.
+
+The ranking here is recomputed for display only, with the cell's recorded protocol (distance,
+L2 normalisation, same-camera filtering; first trial of multi-trial datasets; no re-ranking).
+The numbers on the page (AP, rank of the first true match) are the result JSON's; the page
+says so where its own ranking disagrees with them.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from raybench.report.load import Cell, Run
+
+TOP_K = 10
+THUMB = (64, 128)  # width, height: person crops are about 1:2
+
+CSS = """
+body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
+h1{font-size:1.3em} .meta{color:#555;font-size:.9em;max-width:70em}
+.row{display:flex;align-items:flex-start;gap:6px;margin:10px 0;padding:6px;border-bottom:1px solid #eee}
+figure{margin:0;text-align:center;font-size:11px;line-height:1.25;width:72px}
+figure img,figure .missing{width:64px;height:128px;object-fit:contain;display:block;margin:auto;
+  border:4px solid #999;background:#f4f4f4}
+figure .missing{font-size:9px;overflow:hidden;word-break:break-all;box-sizing:border-box;width:72px}
+figure.query img{border-color:#333}
+figure.hit img,figure.hit .missing{border-color:#2ca02c}
+figure.miss img,figure.miss .missing{border-color:#d62728}
+.q{width:110px;flex:none;font-size:12px}
+.sep{width:2px;align-self:stretch;background:#ccc;margin:0 6px}
+.warn{color:#b35900}
+table{border-collapse:collapse} td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left}
+"""
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One rank-list line: a query and its top-k gallery rows (indices into the gallery)."""
+
+    query: int
+    top: tuple[int, ...]
+    first_match: int | None  # 1-based rank of the first true match in this page's ranking
+    stored: Mapping[str, Any]  # the result's per-query numbers (ap, first_match), may be empty
+
+
+def write_ranklists(run: Run, out: Path, n_queries: int, seed: int, notes: list[str]) -> list[Path]:
+    """A page per ok cell that has stored embeddings, and an index page."""
+    pages = []
+    for cell in run.cells:
+        if not cell.ok:
+            continue
+        files = sorted((run.root / "embeddings" / cell.dataset / cell.model).glob("*.parquet"))
+        if not files:
+            notes.append(f"No embeddings stored for {cell.model} x {cell.dataset}: no rank list.")
+            continue
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / f"{_slug(cell.dataset)}__{_slug(cell.model)}.html"
+        path.write_text(cell_page(cell, files, n_queries, seed))
+        pages.append((cell, path))
+    if not pages:
+        return []
+    index = out / "index.html"
+    index.write_text(_index_page(run, pages))
+    return [index, *(p for _, p in pages)]
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+
+
+def load_embeddings(files: Sequence[Path]):
+    """(columns as numpy arrays, embeddings [N, dim] float32) of a cell's Parquet parts."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.concat_tables([pq.read_table(f) for f in files])
+    col = table.column("embedding").combine_chunks()
+    if pa.types.is_fixed_size_list(col.type):
+        emb = col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), col.type.list_size)
+    else:
+        emb = np.stack(col.to_numpy(zero_copy_only=False))
+    meta = {k: table.column(k).to_numpy(zero_copy_only=False) for k in table.column_names if k != "embedding"}
+    return meta, emb.astype(np.float32, copy=False)
+
+
+def rank(query, gallery, distance: str = "euclidean", normalize: bool = True):
+    """[Q, G] distances as the metrics use them: squared euclidean or cosine, optionally on
+    L2-normalised features. Smaller is closer."""
+    import numpy as np
+
+    q, g = query.astype(np.float64), gallery.astype(np.float64)
+    if normalize or distance == "cosine":
+        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        g = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
+    if distance == "cosine":
+        return 1.0 - q @ g.T
+    return (q * q).sum(1)[:, None] + (g * g).sum(1)[None, :] - 2.0 * q @ g.T
+
+
+def sample_lines(cell: Cell, meta: Mapping[str, Any], emb, n_queries: int, seed: int) -> tuple[list[Shown], Any, Any]:
+    """The sampled queries' top-k lists, for the first trial; returns (lines, query idx, gallery idx)."""
+    import numpy as np
+
+    per_query = cell.result.get("per_query") or {}
+    protocol = cell.result.get("protocol") or {}
+    in_trial = np.ones(len(emb), bool)
+    trial = None
+    if "trial" in meta:
+        trial = int(min(per_query.get("trial") or meta["trial"]))
+        in_trial = meta["trial"] == trial
+    q_idx = np.flatnonzero(in_trial & (meta["split"] == "query"))
+    g_idx = np.flatnonzero(in_trial & (meta["split"] == "gallery"))
+    stored = _stored_by_path(per_query, trial)
+    candidates = [i for i, p in enumerate(meta["path"][q_idx]) if p in stored] if stored else list(range(len(q_idx)))
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.choice(candidates, size=min(n_queries, len(candidates)), replace=False).tolist())
+    dist = rank(emb[q_idx[chosen]], emb[g_idx], protocol.get("distance", "euclidean"), protocol.get("normalize", True))
+    g_pid, g_cam = meta["pid"][g_idx], meta["camid"][g_idx]
+    lines = []
+    for row, qi in enumerate(chosen):
+        q_pid, q_cam = meta["pid"][q_idx[qi]], meta["camid"][q_idx[qi]]
+        order = np.argsort(dist[row], kind="stable")
+        if protocol.get("camera_filter", True):
+            order = order[~((g_pid[order] == q_pid) & (g_cam[order] == q_cam))]
+        hits = np.flatnonzero(g_pid[order] == q_pid)
+        lines.append(Shown(query=int(q_idx[qi]), top=tuple(int(g_idx[j]) for j in order[:TOP_K]),
+                           first_match=int(hits[0]) + 1 if len(hits) else None,
+                           stored=stored.get(meta["path"][q_idx[qi]], {})))
+    return lines, q_idx, g_idx
+
+
+def _stored_by_path(per_query: Mapping[str, Any], trial: int | None) -> dict[str, dict[str, Any]]:
+    paths = per_query.get("path") or []
+    trials = per_query.get("trial") or [trial] * len(paths)
+    out = {}
+    for i, path in enumerate(paths):
+        if trial is None or trials[i] == trial:
+            out.setdefault(path, {k: per_query[k][i] for k in ("ap", "first_match") if per_query.get(k)})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# HTML
+
+
+def cell_page(cell: Cell, files: Sequence[Path], n_queries: int, seed: int) -> str:
+    meta, emb = load_embeddings(files)
+    lines, q_idx, g_idx = sample_lines(cell, meta, emb, n_queries, seed)
+    thumbs = _Thumbs()
+    r = cell.result
+    protocol = r.get("protocol") or {}
+    title = f"{cell.model} x {cell.dataset}"
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)}</title>",
+        f"<style>{CSS}</style></head><body><h1>Rank list: {_e(title)}</h1>",
+        "<p class='meta'>"
+        f"mAP {_pct(r.get('mAP'))}, Rank-1 {_pct((r.get('cmc') or [None])[0])} over "
+        f"{r.get('num_valid_query', '?')} valid queries and {r.get('num_gallery', '?')} gallery images. "
+        f"{len(lines)} queries sampled (seed {seed}) of {len(q_idx)}"
+        + (f", trial {int(meta['trial'][q_idx[0]])} of {protocol.get('trials', '?')}" if "trial" in meta else "")
+        + f". Distance {_e(protocol.get('distance', 'euclidean'))}"
+        + (", L2-normalised" if protocol.get("normalize", True) else ", not normalised")
+        + (", same-identity same-camera gallery images removed" if protocol.get("camera_filter", True) else "")
+        + (". Metrics used re-ranking; this page does not" if protocol.get("rerank") else "")
+        + ". Borders: <b style='color:#2ca02c'>green</b> same identity, "
+        "<b style='color:#d62728'>red</b> another identity (pid 0 = distractor). "
+        "AP and first-match rank are the result's.</p>",
+    ]
+    for line in lines:
+        parts.append(_line_html(line, meta, thumbs))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _line_html(line: Shown, meta: Mapping[str, Any], thumbs: "_Thumbs") -> str:
+    path, pid, cam = meta["path"][line.query], meta["pid"][line.query], meta["camid"][line.query]
+    ap, first = line.stored.get("ap"), line.stored.get("first_match", line.first_match)
+    text = f"query<br>pid {pid} &middot; cam {cam}<br>AP {_pct(ap)}<br>first match #{first or '-'}"
+    if line.stored.get("first_match") not in (None, line.first_match):
+        text += f"<br><span class='warn'>(#{line.first_match} here: ties or re-ranking)</span>"
+    cells = [f"<div class='q'>{_figure('query', path, text, thumbs)}</div><div class='sep'></div>"]
+    for k, gi in enumerate(line.top, 1):
+        g_pid, g_cam = meta["pid"][gi], meta["camid"][gi]
+        cls = "hit" if g_pid == pid else "miss"
+        cells.append(_figure(cls, meta["path"][gi], f"#{k}<br>pid {g_pid}<br>cam {g_cam}", thumbs))
+    return "<div class='row'>" + "".join(cells) + "</div>"
+
+
+def _figure(cls: str, path: str, caption: str, thumbs: "_Thumbs") -> str:
+    src = thumbs.get(path)
+    image = (f"<img src='{src}' alt='{_e(Path(path).name)}' title='{_e(path)}'>" if src
+             else f"<div class='missing' title='{_e(path)}'>image not found: {_e(Path(path).name)}</div>")
+    return f"<figure class='{cls}'>{image}<figcaption>{caption}</figcaption></figure>"
+
+
+class _Thumbs:
+    """Base64 JPEG thumbnails, each image encoded once per page."""
+
+    def __init__(self):
+        self._cache: dict[str, str | None] = {}
+
+    def get(self, path: str) -> str | None:
+        if path not in self._cache:
+            self._cache[path] = _thumbnail(path)
+        return self._cache[path]
+
+
+def _thumbnail(path: str) -> str | None:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            im.thumbnail(THUMB)
+            buf = io.BytesIO()
+            im.save(buf, "JPEG", quality=80)
+    except (OSError, ValueError):
+        return None
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _index_page(run: Run, pages: Sequence[tuple[Cell, Path]]) -> str:
+    rows = "".join(
+        f"<tr><td><a href='{_e(p.name)}'>{_e(c.model)}</a></td><td>{_e(c.dataset)}</td>"
+        f"<td>{_pct(c.result.get('mAP'))}</td><td>{_pct((c.result.get('cmc') or [None])[0])}</td></tr>"
+        for c, p in pages
+    )
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>Rank lists: {_e(run.name)}</title>"
+            f"<style>{CSS}</style></head><body><h1>Rank lists: {_e(run.name)}</h1>"
+            "<table><tr><th>model</th><th>dataset</th><th>mAP %</th><th>Rank-1 %</th></tr>"
+            f"{rows}</table></body></html>\n")
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _pct(value: Any) -> str:
+    return f"{100 * value:.1f}%" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
