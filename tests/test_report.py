@@ -75,7 +75,7 @@ def _result(model: str, dataset: str, trials: int, queries: list[dict], seed: in
     """A result JSON per the contract, with per-query numbers drawn at random."""
     paradigm = MODELS[model][0]
     base = {"model": model, "dataset": dataset, "paradigm": paradigm, "spec_hash": f"h-{model}",
-            "num_params": 1000, "seconds": 1.5, "embed_seconds": 1.0, "eval_seconds": 0.5,
+            "num_params": 1000, "device": "cpu", "seconds": 1.5, "embed_seconds": 1.0, "eval_seconds": 0.5,
             "skipped_images": [],
             "protocol": {"camera_filter": True, "cuhk03_metric": False, "trials": trials,
                          "distance": "euclidean", "normalize": True, "rerank": False, "max_rank": 50}}
@@ -115,7 +115,7 @@ def make_run(root: Path) -> Path:
               for m, (p, o) in MODELS.items()]
     (run / "run.json").write_text(json.dumps({
         "matrix": {"name": "handmade", "models": models, "datasets": [{"name": d} for d in DATASETS]},
-        "git": "0123456789abcdef",
+        "git": {"commit": "0123456789abcdef", "dirty": False},
     }))
     for i, (dataset, trials) in enumerate(DATASETS.items()):
         rows = _images(root, dataset)
@@ -198,6 +198,7 @@ def test_report_writes_every_file(report):
         assert f"**{paradigm}**" in md
     assert md.index("**supervised**") < md.index("**language-aligned**") < md.index("**baseline**")
     assert "![mAP" in md and "(paper.md)" in md
+    assert "git `0123456789ab`" in md and "embedded on `cpu`" in md
 
 
 def test_csv_round_trips(report):

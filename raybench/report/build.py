@@ -82,7 +82,7 @@ def markdown(report: Report, options: ReportOptions) -> str:
     parts = [
         f"# raybench report: {run.name}",
         f"{len(rows)} cells ({ok} ok, {len(rows) - ok} not) of {len(run.models)} models x "
-        f"{len(run.datasets)} datasets, from `{run.root}`{_provenance(run)}.",
+        f"{len(run.datasets)} datasets, from `{run.root}`{_provenance(run, rows)}.",
         "## mAP / Rank-1 (%)",
         tables.grid(run, rows, tables.map_r1, failures),
         "## With 95% bootstrap intervals over queries",
@@ -113,8 +113,15 @@ def markdown(report: Report, options: ReportOptions) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def _provenance(run: Run) -> str:
+def _provenance(run: Run, rows: list[dict[str, Any]]) -> str:
+    """Where the numbers come from: the code's commit and the devices that embedded them."""
     git = run.info.get("git") or run.info.get("git_hash")
-    if isinstance(git, dict):
-        git = git.get("hash") or git.get("commit")
-    return f", code at git `{str(git)[:12]}`" if git else ""
+    text = ""
+    if isinstance(git, dict) and git.get("commit"):
+        text += f", code at git `{str(git['commit'])[:12]}`" + (" with local changes" if git.get("dirty") else "")
+    elif isinstance(git, str):
+        text += f", code at git `{git[:12]}`"
+    devices = sorted({r["device"] for r in rows if r.get("device")})
+    if devices:
+        text += ", embedded on " + ", ".join(f"`{d}`" for d in devices)
+    return text

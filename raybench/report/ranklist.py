@@ -60,9 +60,10 @@ def write_ranklists(run: Run, out: Path, n_queries: int, seed: int, notes: list[
     for cell in run.cells:
         if not cell.ok:
             continue
-        files = sorted((run.root / "embeddings" / cell.dataset / cell.model).glob("*.parquet"))
+        folder = run.root / "embeddings" / cell.dataset / cell.model
+        files = sorted(folder.glob("*.parquet")) if (folder / "_SUCCESS").is_file() else []
         if not files:
-            notes.append(f"No embeddings stored for {cell.model} x {cell.dataset}: no rank list.")
+            notes.append(f"No finished embeddings (with _SUCCESS) for {cell.model} x {cell.dataset}: no rank list.")
             continue
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"{_slug(cell.dataset)}__{_slug(cell.model)}.html"

@@ -24,7 +24,7 @@ COLUMNS: dict[str, type] = {
     "num_trials": int, "mAP_std": float, "R1_std": float,
     "num_query": int, "num_valid_query": int, "num_gallery": int,
     "num_params": int, "seconds": float, "embed_seconds": float, "eval_seconds": float,
-    "skipped_images": int, "distance": str, "camera_filter": str, "spec_hash": str,
+    "skipped_images": int, "distance": str, "camera_filter": str, "device": str, "spec_hash": str,
     "error": str,
 }
 RANKS = (1, 5, 10, 20)
@@ -53,6 +53,7 @@ def cell_row(cell: Cell, interval: Mapping[str, tuple[float, float]] | None) -> 
         "skipped_images": len(r.get("skipped_images") or []),
         "distance": protocol.get("distance"),
         "camera_filter": _text(protocol.get("camera_filter")),
+        "device": r.get("device") or None,
         "spec_hash": r.get("spec_hash"),
         "error": None if cell.ok else (cell.error or f"status {cell.status!r} without an error message"),
     }
