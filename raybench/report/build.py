@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from raybench.report import tables
+from raybench.report import paper, plots, ranklist, tables
 from raybench.report.bootstrap import DEFAULT_BOOTSTRAPS, bootstrap_intervals
 from raybench.report.load import Run, load_run
 
@@ -63,8 +63,6 @@ def build_report(run_dir: str | Path, options: ReportOptions = ReportOptions()) 
 
 def _write_extras(report: Report, options: ReportOptions) -> None:
     """Figures, paper comparison, rank lists: each adds its files or a note saying why not."""
-    from raybench.report import paper, plots, ranklist
-
     report.files += plots.write_heatmaps(report.run, report.rows, report.out)
     report.files += plots.write_domain_plot(report.run, report.rows, report.out, report.notes)
     report.paper_rows, files = paper.write_comparison(report.rows, report.out, options.paper, report.notes)
@@ -95,13 +93,18 @@ def markdown(report: Report, options: ReportOptions) -> str:
     if failures:
         parts += ["## Cells that did not finish", tables.failure_list(failures)]
     parts += ["## Details", tables.details(rows)]
-    from raybench.report.plots import CAPTIONS
-
-    figures = [(p.name, CAPTIONS.get(p.name, p.stem)) for p in report.files if p.suffix == ".png"]
+    figures = [(p.name, plots.CAPTIONS.get(p.name, p.stem)) for p in report.files if p.suffix == ".png"]
     if figures:
         parts += ["## Figures", "\n\n".join(f"![{alt}]({name})" for name, alt in figures)]
+    domain = plots.domain_table(run, rows)
+    if domain:
+        parts += ["## In-domain vs cross-domain (supervised models)",
+                  "In-domain: the dataset the weights were trained on (the model spec's "
+                  "`options.trained_on`, else a name ending in the dataset's name).", domain]
     if report.paper_rows:
-        parts += ["## Compared with the study", "See [paper.md](paper.md)."]
+        parts += ["## Compared with the study (mAP %)",
+                  "The study's numbers, their source and how far to trust them: [paper.md](paper.md).",
+                  paper.table_md(report.paper_rows)]
     pages = [p for p in report.files if p.suffix == ".html" and p.parent.name == "ranklists"]
     if pages:
         parts += ["## Rank lists",

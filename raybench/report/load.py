@@ -89,6 +89,9 @@ class Run:
 
 def load_run(run_dir: str | Path) -> Run:
     """All cells of a run directory (results/<dataset>/<model>.json) plus run.json."""
+    if "://" in str(run_dir):
+        raise RaybenchError(f"{run_dir}: `raybench report` reads a local run directory; copy it first "
+                            f"(for example `aws s3 sync` or `gsutil rsync`) and report the copy")
     root = Path(run_dir)
     results = root / "results"
     if not root.is_dir():

@@ -154,11 +154,14 @@ def markdown(lines: Sequence[Mapping[str, Any]], ref: Reference) -> str:
         f"Differences above {ref.gap_points:g} points name the study's code defects that the model "
         "or dataset is exposed to (numbers as in the project's PROTOCOLS.md).",
     ]
-    table = tables.md_table(
+    return "\n\n".join([*header, table_md(lines)]) + "\n"
+
+
+def table_md(lines: Sequence[Mapping[str, Any]]) -> str:
+    return tables.md_table(
         list(TABLE_COLUMNS.values()),
         [[_fmt(line[k], signed=k == "diff") for k in TABLE_COLUMNS] for line in lines],
     )
-    return "\n\n".join([*header, table]) + "\n"
 
 
 def _fmt(value: Any, signed: bool = False) -> str:

@@ -134,12 +134,32 @@ def _catalog_trained_on(model: str) -> str | None:
     return (spec.options or {}).get("trained_on") if spec else None
 
 
+def in_domain_models(run: Run, rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """[(model, its training set)] for supervised models scored on their own training set."""
+    ok = {(r["model"], r["dataset"]) for r in rows if r["status"] == "ok"}
+    pairs = [(m, trained_on(run, m)) for m in run.models]
+    return [(m, d) for m, d in pairs if d and (m, d) in ok]
+
+
+def domain_table(run: Run, rows: Sequence[Mapping[str, Any]]) -> str:
+    """Markdown: each supervised model's in-domain mAP, mean cross-domain mAP and the drop."""
+    by_cell = {(r["model"], r["dataset"]): r for r in rows if r["status"] == "ok"}
+    lines = []
+    for model, home in in_domain_models(run, rows):
+        cross = [by_cell[(model, d)]["mAP"] for d in run.datasets if d != home and (model, d) in by_cell]
+        mean = sum(cross) / len(cross) if cross else None
+        inside = by_cell[(model, home)]["mAP"]
+        lines.append([model, home, tables.pct(inside), tables.pct(mean), str(len(cross)),
+                      "-" if mean is None else f"{100 * (mean - inside):+.1f}"])
+    header = ["model", "trained on", "in-domain mAP", "cross-domain mean mAP", "datasets", "change (points)"]
+    return tables.md_table(header, lines, align="r") if lines else ""
+
+
 def write_domain_plot(run: Run, rows: Sequence[Mapping[str, Any]], out: Path, notes: list[str]) -> list[Path]:
     """Per supervised model with a known training set: its mAP on every dataset, in-domain
     highlighted, with the bootstrap intervals as error bars."""
     by_cell = {(r["model"], r["dataset"]): r for r in rows if r["status"] == "ok"}
-    models = [(m, trained_on(run, m)) for m in run.models]
-    models = [(m, d) for m, d in models if d and (m, d) in by_cell]
+    models = in_domain_models(run, rows)
     if not models:
         notes.append("No supervised model with a known training set (options.trained_on, or a name "
                      "ending in a dataset's name) was scored on that set: no in-domain plot.")
