@@ -117,6 +117,7 @@ class MatrixSpec:
     eval: EvalSpec = EvalSpec()
     on_bad_image: str = "fail"
     source: str = "<inline>"
+    description: str = ""
 
     def select(self, models: list[str] | None = None, datasets: list[str] | None = None) -> "MatrixSpec":
         """The sub-matrix with only the named models and datasets (unknown names raise)."""
@@ -381,6 +382,7 @@ def load_matrix(
         eval=parse_eval(f.take("eval", dict, {}), f"{path}: eval"),
         on_bad_image=f.take("on_bad_image", str, "fail", BAD_IMAGE_POLICIES),
         source=str(path),
+        description=f.take("description", str, ""),
     )
     f.done()
     for kind, specs in (("model", spec.models), ("dataset", spec.datasets)):
