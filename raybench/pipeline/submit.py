@@ -1,0 +1,359 @@
+"""Run raybench entry points on a Ray cluster as Ray Jobs: submit, status, logs, stop.
+
+Why not plain `ray job submit`: the job needs the project uploaded minus its caches, an entry
+point that names a matrix that exists (checked here, before anything is uploaded), and an
+`--out` that means the same on the cluster as here (a URI or an absolute shared path). The job
+specs live in jobs/*.yaml, one per entry point; `--runtime-env FILE` is merged on top.
+Talking to the dashboard (timeouts, token, errors) is raybench.pipeline.dashboard's job.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shlex
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from raybench.errors import SpecError
+from raybench.paths import PROJECT_ROOT
+from raybench.pipeline.dashboard import (
+    ClusterAuthError,
+    Dashboard,
+    auth_message,
+    connect,
+    translate_errors,
+)
+
+JOBS_DIR = PROJECT_ROOT / "jobs"
+TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+#: Seconds between two reads of the job's logs when the websocket tail is unavailable.
+POLL_S = 2.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Job specs (jobs/*.yaml) and what one submission sends
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One entry point as a Ray Job: command template, runtime_env, entrypoint resources."""
+
+    name: str
+    entrypoint: str  # a shell command with a {target} placeholder
+    runtime_env: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    entrypoint_num_cpus: float | None = None
+    entrypoint_num_gpus: float | None = None
+    entrypoint_memory: int | None = None
+    entrypoint_resources: Mapping[str, float] = field(default_factory=dict, hash=False)
+    description: str = ""
+    source: str = "<inline>"
+
+
+def load_job_spec(name_or_path: str) -> JobSpec:
+    """jobs/NAME.yaml, or a path to a spec file."""
+    from raybench.specs import Fields, load_yaml
+
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = JOBS_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in JOBS_DIR.glob("*.yaml"))
+        raise SpecError(f"no job spec {name_or_path!r} ({path}); known: {', '.join(known) or 'none'}")
+    f = Fields(load_yaml(path), str(path))
+    spec = JobSpec(
+        name=f.take("name", str, path.stem),
+        entrypoint=f.take("entrypoint", str),
+        runtime_env=f.take("runtime_env", dict, {}),
+        entrypoint_num_cpus=f.take("entrypoint_num_cpus", (int, float), None),
+        entrypoint_num_gpus=f.take("entrypoint_num_gpus", (int, float), None),
+        entrypoint_memory=f.take("entrypoint_memory", int, None),
+        entrypoint_resources=f.take("entrypoint_resources", dict, {}),
+        description=f.take("description", str, ""),
+        source=str(path),
+    )
+    f.done()
+    if "{target}" not in spec.entrypoint:
+        raise SpecError(f"{path}: entrypoint must contain the placeholder {{target}}")
+    return spec
+
+
+def merge_runtime_env(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """`override` wins key by key; env_vars are merged and excludes are added to."""
+    merged = dict(base)
+    for key, value in override.items():
+        if key == "env_vars" and isinstance(value, Mapping):
+            merged[key] = {**merged.get(key, {}), **value}
+        elif key == "excludes" and isinstance(value, list):
+            merged[key] = [*merged.get(key, []), *value]
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_runtime_env(path: str | Path) -> dict[str, Any]:
+    """A YAML (or JSON) runtime_env file, as `ray job submit --runtime-env` takes."""
+    from raybench.specs import load_yaml
+
+    data = load_yaml(path)
+    if not isinstance(data, dict):
+        raise SpecError(f"{path}: a runtime_env file must hold a mapping (working_dir, pip, env_vars, ...)")
+    return data
+
+
+@dataclass(frozen=True)
+class Submission:
+    """Everything one `submit_job` call sends."""
+
+    submission_id: str
+    entrypoint: str
+    runtime_env: Mapping[str, Any] = field(hash=False)
+    metadata: Mapping[str, str] = field(hash=False)
+    resources: Mapping[str, Any] = field(hash=False)  # entrypoint_num_cpus, ... (set ones only)
+
+
+def project_relative(path: str | Path, what: str) -> str:
+    """A file inside the project, as the job sees it (relative to its working_dir)."""
+    resolved = Path(path).expanduser().resolve()
+    try:
+        return resolved.relative_to(PROJECT_ROOT).as_posix()
+    except ValueError:
+        raise SpecError(
+            f"{what} {path} is outside the project ({PROJECT_ROOT}), which is all the job gets: "
+            "move or copy it into the project (for example configs/matrices/) and submit again"
+        ) from None
+
+
+def check_out(out: str | None) -> str | None:
+    """--out must mean the same thing on the cluster: a URI or an absolute (shared) path."""
+    if out is None or "://" in out:
+        return out
+    if not Path(out).expanduser().is_absolute():
+        raise SpecError(
+            f"--out {out!r} is relative, but the job runs in a copy of the project on the cluster: "
+            "give an absolute path on storage every node mounts, or a URI (s3://..., gs://...)"
+        )
+    return str(Path(out).expanduser())
+
+
+def matrix_target(matrix: str) -> tuple[str, str]:
+    """(what the driver gets, the run's name); validates the matrix here, before any upload."""
+    from raybench.specs import load_matrix, matrix_path
+
+    path = matrix_path(matrix)
+    spec = load_matrix(matrix)
+    is_file = Path(matrix).suffix in (".yaml", ".yml") or Path(matrix).exists()
+    return (project_relative(path, "matrix") if is_file else matrix), spec.name
+
+
+def train_target(config: str) -> tuple[str, str]:
+    """(what `raybench train` gets, the run's name): configs/train/NAME.yaml or a project path."""
+    from raybench.paths import configs_dir
+
+    path = Path(config)
+    if path.suffix not in (".yaml", ".yml") and not path.exists():
+        path = configs_dir() / "train" / f"{config}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (configs_dir() / "train").glob("*.yaml"))
+        raise SpecError(f"no training config {config!r} ({path}); known: {', '.join(known) or 'none'}")
+    return project_relative(path, "training config"), path.stem
+
+
+def submission_id(run_name: str, now: datetime | None = None) -> str:
+    """raybench-<run>-<UTC time>-<4 hex>: the run's name shows in `ray job list` and the dashboard."""
+    now = now or datetime.now(timezone.utc)
+    slug = re.sub(r"[^a-z0-9]+", "-", run_name.lower()).strip("-")[:40] or "run"
+    return f"raybench-{slug}-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def build_submission(spec: JobSpec, target: str, run_name: str, out: str | None = None,
+                     extra_args: Sequence[str] = (), runtime_env: Mapping[str, Any] | None = None) -> Submission:
+    """The entry point with its target, --out and extra driver arguments, shell-quoted."""
+    out = check_out(out)
+    command = spec.entrypoint.format(target=shlex.quote(target))
+    if out is not None:
+        command += f" --out {shlex.quote(out)}"
+    if extra_args:
+        command += " " + shlex.join(extra_args)
+    env = dict(spec.runtime_env)
+    if env.get("working_dir") == ".":
+        env["working_dir"] = str(PROJECT_ROOT)
+    env = merge_runtime_env(env, runtime_env or {})
+    if env.get("working_dir") == str(PROJECT_ROOT):
+        _check_checkout()
+    resources = {k: getattr(spec, k) for k in ("entrypoint_num_cpus", "entrypoint_num_gpus", "entrypoint_memory")
+                 if getattr(spec, k) is not None}
+    if spec.entrypoint_resources:
+        resources["entrypoint_resources"] = dict(spec.entrypoint_resources)
+    from raybench import __version__
+
+    metadata = {"raybench_version": __version__, "job_spec": spec.name, "target": target, "out": out or ""}
+    return Submission(submission_id(run_name), command, env, metadata, resources)
+
+
+def _check_checkout() -> None:
+    if not (PROJECT_ROOT / "pyproject.toml").is_file() or not (PROJECT_ROOT / "configs").is_dir():
+        raise SpecError(
+            f"raybench submits its project checkout as the job's working_dir, but {PROJECT_ROOT} "
+            "is not one (installed from a wheel?): run from a git checkout (`pip install -e .`), "
+            "or give a working_dir in --runtime-env FILE"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Talking to the Jobs API
+
+
+def submit(dash: Dashboard, sub: Submission) -> str:
+    """Upload the working_dir and start the job; returns its submission id."""
+    client = connect(dash)
+    with translate_errors(dash, "submit the job"):
+        return client.submit_job(entrypoint=sub.entrypoint, submission_id=sub.submission_id,
+                                 runtime_env=dict(sub.runtime_env), metadata=dict(sub.metadata),
+                                 **sub.resources)
+
+
+def job_row(info) -> dict[str, Any]:
+    """The printable facts of one JobDetails/JobInfo (never its runtime_env: it may hold secrets)."""
+    start, end = info.start_time, info.end_time
+    status = getattr(info.status, "value", str(info.status))
+    seconds = None
+    if start:
+        seconds = round(((end or time.time() * 1000) - start) / 1000, 1)
+    return {
+        "job": getattr(info, "submission_id", None) or getattr(info, "job_id", None),
+        "status": status,
+        "started": _when(start),
+        "seconds": seconds,
+        "entrypoint": info.entrypoint,
+        "message": info.message or "",
+    }
+
+
+def _when(ms: int | None) -> str | None:
+    if not ms:
+        return None
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def job_info(dash: Dashboard, job_id: str, client=None) -> dict[str, Any]:
+    client = client or connect(dash)
+    with translate_errors(dash, f"get job {job_id}"):
+        return job_row(client.get_job_info(job_id))
+
+
+def list_jobs(dash: Dashboard) -> list[dict[str, Any]]:
+    """All jobs on the cluster, newest first."""
+    client = connect(dash)
+    with translate_errors(dash, "list jobs"):
+        jobs = client.list_jobs()
+    jobs = [j for j in jobs if getattr(j, "submission_id", None)]  # drivers not started as Jobs
+    return [job_row(j) for j in sorted(jobs, key=lambda j: j.start_time or 0, reverse=True)]
+
+
+def job_logs(dash: Dashboard, job_id: str, client=None) -> str:
+    client = client or connect(dash)
+    with translate_errors(dash, f"read the logs of {job_id}"):
+        return client.get_job_logs(job_id)
+
+
+def stop(dash: Dashboard, job_id: str) -> tuple[bool, str]:
+    """(whether a stop was requested, the status before): a finished job is left as it is."""
+    client = connect(dash)
+    with translate_errors(dash, f"stop {job_id}"):
+        status = client.get_job_status(job_id).value
+        return (False, status) if status in TERMINAL else (client.stop_job(job_id), status)
+
+
+def wait(dash: Dashboard, job_id: str, client=None, poll_s: float = 1.0) -> str:
+    """Block until the job is SUCCEEDED, FAILED or STOPPED; returns that status."""
+    client = client or connect(dash)
+    while True:
+        with translate_errors(dash, f"get the status of {job_id}"):
+            status = client.get_job_status(job_id).value
+        if status in TERMINAL:
+            return status
+        time.sleep(poll_s)
+
+
+def follow(dash: Dashboard, job_id: str, write: Callable[[str], None]) -> str:
+    """Write the job's logs as they come until it ends; returns its final status.
+
+    The dashboard's websocket tail streams them (pinged every 30 s, so a dead link is noticed).
+    Where it is unavailable (a proxy without websockets, a dropped connection) or ends before
+    the job does, the logs are polled instead, writing only what was not written yet.
+    """
+    client = connect(dash)
+    try:
+        written = _run_tail(dash, job_id, write)
+    except _TailUnavailable as exc:
+        written = exc.written
+    return _poll_logs(dash, client, job_id, write, written)
+
+
+class _TailUnavailable(Exception):
+    def __init__(self, written: int):
+        super().__init__(written)
+        self.written = written
+
+
+def _run_tail(dash: Dashboard, job_id: str, write: Callable[[str], None]) -> int:
+    import asyncio
+
+    return asyncio.run(_tail(dash, job_id, write))
+
+
+async def _tail(dash: Dashboard, job_id: str, write: Callable[[str], None]) -> int:
+    """Stream the job's log over the dashboard's websocket; returns the characters written."""
+    import asyncio
+
+    import aiohttp
+
+    url = f"{dash.address}/api/jobs/{job_id}/logs/tail"
+    timeout = aiohttp.ClientTimeout(total=None, connect=dash.timeout, sock_connect=dash.connect_timeout)
+    written = 0
+    try:
+        async with aiohttp.ClientSession(headers=dict(dash.headers), timeout=timeout) as session:
+            async with session.ws_connect(url, ssl=_ssl_context(dash), heartbeat=30.0) as ws:
+                async for msg in ws:
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        raise _TailUnavailable(written)
+                    write(msg.data)
+                    written += len(msg.data)
+    except aiohttp.WSServerHandshakeError as exc:
+        if exc.status in (401, 403):
+            raise ClusterAuthError(auth_message(dash, exc.status == 403)) from None
+        raise _TailUnavailable(written) from None
+    except (aiohttp.ClientError, asyncio.TimeoutError):
+        raise _TailUnavailable(written) from None
+    return written
+
+
+def _ssl_context(dash: Dashboard):
+    import ssl
+
+    if dash.verify is False:
+        return False
+    if isinstance(dash.verify, str):
+        if os.path.isdir(dash.verify):
+            return ssl.create_default_context(capath=dash.verify)
+        return ssl.create_default_context(cafile=dash.verify)
+    return None
+
+
+def _poll_logs(dash: Dashboard, client, job_id: str, write: Callable[[str], None], written: int) -> str:
+    """Write what the log holds past `written` until the job has ended; returns its status."""
+    while True:
+        with translate_errors(dash, f"get the status of {job_id}"):
+            status = client.get_job_status(job_id).value
+        text = job_logs(dash, job_id, client)
+        if len(text) > written:
+            write(text[written:])
+            written = len(text)
+        if status in TERMINAL:
+            return status
+        time.sleep(POLL_S)

@@ -1,0 +1,193 @@
+"""raybench submit/status/logs/stop against a real Ray head started here.
+
+The head runs `ray start --head --block` from the project's .venv (so `python` in a job's entry
+point is the project's), on free ports, with its own --temp-dir (Ray 2.60 writes the
+`ray_current_cluster` file there, not in /tmp/ray, so another engineer's plain `ray.init()`
+cannot join it), with token authentication on and a token of its own, in its own process
+group, and is ended by its process id when the module's tests are done.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from raybench.paths import PROJECT_ROOT
+
+VENV_BIN = Path(sys.executable).parent
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Head:
+    url: str
+    token: str
+    token_path: Path
+    root: Path
+
+    def env(self, **extra) -> dict[str, str]:
+        """The client's environment: this head's token through RAY_AUTH_TOKEN_PATH only."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_AUTH", "RAY_ADDRESS"))}
+        return {**env, "RAY_AUTH_TOKEN_PATH": str(self.token_path), **extra}
+
+    def api(self, path: str) -> dict:
+        req = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+
+def _start_head(root: Path):
+    token = secrets.token_hex(32)
+    token_path = root / "auth_token"
+    token_path.write_text(token)
+    token_path.chmod(0o600)
+    gcs, dash = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_AUTH", "RAY_ADDRESS"))}
+    env.update(PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}", RAY_AUTH_MODE="token",
+               RAY_AUTH_TOKEN_PATH=str(token_path), RAY_USAGE_STATS_ENABLED="0",
+               # SIGTERM then stops the node at once instead of draining it for 30 s.
+               RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0")
+    ports = {f"--{name}": str(free_port()) for name in (
+        "ray-client-server-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
+        "runtime-env-agent-port", "metrics-export-port")}
+    cmd = [str(VENV_BIN / "ray"), "start", "--head", "--block", "--port", str(gcs),
+           "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dash), "--include-dashboard", "true",
+           "--temp-dir", str(root / "ray"), "--num-cpus", "2", "--disable-usage-stats",
+           *[x for kv in ports.items() for x in kv]]
+    log = open(root / "head.log", "wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root,
+                            start_new_session=True)
+    head = Head(f"http://127.0.0.1:{dash}", token, token_path, root)
+    return proc, head
+
+
+def _wait_ready(proc, head: Head, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"ray start exited {proc.returncode}:\n{(head.root / 'head.log').read_text()[-3000:]}")
+        try:
+            head.api("/api/version")
+            head.api("/api/jobs/")  # the job agent answers a little after the dashboard
+            if (head.root / "ray" / "ray_current_cluster").exists():  # the last thing `ray start` does
+                return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"the head did not answer in {timeout} s:\n{(head.root / 'head.log').read_text()[-3000:]}")
+
+
+def _stop_head(proc) -> None:
+    """SIGTERM to `ray start --block` (it stops its node), then SIGKILL to the process group we
+    created for whatever is left; both by the process id this fixture started."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def head():
+    # A short path: Ray's Unix sockets live under --temp-dir (108-byte limit).
+    root = Path(tempfile.mkdtemp(prefix="rbh-", dir="/tmp"))
+    global_file = Path("/tmp/ray/ray_current_cluster")
+    before = global_file.read_text() if global_file.exists() else None
+    proc, head = _start_head(root)
+    try:
+        _wait_ready(proc, head)
+        # The current-cluster file went to our temp dir, not the machine-wide /tmp/ray.
+        assert (global_file.read_text() if global_file.exists() else None) == before
+        yield head
+    finally:
+        _stop_head(proc)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def cli(head: Head, *args, env=None, timeout=240):
+    return subprocess.run([str(VENV_BIN / "raybench"), *args, "--address", head.url], capture_output=True,
+                          text=True, env=env or head.env(), timeout=timeout, cwd=PROJECT_ROOT)
+
+
+def submit_raw(head: Head, entrypoint: str) -> str:
+    """A job submitted with Ray's own client (for status/logs/stop without a matrix)."""
+    from ray.job_submission import JobSubmissionClient
+
+    client = JobSubmissionClient(head.url, headers={"Authorization": f"Bearer {head.token}"})
+    return client.submit_job(entrypoint=entrypoint, submission_id=f"raybench-test-{secrets.token_hex(3)}")
+
+
+def job_status(head: Head, job_id: str) -> str:
+    return head.api(f"/api/jobs/{job_id}")["status"]
+
+
+# --- tests ------------------------------------------------------------------------------------
+
+
+def test_missing_token_is_named_and_nothing_secret_is_printed(head, tmp_path):
+    env = head.env(HOME=str(tmp_path))
+    env.pop("RAY_AUTH_TOKEN_PATH")
+    start = time.monotonic()
+    result = cli(head, "status", env=env)
+    assert time.monotonic() - start < 10
+    assert result.returncode == 2
+    assert "authentication required" in result.stderr and "no token was sent" in result.stderr
+    assert "~/.ray/auth_token" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_wrong_token_is_rejected_clearly(head):
+    result = cli(head, "status", env=head.env(RAY_AUTH_TOKEN="not-the-token"))
+    assert result.returncode == 2
+    assert "authentication failed" in result.stderr and "$RAY_AUTH_TOKEN" in result.stderr
+    assert "not-the-token" not in result.stderr + result.stdout
+
+
+def test_status_logs_and_stop(head):
+    job_id = submit_raw(head, "echo started; sleep 120")
+    deadline = time.monotonic() + 60
+    while job_status(head, job_id) != "RUNNING" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    listing = cli(head, "status", "--json")
+    assert listing.returncode == 0, listing.stderr
+    assert job_id in [row["job"] for row in json.loads(listing.stdout)]
+    one = cli(head, "status", job_id)
+    assert "RUNNING" in one.stdout and f"/#/jobs/{job_id}" in one.stdout
+    stopped = cli(head, "stop", job_id, "--wait")
+    assert stopped.returncode == 0, stopped.stderr
+    assert job_status(head, job_id) == "STOPPED"
+    assert "started" in cli(head, "logs", job_id).stdout
+    again = cli(head, "stop", job_id)
+    assert "already ended: STOPPED" in again.stdout
+    assert head.token not in listing.stdout + one.stdout + stopped.stdout + stopped.stderr
+
+
+def test_follow_exits_non_zero_for_a_failed_job(head):
+    job_id = submit_raw(head, "echo line-one; sleep 1; echo line-two; exit 3")
+    result = cli(head, "logs", job_id, "--follow")
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.index("line-one") < result.stdout.index("line-two")
+    assert "FAILED" in result.stderr

@@ -1,0 +1,226 @@
+"""raybench submit/status/logs/stop without a cluster: tokens, headers, entry points, and
+addresses that must fail fast (a dead port, a server that never answers, one that is not Ray)."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from raybench.errors import SpecError
+from raybench.paths import PROJECT_ROOT
+from raybench.pipeline import dashboard as dashboard_mod
+from raybench.pipeline import submit as jobs
+from raybench.pipeline.dashboard import ClusterAuthError, ClusterError, dashboard, find_token, parse_headers
+
+SECRET = "s3cr3t-t0ken-value"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_cli(*args, env=None, timeout=60):
+    env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "raybench", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
+# --- tokens and headers -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def home(tmp_path):
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text(" home-token\n")
+    (tmp_path / "tokfile").write_text("path-token\n")
+    return tmp_path
+
+
+TOKEN_CASES = [
+    ({}, "home-token"),
+    ({"RAY_AUTH_TOKEN": "env-token"}, "env-token"),
+    ({"RAY_AUTH_TOKEN": ""}, "home-token"),
+    ({"RAY_AUTH_TOKEN_PATH": "{home}/tokfile"}, "path-token"),
+    ({"RAY_AUTH_TOKEN": "env-token", "RAY_AUTH_TOKEN_PATH": "{home}/tokfile"}, "env-token"),
+]
+
+
+# Ray's own loader, asked once per case in one clean process (its cache reset in between).
+RAY_LOADER = """
+import json, os, sys
+from ray._raylet import AuthenticationTokenLoader as L
+out = []
+for env in json.loads(sys.argv[1]):
+    for k in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        os.environ.pop(k, None)
+    os.environ.update(env)
+    L.instance().reset_cache()
+    out.append(L.instance().get_raw_token(ignore_auth_mode=True))
+print(json.dumps(out))
+"""
+
+
+def test_token_is_found_where_and_in_the_order_ray_looks(home):
+    """Same answers as Ray's own AuthenticationTokenLoader."""
+    import json
+
+    cases = [({k: v.format(home=home) for k, v in env.items()}, expected) for env, expected in TOKEN_CASES]
+    for env, expected in cases:
+        found = find_token(env, home=home)
+        assert found and found[0] == expected, env
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RAY_AUTH")}
+    ray_says = subprocess.run([sys.executable, "-c", RAY_LOADER, json.dumps([env for env, _ in cases])],
+                              env={**clean, "HOME": str(home)}, capture_output=True, text=True, check=True)
+    assert json.loads(ray_says.stdout) == [expected for _, expected in cases]
+
+
+def test_no_token_when_auth_is_disabled_or_absent(home, tmp_path_factory):
+    assert find_token({"RAY_AUTH_MODE": "disabled", "RAY_AUTH_TOKEN": "x"}, home=home) is None
+    assert find_token({}, home=tmp_path_factory.mktemp("empty-home")) is None
+
+
+def test_unreadable_token_path_is_an_error_like_in_ray(home):
+    with pytest.raises(ClusterAuthError, match="RAY_AUTH_TOKEN_PATH"):
+        find_token({"RAY_AUTH_TOKEN_PATH": str(home / "missing")}, home=home)
+
+
+def test_headers_from_values_and_files(tmp_path):
+    (tmp_path / "cookie").write_text("session=abc\n")
+    assert parse_headers(["X-A=1", "Cookie=@" + str(tmp_path / "cookie"), "X-B=a=b"]) == {
+        "X-A": "1", "Cookie": "session=abc", "X-B": "a=b"}
+    with pytest.raises(ClusterError, match="NAME=VALUE"):
+        parse_headers(["novalue"])
+
+
+def test_token_is_sent_but_never_shown(home):
+    dash = dashboard("127.0.0.1:8265", environ={"RAY_AUTH_TOKEN": SECRET})
+    assert dash.address == "http://127.0.0.1:8265"
+    assert dash.headers["Authorization"] == f"Bearer {SECRET}"
+    assert dash.token_source == "$RAY_AUTH_TOKEN"
+    assert SECRET not in repr(dash) and SECRET not in dashboard_mod.auth_message(dash, True)
+
+
+def test_an_authorization_header_wins_over_the_token():
+    dash = dashboard("http://h:8265", ["authorization=Basic xyz"], environ={"RAY_AUTH_TOKEN": SECRET})
+    assert dash.headers == {"authorization": "Basic xyz"}
+    assert dash.token_source == "--header Authorization"
+
+
+def test_addresses():
+    assert dashboard("https://h:443/", environ={}).address == "https://h:443"
+    assert dashboard_mod.redact_url("https://u:pw@h:1") == "https://u:***@h:1"
+    with pytest.raises(ClusterError, match="8265"):
+        dashboard("ray://head:10001", environ={})
+
+
+# --- what a submission sends ------------------------------------------------------------------
+
+
+def test_every_job_spec_loads():
+    for path in sorted(jobs.JOBS_DIR.glob("*.yaml")):
+        spec = jobs.load_job_spec(path.stem)
+        assert spec.runtime_env["working_dir"] == "."
+
+
+def test_submission_quotes_appends_and_merges(tmp_path):
+    spec = jobs.load_job_spec("matrix")
+    sub = jobs.build_submission(spec, "my matrix", "My Run", out="s3://b/runs x",
+                                extra_args=["--models", "a,b"],
+                                runtime_env={"env_vars": {"X": "1"}, "excludes": ["big/"]})
+    assert sub.entrypoint == "python -m raybench run --matrix 'my matrix' --out 's3://b/runs x' --models a,b"
+    assert sub.runtime_env["working_dir"] == str(PROJECT_ROOT)
+    assert sub.runtime_env["env_vars"]["X"] == "1" and "PYTHONUNBUFFERED" in sub.runtime_env["env_vars"]
+    assert ".venv/" in sub.runtime_env["excludes"] and "big/" in sub.runtime_env["excludes"]
+    assert sub.submission_id.startswith("raybench-my-run-")
+    assert sub.resources == {"entrypoint_num_cpus": 0, "entrypoint_num_gpus": 0}
+
+
+def test_out_must_mean_the_same_on_the_cluster(tmp_path):
+    assert jobs.check_out("gs://b/x") == "gs://b/x"
+    assert jobs.check_out(str(tmp_path)) == str(tmp_path)
+    with pytest.raises(SpecError, match="relative"):
+        jobs.check_out("runs/x")
+
+
+def test_files_outside_the_project_are_refused(tmp_path):
+    assert jobs.project_relative(PROJECT_ROOT / "jobs" / "matrix.yaml", "matrix") == "jobs/matrix.yaml"
+    with pytest.raises(SpecError, match="outside the project"):
+        jobs.project_relative(tmp_path / "m.yaml", "matrix")
+
+
+def test_submit_needs_exactly_one_target():
+    result = run_cli("submit", "--address", "http://127.0.0.1:1")
+    assert result.returncode == 2 and "exactly one of --matrix" in result.stderr
+
+
+# --- addresses that must fail fast ------------------------------------------------------------
+
+
+def invoke(capsys, *argv):
+    """raybench's main() in this process (no interpreter start-up in the timing):
+    (exit code, stdout, stderr, seconds)."""
+    from raybench.cli import main
+
+    start = time.monotonic()
+    with pytest.raises(SystemExit) as exc:
+        main(list(argv))
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err, time.monotonic() - start
+
+
+def _fails_fast(result, expected):
+    code, _, err, seconds = result
+    assert code == 2, err
+    assert seconds < 10, f"took {seconds:.1f}s"
+    assert expected in err and "Traceback" not in err
+    assert err.count("\n") <= 1, err
+
+
+def test_dead_address_fails_within_seconds(capsys):
+    result = invoke(capsys, "status", "--address", f"http://127.0.0.1:{free_port()}")
+    _fails_fast(result, "cannot reach the Ray dashboard")
+
+
+def test_dead_address_fails_from_the_shell_too():
+    result = run_cli("submit", "--train", "x.yaml", "--address", "http://127.0.0.1:1")
+    assert result.returncode == 2 and "x.yaml" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_silent_server_times_out(capsys):
+    """Accepts connections (kernel backlog) but never answers: the read timeout ends it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(16)
+        result = invoke(capsys, "logs", "raysubmit_x", "--address", f"http://127.0.0.1:{s.getsockname()[1]}",
+                        "--timeout", "2")
+    _fails_fast(result, "did not answer within 2 s")
+
+
+class _NotRay(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"<html>hello</html>")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_server_that_is_not_ray_is_named_as_such(capsys):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotRay)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = invoke(capsys, "status", "--address", f"http://127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+    _fails_fast(result, "not as a Ray Jobs API")
