@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from raybench.errors import DatasetError
 
@@ -35,12 +36,15 @@ def make_manifest(rows: Iterable[Mapping[str, Any]] | Mapping[str, list]) -> pa.
     return pa.table({name: columns.get(name, []) for name in schema.names}, schema=schema)
 
 
-def validate_manifest(table: pa.Table, dataset: str, layout: str = "") -> pa.Table:
-    """Check schema, splits and contents; an empty evaluation set is an error, never passed on."""
+def validate_manifest(table: pa.Table, dataset: str, layout: str = "", trials: int | None = None) -> pa.Table:
+    """Check schema, splits and contents; an empty evaluation set is an error, never passed on.
+
+    With ``trials``, the table must hold exactly that many trials (0..trials-1), each with
+    query and gallery images.
+    """
     expected = SCHEMA.append(TRIAL_FIELD) if "trial" in table.column_names else SCHEMA
     if not table.schema.equals(expected):
         raise DatasetError(f"{dataset}: manifest schema is {table.schema}, expected {expected}")
-    import pyarrow.compute as pc
 
     where = f" Expected layout: {layout}" if layout else ""
     splits = set(table.column("split").to_pylist())
@@ -52,14 +56,35 @@ def validate_manifest(table: pa.Table, dataset: str, layout: str = "") -> pa.Tab
             raise DatasetError(f"{dataset}: no {split} images found.{where}")
     if pc.any(pc.less(table.column("pid"), 0)).as_py():
         raise DatasetError(f"{dataset}: junk images (pid -1) must be dropped from the manifest")
+    if trials is not None and trials > 1:
+        _check_trials(table, dataset, trials, where)
     return table
 
 
-def split_stats(table: pa.Table) -> dict[str, dict[str, int]]:
-    """Images, identities and cameras per split (unique paths, so trials do not multiply)."""
+def _check_trials(table: pa.Table, dataset: str, trials: int, where: str) -> None:
+    if "trial" not in table.column_names:
+        raise DatasetError(f"{dataset}: the protocol asks for {trials} trials but the manifest has no trial column")
+    found = sorted(set(table.column("trial").to_pylist()))
+    if found != list(range(trials)):
+        raise DatasetError(f"{dataset}: the protocol asks for trials 0..{trials - 1}, the copy gives {found}.{where}")
+    for trial in found:
+        rows = table.filter(pc.equal(table.column("trial"), trial))
+        roles = set(rows.column("split").to_pylist())
+        if not {"query", "gallery"} <= roles:
+            raise DatasetError(f"{dataset}: trial {trial} has no query or no gallery images.{where}")
+
+
+def split_stats(table: pa.Table, trial: int | None = None) -> dict[str, dict[str, int]]:
+    """Images, identities and cameras per split (unique paths, so trials do not multiply).
+
+    With ``trial``, only that trial's rows count: a dataset with published splits is
+    described one trial at a time, since an image changes role between trials.
+    """
+    if trial is not None and "trial" in table.column_names:
+        table = table.filter(pc.equal(table.column("trial"), trial))
     stats = {}
     for split in SPLITS:
-        rows = table.filter(table.column("split") == split) if table.num_rows else table
+        rows = table.filter(pc.equal(table.column("split"), split)) if table.num_rows else table
         paths = rows.column("path").to_pylist()
         seen, pids, cams = set(), set(), set()
         for path, pid, cam in zip(paths, rows.column("pid").to_pylist(), rows.column("camid").to_pylist()):
@@ -69,3 +94,35 @@ def split_stats(table: pa.Table) -> dict[str, dict[str, int]]:
                 cams.add(cam)
         stats[split] = {"images": len(seen), "ids": len(pids), "cameras": len(cams)}
     return stats
+
+
+def trial_ids(table: pa.Table) -> list[int | None]:
+    """The trials of a manifest ([None] when it has a single split)."""
+    if "trial" not in table.column_names:
+        return [None]
+    return sorted(set(table.column("trial").to_pylist()))
+
+
+def compare_stats(table: pa.Table, published: Mapping[str, Any]) -> list[str]:
+    """Where a copy differs from the published statistics, one line per number.
+
+    ``published`` holds per-split mappings (``train``/``query``/``gallery`` -> ``images``,
+    ``ids``, ``cameras``; checked in every trial), ``images`` (unique images in the whole
+    copy) and ``eval_images`` (unique query + gallery images); other keys are notes.
+    """
+    differences = []
+    for trial in trial_ids(table):
+        found = split_stats(table, trial)
+        label = "" if trial is None else f"trial {trial}: "
+        for split in SPLITS:
+            for key, value in (published.get(split) or {}).items():
+                if found[split].get(key) != value:
+                    differences.append(f"{label}{split} {key}: {found[split].get(key)} (published {value})")
+    totals = {
+        "images": len(set(table.column("path").to_pylist())),
+        "eval_images": len(set(table.filter(pc.not_equal(table.column("split"), "train")).column("path").to_pylist())),
+    }
+    for key, value in totals.items():
+        if key in published and published[key] != value:
+            differences.append(f"{key}: {value} (published {published[key]})")
+    return differences

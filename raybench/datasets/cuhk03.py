@@ -1,0 +1,138 @@
+"""CUHK03, new protocol (767 train / 700 test identities), labeled or detected boxes.
+
+References: Li et al. DeepReID: Deep Filter Pairing Neural Network for Person
+Re-identification. CVPR 2014 (the data); Zhong et al. Re-ranking Person Re-identification
+with k-reciprocal Encoding. CVPR 2017 (the new protocol).
+URL: https://www.ee.cuhk.edu.hk/~xgwang/CUHK_identification.html and
+https://github.com/zhunzhong07/person-re-ranking/tree/master/evaluation/data/CUHK03
+
+Published statistics: 14,097 boxes of 1,467 identities from 5 camera pairs. New protocol,
+labeled: train 767 ids / 7,368 images, query 700 ids / 1,400 images, gallery 700 ids /
+5,328 images; detected: train 767 / 7,365, query 700 / 1,400, gallery 700 / 5,332.
+Scored with the Market-1501 metric (not the classic single-shot CUHK03 one: the study's
+defect 5).
+
+Layout: cuhk03/cuhk03_release/cuhk-03.mat (MATLAB v7.3, i.e. HDF5) and
+cuhk03/cuhk03_new_protocol_config_{labeled,detected}.mat (MATLAB v5). cuhk-03.mat holds,
+per variant, 5 camera pairs, each a [persons x 10] cell of images (columns 1-5 from the
+first view, 6-10 from the second, empty cells where a person has fewer). The images are
+written once to PNG files in the cache, named as the config files name them:
+<pair>_<person:03d>_<view>_<image:02d>.png. The config holds filelist, labels and 1-based
+train_idx / query_idx / gallery_idx. camid is the view (0 or 1) within the pair, as in
+torchreid: a person lives in one pair, so same-pid-same-camid still means same camera.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from raybench.datasets.common import absolute, locate, rows_to_manifest
+from raybench.errors import DatasetError
+
+LAYOUT = ("cuhk03/{cuhk03_release/cuhk-03.mat, cuhk03_new_protocol_config_labeled.mat, "
+          "cuhk03_new_protocol_config_detected.mat}")
+NAMES = ("cuhk03", "CUHK03")
+VARIANTS = ("labeled", "detected")
+CONFIG_KEYS = ("filelist", "labels", "train_idx", "query_idx", "gallery_idx")
+SPLIT_KEYS = {"train": "train_idx", "query": "query_idx", "gallery": "gallery_idx"}
+
+
+def parse(root: Path, variant: str = "labeled") -> pa.Table:
+    if variant not in VARIANTS:
+        raise DatasetError(f"cuhk03: variant {variant!r}; allowed: {', '.join(VARIANTS)}")
+    base = locate(root, ["cuhk03_release"], NAMES, "cuhk03", LAYOUT)
+    config = _find(base, f"cuhk03_new_protocol_config_{variant}.mat")
+    split = _load_config(config)
+    images = _images_dir(base, variant)
+    rows = []
+    for role, key in SPLIT_KEYS.items():
+        rows.extend(_rows(split, key, role, images, config))
+    return rows_to_manifest(rows, f"cuhk03-{variant}", LAYOUT)
+
+
+def _find(base: Path, name: str) -> Path:
+    for folder in (base, base / "cuhk03_release"):
+        if (folder / name).is_file():
+            return folder / name
+    raise DatasetError(f"cuhk03: {name} not found in {base}. Expected layout: {LAYOUT}")
+
+
+def _load_config(path: Path) -> dict:
+    from scipy.io import loadmat
+
+    try:
+        data = loadmat(str(path))
+    except NotImplementedError:
+        raise DatasetError(f"cuhk03: {path} is MATLAB v7.3; the protocol files are MATLAB v5 (re-download them)") from None
+    except (ValueError, OSError, TypeError) as exc:
+        raise DatasetError(f"cuhk03: cannot read {path} as a MATLAB file ({exc})") from None
+    missing = [k for k in CONFIG_KEYS if k not in data]
+    if missing:
+        raise DatasetError(f"cuhk03: {path.name} has no key {missing[0]!r}; expected keys: {', '.join(CONFIG_KEYS)}")
+    return data
+
+
+def _rows(split: dict, key: str, role: str, images: Path, config: Path) -> list[dict]:
+    names = [str(np.asarray(entry).ravel()[0]) for entry in split["filelist"].ravel()]
+    labels = split["labels"].ravel()
+    indices = split[key].ravel().astype(np.int64) - 1
+    if len(labels) != len(names) or indices.size and (indices.min() < 0 or indices.max() >= len(names)):
+        raise DatasetError(f"cuhk03: {config.name}: {key} points outside filelist ({len(names)} entries)")
+    rows = []
+    for index in indices:
+        name = names[index]
+        path = images / name
+        if not path.is_file():
+            raise DatasetError(f"cuhk03: {config.name} lists {name}, which cuhk-03.mat does not hold ({images})")
+        camid = int(name.split("_")[2]) - 1
+        rows.append({"path": absolute(path), "pid": int(labels[index]), "camid": camid, "split": role})
+    return rows
+
+
+def _images_dir(base: Path, variant: str) -> Path:
+    """The PNGs of one variant: extracted once into the cache (or torchreid's own extraction,
+    images_<variant>/ beside the config files, when cuhk-03.mat is gone)."""
+    raw = base / "cuhk03_release" / "cuhk-03.mat"
+    if not raw.is_file():
+        extracted = base / f"images_{variant}"
+        if extracted.is_dir():
+            return extracted
+        raise DatasetError(f"cuhk03: {raw} not found. Expected layout: {LAYOUT}")
+    from raybench.datasets.cache import build_once, params_hash
+    from raybench.paths import cache_dir
+
+    stat = raw.stat()
+    key = params_hash([absolute(raw), stat.st_size, stat.st_mtime_ns])
+    return build_once(cache_dir() / "cuhk03" / f"images_{variant}-{key}", lambda out: extract(raw, variant, out))
+
+
+def extract(raw: Path, variant: str, out: Path) -> int:
+    """Write every image of ``variant`` in cuhk-03.mat to ``out`` as PNG; returns the count."""
+    import h5py
+    from PIL import Image
+
+    try:
+        mat = h5py.File(raw, "r")
+    except OSError as exc:
+        raise DatasetError(f"cuhk03: cannot read {raw} as MATLAB v7.3 / HDF5 ({exc})") from None
+    count = 0
+    with mat:
+        if variant not in mat:
+            raise DatasetError(f"cuhk03: {raw.name} has no key {variant!r}; expected keys: labeled, detected")
+        for pair, pair_ref in enumerate(mat[variant][0]):
+            cells = mat[pair_ref][()].T  # MATLAB is column-major: [persons, 10] after .T
+            for person in range(cells.shape[0]):
+                for column, ref in enumerate(cells[person]):
+                    image = mat[ref][()].T  # [H, W, 3]; an empty cell is a 1-D placeholder
+                    if image.ndim < 3 or image.size == 0:
+                        continue
+                    view = 1 if column < 5 else 2
+                    name = f"{pair + 1}_{person + 1:03d}_{view}_{column + 1:02d}.png"
+                    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(out / name)
+                    count += 1
+    if count == 0:
+        raise DatasetError(f"cuhk03: {raw.name} holds no {variant} images")
+    return count

@@ -1,0 +1,74 @@
+"""A custom dataset: a Market-1501-style folder, or a CSV that lists the images.
+
+Folder: {bounding_box_train,query,bounding_box_test}/ (or {train,query,gallery}/) of images
+named <pid>_c<camera>... as in Market-1501 (0002_c1s1_000451_03.jpg); the camera may have
+several digits; ``pattern`` overrides the naming (group 1: pid, group 2: 1-based camera).
+
+CSV: a file with the header ``path,pid,camid,split`` (and optionally ``trial``); relative
+paths are relative to the CSV's folder; camid is 0-based; split is train, query or gallery.
+
+In both, pid -1 marks junk (dropped) and pid 0 may mark distractors (kept in the gallery).
+A matrix names it inline, e.g.
+``{name: mine, adapter: folder, root: /data/mine, protocol: {camera_filter: true}}``.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+
+import pyarrow as pa
+
+from raybench.datasets.common import MARKET_FOLDERS, absolute, locate, rows_to_manifest, scan
+from raybench.datasets.manifest import SPLITS
+from raybench.errors import DatasetError
+
+LAYOUT = ("a folder with {bounding_box_train,query,bounding_box_test}/ (or {train,query,gallery}/) "
+          "of <pid>_c<camera>_....jpg images, or a CSV with columns path,pid,camid,split")
+PLAIN_FOLDERS = {"train": "train", "query": "query", "gallery": "gallery"}
+CSV_COLUMNS = ("path", "pid", "camid", "split")
+
+
+def parse(root: Path, pattern: str = r"^([-\d]+)_c(\d+)") -> pa.Table:
+    root = Path(root).expanduser()
+    if root.suffix.lower() == ".csv":
+        return read_csv(root)
+    base = locate(root, ["query"], (), "folder", LAYOUT)
+    folders = MARKET_FOLDERS if (base / MARKET_FOLDERS["gallery"]).is_dir() else PLAIN_FOLDERS
+    regex = re.compile(pattern)
+    if regex.groups < 2:
+        raise DatasetError(f"folder: pattern {pattern!r} needs two groups: pid and camera")
+    rows = scan({split: base / sub for split, sub in folders.items()}, regex, dataset="folder",
+                layout=LAYOUT, example="0002_c1s1_000451_03.jpg")
+    return rows_to_manifest(rows, "folder", LAYOUT)
+
+
+def read_csv(path: Path) -> pa.Table:
+    if not path.is_file():
+        raise DatasetError(f"folder: {path} does not exist. Expected: {LAYOUT}")
+    with open(path, newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DatasetError(f"folder: {path} has no column {missing[0]!r}; expected header: {','.join(CSV_COLUMNS)}")
+        rows = [_csv_row(record, path, number) for number, record in enumerate(reader, 2)]
+    return rows_to_manifest([r for r in rows if r["pid"] != -1], "folder", LAYOUT)
+
+
+def _csv_row(record: dict, csv_path: Path, number: int) -> dict:
+    where = f"folder: {csv_path}:{number}"
+    try:
+        row = {"pid": int(record["pid"]), "camid": int(record["camid"]), "split": record["split"].strip()}
+        if record.get("trial") not in (None, ""):
+            row["trial"] = int(record["trial"])
+    except (TypeError, ValueError):
+        raise DatasetError(f"{where}: pid, camid (and trial) must be integers, got {record}") from None
+    if row["split"] not in SPLITS:
+        raise DatasetError(f"{where}: split {row['split']!r}; allowed: {', '.join(SPLITS)}")
+    image = Path(record["path"])
+    image = image if image.is_absolute() else csv_path.parent / image
+    if not image.is_file():
+        raise DatasetError(f"{where}: image {image} does not exist")
+    row["path"] = absolute(image)
+    return row

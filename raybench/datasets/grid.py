@@ -1,0 +1,89 @@
+"""GRID (QMUL underground re-identification), the 10 published splits as trials.
+
+Reference: Loy et al. Multi-camera activity correlation analysis. CVPR 2009; Loy et al.
+Time-delayed correlation analysis for multi-camera activity understanding. IJCV 2010.
+URL: https://personal.ie.cuhk.edu.hk/~ccloy/downloads_qmul_underground_reid.html
+
+Published statistics: 250 identities seen in both views (probe/ 250 images, gallery/ 250
+of them plus 775 images of people seen once, pid 0), 1,275 images, 8 cameras.
+features_and_partitions.mat holds 10 partitions; in each, 125 identities train and the
+other 125 test: the test probe images are the queries (125) and the gallery is their 125
+gallery images plus the 775 distractors (900). The study scored split 0 only (defect 6);
+raybench scores all 10 and reports mean and spread.
+
+Layout: underground_reid/{probe,gallery}/0001_1_25004_107_32_106_221.jpeg (pid 0001,
+camera 1 -> camid 0; 0000 marks a distractor) and underground_reid/features_and_partitions.mat.
+Each of the 10 cells of trainIdxAll is a struct whose third field is the row of 125 train
+identities (the field torchreid reads; the file's field names are not documented).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from raybench.datasets.common import absolute, locate, match_name, require_images, rows_to_manifest
+from raybench.errors import DatasetError
+
+LAYOUT = "underground_reid/{probe,gallery}/0001_1_25004_107_32_106_221.jpeg + features_and_partitions.mat"
+NAMES = ("underground_reid", "grid", "GRID")
+MAT = "features_and_partitions.mat"
+PATTERN = re.compile(r"^(\d+)_(\d+)_")
+EXAMPLE = "0001_1_25004_107_32_106_221.jpeg"
+
+
+def parse(root: Path, trials: int = 10) -> pa.Table:
+    base = locate(root, ["probe", "gallery", MAT], NAMES, "grid", LAYOUT)
+    images = {role: _images(base / folder) for role, folder in (("query", "probe"), ("gallery", "gallery"))}
+    train_sets = read_partitions(base / MAT, trials)
+    known = {pid for items in images.values() for _, pid, _ in items}
+    rows = []
+    for trial, train_ids in enumerate(train_sets):
+        unknown = train_ids - known
+        if unknown:
+            raise DatasetError(f"grid: {MAT} partition {trial} names identity {min(unknown)}, which has no image")
+        for role, items in images.items():
+            for path, pid, camid in items:
+                split = "train" if pid in train_ids else role
+                rows.append({"path": path, "pid": pid, "camid": camid, "split": split, "trial": trial})
+    return rows_to_manifest(rows, "grid", LAYOUT)
+
+
+def _images(folder: Path) -> list[tuple[str, int, int]]:
+    items = []
+    for path in require_images(folder, "grid", LAYOUT):
+        found = match_name(PATTERN, path, "grid", EXAMPLE)
+        items.append((absolute(path), int(found.group(1)), int(found.group(2)) - 1))
+    return items
+
+
+def read_partitions(path: Path, trials: int) -> list[set[int]]:
+    """The train identities of each published partition."""
+    from scipy.io import loadmat
+
+    try:
+        data = loadmat(str(path))
+    except (NotImplementedError, ValueError, OSError, TypeError) as exc:
+        raise DatasetError(f"grid: cannot read {path} as a MATLAB v5 file ({exc})") from None
+    if "trainIdxAll" not in data:
+        raise DatasetError(f"grid: {path.name} has no key 'trainIdxAll'. Expected layout: {LAYOUT}")
+    cells = np.asarray(data["trainIdxAll"]).ravel()
+    if len(cells) < trials:
+        raise DatasetError(f"grid: {path.name} holds {len(cells)} partitions, the protocol asks for {trials}")
+    sets = []
+    for trial in range(trials):
+        try:
+            record = np.asarray(cells[trial]).ravel()[0]
+            ids = np.asarray(record[2]).ravel().astype(np.int64)
+        except (IndexError, TypeError, ValueError, KeyError):
+            raise DatasetError(
+                f"grid: {path.name}: trainIdxAll cell {trial} is not a struct whose third field lists "
+                "the train identities"
+            ) from None
+        if ids.size == 0 or len(set(ids.tolist())) != ids.size:
+            raise DatasetError(f"grid: {path.name}: partition {trial} lists no or repeated identities")
+        sets.append(set(ids.tolist()))
+    return sets

@@ -1,0 +1,87 @@
+"""PKU-Reid: every person seen from eight orientations in each of two cameras.
+
+Reference: Ma et al. Orientation Driven Bag of Appearances for Person Re-identification.
+arXiv:1605.02464, 2016.
+URL: https://github.com/charliememory/PKU-Reid-Dataset
+
+Published statistics: 114 identities, 1,824 images (114 x 2 cameras x 8 orientations),
+normalised to 128x48 pixels. There is no official train/query/gallery split.
+
+Layout: PKUv1a_128x48/<pid>_<camera>_<image>.png, e.g. 001_1_3.png. Camera labels are
+mapped to camids 0 and 1 in sorted order, whatever their base.
+
+raybench's split (the study's depended on glob order, defect 7), fixed by ``seed``:
+1. identities sorted by number; a generator seeded with ``seed`` permutes them and the
+   first round(train_fraction x 114) train, the rest test (57 / 57 with the defaults);
+2. for each test identity, a generator seeded with (seed, pid) picks
+   ``queries_per_camera`` images of each camera (among that camera's images sorted by
+   path) as queries; every other image of the identity goes to the gallery.
+Queries are scored with camera filtering, so each query is matched against the other
+camera's eight images: cross-camera, cross-orientation retrieval. Nothing depends on the
+order in which the file system lists the files.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from raybench.datasets.common import DatasetNotFoundError, absolute, match_name, require_images, rows_to_manifest
+from raybench.errors import DatasetError
+
+LAYOUT = "PKUv1a_128x48/<pid>_<camera>_<image>.png (e.g. 001_1_3.png)"
+NAMES = ("PKUv1a_128x48", "pku", "PKU-Reid")
+PATTERN = re.compile(r"^(\d+)_(\d+)_(\d+)")
+
+
+def parse(root: Path, seed: int = 0, train_fraction: float = 0.5, queries_per_camera: int = 1) -> pa.Table:
+    base = _folder(root)
+    images = []
+    for path in require_images(base, "pku", LAYOUT):
+        found = match_name(PATTERN, path, "pku", "001_1_3.png")
+        images.append((absolute(path), int(found.group(1)), int(found.group(2))))
+    cameras = {cam: i for i, cam in enumerate(sorted({cam for _, _, cam in images}))}
+    by_pid = defaultdict(list)
+    for path, pid, cam in images:
+        by_pid[pid].append((path, cameras[cam]))
+    train_ids = _train_ids(sorted(by_pid), seed, train_fraction)
+    rows = []
+    for pid, items in by_pid.items():
+        queries = set() if pid in train_ids else _queries(items, seed, pid, queries_per_camera)
+        for path, camid in items:
+            split = "train" if pid in train_ids else "query" if path in queries else "gallery"
+            rows.append({"path": path, "pid": pid, "camid": camid, "split": split})
+    return rows_to_manifest(rows, "pku", LAYOUT)
+
+
+def _folder(root: Path) -> Path:
+    """PKU has no sub-folders: the root is the image folder or a parent of PKUv1a_128x48."""
+    root = Path(root).expanduser()
+    canonical = root / NAMES[0]
+    if canonical.is_dir():
+        return canonical
+    if root.is_dir() and any(p.suffix.lower() == ".png" for p in root.iterdir()):
+        return root
+    where = "does not exist" if not root.exists() else f"holds neither {NAMES[0]}/ nor PNG images"
+    raise DatasetNotFoundError(f"pku: {root} {where}. Expected layout: {LAYOUT}")
+
+
+def _train_ids(pids: list[int], seed: int, fraction: float) -> set[int]:
+    if not 0 <= fraction < 1:
+        raise DatasetError(f"pku: train_fraction must be in [0, 1), got {fraction}")
+    order = np.random.default_rng(seed).permutation(len(pids))
+    return {pids[i] for i in order[: round(fraction * len(pids))]}
+
+
+def _queries(items: list[tuple[str, int]], seed: int, pid: int, per_camera: int) -> set[str]:
+    rng = np.random.default_rng([seed, pid])
+    chosen = set()
+    for camid in sorted({c for _, c in items}):
+        paths = sorted(p for p, c in items if c == camid)
+        picks = rng.choice(len(paths), size=min(per_camera, len(paths)), replace=False)
+        chosen.update(paths[i] for i in sorted(picks))
+    return chosen
