@@ -79,6 +79,7 @@ def markdown(report: Report, options: ReportOptions) -> str:
     failures: list[dict[str, Any]] = []
     parts = [
         f"# raybench report: {run.name}",
+        *([run.description] if run.description else []),
         f"{len(rows)} cells ({ok} ok, {len(rows) - ok} not) of {len(run.models)} models x "
         f"{len(run.datasets)} datasets, from `{run.root}`{_provenance(run, rows)}.",
         "## mAP / Rank-1 (%)",

@@ -61,6 +61,11 @@ class Run:
             return str(matrix["name"])
         return str(self.info.get("name") or self.root.name)
 
+    @property
+    def description(self) -> str:
+        matrix = self.info.get("matrix")
+        return str(matrix.get("description") or "") if isinstance(matrix, Mapping) else ""
+
     def cell(self, model: str, dataset: str) -> Cell | None:
         for cell in self.cells:
             if cell.model == model and cell.dataset == dataset:

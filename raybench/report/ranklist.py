@@ -5,8 +5,9 @@ gallery images from the stored embeddings, bordered green (same identity) or red
 identity), with pid and camera under each. Thumbnails are embedded as base64 JPEG, so a page
 can be mailed or committed on its own.
 
-The ranking here is recomputed for display only, with the cell's recorded protocol (distance,
-L2 normalisation, same-camera filtering; first trial of multi-trial datasets; no re-ranking).
+The ranking is recomputed for the sampled queries with the metrics' own distance code and the
+cell's recorded protocol (distance, L2 normalisation, same-camera filtering; the first trial of
+multi-trial datasets; no re-ranking).
 The numbers on the page (AP, rank of the first true match) are the result JSON's; the page
 says so where its own ranking disagrees with them.
 """
@@ -97,17 +98,12 @@ def load_embeddings(files: Sequence[Path]):
 
 
 def rank(query, gallery, distance: str = "euclidean", normalize: bool = True):
-    """[Q, G] distances as the metrics use them: squared euclidean or cosine, optionally on
-    L2-normalised features. Smaller is closer."""
-    import numpy as np
+    """[Q, G] distances exactly as the metrics computed them (raybench.eval's arithmetic, on
+    the CPU), so that the page's ranking is the scored one. Smaller is closer."""
+    from raybench.eval.distance import DistanceRows, prepare_features
 
-    q, g = query.astype(np.float64), gallery.astype(np.float64)
-    if normalize or distance == "cosine":
-        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-        g = g / np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
-    if distance == "cosine":
-        return 1.0 - q @ g.T
-    return (q * q).sum(1)[:, None] + (g * g).sum(1)[None, :] - 2.0 * q @ g.T
+    q, g = prepare_features(query, gallery, distance=distance, normalize=normalize, device="cpu")
+    return DistanceRows(g, distance)(q).numpy()
 
 
 def sample_lines(cell: Cell, meta: Mapping[str, Any], emb, n_queries: int, seed: int) -> tuple[list[Shown], Any, Any]:
