@@ -10,6 +10,7 @@ group, and is ended by its process id when the module's tests are done.
 from __future__ import annotations
 
 import json
+import re
 import os
 import secrets
 import shutil
@@ -166,28 +167,72 @@ def test_wrong_token_is_rejected_clearly(head):
     assert "not-the-token" not in result.stderr + result.stdout
 
 
-def test_status_logs_and_stop(head):
+@pytest.fixture
+def as_client(head, monkeypatch):
+    """This process as a client of the head: its token through RAY_AUTH_TOKEN_PATH only."""
+    for name in ("RAY_AUTH_TOKEN", "RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(head.token_path))
+    return head
+
+
+def invoke(capsys, head: Head, *argv):
+    """raybench's main() in this process (saves an interpreter start per call): (code, out, err)."""
+    from raybench.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--address", head.url])
+    out = capsys.readouterr()
+    return exc.value.code, out.out, out.err
+
+
+def test_status_logs_and_stop(as_client, capsys):
+    head = as_client
     job_id = submit_raw(head, "echo started; sleep 120")
     deadline = time.monotonic() + 60
     while job_status(head, job_id) != "RUNNING" and time.monotonic() < deadline:
         time.sleep(0.5)
-    listing = cli(head, "status", "--json")
-    assert listing.returncode == 0, listing.stderr
-    assert job_id in [row["job"] for row in json.loads(listing.stdout)]
-    one = cli(head, "status", job_id)
-    assert "RUNNING" in one.stdout and f"/#/jobs/{job_id}" in one.stdout
-    stopped = cli(head, "stop", job_id, "--wait")
-    assert stopped.returncode == 0, stopped.stderr
+    code, out, err = invoke(capsys, head, "status", "--json")
+    assert code == 0, err
+    assert job_id in [row["job"] for row in json.loads(out)]
+    shown = out
+    code, out, err = invoke(capsys, head, "status", job_id)
+    assert "RUNNING" in out and f"/#/jobs/{job_id}" in out
+    shown += out + err
+    code, out, err = invoke(capsys, head, "stop", job_id, "--wait")
+    assert code == 0, err
     assert job_status(head, job_id) == "STOPPED"
-    assert "started" in cli(head, "logs", job_id).stdout
-    again = cli(head, "stop", job_id)
-    assert "already ended: STOPPED" in again.stdout
-    assert head.token not in listing.stdout + one.stdout + stopped.stdout + stopped.stderr
+    shown += out + err
+    assert "started" in invoke(capsys, head, "logs", job_id)[1]
+    assert "already ended: STOPPED" in invoke(capsys, head, "stop", job_id)[1]
+    assert head.token not in shown
 
 
-def test_follow_exits_non_zero_for_a_failed_job(head):
-    job_id = submit_raw(head, "echo line-one; sleep 1; echo line-two; exit 3")
-    result = cli(head, "logs", job_id, "--follow")
-    assert result.returncode == 1, result.stderr
-    assert result.stdout.index("line-one") < result.stdout.index("line-two")
-    assert "FAILED" in result.stderr
+def test_follow_exits_non_zero_for_a_failed_job(as_client, capsys):
+    job_id = submit_raw(as_client, "echo line-one; sleep 1; echo line-two; exit 3")
+    code, out, err = invoke(capsys, as_client, "logs", job_id, "--follow")
+    assert code == 1, err
+    assert out.index("line-one") < out.index("line-two")
+    assert f"job {job_id} FAILED" in err
+
+
+def test_submit_smoke_matrix_and_wait(head, tmp_path):
+    """The real thing: `raybench submit --matrix smoke --wait` uploads the project, the driver runs
+    on the head, and the results land in --out."""
+    out = tmp_path / "smoke-run"
+    result = cli(head, "submit", "--matrix", "smoke", "--out", str(out), "--wait")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    job_id = re.search(r"submitted job (\S+)", result.stdout).group(1)
+    assert job_id.startswith("raybench-smoke-")
+    assert f"dashboard: {head.url}/#/jobs/{job_id}" in result.stdout
+    info = head.api(f"/api/jobs/{job_id}")
+    assert info["status"] == "SUCCEEDED"
+    assert info["entrypoint"] == f"python -m raybench run --matrix smoke --out {out}"
+    assert info["metadata"]["target"] == "smoke"
+    cells = sorted((out / "results").glob("*/*.json"))
+    assert [p.relative_to(out / "results").as_posix() for p in cells] == [
+        "synth-a/color-hist.json", "synth-a/osnet-x0_25-untrained.json",
+        "synth-b/color-hist.json", "synth-b/osnet-x0_25-untrained.json"]
+    for cell in cells:
+        assert json.loads(cell.read_text())["status"] == "ok", cell
+    assert head.token not in result.stdout + result.stderr

@@ -188,11 +188,13 @@ def connect(dash: Dashboard):
 
 
 def _quiet_ray_logs() -> None:
-    """Ray's client logs each packaging step at INFO; a terminal only needs our summary."""
+    """Ray's client logs each packaging step at INFO (some of its loggers set INFO themselves);
+    a terminal only needs the job id and the job's own log."""
     import logging
 
-    for name in ("ray.dashboard", "ray._private.runtime_env", "ray._common"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    for name in ("ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk",
+                 "ray._private.runtime_env.packaging", "ray._private.runtime_env.working_dir"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @contextmanager

@@ -342,7 +342,7 @@ def _ssl_context(dash: Dashboard):
         if os.path.isdir(dash.verify):
             return ssl.create_default_context(capath=dash.verify)
         return ssl.create_default_context(cafile=dash.verify)
-    return None
+    return True
 
 
 def _poll_logs(dash: Dashboard, client, job_id: str, write: Callable[[str], None], written: int) -> str:
