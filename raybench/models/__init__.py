@@ -1,0 +1,39 @@
+"""Model loaders: one module per library family, each turning a ModelSpec into an Embedder.
+
+``LOADERS`` names the families; entries are lazy, so that listing models or resolving a
+spec never imports torch or a model library until a model is built. A spec's ``loader`` may
+also be a ``"module:attr"`` string naming a ``Loader`` outside the package.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from raybench.registry import Registry, import_target
+
+if TYPE_CHECKING:  # pragma: no cover
+    from raybench.models.base import Embedder, Loader
+    from raybench.specs import ModelSpec, Preprocess
+
+LOADERS: Registry["Loader"] = Registry("model loader")
+for _family in ("openclip", "timm", "hf", "torchreid", "clipreid", "color", "dummy"):
+    LOADERS.register(_family, f"raybench.models.{_family}:LOADER")
+del _family
+
+
+def get_loader(name: str) -> "Loader":
+    """A registered family, or a ``"module:attr"`` target."""
+    return import_target(name) if ":" in name else LOADERS.get(name)
+
+
+def resolve_preprocess(spec: "ModelSpec") -> "Preprocess":
+    """The spec's preprocessing, else the weights' own (from the library's config, no weights)."""
+    return spec.preprocess or get_loader(spec.loader).default_preprocess(spec)
+
+
+def build_embedder(spec: "ModelSpec", device: str | None = None, pretrained: bool = True) -> "Embedder":
+    """Build the model once (per actor). ``device`` defaults to CUDA when present, else CPU;
+    ``pretrained=False`` gives the same architecture with random weights and no download."""
+    loader = get_loader(spec.loader)
+    loader.check_options(spec)
+    return loader.build(spec, resolve_preprocess(spec), device, pretrained)

@@ -1,0 +1,224 @@
+"""The Embedder protocol and what every loader family shares.
+
+An Embedder is built once per actor and turns a batch of uint8 pixels, already resized by
+``raybench.models.images`` per its ``preprocess``, into float32 features. The steps that
+every torch family shares live here, once: uint8 -> float in [0, 1] -> (x - mean) / std on the
+device (the only place where pixels are normalised), autocast on GPU, flip test-time
+augmentation, token pooling for ViTs without a projection head, and the parameter count of
+the image tower.
+
+torch is imported inside functions only: the CLI lists models through this package without
+loading torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
+
+import numpy as np
+
+from raybench.errors import SpecError
+from raybench.specs import ModelSpec, Preprocess
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from raybench.models.weights import Source
+
+#: Option keys every family accepts: informative metadata, never passed to a library.
+#: ``params``: the image tower's parameter count (shown by `raybench list models`, checked by
+#: the tests); ``hf_hub``: the Hugging Face repo the library caches the weights in (lets the
+#: listing say "cached" without importing torch).
+COMMON_OPTIONS = ("params", "hf_hub")
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """A model ready to embed: built once, then ``embed`` per batch."""
+
+    spec: ModelSpec
+    preprocess: Preprocess
+    dim: int
+    paradigm: str
+    num_params: int  # the image tower only (never a text tower or a training classifier)
+    device: str
+
+    def embed(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 [N, H, W, 3] (H x W = preprocess.size) -> float32 [N, dim]."""
+        ...
+
+
+@dataclass(frozen=True)
+class Loader:
+    """What a loader family registers in ``raybench.models.LOADERS``.
+
+    build(spec, preprocess, device, pretrained) -> Embedder (device None: CUDA when present,
+    else CPU): ``pretrained=False`` builds the same
+    architecture (same activations, sizes and heads) with random weights, without any download.
+    default_preprocess(spec) -> Preprocess: the weights' own preprocessing, no weights loaded.
+    source(spec) -> Source | None: where the weights live, without importing torch (None: no
+    weights, or unknown without the library). resolve_source: the same, allowed to ask the
+    library (used by `raybench models fetch`); defaults to ``source``.
+    """
+
+    build: Callable[..., Embedder]
+    default_preprocess: Callable[[ModelSpec], Preprocess]
+    source: Callable[[ModelSpec], "Source | None"] = lambda spec: None
+    resolve_source: Callable[[ModelSpec], "Source | None"] | None = None
+    options: tuple[str, ...] = ()
+
+    def find_source(self, spec: ModelSpec) -> "Source | None":
+        """The source, asking the library only when the spec alone does not tell."""
+        found = self.source(spec)
+        if found is None and self.resolve_source is not None:
+            found = self.resolve_source(spec)
+        return found
+
+    def check_options(self, spec: ModelSpec) -> None:
+        allowed = (*COMMON_OPTIONS, *self.options)
+        unknown = sorted(set(spec.options) - set(allowed))
+        if unknown:
+            raise SpecError(
+                f"model {spec.name!r}: unknown option {unknown[0]!r} for loader {spec.loader!r}; "
+                f"allowed: {', '.join(allowed)}"
+            )
+
+
+def small_person_preprocess(spec: ModelSpec) -> Preprocess:
+    """128 x 64 squash: the classic hand-crafted ReID input (weight-free models)."""
+    return Preprocess(size=(128, 64), interpolation="bilinear", resize_mode="squash")
+
+
+class NumpyEmbedder:
+    """Base of the weight-free embedders: numpy only, on the CPU, no parameters."""
+
+    num_params = 0
+    device = "cpu"
+
+    def __init__(self, spec: ModelSpec, preprocess: Preprocess):
+        self.spec, self.preprocess, self.paradigm = spec, preprocess, spec.paradigm
+
+
+def check_pixels(pixels: np.ndarray, preprocess: Preprocess) -> None:
+    """Embedders take exactly what ``images.load_pixels`` makes, and nothing else.
+
+    Refusing float input is what keeps normalisation single: a normalised tensor cannot be
+    passed back in to be normalised (or re-quantised) a second time.
+    """
+    if not isinstance(pixels, np.ndarray) or pixels.dtype != np.uint8:
+        kind = pixels.dtype if isinstance(pixels, np.ndarray) else type(pixels).__name__
+        raise TypeError(f"embed() takes uint8 pixels from raybench.models.images, got {kind}")
+    height, width = preprocess.size
+    if pixels.ndim != 4 or pixels.shape[1:] != (height, width, 3):
+        raise ValueError(
+            f"embed() takes pixels of shape [N, {height}, {width}, 3] (preprocess.size), got {list(pixels.shape)}"
+        )
+
+
+def pool_tokens(tokens: "torch.Tensor", pooling: str, num_prefix_tokens: int) -> "torch.Tensor":
+    """ViT tokens [N, T, C] -> [N, C] (cls, mean) or [N, 2C] (both: cls then mean).
+
+    ``mean`` averages the patch tokens only (after the prefix: class and register tokens), as
+    timm's ``avg`` pool and DINOv2's linear evaluation do.
+    """
+    import torch
+
+    if pooling == "cls":
+        if num_prefix_tokens < 1:
+            raise SpecError("pooling 'cls' needs a class token, and this model has none; use 'mean'")
+        return tokens[:, 0]
+    mean = tokens[:, num_prefix_tokens:].mean(dim=1)
+    if pooling == "mean":
+        return mean
+    return torch.cat([pool_tokens(tokens, "cls", num_prefix_tokens), mean], dim=1)
+
+
+def set_timm_input_size(model: Any, size: tuple[int, int]) -> None:
+    """Resize a timm ViT's input (position embedding, rope) with timm's own ``set_input_size``;
+    models without a fixed input size are left alone."""
+    current = getattr(getattr(model, "patch_embed", None), "img_size", None)
+    if current is not None and tuple(current) != tuple(size):
+        model.set_input_size(img_size=tuple(size))
+
+
+def count_params(module: Any) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+_AUTOCAST = {"bf16": "bfloat16", "fp16": "float16"}
+
+
+class TorchEmbedder:
+    """The shared Embedder for every torch family.
+
+    ``tower`` is the image tower (an nn.Module: it is moved to the device, put in eval mode and
+    counted); ``forward`` maps normalised float input [N, 3, H, W] to features [N, D] (often the
+    tower itself, or the tower plus a pooling step).
+    """
+
+    def __init__(self, spec: ModelSpec, preprocess: Preprocess, tower: Any, device: str | None,
+                 forward: Callable[["torch.Tensor"], "torch.Tensor"] | None = None,
+                 num_params: int | None = None):
+        import torch
+
+        self.spec, self.preprocess, self.paradigm = spec, preprocess, spec.paradigm
+        self.device = str(device or default_device())
+        self.tower = tower.to(self.device).eval().requires_grad_(False)
+        self._forward = forward or self.tower
+        self.num_params = count_params(self.tower) if num_params is None else num_params
+        shape = (1, 3, 1, 1)
+        self._mean = torch.tensor(preprocess.mean, dtype=torch.float32, device=self.device).view(shape)
+        self._std = torch.tensor(preprocess.std, dtype=torch.float32, device=self.device).view(shape)
+        self._autocast = _AUTOCAST.get(spec.precision) if self.device.startswith("cuda") else None
+        self.dim = spec.dim if spec.dim is not None else self._probe_dim()
+
+    def to_input(self, pixels: np.ndarray) -> "torch.Tensor":
+        """uint8 [N, H, W, 3] -> normalised float32 [N, 3, H, W] on the device (as ToTensor +
+        Normalize would make it, but after the uint8 transfer, which is 4x smaller)."""
+        import torch
+
+        check_pixels(pixels, self.preprocess)
+        x = torch.from_numpy(np.ascontiguousarray(pixels)).to(self.device, non_blocking=True)
+        x = x.permute(0, 3, 1, 2).to(torch.float32).div(255)
+        return x.sub(self._mean).div(self._std)
+
+    def features(self, x: "torch.Tensor") -> "torch.Tensor":
+        """Normalised input -> float32 features [N, dim]; flip TTA averages with the mirror."""
+        import torch
+
+        enabled = self._autocast is not None
+        dtype = getattr(torch, self._autocast) if enabled else None
+        with torch.autocast(device_type="cuda", dtype=dtype, enabled=enabled):
+            out = self._forward(x).float()
+            if self.spec.flip:
+                out = (out + self._forward(x.flip(3)).float()) / 2
+        return out
+
+    def embed(self, pixels: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            out = self.features(self.to_input(pixels))
+        if out.ndim != 2 or out.shape[1] != self.dim:
+            raise SpecError(
+                f"model {self.spec.name!r} declares dim {self.dim} but gives features of shape "
+                f"{list(out.shape)}; fix 'dim' in its spec"
+            )
+        return out.cpu().numpy()
+
+    def _probe_dim(self) -> int:
+        import torch
+
+        height, width = self.preprocess.size
+        with torch.inference_mode():
+            return int(self.features(torch.zeros(1, 3, height, width, device=self.device)).shape[1])
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.spec.name!r}, dim={self.dim}, device={self.device!r})"

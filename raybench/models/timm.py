@@ -1,0 +1,109 @@
+"""timm models (DINOv2, PE-Spatial, any timm backbone): the backbone's features.
+
+arch is a timm architecture (``vit_base_patch14_dinov2``) and weights its pretrained tag
+(``lvd142m``), as timm splits ``arch.tag``; or a URL or local checkpoint. The classifier is
+removed (``num_classes=0``; option ``model_kwargs`` passes other ``create_model`` arguments,
+e.g. ``{num_classes: 1024}`` keeps PE-Core's projection head).
+
+Features: with ``pooling`` unset, timm's own pooled pre-logits (``model(x)``). With ``pooling``
+(ViTs without a projection head), the tokens of ``forward_features`` (after the final norm) are
+pooled by raybench: ``cls``, ``mean`` of the patch tokens, or ``both`` concatenated.
+A preprocess size other than the pretrained one resizes the position embedding (and rope) with
+timm's ``set_input_size`` after the weights are loaded, so 1:2 person inputs need no crop.
+"""
+
+from __future__ import annotations
+
+from raybench.errors import SpecError
+from raybench.models.base import Loader, TorchEmbedder, pool_tokens, set_timm_input_size
+from raybench.models.weights import classify, file_source, hub_access, hub_cache_dir, hub_source, local_file
+from raybench.specs import ModelSpec, Preprocess
+
+_HF_FILES = ("model.safetensors", "pytorch_model.bin")
+#: timm crop modes -> raybench resize modes (timm's eval transform with crop_pct 1.0)
+_RESIZE_MODES = {"center": "shortest_crop", "squash": "squash", "border": "pad"}
+
+
+def _tag(spec: ModelSpec) -> str | None:
+    return spec.weights if spec.weights and classify(spec.weights) == "name" else None
+
+
+def _timm_name(spec: ModelSpec) -> str:
+    tag = _tag(spec)
+    return f"{spec.arch}.{tag}" if tag else spec.arch
+
+
+def _pretrained_cfg(spec: ModelSpec):
+    from timm.models import get_pretrained_cfg, is_model
+
+    if not is_model(spec.arch):
+        raise SpecError(f"model {spec.name!r}: unknown timm architecture {spec.arch!r}; see timm.list_models()")
+    cfg = get_pretrained_cfg(_timm_name(spec))
+    if cfg is None:
+        raise SpecError(f"model {spec.name!r}: timm has no pretrained tag {_timm_name(spec)!r}; "
+                        "see timm.list_models(pretrained=True)")
+    return cfg
+
+
+def default_preprocess(spec: ModelSpec) -> Preprocess:
+    """timm's pretrained config: input size, mean/std, interpolation, crop mode.
+
+    timm's eval transform resizes to size / crop_pct before its centre crop; raybench's
+    ``shortest_crop`` is the crop_pct = 1.0 case (every model in configs/models.yaml).
+    """
+    cfg = _pretrained_cfg(spec)
+    _, height, width = cfg.input_size
+    return Preprocess(
+        size=(height, width),
+        mean=tuple(cfg.mean),
+        std=tuple(cfg.std),
+        interpolation=cfg.interpolation if cfg.interpolation in ("bilinear", "bicubic", "nearest") else "bicubic",
+        resize_mode=_RESIZE_MODES.get(cfg.crop_mode or "center", "shortest_crop"),
+    )
+
+
+def source(spec: ModelSpec):
+    """Without torch: timm keeps hub weights at ``timm/<arch>.<tag>`` (option ``hf_hub`` overrides)."""
+    if _tag(spec) is None:
+        return file_source(spec, "timm")
+    return hub_source(spec.options.get("hf_hub") or f"timm/{_timm_name(spec)}", _HF_FILES)
+
+
+def resolve_source(spec: ModelSpec):
+    if _tag(spec) is None:
+        return file_source(spec, "timm")
+    hub = _pretrained_cfg(spec).hf_hub_id
+    return hub_source(hub, _HF_FILES) if hub else None
+
+
+def build(spec: ModelSpec, preprocess: Preprocess, device: str | None, pretrained: bool = True):
+    import timm
+
+    kwargs = {"num_classes": 0, **spec.options.get("model_kwargs", {})}
+    if not (pretrained and spec.weights):
+        model = timm.create_model(_timm_name(spec), pretrained=False, **kwargs)
+    elif _tag(spec):
+        with hub_access(spec, resolve_source(spec)):
+            model = timm.create_model(_timm_name(spec), pretrained=True, cache_dir=hub_cache_dir(), **kwargs)
+    else:
+        path = local_file(spec, file_source(spec, "timm"))
+        model = timm.create_model(spec.arch, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
+    set_timm_input_size(model, preprocess.size)
+    forward = _pooled(model, spec.pooling) if spec.pooling else None
+    return TorchEmbedder(spec, preprocess, model, device, forward=forward)
+
+
+def _pooled(model, pooling: str):
+    prefix = getattr(model, "num_prefix_tokens", None)
+    if prefix is None or not hasattr(model, "forward_features"):
+        raise SpecError(f"pooling {pooling!r} needs a ViT with tokens; this timm model has none (unset pooling)")
+    return lambda x: pool_tokens(model.forward_features(x), pooling, prefix)
+
+
+LOADER = Loader(
+    build=build,
+    default_preprocess=default_preprocess,
+    source=source,
+    resolve_source=resolve_source,
+    options=("model_kwargs",),
+)
