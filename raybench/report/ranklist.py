@@ -222,7 +222,7 @@ def _thumbnail(path: str) -> str | None:
             im = im.convert("RGB")
             im.thumbnail(THUMB)
             buf = io.BytesIO()
-            im.save(buf, "JPEG", quality=80)
+            im.save(buf, "JPEG", quality=70)
     except (OSError, ValueError):
         return None
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
