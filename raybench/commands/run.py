@@ -1,0 +1,80 @@
+"""`raybench run --matrix NAME|PATH`: embed and score a model x dataset matrix on Ray."""
+
+from __future__ import annotations
+
+import click
+
+
+def _names(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+@click.command("run")
+@click.option("--matrix", "matrix_name", default="smoke", show_default=True, metavar="NAME|PATH",
+              help="configs/matrices/NAME.yaml, or a matrix YAML file.")
+@click.option("--out", default=None, metavar="DIR|URI",
+              help="Run directory: a path, or a pyarrow filesystem URI (s3://, gs://, file://). "
+                   "Default: runs/<matrix name>.")
+@click.option("--models", default=None, metavar="A,B", help="Only these models of the matrix.")
+@click.option("--datasets", default=None, metavar="X,Y", help="Only these datasets of the matrix.")
+@click.option("--force", is_flag=True, help="Recompute finished cells (default: resume, skip them).")
+@click.option("--actors", type=click.IntRange(min=1), default=None,
+              help="Embedding actors (default: one per GPU; one on CPU).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None,
+              help="Override every model's batch size (does not change the results).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="torch threads per CPU embedding actor (default: the CPUs per actor).")
+@click.option("--num-cpus", type=click.IntRange(min=1), default=None,
+              help="CPUs of the local Ray this command starts (ignored when joining RAY_ADDRESS).")
+@click.option("--no-pixel-cache", is_flag=True,
+              help="Decode images per model instead of once per dataset and input geometry.")
+@click.option("--shared-out", is_flag=True, envvar="RAYBENCH_SHARED_OUT",
+              help="--out is a path that every node of the cluster mounts [env: RAYBENCH_SHARED_OUT].")
+@click.option("--dashboard", is_flag=True, help="Start the Ray dashboard with the local Ray (metrics, Ray Data).")
+@click.option("--ray-progress", is_flag=True, help="Show Ray Data's per-operator progress bars too.")
+def run(matrix_name, out, models, datasets, force, actors, batch_size, threads, num_cpus,
+        no_pixel_cache, shared_out, dashboard, ray_progress):
+    """Embed every (model, dataset) cell of a matrix and score it; resume where a run stopped.
+
+    \b
+    Starts a local Ray (or joins the cluster in RAY_ADDRESS), streams images through Ray Data
+    to embedding actors (one per GPU; CPU when there is none), writes
+    DIR/embeddings/<dataset>/<model>/ (Parquet) and DIR/results/<dataset>/<model>.json, and
+    ends with the results table. A failed cell does not stop the others; the exit code is
+    1 when any cell failed.
+    \b
+      raybench run                                     # the smoke matrix, no downloads
+      raybench run --matrix paper --out runs/paper     # needs $RAYBENCH_DATA and weights
+      raybench run --matrix paper --models osnet-x1_0-market --datasets market1501
+    """
+    from raybench.console import notice, print_table
+    from raybench.pipeline.driver import RunOptions, run_matrix
+    from raybench.specs import load_matrix
+
+    matrix = load_matrix(matrix_name).select(_names(models), _names(datasets))
+    out = out or f"runs/{matrix.name}"
+    options = RunOptions(force=force, actors=actors, batch_size=batch_size, threads=threads,
+                         pixel_cache=not no_pixel_cache, shared_out=shared_out, num_cpus=num_cpus,
+                         dashboard=dashboard, ray_progress=ray_progress)
+    notice(f"run {matrix.name}: {len(matrix.models)} model(s) x {len(matrix.datasets)} dataset(s) -> {out}")
+    summary = run_matrix(matrix, out, options)
+    print_table(_percent(summary.rows), ["dataset", "model", "status", "mAP", "R1", "R5", "mINP", "queries", "seconds"],
+                title=f"{matrix.name}: metrics in %", headers={"mAP": "mAP %", "R1": "R1 %", "R5": "R5 %", "mINP": "mINP %"})
+    for row in summary.failed:
+        notice(f"FAILED {row['dataset']} x {row['model']}: {row['error']}")
+    ok = len(summary.rows) - len(summary.failed)
+    notice(f"{len(summary.rows)} cells: {ok} ok, {len(summary.failed)} failed, in {summary.seconds:.1f} s. "
+           f"Results: {summary.out}/results (raybench report {summary.out})")
+    if summary.failed:
+        click.get_current_context().exit(1)
+
+
+def _percent(rows: list[dict]) -> list[dict]:
+    scaled = []
+    for row in rows:
+        row = dict(row)
+        for key in ("mAP", "R1", "R5", "mINP"):
+            if row.get(key) is not None:
+                row[key] = round(100 * row[key], 2)
+        scaled.append(row)
+    return scaled

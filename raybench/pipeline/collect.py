@@ -1,0 +1,91 @@
+"""File embedding rows, as they stream in, into their cells; build a finished cell's table.
+
+Rows arrive in any order and from any actor; each cell keeps a float32 [unique images, dim]
+array and a mask of the rows seen, so memory is one cell's embeddings (a few hundred MB for the
+largest datasets), never its pixels. A cell is complete when every unique image has arrived.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from raybench.pipeline.plan import Cell
+
+#: How many bad image paths an error message names before it says "and N more".
+NAMED_PATHS = 5
+
+
+@dataclass
+class CellBuffer:
+    cell: Cell
+    embeddings: np.ndarray | None = None
+    seen: np.ndarray = field(init=False)
+    image_errors: dict[int, str] = field(default_factory=dict)
+    embed_error: str = ""
+    num_params: int = 0
+    count: int = 0
+
+    def __post_init__(self):
+        self.seen = np.zeros(len(self.cell.data.paths), dtype=bool)
+
+    @property
+    def total(self) -> int:
+        return len(self.seen)
+
+    @property
+    def complete(self) -> bool:
+        return self.count == self.total
+
+    def add(self, rows: np.ndarray, embedding: np.ndarray, image_error, embed_error, num_params) -> int:
+        """File a batch's rows of this cell; returns how many were new (a retried batch may repeat)."""
+        if self.embeddings is None or self.embeddings.shape[1] != embedding.shape[1]:
+            self.embeddings = np.zeros((self.total, embedding.shape[1]), dtype=np.float32)
+        new = ~self.seen[rows]
+        rows, embedding = rows[new], embedding[new]
+        self.embeddings[rows] = embedding
+        self.seen[rows] = True
+        for row, err in zip(rows, np.asarray(image_error)[new]):
+            if err:
+                self.image_errors[int(row)] = str(err)
+        errors = [e for e in np.asarray(embed_error)[new] if e]
+        if errors and not self.embed_error:
+            self.embed_error = str(errors[0])
+        if len(num_params):
+            self.num_params = max(self.num_params, int(np.max(num_params)))
+        self.count += int(new.sum())
+        return int(new.sum())
+
+    def missing_error(self) -> str:
+        return f"the stream ended with {self.total - self.count} of {self.total} images not embedded"
+
+
+def bad_image_error(errors: dict[int, str]) -> str:
+    """One line naming the unreadable images (the first few, and how many more)."""
+    messages = [errors[row] for row in sorted(errors)]
+    text = "; ".join(messages[:NAMED_PATHS])
+    more = len(messages) - NAMED_PATHS
+    suffix = f"; and {more} more" if more > 0 else ""
+    return f"{len(messages)} unreadable image(s) (on_bad_image: fail): {text}{suffix}"
+
+
+def finish(buffer: CellBuffer, on_bad_image: str) -> tuple[pa.Table | None, list[str], str | None]:
+    """(table to store, skipped image paths, error): the table mirrors the manifest's rows."""
+    from raybench.pipeline.store import embedding_table
+
+    data = buffer.cell.data
+    if buffer.embed_error:
+        return None, [], buffer.embed_error
+    if not buffer.complete:
+        return None, [], buffer.missing_error()
+    skipped = [data.paths[row] for row in sorted(buffer.image_errors)]
+    if skipped and on_bad_image == "fail":
+        return None, [], bad_image_error(buffer.image_errors)
+    index = np.asarray(data.index)
+    manifest = data.manifest
+    if skipped:
+        keep = ~np.isin(index, np.array(sorted(buffer.image_errors)))
+        manifest, index = manifest.filter(pa.array(keep)), index[keep]
+    return embedding_table(manifest, buffer.embeddings[index]), skipped, None

@@ -1,0 +1,253 @@
+"""Ray Data stages: manifest rows -> pixels (CPU tasks) -> embeddings (an actor pool).
+
+One stream per model, over the images of all its pending datasets, so the model is loaded once
+per actor (in the actor's ``__init__``, never shipped from the driver: ray issue #34121):
+
+    paths (blocks of DECODE_ROWS rows, tagged with cell and row)
+      -> map_batches(decode_batch)            CPU tasks: read bytes, decode, resize per Preprocess
+      -> map_batches(EmbedWorker, pool)       actors: the model's normalisation and forward
+      -> the driver, which files rows into cells (collect.py) and writes each finished cell
+
+Ray Data streams blocks through these operators with backpressure, so memory stays bounded by
+a few blocks per operator, whatever the dataset's size; decoding overlaps the forward passes.
+Unreadable images never fail a task: ``decode_batch`` returns zeros and names the path in the
+``image_error`` column, and the cell decides (``on_bad_image``). An actor that dies is
+restarted and its batch retried (Ray Data's defaults for actor pools).
+
+Decoding once per (dataset, pixel_key), not once per model: the pixels a model sees depend only
+on its Preprocess geometry (size, interpolation, resize mode; ``Preprocess.pixel_key``), mean
+and std are applied inside the embedder. When two or more pending models of a run share a
+dataset's pixel_key, ``write_pixel_cache`` decodes that dataset once into
+``cache/pixels/<dataset>/<pixel_key>/`` of the run directory (Parquet of uint8 arrays,
+committed with a _SUCCESS marker carrying the manifest hash), and every model with that
+geometry, in this run or a later one, streams those pixels instead of decoding again
+(``cached_pixels``). A model alone with its geometry decodes directly: writing and reading back
+a cache would cost more than the one decode it saves. Person crops are small JPEGs, so on
+object storage the cache trades CPU for bytes; ``--no-pixel-cache`` turns it off.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from raybench.specs import ModelSpec, Preprocess
+
+#: Rows per decode task: small enough to spread over every CPU and keep blocks a few MB.
+DECODE_ROWS = 64
+WORKER_MEMORY = 160 * 2**20
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The embedding actor pool: size, and resources of each actor."""
+
+    actors: int = 1
+    gpus: float = 0  # 1 per actor where the cluster has GPUs
+    cpus: float = 1
+    threads: int | None = None  # torch intra-op threads of a CPU actor (None: Ray's default)
+
+    @property
+    def device(self) -> str:
+        return "cuda" if self.gpus else "cpu"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One cell's images as the stream sees them: decode ``paths``, or read a pixel cache."""
+
+    cell: int
+    paths: tuple[str, ...]
+    cache_files: tuple[str, ...] = ()
+
+
+def _describe(exc: BaseException, path: str) -> str:
+    from raybench.errors import ImageError
+
+    if isinstance(exc, ImageError):
+        return str(exc)
+    return f"cannot read image {path}: {type(exc).__name__}: {exc}"
+
+
+def decode_batch(batch: dict[str, Any], preprocess: Preprocess) -> dict[str, Any]:
+    """Decode and resize a batch of paths into uint8 [N, H, W, 3]; bad images are named, not raised."""
+    from raybench.models.images import load_pixels
+
+    paths = batch["path"]
+    height, width = preprocess.size
+    pixels = np.zeros((len(paths), height, width, 3), dtype=np.uint8)
+    errors = np.full(len(paths), "", dtype=object)
+    for i, path in enumerate(paths):
+        try:
+            pixels[i] = load_pixels(str(path), preprocess)
+        except Exception as exc:  # noqa: BLE001 - the cell, not the task, decides what a bad image means
+            errors[i] = _describe(exc, str(path))
+    out = {"row": batch["row"], "pixels": pixels, "image_error": errors}
+    if "cell" in batch:
+        out["cell"] = batch["cell"]
+    return out
+
+
+def paths_dataset(paths: tuple[str, ...], cell: int | None = None):
+    """A Ray Dataset of (cell, row, path) in blocks of DECODE_ROWS rows (one decode task each)."""
+    import pyarrow as pa
+    import ray.data
+
+    tables = []
+    for start in range(0, len(paths), DECODE_ROWS):
+        chunk = paths[start:start + DECODE_ROWS]
+        columns = {"row": pa.array(np.arange(start, start + len(chunk), dtype=np.int32)),
+                   "path": pa.array(chunk, pa.string())}
+        if cell is not None:
+            columns["cell"] = pa.array(np.full(len(chunk), cell, dtype=np.int16))
+        tables.append(pa.table(columns))
+    return ray.data.from_arrow(tables)
+
+
+def decode_memory(preprocess: Preprocess) -> int:
+    """Bytes a decode task's worker holds: the Python worker itself (~150 MB), its output block
+    and PIL's intermediates. A scheduling hint, which also keeps Ray Data from fusing the
+    decode tasks into the embedding actors (operators with different resources never fuse)."""
+    height, width = preprocess.size
+    return WORKER_MEMORY + 4 * DECODE_ROWS * height * width * 3
+
+
+def decoded(paths: tuple[str, ...], preprocess: Preprocess, cell: int | None = None):
+    return paths_dataset(paths, cell).map_batches(
+        decode_batch, fn_kwargs={"preprocess": preprocess}, batch_size=None, num_cpus=1,
+        memory=decode_memory(preprocess),
+    )
+
+
+# -- the pixel cache ----------------------------------------------------------------------
+
+
+def pack_pixels(batch: dict[str, Any]):
+    """Decoded batch -> Arrow table with pixels as plain fixed_size_list<uint8> (cache rows)."""
+    import pyarrow as pa
+
+    pixels = np.ascontiguousarray(batch["pixels"])
+    flat = pa.FixedSizeListArray.from_arrays(pa.array(pixels.reshape(-1)), int(np.prod(pixels.shape[1:])))
+    return pa.table({"row": pa.array(batch["row"], pa.int32()), "pixels": flat,
+                     "image_error": pa.array(list(batch["image_error"]), pa.string())})
+
+
+def unpack_pixels(table, size: tuple[int, int], cell: int) -> dict[str, Any]:
+    """Cache rows -> the decoded batch format (the inverse of pack_pixels), tagged with a cell."""
+    height, width = size
+    count = table.num_rows
+    flat = table.column("pixels").combine_chunks().flatten().to_numpy()
+    return {
+        "row": table.column("row").to_numpy(),
+        "pixels": flat.reshape(count, height, width, 3),
+        "image_error": np.array(table.column("image_error").to_pylist(), dtype=object),
+        "cell": np.full(count, cell, dtype=np.int16),
+    }
+
+
+def write_pixel_cache(store, rel_dir: str, paths: tuple[str, ...], preprocess: Preprocess,
+                      marker: dict) -> None:
+    """Decode a dataset once for ``preprocess.pixel_key`` and commit it under ``rel_dir``."""
+    tmp = store.staging_dir(rel_dir)
+    (decoded(paths, preprocess)
+     .map_batches(pack_pixels, batch_size=None, batch_format="numpy", num_cpus=1)
+     .write_parquet(store.path(tmp), filesystem=store.fs))
+    store.commit(tmp, rel_dir, marker)
+
+
+def cached_pixels(store, files: tuple[str, ...], preprocess: Preprocess, cell: int):
+    import ray.data
+
+    return ray.data.read_parquet(list(files), filesystem=store.fs).map_batches(
+        unpack_pixels, fn_kwargs={"size": preprocess.size, "cell": cell},
+        batch_size=None, batch_format="pyarrow", num_cpus=1, memory=decode_memory(preprocess),
+    )
+
+
+# -- the embedding actors -----------------------------------------------------------------
+
+
+class EmbedWorker:
+    """An actor holding one model; ``__call__`` maps a pixel batch to embeddings.
+
+    A model that fails to load, or a batch that fails to embed, does not crash the stream: the
+    error travels in the ``embed_error`` column and fails only the cells it touches. A process
+    that dies (segfault, OOM kill, os._exit) is restarted by Ray and the batch retried.
+    """
+
+    def __init__(self, spec: ModelSpec, device: str, threads: int | None = None):
+        self.spec, self.error, self.embedder = spec, "", None
+        try:
+            import warnings
+
+            import torch
+
+            if threads:
+                torch.set_num_threads(threads)
+            # torchreid warns on import that its Cython metrics are missing: not used here.
+            warnings.filterwarnings("ignore", message="Cython evaluation")
+            from raybench.models import build_embedder
+
+            self.embedder = build_embedder(spec, device=device)
+        except Exception as exc:  # noqa: BLE001 - reported per cell, see the class docstring
+            self.error = f"model {spec.name} failed to load: {error_text(exc)}"
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        count = len(batch["row"])
+        image_error = batch["image_error"]
+        embed_error = np.full(count, self.error, dtype=object)
+        dim = self.embedder.dim if self.embedder is not None else 1
+        embedding = np.zeros((count, dim), dtype=np.float32)
+        good = np.array([not e for e in image_error], dtype=bool)
+        if self.embedder is not None and good.any():
+            try:
+                pixels = np.ascontiguousarray(batch["pixels"][good])  # read-only zero-copy batch
+                embedding[good] = self.embedder.embed(pixels)
+            except Exception as exc:  # noqa: BLE001 - fails this batch's cells, not the run
+                embed_error[:] = f"model {self.spec.name} failed to embed: {error_text(exc)}"
+        params = getattr(self.embedder, "num_params", None) or 0
+        return {
+            "cell": batch["cell"],
+            "row": batch["row"],
+            "embedding": embedding,
+            "image_error": image_error,
+            "embed_error": embed_error,
+            "num_params": np.full(count, params, dtype=np.int64),
+        }
+
+
+def error_text(exc: BaseException) -> str:
+    from raybench.errors import RaybenchError
+
+    return str(exc) if isinstance(exc, RaybenchError) else f"{type(exc).__name__}: {exc}"
+
+
+def embedding_stream(spec: ModelSpec, preprocess: Preprocess, sources: list[Source], store,
+                     pool: Pool, name: str = ""):
+    """The Ray Dataset of one model's embeddings over ``sources`` (one per pending cell)."""
+    import ray.data
+
+    parts = [
+        cached_pixels(store, s.cache_files, preprocess, s.cell) if s.cache_files
+        else decoded(s.paths, preprocess, s.cell)
+        for s in sources
+    ]
+    stream = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+    resources: dict[str, Any] = {"num_cpus": pool.cpus}
+    if pool.gpus:
+        resources["num_gpus"] = pool.gpus
+    stream = stream.map_batches(
+        EmbedWorker,
+        fn_constructor_kwargs={"spec": spec, "device": pool.device, "threads": pool.threads},
+        batch_size=spec.batch_size,
+        batch_format="numpy",
+        # Ray Data's actor pools restart dead actors and retry their batches (max_restarts=-1,
+        # max_task_retries=-1 are its defaults).
+        compute=ray.data.ActorPoolStrategy(size=pool.actors),
+        **resources,
+    )
+    if name:
+        stream.set_name(name)
+    return stream

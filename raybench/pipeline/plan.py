@@ -1,0 +1,135 @@
+"""Plan a matrix: which cells are finished, which only need scoring, which need embedding.
+
+A cell is one (model, dataset) pair: the unit of work, of caching and of failure. Its key is
+the model's spec hash (everything that changes the embeddings) plus a hash of the dataset's
+evaluated manifest rows, so new weights or a different copy of the images recompute it, while
+a new batch size or a renamed description does not.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import pyarrow as pa
+
+from raybench.specs import DatasetSpec, EvalSpec, MatrixSpec, ModelSpec
+
+#: Only these splits are embedded and stored: scoring never reads the training split.
+EVAL_SPLITS = ("query", "gallery")
+
+DONE, EVALUATE, EMBED, FAILED = "done", "evaluate", "embed", "failed"
+
+
+@dataclass(frozen=True)
+class DatasetImages:
+    """One dataset's evaluated rows, loaded once for every model of the run.
+
+    ``manifest`` keeps the manifest's rows (query and gallery, trials repeated); ``paths`` are
+    its unique image paths in first-seen order; ``index[i]`` is the position in ``paths`` of
+    manifest row i, so each image is embedded once however many trials list it.
+    """
+
+    spec: DatasetSpec
+    manifest: pa.Table | None
+    paths: tuple[str, ...] = ()
+    index: object = None  # numpy int64 [rows]
+    hash: str = ""
+    error: str | None = None  # the manifest could not be loaded: every cell of it fails
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass(frozen=True)
+class Cell:
+    model: ModelSpec
+    data: DatasetImages
+    state: str  # DONE, EVALUATE, EMBED or FAILED
+    key: str
+    reason: str = ""  # why the state (for FAILED, the error)
+    previous: dict | None = field(default=None, compare=False)  # result or marker to reuse
+
+    @property
+    def label(self) -> str:
+        return f"{self.data.name} x {self.model.name}"
+
+
+def load_images(spec: DatasetSpec, load_manifest: Callable[[DatasetSpec], pa.Table]) -> DatasetImages:
+    """Load and index a dataset's manifest; a user error becomes the cells' error, not a crash."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from raybench.errors import RaybenchError
+
+    try:
+        table = load_manifest(spec)
+    except RaybenchError as exc:
+        return DatasetImages(spec, None, error=str(exc))
+    table = table.filter(pc.is_in(table.column("split"), pa.array(EVAL_SPLITS))).combine_chunks()
+    paths = pc.unique(table.column("path"))
+    index = pc.index_in(table.column("path"), value_set=paths).to_numpy().astype(np.int64)
+    return DatasetImages(spec, table, tuple(paths.to_pylist()), index, manifest_hash(table))
+
+
+def manifest_hash(table: pa.Table) -> str:
+    """A stable hash of the rows that are embedded and scored."""
+    digest = hashlib.sha256()
+    for name in table.column_names:
+        digest.update(name.encode())
+        digest.update(json.dumps(table.column(name).to_pylist()).encode())
+    return digest.hexdigest()[:16]
+
+
+def eval_hash(dataset: DatasetSpec, spec: EvalSpec) -> str:
+    """What changes a cell's scores without changing its embeddings."""
+    text = json.dumps([asdict(dataset.protocol), asdict(spec)], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def cell_key(model: ModelSpec, data: DatasetImages) -> str:
+    return f"{model.spec_hash()}-{data.hash}"
+
+
+def plan_cells(matrix: MatrixSpec, datasets: dict[str, DatasetImages], store, force: bool) -> list[Cell]:
+    """Every cell of the matrix with its state, in matrix order (models outer)."""
+    return [
+        _plan_one(model, datasets[dataset.name], matrix, store, force)
+        for model in matrix.models
+        for dataset in matrix.datasets
+    ]
+
+
+def _plan_one(model: ModelSpec, data: DatasetImages, matrix: MatrixSpec, store, force: bool) -> Cell:
+    if data.error:
+        return Cell(model, data, FAILED, "", data.error)
+    key = cell_key(model, data)
+    if force:
+        return Cell(model, data, EMBED, key, "--force")
+    marker = store.marker(store.embeddings_dir(data.name, model.name))
+    if not marker or marker.get("key") != key:
+        return Cell(model, data, EMBED, key, "no embeddings" if not marker else "stale embeddings")
+    if marker.get("skipped_images") and matrix.on_bad_image == "fail":
+        return Cell(model, data, EMBED, key, "embedded with skipped images; on_bad_image is fail")
+    result = store.read_result(data.name, model.name)
+    fresh = (
+        result is not None
+        and result.get("status") == "ok"
+        and result.get("cell_key") == key
+        and result.get("eval_hash") == eval_hash(data.spec, matrix.eval)
+    )
+    if fresh:
+        return Cell(model, data, DONE, key, "finished", previous=result)
+    return Cell(model, data, EVALUATE, key, "embeddings finished, scores missing or stale", previous=marker)
+
+
+def group_by_model(cells: list[Cell]) -> list[tuple[ModelSpec, list[Cell]]]:
+    """Cells to embed, grouped so that each model is loaded once per actor for all its datasets."""
+    groups: dict[str, tuple[ModelSpec, list[Cell]]] = {}
+    for cell in cells:
+        if cell.state == EMBED:
+            groups.setdefault(cell.model.name, (cell.model, []))[1].append(cell)
+    return list(groups.values())

@@ -1,0 +1,116 @@
+"""What a run tells the person watching it: a progress line on the terminal and metrics on
+the Ray dashboard.
+
+The progress line (cells done/total, images/s, ETA) goes to stderr: rewritten in place on a
+terminal, one line every few seconds otherwise (Ray Jobs logs, CI). Ray Data's own per-operator
+bars are off by default, since two progress displays interleave badly.
+
+Metrics use ray.util.metrics, so they appear in the dashboard's Metrics view (Prometheus and
+Grafana) tagged with the run name: raybench_images_embedded and raybench_images_per_second per
+model, raybench_cells_done and raybench_cells_failed per model and dataset.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Callable
+
+from raybench.console import notice
+
+
+class RunMetrics:
+    """The run's counters and gauges (needs a connected Ray; one instance per process)."""
+
+    def __init__(self, run: str):
+        from ray.util.metrics import Counter, Gauge
+
+        self.run = run
+        self.images = Counter("raybench_images_embedded", "Images embedded", tag_keys=("run", "model"))
+        self.rate = Gauge("raybench_images_per_second", "Embedding throughput", tag_keys=("run", "model"))
+        self.done = Counter("raybench_cells_done", "Cells scored", tag_keys=("run", "model", "dataset"))
+        self.failed = Counter("raybench_cells_failed", "Cells failed", tag_keys=("run", "model", "dataset"))
+
+    def embedded(self, model: str, count: int, rate: float) -> None:
+        tags = {"run": self.run, "model": model}
+        if count:
+            self.images.inc(count, tags=tags)
+        self.rate.set(rate, tags=tags)
+
+    def cell(self, model: str, dataset: str, ok: bool) -> None:
+        (self.done if ok else self.failed).inc(1, tags={"run": self.run, "model": model, "dataset": dataset})
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+class Progress:
+    """Counts cells and images; prints a status line at most every ``interval`` seconds."""
+
+    def __init__(self, cells_total: int, cells_done: int, images_total: int,
+                 metrics: RunMetrics | None = None, echo: Callable[[str], None] = notice,
+                 interval: float | None = None, clock: Callable[[], float] = time.monotonic):
+        self.cells_total, self.cells_done, self.cells_failed = cells_total, cells_done, 0
+        self.images_total, self.images_done = images_total, 0
+        self.metrics, self.echo, self.clock = metrics, echo, clock
+        self.tty = sys.stderr.isatty() and echo is notice
+        self.interval = interval if interval is not None else (1.0 if self.tty else 10.0)
+        self.model, self.model_images, self.model_start = "", 0, 0.0
+        self._printed = clock()
+        self._unsent = 0
+
+    def start_model(self, model: str) -> None:
+        self.model, self.model_images, self.model_start = model, 0, self.clock()
+        self._unsent = 0
+
+    def rate(self) -> float:
+        elapsed = self.clock() - self.model_start
+        return self.model_images / elapsed if elapsed > 0 else 0.0
+
+    def add_images(self, count: int) -> None:
+        self.images_done += count
+        self.model_images += count
+        self._unsent += count
+        if self.clock() - self._printed >= self.interval:
+            self.show()
+
+    def line(self) -> str:
+        rate = self.rate()
+        left = self.images_total - self.images_done
+        eta = format_seconds(left / rate) if rate > 0 and left > 0 else "-"
+        failed = f", {self.cells_failed} failed" if self.cells_failed else ""
+        return (f"cells {self.cells_done}/{self.cells_total}{failed} | {self.model}: "
+                f"images {self.images_done:,}/{self.images_total:,} | {rate:,.1f} img/s | ETA {eta}")
+
+    def show(self) -> None:
+        self._printed = self.clock()
+        if self.metrics is not None:
+            self.metrics.embedded(self.model, self._unsent, self.rate())
+        self._unsent = 0
+        if self.tty:
+            sys.stderr.write("\r\033[K" + self.line())
+            sys.stderr.flush()
+        else:
+            self.echo(self.line())
+
+    def cell_finished(self, row: dict) -> None:
+        """A scored (or failed) cell: counted, and printed on its own line."""
+        self.cells_done += 1
+        if row["status"] != "ok":
+            self.cells_failed += 1
+            text = f"FAILED {row['dataset']} x {row['model']}: {row.get('error')}"
+        else:
+            r1 = row.get("R1")
+            r1_text = f"  R1 {100 * r1:.2f}%" if r1 is not None else ""
+            text = f"done   {row['dataset']} x {row['model']}: mAP {100 * row['mAP']:.2f}%{r1_text}"
+        if self.tty:
+            sys.stderr.write("\r\033[K")
+        self.echo(f"[{self.cells_done}/{self.cells_total}] {text}")
+
+    def close(self) -> None:
+        if self.tty:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()

@@ -1,0 +1,192 @@
+"""The Reducer: one named Ray actor per run that scores cells as their embeddings land.
+
+The driver sends "cell ready" (``evaluate``) as soon as a cell's embeddings are committed, and
+goes on embedding; the reducer reads the cell back from the store (so it can live on any node
+that sees the run directory), applies the dataset's protocol with raybench.eval, writes
+results/<dataset>/<model>.json, and keeps a live table of every cell of the run that the CLI
+shows. It is the only writer of result files, so they never race.
+
+Result JSON (one per cell; the report reads it): model, dataset, status ("ok"|"failed"),
+error, mAP, mINP, cmc (fractions 0..1), num_query, num_valid_query, num_gallery, trials,
+spread, protocol, per_query, seconds, embed_seconds, eval_seconds, paradigm, spec_hash,
+num_params, skipped_images; plus cell_key, manifest_hash and eval_hash, which resume uses to
+tell a finished cell from a stale one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from raybench.specs import DatasetSpec, EvalSpec
+
+log = logging.getLogger(__name__)
+
+#: Metric keys of a result, None (or empty) when the cell failed.
+METRIC_KEYS = {
+    "mAP": None, "mINP": None, "cmc": [], "num_query": None, "num_valid_query": None,
+    "num_gallery": None, "trials": [], "spread": None, "protocol": None, "per_query": None,
+}
+
+
+@dataclass(frozen=True)
+class CellJob:
+    """What the reducer needs to score and describe one cell."""
+
+    model: str
+    dataset: DatasetSpec
+    paradigm: str
+    spec_hash: str
+    cell_key: str
+    manifest_hash: str
+    eval_hash: str
+    num_params: int | None = None
+    embed_seconds: float = 0.0
+    skipped_images: tuple[str, ...] = ()
+    device: str = ""
+
+
+def protocol_summary(dataset: DatasetSpec, spec: EvalSpec) -> dict:
+    """The result's "protocol" block, also for cells that fail before scoring."""
+    return {
+        "camera_filter": dataset.protocol.camera_filter,
+        "cuhk03_metric": dataset.protocol.cuhk03_metric,
+        "trials": dataset.protocol.trials,
+        "distance": spec.distance,
+        "normalize": spec.normalize,
+        "rerank": spec.rerank,
+        "max_rank": spec.max_rank,
+    }
+
+
+def result_record(job: CellJob, spec: EvalSpec, metrics: dict | None, error: str | None,
+                  eval_seconds: float = 0.0) -> dict:
+    """A result with every key of the contract, in a stable order."""
+    return {
+        "model": job.model,
+        "dataset": job.dataset.name,
+        "status": "failed" if error else "ok",
+        "error": error,
+        **METRIC_KEYS,
+        "protocol": protocol_summary(job.dataset, spec),
+        **(metrics or {}),
+        "seconds": round(job.embed_seconds + eval_seconds, 3),
+        "embed_seconds": round(job.embed_seconds, 3),
+        "eval_seconds": round(eval_seconds, 3),
+        "paradigm": job.paradigm,
+        "spec_hash": job.spec_hash,
+        "num_params": job.num_params,
+        "skipped_images": list(job.skipped_images),
+        "device": job.device,
+        "cell_key": job.cell_key,
+        "manifest_hash": job.manifest_hash,
+        "eval_hash": job.eval_hash,
+    }
+
+
+def evaluate_cell(store, job: CellJob, spec: EvalSpec, seed: int = 0) -> dict:
+    """Read a committed cell, score it with the dataset's protocol, write its result."""
+    from raybench.errors import RaybenchError
+
+    start = time.perf_counter()
+    metrics, error = None, None
+    try:
+        from raybench.eval.protocol import score
+
+        table = store.read_embeddings(job.dataset.name, job.model)
+        metrics = score(table, job.dataset.protocol, spec, seed=seed)
+    except RaybenchError as exc:
+        error = str(exc)
+    except Exception as exc:  # noqa: BLE001 - a bug in one cell's scoring must not stop the run
+        log.exception("scoring %s x %s failed", job.dataset.name, job.model)
+        error = f"evaluation failed: {type(exc).__name__}: {exc}"
+    result = result_record(job, spec, metrics, error, time.perf_counter() - start)
+    store.write_result(result)
+    return result
+
+
+def summary_row(result: dict) -> dict:
+    """One line of the live table: the headline numbers of a result."""
+    cmc = result.get("cmc") or []
+    return {
+        "dataset": result["dataset"],
+        "model": result["model"],
+        "status": result["status"],
+        "mAP": result.get("mAP"),
+        "R1": cmc[0] if len(cmc) > 0 else None,
+        "R5": cmc[4] if len(cmc) > 4 else None,
+        "mINP": result.get("mINP"),
+        "queries": result.get("num_valid_query"),
+        "seconds": result.get("seconds"),
+        "error": result.get("error"),
+    }
+
+
+class Reducer:
+    """The actor body (see the module docstring); ``ray.remote`` is applied by ``start``."""
+
+    def __init__(self, store, spec: EvalSpec, run: str):
+        self.store, self.spec, self.run = store, spec, run
+        self.rows: dict[tuple[str, str], dict] = {}
+        self._metrics = None
+
+    def _record(self, result: dict) -> dict:
+        row = summary_row(result)
+        self.rows[(row["dataset"], row["model"])] = row
+        self._count(result)
+        return result
+
+    def _count(self, result: dict) -> None:
+        from raybench.pipeline.progress import RunMetrics
+
+        if self._metrics is None:
+            self._metrics = RunMetrics(self.run)
+        self._metrics.cell(result["model"], result["dataset"], result["status"] == "ok")
+
+    def evaluate(self, job: CellJob) -> dict:
+        return self._record(evaluate_cell(self.store, job, self.spec))
+
+    def fail(self, job: CellJob, error: str) -> dict:
+        result = result_record(job, self.spec, None, error)
+        self.store.write_result(result)
+        return self._record(result)
+
+    def keep(self, result: dict) -> dict:
+        """A cell finished by an earlier run: shown in the table, not counted again."""
+        row = summary_row(result)
+        self.rows[(row["dataset"], row["model"])] = row
+        return result
+
+    def table(self) -> list[dict]:
+        return [self.rows[key] for key in sorted(self.rows)]
+
+
+def start(store, spec: EvalSpec, run: str, run_id: str):
+    """The run's reducer actor, named after the run (visible as such on the dashboard).
+
+    It takes no CPU slot (scoring is short and must not starve the decode tasks on a small
+    machine), restarts if its process dies, and does not retry the call that killed it.
+    """
+    import ray
+
+    actor = ray.remote(Reducer).options(
+        name=f"raybench-reducer:{run}:{run_id}", num_cpus=0, max_restarts=-1, max_task_retries=0
+    )
+    return actor.remote(store, spec, run)
+
+
+def job_for(cell, spec: EvalSpec, **extra) -> CellJob:
+    """The CellJob of a planned cell (see plan.Cell)."""
+    from raybench.pipeline.plan import eval_hash
+
+    return CellJob(
+        model=cell.model.name,
+        dataset=cell.data.spec,
+        paradigm=cell.model.paradigm,
+        spec_hash=cell.model.spec_hash(),
+        cell_key=cell.key,
+        manifest_hash=cell.data.hash,
+        eval_hash=eval_hash(cell.data.spec, spec),
+        **extra,
+    )

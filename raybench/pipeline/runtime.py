@@ -1,0 +1,114 @@
+"""Where a run executes: start or join Ray, size the embedding pool, check the output location,
+and record provenance (versions, git hash) for run.json.
+
+Local Ray is started with ``address="local"``, never a bare ``ray.init()``, which would silently
+join whatever cluster happens to run on the machine; RAY_ADDRESS (set by Ray Jobs, or by the
+user) joins that cluster instead.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from dataclasses import dataclass
+from importlib import metadata
+
+from raybench.errors import RaybenchError
+from raybench.pipeline.embed import Pool
+
+#: Distributions whose versions go into run.json (read from metadata: nothing is imported).
+VERSIONED = ("raybench", "ray", "torch", "torchvision", "pyarrow", "numpy", "torchreid",
+             "open_clip_torch", "timm", "transformers", "pillow")
+
+SHARED_OUT_ENV = "RAYBENCH_SHARED_OUT"
+
+
+def connect(run: str, num_cpus: int | None = None, dashboard: bool = False) -> bool:
+    """Start a local Ray or join RAY_ADDRESS; True when this process started Ray (and must stop it)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    from ray.job_config import JobConfig
+
+    common = {
+        "namespace": "raybench",
+        "job_config": JobConfig(metadata={"job_name": f"raybench-run:{run}", "raybench_run": run}),
+    }
+    address = os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, **common)
+        return False
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard, **common)
+    return True
+
+
+@dataclass(frozen=True)
+class Cluster:
+    nodes: int
+    cpus: float
+    gpus: float
+
+    @classmethod
+    def current(cls) -> "Cluster":
+        import ray
+
+        resources = ray.cluster_resources()
+        alive = [n for n in ray.nodes() if n.get("Alive")]
+        return cls(len(alive), resources.get("CPU", 0.0), resources.get("GPU", 0.0))
+
+
+def plan_pool(cluster: Cluster, actors: int | None = None, threads: int | None = None) -> Pool:
+    """One actor per GPU (num_gpus=1 each); on CPU one actor by default, leaving CPUs to decode.
+
+    A CPU actor gets as many torch threads as the cluster has CPUs (when one actor), so the
+    forward pass can use the cores the decode tasks leave idle under backpressure.
+    """
+    if cluster.gpus >= 1:
+        count = min(actors or int(cluster.gpus), int(cluster.gpus))
+        return Pool(actors=count, gpus=1, cpus=1, threads=threads)
+    count = max(1, actors or 1)
+    if count >= cluster.cpus and cluster.cpus >= 2:
+        count = int(cluster.cpus) - 1  # keep a CPU for decoding, or the stream stalls
+    default_threads = max(1, int(cluster.cpus) // count)
+    return Pool(actors=count, gpus=0, cpus=1, threads=threads or default_threads)
+
+
+def check_out(store, cluster: Cluster, shared: bool = False) -> None:
+    """A node-local --out on a multi-node cluster would scatter the cells over the nodes' disks."""
+    shared = shared or os.environ.get(SHARED_OUT_ENV, "").lower() in ("1", "true", "yes")
+    if store.is_local and cluster.nodes > 1 and not shared:
+        raise RaybenchError(
+            f"--out {store.uri} is a local path, but this Ray cluster has {cluster.nodes} nodes: "
+            "each node would write its own copy. Use object storage (--out s3://bucket/run, "
+            "gs://...), or a mount every node shares, declared with --shared-out "
+            f"(or {SHARED_OUT_ENV}=1)."
+        )
+
+
+def versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in VERSIONED:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def git_state() -> dict[str, object]:
+    """The checkout's commit and whether it had local changes (None outside a git checkout)."""
+    from raybench.paths import PROJECT_ROOT
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(PROJECT_ROOT), *args], capture_output=True,
+                                  text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}

@@ -1,0 +1,202 @@
+"""The run directory, on a local path or any pyarrow filesystem URI (file://, s3://, gs://, ...).
+
+Layout::
+
+    run.json                                   resolved matrix, versions, git hash, timings
+    embeddings/<dataset>/<model>/part-00000.parquet, spec.json, _SUCCESS
+    results/<dataset>/<model>.json             one result per cell
+    cache/pixels/<dataset>/<pixel_key>/part-*.parquet, _SUCCESS   decoded pixels, shared by models
+
+Why it is safe to kill a run at any moment: a directory is written under a temporary name
+(``.tmp-*``) and moved into place file by file, and only then is ``_SUCCESS`` written; a reader
+trusts a directory only when ``_SUCCESS`` is there and carries the key it expects (the model's
+spec hash and the manifest's hash). A half-written cell never looks finished, and a stale one
+(other weights, other images) is recomputed. JSON files are written to a temporary name and
+moved, so they are either the old or the new version, never a torn one.
+
+The embedding Parquet is plain Arrow (``fixed_size_list<float32>[dim]``, not Ray's tensor
+extension type), so pyarrow, pandas and duckdb read it without Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from raybench.datasets.manifest import SCHEMA as MANIFEST_SCHEMA, TRIAL_FIELD
+from raybench.errors import RaybenchError
+
+SUCCESS = "_SUCCESS"
+
+
+def embedding_schema(dim: int, trials: bool = False) -> pa.Schema:
+    """The declared schema of embeddings/<dataset>/<model>/*.parquet."""
+    schema = MANIFEST_SCHEMA.append(TRIAL_FIELD) if trials else MANIFEST_SCHEMA
+    return schema.append(pa.field("embedding", pa.list_(pa.float32(), dim), nullable=False))
+
+
+def embedding_table(manifest: pa.Table, embeddings) -> pa.Table:
+    """Manifest rows + their embeddings (float32 [rows, dim]) as a table of the declared schema."""
+    import numpy as np
+
+    values = np.ascontiguousarray(embeddings, dtype=np.float32)
+    column = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
+    schema = embedding_schema(values.shape[1], "trial" in manifest.column_names)
+    columns = [manifest.column(name) for name in schema.names[:-1]] + [column]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+@dataclass(frozen=True)
+class RunStore:
+    """A run directory: ``fs`` is any pyarrow filesystem, ``root`` the directory inside it."""
+
+    fs: Any  # pyarrow.fs.FileSystem (picklable, so actors get the store as is)
+    root: str
+    uri: str = ""
+
+    @classmethod
+    def open(cls, out: str | Path) -> "RunStore":
+        """A local path (relative or absolute) or a URI such as file:///x, s3://bucket/x."""
+        from pyarrow import fs as pafs
+
+        text = str(out)
+        if "://" in text:
+            try:
+                filesystem, root = pafs.FileSystem.from_uri(text)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+                raise RaybenchError(f"--out {text}: not a usable filesystem URI ({exc})") from None
+            return cls(filesystem, root.rstrip("/"), text)
+        local = Path(text).expanduser().resolve()
+        return cls(pafs.LocalFileSystem(), local.as_posix(), local.as_posix())
+
+    @property
+    def is_local(self) -> bool:
+        """True when the run directory is a node-local path (not object storage)."""
+        from pyarrow import fs as pafs
+
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root, *parts]) if self.root else "/".join(parts)
+
+    def exists(self, rel: str) -> bool:
+        from pyarrow import fs as pafs
+
+        return self.fs.get_file_info(self.path(rel)).type != pafs.FileType.NotFound
+
+    # -- JSON -----------------------------------------------------------------------------
+
+    def write_json(self, rel: str, obj: Any) -> None:
+        """Write JSON atomically: a temporary name in the same directory, then a move."""
+        final = self.path(rel)
+        parent = final.rsplit("/", 1)[0]
+        self.fs.create_dir(parent, recursive=True)
+        tmp = f"{parent}/.tmp-{uuid.uuid4().hex}.json"
+        with self.fs.open_output_stream(tmp) as out:
+            out.write(json.dumps(obj, indent=2, default=str).encode() + b"\n")
+        self.fs.move(tmp, final)
+
+    def read_json(self, rel: str) -> Any | None:
+        """The parsed file, or None when it is absent or torn (treated as never written)."""
+        try:
+            with self.fs.open_input_stream(self.path(rel)) as src:
+                return json.loads(src.read().decode())
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        except OSError as exc:
+            if "not found" in str(exc).lower() or "no such file" in str(exc).lower():
+                return None
+            raise
+
+    # -- directories committed with a _SUCCESS marker -------------------------------------
+
+    def marker(self, rel_dir: str) -> dict | None:
+        """The _SUCCESS marker of a committed directory, or None when it is not finished."""
+        return self.read_json(f"{rel_dir}/{SUCCESS}")
+
+    def is_finished(self, rel_dir: str, key: str) -> bool:
+        marker = self.marker(rel_dir)
+        return bool(marker) and marker.get("key") == key
+
+    def staging_dir(self, rel_dir: str) -> str:
+        """A fresh temporary directory beside ``rel_dir`` (relative path), to commit later."""
+        parent, _, name = rel_dir.rpartition("/")
+        tmp = f"{parent}/.tmp-{name}-{uuid.uuid4().hex[:12]}" if parent else f".tmp-{name}-{uuid.uuid4().hex[:12]}"
+        self.fs.create_dir(self.path(tmp), recursive=True)
+        return tmp
+
+    def commit(self, tmp_dir: str, rel_dir: str, marker: dict) -> None:
+        """Move every file of ``tmp_dir`` into ``rel_dir`` (replacing it), then write _SUCCESS.
+
+        The old marker goes first, so a crash anywhere in between leaves an unfinished
+        directory, never a mix that looks finished. Moves are per file: object stores have no
+        directory rename.
+        """
+        from pyarrow import fs as pafs
+
+        final = self.path(rel_dir)
+        if self.exists(rel_dir):
+            if self.exists(f"{rel_dir}/{SUCCESS}"):
+                self.fs.delete_file(f"{final}/{SUCCESS}")
+            self.fs.delete_dir(final)  # our own cell directory, stale or forced
+        self.fs.create_dir(final, recursive=True)
+        for info in self.fs.get_file_info(pafs.FileSelector(self.path(tmp_dir))):
+            self.fs.move(info.path, f"{final}/{info.base_name}")
+        self.fs.delete_dir(self.path(tmp_dir))
+        self.write_json(f"{rel_dir}/{SUCCESS}", marker)
+
+    def parquet_files(self, rel_dir: str) -> list[str]:
+        """Full paths (inside ``fs``) of the Parquet parts of a directory, sorted."""
+        from pyarrow import fs as pafs
+
+        infos = self.fs.get_file_info(pafs.FileSelector(self.path(rel_dir)))
+        return sorted(i.path for i in infos if i.base_name.endswith(".parquet"))
+
+    # -- embeddings -----------------------------------------------------------------------
+
+    @staticmethod
+    def embeddings_dir(dataset: str, model: str) -> str:
+        return f"embeddings/{dataset}/{model}"
+
+    def write_embeddings(self, dataset: str, model: str, table: pa.Table, marker: dict,
+                         spec: dict | None = None) -> None:
+        """Write one cell's embeddings atomically (see the module docstring)."""
+        import pyarrow.parquet as pq
+
+        rel = self.embeddings_dir(dataset, model)
+        tmp = self.staging_dir(rel)
+        pq.write_table(table, self.path(tmp, "part-00000.parquet"), filesystem=self.fs,
+                       compression="zstd")
+        if spec is not None:
+            with self.fs.open_output_stream(self.path(tmp, "spec.json")) as out:
+                out.write(json.dumps(spec, indent=2, default=str).encode() + b"\n")
+        self.commit(tmp, rel, {**marker, "rows": table.num_rows})
+
+    def read_embeddings(self, dataset: str, model: str) -> pa.Table:
+        import pyarrow.parquet as pq
+
+        files = self.parquet_files(self.embeddings_dir(dataset, model))
+        return pa.concat_tables(pq.read_table(f, filesystem=self.fs) for f in files)
+
+    # -- results --------------------------------------------------------------------------
+
+    @staticmethod
+    def result_path(dataset: str, model: str) -> str:
+        return f"results/{dataset}/{model}.json"
+
+    def write_result(self, result: dict) -> None:
+        self.write_json(self.result_path(result["dataset"], result["model"]), result)
+
+    def read_result(self, dataset: str, model: str) -> dict | None:
+        return self.read_json(self.result_path(dataset, model))
+
+    # -- pixel cache ----------------------------------------------------------------------
+
+    @staticmethod
+    def pixel_cache_dir(dataset: str, pixel_key: str) -> str:
+        return f"cache/pixels/{dataset}/{pixel_key}"

@@ -1,0 +1,118 @@
+"""The whole pipeline on local Ray with the dummy embedder: store, results, resume, faults."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from pipeline_helpers import RESULT_KEYS, dummy_model, make_market, market_dataset, matrix
+
+from raybench.pipeline.driver import RunOptions, run_matrix
+from raybench.pipeline.store import embedding_schema
+
+
+def _quiet(_message: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def market(tmp_path_factory) -> Path:
+    return make_market(tmp_path_factory.mktemp("market"))
+
+
+def _result(out: Path, dataset: str, model: str) -> dict:
+    return json.loads((out / "results" / dataset / f"{model}.json").read_text())
+
+
+def test_whole_pipeline_then_resume_recomputes_nothing(ray_local, market, tmp_path):
+    # Two models with one geometry (one decode for both, via the pixel cache), two datasets.
+    spec = matrix([dummy_model("d8", 8), dummy_model("d4", 4)],
+                  [market_dataset("mkt-a", market), market_dataset("mkt-b", market)])
+    out = tmp_path / "run"
+    summary = run_matrix(spec, str(out), RunOptions(), echo=_quiet)
+    assert summary.ok and len(summary.rows) == 4
+
+    result = _result(out, "mkt-a", "d8")
+    assert RESULT_KEYS <= set(result) and result["status"] == "ok" and result["error"] is None
+    assert 0 < result["mAP"] <= 1 and all(0 <= c <= 1 for c in result["cmc"])
+    assert result["num_query"] == 6 and result["num_gallery"] == 18 and result["paradigm"] == "baseline"
+
+    # Embeddings: plain Parquet with the declared schema, rows mirroring query + gallery.
+    (part,) = (out / "embeddings/mkt-a/d8").glob("*.parquet")
+    table = pq.read_table(part)
+    assert table.schema.equals(embedding_schema(8)) and table.num_rows == 24
+    assert set(table.column("split").to_pylist()) == {"query", "gallery"}
+    assert (out / "embeddings/mkt-a/d8/_SUCCESS").exists()
+    assert (out / "cache/pixels/mkt-a/32x16-bilinear-squash/_SUCCESS").exists()
+
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "finished" and run["summary"] == {"cells": 4, "ok": 4, "failed": 0}
+    assert run["versions"]["ray"] and "commit" in run["git"] and run["matrix"]["name"] == "test"
+
+    # Rerun: every cell is reused; nothing is written again.
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != "run.json"}
+    again = run_matrix(spec, str(out), RunOptions(), echo=_quiet)
+    assert again.ok and again.rows == summary.rows
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert {c["state"] for c in json.loads((out / "run.json").read_text())["plan"]} == {"done"}
+
+
+def test_an_actor_that_dies_once_still_completes_its_cell(ray_local, market, tmp_path):
+    marker = tmp_path / "died"
+    spec = matrix([dummy_model("crashy", fail_once=str(marker))], [market_dataset("mkt", market)])
+    summary = run_matrix(spec, str(tmp_path / "run"), RunOptions(), echo=_quiet)
+    assert marker.exists(), "the embedder never died: the test proves nothing"
+    assert summary.ok
+    assert pq.read_table(next((tmp_path / "run/embeddings/mkt/crashy").glob("*.parquet"))).num_rows == 24
+
+
+def test_bad_images_and_missing_datasets_fail_only_their_cells(ray_local, market, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(market, broken)
+    bad = sorted((broken / "bounding_box_test").glob("*.jpg"))[0]
+    bad.write_bytes(b"not a jpeg")
+    datasets = [market_dataset("good", market), market_dataset("broken", broken),
+                market_dataset("absent", tmp_path / "nowhere")]
+    out = f"file://{tmp_path}/run"  # a pyarrow filesystem URI, not a plain path
+    summary = run_matrix(matrix([dummy_model("d")], datasets), out, RunOptions(), echo=_quiet)
+    status = {r["dataset"]: r["status"] for r in summary.rows}
+    assert status == {"good": "ok", "broken": "failed", "absent": "failed"} and not summary.ok
+    failed = _result(tmp_path / "run", "broken", "d")
+    assert str(bad) in failed["error"] and failed["mAP"] is None and RESULT_KEYS <= set(failed)
+    assert "nowhere" in _result(tmp_path / "run", "absent", "d")["error"]
+
+    # on_bad_image: skip scores the cell without the bad image and lists it.
+    skip = run_matrix(matrix([dummy_model("d")], datasets[1:2], on_bad_image="skip"), str(tmp_path / "skip"),
+                      RunOptions(), echo=_quiet)
+    assert skip.ok
+    result = _result(tmp_path / "skip", "broken", "d")
+    assert result["skipped_images"] == [str(bad)] and result["num_gallery"] == 17
+    table = pq.read_table(tmp_path / "skip/embeddings/broken/d/part-00000.parquet")
+    assert str(bad) not in table.column("path").to_pylist()
+
+
+def test_run_command_prints_the_table_and_exits_nonzero_on_failure(ray_local, market, tmp_path):
+    from click.testing import CliRunner
+
+    from raybench.commands.run import run
+
+    path = tmp_path / "m.yaml"
+    path.write_text(json.dumps({
+        "name": "cli", "description": "two cells, one without data",
+        "models": [{"name": "d", "loader": "dummy", "arch": "rp", "paradigm": "baseline",
+                    "preprocess": {"size": [32, 16]}, "options": {"dim": 4}}],
+        "datasets": [{"name": "mkt", "adapter": "market1501", "root": str(market)},
+                     {"name": "gone", "adapter": "market1501", "root": str(tmp_path / "gone")}],
+        "eval": {"max_rank": 5},
+    }))
+    res = CliRunner().invoke(run, ["--matrix", str(path), "--out", str(tmp_path / "o"), "--datasets", "mkt,gone"])
+    assert res.exit_code == 1, res.output
+    assert "mkt" in res.output and "FAILED gone x d" in res.output
+    res = CliRunner().invoke(run, ["--matrix", str(path), "--out", str(tmp_path / "o"), "--datasets", "mkt"])
+    assert res.exit_code == 0, res.output
+    row = next(line.split() for line in res.output.splitlines() if line.startswith("mkt "))
+    assert float(row[3]) == round(100 * _result(tmp_path / "o", "mkt", "d")["mAP"], 2)
