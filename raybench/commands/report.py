@@ -17,7 +17,7 @@ import click
               help="Report folder (default: RUN_DIR/report).")
 @click.option("--reference", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="The published numbers to compare with (default: configs/paper_reference.yaml).")
-@click.option("--queries", type=click.IntRange(min=1), default=12, show_default=True,
+@click.option("--queries", type=click.IntRange(min=1), default=8, show_default=True,
               help="Queries sampled per rank-list page.")
 @click.option("--no-ranklists", is_flag=True, help="Skip the HTML rank lists (they read the embeddings).")
 @click.option("--bootstraps", type=click.IntRange(min=100), default=1000, show_default=True,

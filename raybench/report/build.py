@@ -27,7 +27,7 @@ class ReportOptions:
     out: Path | None = None  # the report folder; default <run>/report
     paper: Path | None = None  # reference YAML; default configs/paper_reference.yaml
     ranklists: bool = True
-    ranklist_queries: int = 12
+    ranklist_queries: int = 8
     bootstraps: int = DEFAULT_BOOTSTRAPS
     seed: int = 0
 
