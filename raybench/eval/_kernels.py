@@ -1,0 +1,87 @@
+"""numba kernels of the rank engine (imported lazily; compiled once and cached on disk).
+
+Kept apart so that importing raybench.eval never pulls in numba, and so that the one loop that
+must be compiled to be fast is small enough to read against count.py's docstring.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(inline="always")
+def _before(sv, si, n, v, j):
+    """Number of the n sorted matches (values sv, gallery indices si) ordered before item (v, j)."""
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if sv[mid] < v or (sv[mid] == v and si[mid] < j):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def ranks(d, pos, npos, junk, njunk, out, bad):
+    """out[b, k]: 1-based rank among non-junk items of the k-th nearest true match of row b.
+
+    d [B, G] float; pos [B, P] / junk [B, J] gallery indices (ascending, padded with -1) with
+    counts npos / njunk; out [B, P] int64 (written for k < npos[b]); bad [B] set where a row
+    holds NaN (the caller raises).
+    """
+    B, G = d.shape
+    for b in numba.prange(B):
+        n = npos[b]
+        if n == 0:
+            continue
+        row = d[b]
+        idx = pos[b, :n]
+        vals = np.empty(n, d.dtype)
+        for k in range(n):
+            vals[k] = row[idx[k]]
+        order = np.argsort(vals, kind="mergesort")  # stable: ties stay in gallery order
+        sv = vals[order]
+        si = idx[order]
+        if np.isnan(sv[n - 1]):
+            bad[b] = True
+            continue
+        vmax, jmax = sv[n - 1], si[n - 1]
+        gaps = np.zeros(n + 1, np.int64)
+        for j in range(G):
+            v = row[j]
+            if v > vmax:  # the common case: after the hardest match
+                continue
+            if v == vmax and j > jmax:
+                continue
+            if v != v:
+                bad[b] = True
+                break
+            gaps[_before(sv, si, n, v, j)] += 1
+        for t in range(njunk[b]):
+            j = junk[b, t]
+            v = row[j]
+            if v < vmax or (v == vmax and j < jmax):
+                gaps[_before(sv, si, n, v, j)] -= 1
+        c = 0
+        for k in range(n):
+            c += gaps[k]
+            out[b, k] = c
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def shared_min(a_indptr, a_indices, a_data, c_indptr, c_indices, c_data, col_lo, out):
+    """out[b, j - col_lo] += min(A[b, l], C[j, l]) over the shared non-zeros l, for j >= col_lo.
+
+    A: CSR rows (the queries' V), C: CSC of all of V, so column l lists the images j that
+    share neighbour l. This is the inner loop of the k-reciprocal Jaccard distance.
+    """
+    for b in numba.prange(len(a_indptr) - 1):
+        for p in range(a_indptr[b], a_indptr[b + 1]):
+            l = a_indices[p]
+            a = a_data[p]
+            for q in range(c_indptr[l], c_indptr[l + 1]):
+                j = c_indices[q]
+                if j >= col_lo:
+                    out[b, j - col_lo] += min(a, c_data[q])
