@@ -206,6 +206,8 @@ def test_status_logs_and_stop(as_client, capsys):
     assert "started" in invoke(capsys, head, "logs", job_id)[1]
     assert "already ended: STOPPED" in invoke(capsys, head, "stop", job_id)[1]
     assert head.token not in shown
+    code, _, err = invoke(capsys, head, "logs", "raybench-no-such-job", "--follow")
+    assert code == 2 and "does not exist" in err
 
 
 def test_follow_exits_non_zero_for_a_failed_job(as_client, capsys):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from raybench.errors import SpecError
+from raybench.errors import RaybenchError, SpecError
 from raybench.paths import PROJECT_ROOT
 from raybench.pipeline import dashboard as dashboard_mod
 from raybench.pipeline import submit as jobs
@@ -143,6 +143,28 @@ def test_submission_quotes_appends_and_merges(tmp_path):
     assert ".venv/" in sub.runtime_env["excludes"] and "big/" in sub.runtime_env["excludes"]
     assert sub.submission_id.startswith("raybench-my-run-")
     assert sub.resources == {"entrypoint_num_cpus": 0, "entrypoint_num_gpus": 0}
+
+
+def test_matrices_are_checked_here_and_sent_by_name_or_project_path(tmp_path):
+    assert jobs.matrix_target("smoke") == ("smoke", "smoke")
+    path = PROJECT_ROOT / "configs" / "matrices" / "smoke.yaml"
+    assert jobs.matrix_target(str(path)) == ("configs/matrices/smoke.yaml", "smoke")
+    outside = tmp_path / "mine.yaml"
+    outside.write_text(path.read_text())
+    with pytest.raises(SpecError, match="outside the project"):
+        jobs.matrix_target(str(outside))
+    with pytest.raises(RaybenchError, match="smoke"):  # a typo is caught before anything is uploaded
+        jobs.matrix_target("smoek")
+
+
+def test_training_configs_are_sent_as_project_paths():
+    configs = sorted((PROJECT_ROOT / "configs" / "train").glob("*.yaml"))
+    if not configs:
+        pytest.skip("no training config in configs/train yet")
+    target, name = jobs.train_target(configs[0].stem)
+    assert (target, name) == (f"configs/train/{configs[0].name}", configs[0].stem)
+    sub = jobs.build_submission(jobs.load_job_spec("train"), target, name, out="/shared/train")
+    assert sub.entrypoint == f"python -m raybench train {target} --out /shared/train"
 
 
 def test_out_must_mean_the_same_on_the_cluster(tmp_path):
