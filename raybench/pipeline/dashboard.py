@@ -223,14 +223,14 @@ def describe_failure(dash: Dashboard, action: str, exc: BaseException) -> str:
         return (f"TLS verification failed for {where}: pass its CA with --ca-bundle FILE "
                 "(or --no-verify on a network you trust)")
     if isinstance(exc, requests.exceptions.Timeout):
-        return (f"{where} did not answer within {dash.timeout:g} s ({action}): check the address "
+        return (f"{where} did not answer within {dash.timeout:g} s (trying to {action}): check the address "
                 "and that the head node is up (raise --timeout for a slow link)")
     if isinstance(exc, (requests.exceptions.ConnectionError, ConnectionError)):
         return (f"cannot reach {where}: is the head node up and is this its dashboard "
                 "port (8265 by default; from outside Kubernetes use `kubectl port-forward "
                 "svc/raybench-head-svc 8265:8265`)?")
     if isinstance(exc, requests.exceptions.RequestException) or "Version check" in str(exc):
-        return f"{where} answered, but not as a Ray Jobs API ({action}): {_short(exc)}"
+        return f"{where} answered, but not as a Ray Jobs API (trying to {action}): {_short(exc)}"
     if "status code 404" in str(exc) or "does not exist" in str(exc):
         return f"{where}: {_short(exc)} (list its jobs with `raybench status`)"
     return f"{where} could not {action}: {_short(exc)}"
