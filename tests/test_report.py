@@ -295,22 +295,26 @@ def test_shipped_paper_reference_loads():
 
 def test_in_domain_from_spec_and_name(stored_run, tmp_path):
     from raybench.report.load import load_run
-    from raybench.report.plots import trained_on
+    from raybench.report.domain import trained_on
 
     run = load_run(stored_run)
     assert trained_on(run, "osnet-tiny-alpha") == "alpha"
     assert trained_on(run, "color-hist") is None
     renamed = make_named_run(tmp_path)
     assert trained_on(load_run(renamed), "osnet-x0_25-alpha") == "alpha1501"
+    # a training set outside the run, found in the dataset catalog: every cell is cross-domain
+    assert trained_on(load_run(renamed), "osnet-x0_25-msmt17") == "msmt17"
 
 
 def make_named_run(root: Path) -> Path:
-    """A run without run.json whose supervised model is named after its training set."""
+    """A run without run.json whose supervised models are named after their training sets."""
     result = {"model": "osnet-x0_25-alpha", "dataset": "alpha1501", "paradigm": "supervised",
               "status": "ok", "error": None, "mAP": 0.5, "mINP": 0.3, "cmc": [0.6, 0.8]}
     for dataset in ("alpha1501", "beta"):
         (root / "results" / dataset).mkdir(parents=True)
-        (root / "results" / dataset / "osnet-x0_25-alpha.json").write_text(json.dumps({**result, "dataset": dataset}))
+        for model in ("osnet-x0_25-alpha", "osnet-x0_25-msmt17"):
+            (root / "results" / dataset / f"{model}.json").write_text(
+                json.dumps({**result, "model": model, "dataset": dataset}))
     return root
 
 

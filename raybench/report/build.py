@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from raybench.report import paper, plots, ranklist, tables
+from raybench.report import domain, paper, plots, ranklist, tables
 from raybench.report.bootstrap import DEFAULT_BOOTSTRAPS, bootstrap_intervals
 from raybench.report.load import Run, load_run
 
@@ -97,11 +97,11 @@ def markdown(report: Report, options: ReportOptions) -> str:
     figures = [(p.name, plots.CAPTIONS.get(p.name, p.stem)) for p in report.files if p.suffix == ".png"]
     if figures:
         parts += ["## Figures", "\n\n".join(f"![{alt}]({name})" for name, alt in figures)]
-    domain = plots.domain_table(run, rows)
-    if domain:
+    in_out = domain.domain_table(run, rows)
+    if in_out:
         parts += ["## In-domain vs cross-domain (supervised models)",
                   "In-domain: the dataset the weights were trained on (the model spec's "
-                  "`options.trained_on`, else a name ending in the dataset's name).", domain]
+                  "`options.trained_on`, else a name ending in the dataset's name).", in_out]
     if report.paper_rows:
         parts += ["## Compared with the study (mAP %)",
                   "The study's numbers, their source and how far to trust them: [paper.md](paper.md).",

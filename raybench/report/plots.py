@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from raybench.report import tables
+from raybench.report.domain import supervised_models
 from raybench.report.load import Run
 
 DPI = 120
@@ -106,63 +107,14 @@ def _paradigm_bands(ax, paradigms: list[str]) -> None:
 # In-domain vs cross-domain
 
 
-def trained_on(run: Run, model: str) -> str | None:
-    """The run's dataset that a supervised model's weights were trained on, if any.
-
-    In order: `options.trained_on` of the model spec recorded in run.json, then of the
-    catalog entry (configs/models.yaml), then the name convention `<arch>-<dataset>` (the
-    last dash-separated part of the name starts a dataset's name: osnet-x1_0-market ->
-    market1501). Models of other paradigms are never in-domain anywhere.
-    """
-    if run.paradigm(model) != "supervised":
-        return None
-    named = (run.model_spec(model).get("options") or {}).get("trained_on") or _catalog_trained_on(model)
-    if named:
-        return named if named in run.datasets else None
-    token = model.rsplit("-", 1)[-1].lower()
-    matches = [d for d in run.datasets if len(token) >= 4 and d.lower().startswith(token)]
-    return matches[0] if len(matches) == 1 else None
-
-
-def _catalog_trained_on(model: str) -> str | None:
-    try:
-        from raybench.specs import load_model_catalog
-
-        spec = load_model_catalog().get(model)
-    except Exception:  # no or broken catalog: the run's own record and the name still count
-        return None
-    return (spec.options or {}).get("trained_on") if spec else None
-
-
-def in_domain_models(run: Run, rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
-    """[(model, its training set)] for supervised models scored on their own training set."""
-    ok = {(r["model"], r["dataset"]) for r in rows if r["status"] == "ok"}
-    pairs = [(m, trained_on(run, m)) for m in run.models]
-    return [(m, d) for m, d in pairs if d and (m, d) in ok]
-
-
-def domain_table(run: Run, rows: Sequence[Mapping[str, Any]]) -> str:
-    """Markdown: each supervised model's in-domain mAP, mean cross-domain mAP and the drop."""
-    by_cell = {(r["model"], r["dataset"]): r for r in rows if r["status"] == "ok"}
-    lines = []
-    for model, home in in_domain_models(run, rows):
-        cross = [by_cell[(model, d)]["mAP"] for d in run.datasets if d != home and (model, d) in by_cell]
-        mean = sum(cross) / len(cross) if cross else None
-        inside = by_cell[(model, home)]["mAP"]
-        lines.append([model, home, tables.pct(inside), tables.pct(mean), str(len(cross)),
-                      "-" if mean is None else f"{100 * (mean - inside):+.1f}"])
-    header = ["model", "trained on", "in-domain mAP", "cross-domain mean mAP", "datasets", "change (points)"]
-    return tables.md_table(header, lines, align="r") if lines else ""
-
-
 def write_domain_plot(run: Run, rows: Sequence[Mapping[str, Any]], out: Path, notes: list[str]) -> list[Path]:
     """Per supervised model with a known training set: its mAP on every dataset, in-domain
     highlighted, with the bootstrap intervals as error bars."""
     by_cell = {(r["model"], r["dataset"]): r for r in rows if r["status"] == "ok"}
-    models = in_domain_models(run, rows)
+    models = supervised_models(run, rows)
     if not models:
-        notes.append("No supervised model with a known training set (options.trained_on, or a name "
-                     "ending in a dataset's name) was scored on that set: no in-domain plot.")
+        notes.append("No supervised model with a known training set (a name ending in a dataset's "
+                     "name, or options.trained_on) was scored: no in-domain plot.")
         return []
     plt = _pyplot()
     cols = min(3, len(models))
@@ -179,7 +131,6 @@ def write_domain_plot(run: Run, rows: Sequence[Mapping[str, Any]], out: Path, no
     fig.savefig(path, dpi=DPI, metadata={"Software": None})
     plt.close(fig)
     return [path]
-
 
 
 def _domain_panel(ax, model: str, home: str, datasets: list[str], by_cell) -> None:
@@ -201,4 +152,5 @@ def _domain_panel(ax, model: str, home: str, datasets: list[str], by_cell) -> No
         ax.legend(fontsize=7, loc="upper right")
     ax.set_xticks(x, datasets, rotation=30, ha="right", fontsize=8)
     ax.set_ylim(0, 112)
-    ax.set_title(f"{model}\ntrained on {home}", fontsize=9)
+    where = "" if home in datasets else " (not in this run)"
+    ax.set_title(f"{model}\ntrained on {home}{where}", fontsize=9)
