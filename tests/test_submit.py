@@ -181,7 +181,7 @@ def invoke(capsys, head: Head, *argv):
     from raybench.cli import main
 
     with pytest.raises(SystemExit) as exc:
-        main([*argv, "--address", head.url])
+        main([argv[0], "--address", head.url, *argv[1:]])
     out = capsys.readouterr()
     return exc.value.code, out.out, out.err
 
@@ -238,3 +238,13 @@ def test_submit_smoke_matrix_and_wait(head, tmp_path):
     for cell in cells:
         assert json.loads(cell.read_text())["status"] == "ok", cell
     assert head.token not in result.stdout + result.stderr
+
+
+def test_submit_wait_fails_when_the_driver_fails(as_client, capsys, tmp_path):
+    """Arguments after `--` reach the driver; a driver that fails makes `submit --wait` fail."""
+    code, out, err = invoke(capsys, as_client, "submit", "--matrix", "smoke", "--out", str(tmp_path),
+                            "--wait", "--", "--models", "no-such-model")
+    assert code == 1, err
+    assert "no-such-model" in out  # the driver's own error, in the job's log
+    job_id = re.search(r"submitted job (\S+)", out).group(1)
+    assert job_status(as_client, job_id) == "FAILED" and f"job {job_id} FAILED" in err
