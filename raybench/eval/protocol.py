@@ -1,0 +1,151 @@
+"""From a manifest with embeddings to the metrics of one (model, dataset) cell.
+
+The dataset's declared protocol (raybench.specs.Protocol) says how to score it: camera
+filtering, the classic CUHK03 CMC, and how many trials (published query/gallery splits, such as
+GRID's 10) must be present. The run's EvalSpec says how to compare embeddings: distance,
+normalisation, CMC length and re-ranking. ``score`` applies both, trial by trial, and returns
+every metric key of the per-cell result JSON (see the team contract): the pipeline adds the
+model, dataset, status and timings.
+
+With several trials, mAP, mINP and the CMC are the means over trials (the CMC cut to the
+shortest trial's length), the query and gallery counts are per-trial means, and ``spread``
+holds the sample standard deviations (ddof=1) of mAP and rank-1 over trials.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from raybench.errors import EvaluationError
+from raybench.specs import EvalSpec, Protocol
+
+
+def score(table, protocol: Protocol, spec: EvalSpec, seed: int = 0, device: str | None = None) -> dict[str, Any]:
+    """Metrics of an embedding table: manifest columns (path, pid, camid, split[, trial]) plus
+    ``embedding`` (fixed_size_list<float32>[dim])."""
+    cols = _columns(table)
+    trials = _trials(cols, protocol)
+    results, per_query = [], []
+    for t in trials:
+        query, gallery = _split(cols, t)
+        res = _evaluate(cols["embedding"], cols, query, gallery, protocol, spec, seed, device)
+        results.append(_trial_record(t, res))
+        per_query.append(_per_query(t, res, cols["path"][query]))
+    out = _aggregate(results)
+    out["protocol"] = _protocol_record(protocol, spec)
+    out["per_query"] = {k: [x for pq in per_query for x in pq[k]] for k in per_query[0]}
+    return out
+
+
+def embeddings(table) -> np.ndarray:
+    """The ``embedding`` column as a [N, dim] float32 array (zero-copy where Arrow allows)."""
+    import pyarrow as pa
+
+    if "embedding" not in table.column_names:
+        raise EvaluationError(f"the table has no 'embedding' column (columns: {', '.join(table.column_names)})")
+    col = table.column("embedding").combine_chunks()
+    if col.null_count:
+        raise EvaluationError(f"{col.null_count} rows have no embedding")
+    if pa.types.is_fixed_size_list(col.type):
+        dim = col.type.list_size
+    else:
+        lengths = np.unique(col.value_lengths().to_numpy())
+        if len(lengths) != 1:
+            raise EvaluationError(f"embeddings have different lengths: {lengths.tolist()[:5]}")
+        dim = int(lengths[0])
+    values = col.flatten().to_numpy(zero_copy_only=False)
+    return values.astype(np.float32, copy=False).reshape(len(col), dim)
+
+
+def _columns(table) -> dict[str, np.ndarray]:
+    missing = [c for c in ("path", "pid", "camid", "split") if c not in table.column_names]
+    if missing:
+        raise EvaluationError(f"the table lacks manifest columns: {', '.join(missing)}")
+    cols = {c: table.column(c).to_numpy() for c in ("path", "pid", "camid", "split")}
+    cols["trial"] = table.column("trial").to_numpy() if "trial" in table.column_names else None
+    cols["embedding"] = embeddings(table)
+    return cols
+
+
+def _trials(cols, protocol: Protocol) -> list[int]:
+    if cols["trial"] is None:
+        if protocol.trials > 1:
+            raise EvaluationError(
+                f"the protocol asks for {protocol.trials} trials but the table has no 'trial' column: "
+                "the dataset adapter must emit one row per image and trial")
+        return [0]
+    found = sorted(int(t) for t in np.unique(cols["trial"]))
+    if len(found) != protocol.trials:
+        raise EvaluationError(
+            f"the protocol asks for {protocol.trials} trials but the table has {len(found)} "
+            f"({found[:10]}); check the dataset's protocol.trials and its adapter")
+    return found
+
+
+def _split(cols, trial: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of the trial's queries and gallery, in table order."""
+    here = np.ones(len(cols["split"]), bool) if cols["trial"] is None else cols["trial"] == trial
+    query = np.flatnonzero(here & (cols["split"] == "query"))
+    gallery = np.flatnonzero(here & (cols["split"] == "gallery"))
+    if not len(query) or not len(gallery):
+        raise EvaluationError(f"trial {trial}: {len(query)} query and {len(gallery)} gallery rows; "
+                              "both are needed")
+    return query, gallery
+
+
+def _evaluate(emb, cols, query, gallery, protocol: Protocol, spec: EvalSpec, seed: int, device):
+    from raybench.eval.rank import evaluate_features, evaluate_rows
+    from raybench.eval.rerank import rerank_rows
+
+    ids = (cols["pid"][query], cols["pid"][gallery], cols["camid"][query], cols["camid"][gallery])
+    common = dict(max_rank=spec.max_rank, camera_filter=protocol.camera_filter,
+                  cuhk03=protocol.cuhk03_metric, seed=seed)
+    if not spec.rerank:
+        return evaluate_features(emb[query], emb[gallery], *ids, distance=spec.distance,
+                                 normalize=spec.normalize, device=device, **common)
+    rows = rerank_rows(emb[query], emb[gallery], k1=spec.rerank_k1, k2=spec.rerank_k2,
+                       lambda_value=spec.rerank_lambda, distance=spec.distance,
+                       normalize=spec.normalize, device=device)
+    return evaluate_rows(rows, *ids, shape=(len(query), len(gallery)), **common)
+
+
+def _trial_record(trial: int, res) -> dict[str, Any]:
+    return {"trial": trial, "mAP": res.mAP, "mINP": res.mINP, "cmc": res.cmc.tolist(),
+            "num_query": res.num_query, "num_valid_query": res.num_valid_query,
+            "num_gallery": res.num_gallery}
+
+
+def _per_query(trial: int, res, paths: np.ndarray) -> dict[str, list]:
+    idx = np.flatnonzero(res.valid)
+    return {"trial": [trial] * len(idx), "query": idx.tolist(), "path": [str(p) for p in paths[idx]],
+            "ap": res.ap[idx].tolist(), "inp": res.inp[idx].tolist(),
+            "first_match": res.first_match[idx].tolist()}
+
+
+def _aggregate(trials: list[dict]) -> dict[str, Any]:
+    def mean(key):
+        return float(np.mean([t[key] for t in trials]))
+
+    def count(key):
+        return int(round(mean(key)))
+
+    n = min(len(t["cmc"]) for t in trials)
+    spread = None
+    if len(trials) > 1:
+        spread = {"mAP_std": float(np.std([t["mAP"] for t in trials], ddof=1)),
+                  "rank1_std": float(np.std([t["cmc"][0] for t in trials], ddof=1))}
+    return {"mAP": mean("mAP"), "mINP": mean("mINP"),
+            "cmc": np.mean([t["cmc"][:n] for t in trials], axis=0).tolist(),
+            "num_query": count("num_query"), "num_valid_query": count("num_valid_query"),
+            "num_gallery": count("num_gallery"), "trials": trials, "spread": spread}
+
+
+def _protocol_record(protocol: Protocol, spec: EvalSpec) -> dict[str, Any]:
+    record = {"camera_filter": protocol.camera_filter, "cuhk03_metric": protocol.cuhk03_metric,
+              "trials": protocol.trials, "distance": spec.distance, "normalize": spec.normalize,
+              "rerank": spec.rerank, "max_rank": spec.max_rank}
+    if spec.rerank:
+        record.update(rerank_k1=spec.rerank_k1, rerank_k2=spec.rerank_k2, rerank_lambda=spec.rerank_lambda)
+    return record

@@ -1,0 +1,91 @@
+"""protocol.score: an embedding table in, the per-cell metric keys of the result JSON out."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from raybench.errors import EvaluationError
+from raybench.eval import evaluate_features
+from raybench.eval.protocol import embeddings, score
+from raybench.specs import EvalSpec, Protocol
+
+DIM = 8
+
+
+def table(trials: int, seed: int = 0, with_trial_column: bool = True) -> pa.Table:
+    """Each trial: 12 queries and 40 gallery images drawn from 10 identities, 3 cameras."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((11, DIM))
+    rows = {"path": [], "pid": [], "camid": [], "split": [], "trial": [], "embedding": []}
+    for t in range(trials):
+        for split, n in (("query", 12), ("gallery", 40)):
+            pids = rng.integers(1, 11, n)
+            for i, pid in enumerate(pids):
+                rows["path"].append(f"/data/t{t}/{split}/{i}.jpg")
+                rows["pid"].append(int(pid))
+                rows["camid"].append(int(rng.integers(0, 3)))
+                rows["split"].append(split)
+                rows["trial"].append(t)
+                rows["embedding"].append((centres[pid] + rng.standard_normal(DIM)).astype(np.float32))
+    emb = pa.FixedSizeListArray.from_arrays(pa.array(np.concatenate(rows.pop("embedding"))), DIM)
+    t = pa.table({"path": pa.array(rows["path"]), "pid": pa.array(rows["pid"], pa.int32()),
+                  "camid": pa.array(rows["camid"], pa.int32()), "split": pa.array(rows["split"]),
+                  "trial": pa.array(rows["trial"], pa.int16()), "embedding": emb})
+    return t if with_trial_column else t.drop_columns(["trial"])
+
+
+def rows_of(tab: pa.Table, trial: int, split: str) -> np.ndarray:
+    return np.flatnonzero((tab["trial"].to_numpy() == trial) & (tab["split"].to_numpy() == split))
+
+
+def test_trials_are_scored_apart_and_averaged():
+    tab = table(3)
+    out = score(tab, Protocol(trials=3), EvalSpec(max_rank=10))
+    emb = embeddings(tab)
+    per_trial = []
+    for t in range(3):
+        q, g = rows_of(tab, t, "query"), rows_of(tab, t, "gallery")
+        pid, cam = tab["pid"].to_numpy(), tab["camid"].to_numpy()
+        per_trial.append(evaluate_features(emb[q], emb[g], pid[q], pid[g], cam[q], cam[g], max_rank=10, device="cpu"))
+    assert [t["mAP"] for t in out["trials"]] == pytest.approx([r.mAP for r in per_trial])
+    assert out["mAP"] == pytest.approx(np.mean([r.mAP for r in per_trial]))
+    assert out["mINP"] == pytest.approx(np.mean([r.mINP for r in per_trial]))
+    np.testing.assert_allclose(out["cmc"], np.mean([r.cmc for r in per_trial], axis=0))
+    assert out["spread"]["mAP_std"] == pytest.approx(np.std([r.mAP for r in per_trial], ddof=1))
+    assert out["spread"]["rank1_std"] == pytest.approx(np.std([r.rank1 for r in per_trial], ddof=1))
+    assert (out["num_query"], out["num_gallery"]) == (12, 40)
+    assert out["protocol"] == {"camera_filter": True, "cuhk03_metric": False, "trials": 3,
+                               "distance": "euclidean", "normalize": True, "rerank": False, "max_rank": 10}
+    pq = out["per_query"]
+    assert len(pq["ap"]) == sum(r.num_valid_query for r in per_trial) == len(pq["path"])
+    first = per_trial[0]
+    valid = np.flatnonzero(first.valid)
+    n0 = len(valid)
+    assert pq["query"][:n0] == valid.tolist() and pq["trial"][:n0] == [0] * n0
+    assert pq["first_match"][:n0] == first.first_match[valid].tolist()
+    assert pq["path"][0] == f"/data/t0/query/{valid[0]}.jpg"
+
+
+def test_single_split_has_no_spread_and_rerank_is_applied():
+    tab = table(1, seed=1, with_trial_column=False)
+    plain = score(tab, Protocol(), EvalSpec(distance="cosine"))
+    assert plain["spread"] is None and len(plain["trials"]) == 1 and len(plain["cmc"]) == 40
+    rr = score(tab, Protocol(), EvalSpec(distance="cosine", rerank=True, rerank_k1=5, rerank_k2=2))
+    assert rr["protocol"]["rerank"] and rr["protocol"]["rerank_k1"] == 5
+    assert rr["mAP"] != plain["mAP"]
+
+
+def test_protocol_and_table_must_agree():
+    with pytest.raises(EvaluationError, match="asks for 10 trials"):
+        score(table(3), Protocol(trials=10), EvalSpec())
+    with pytest.raises(EvaluationError, match="no 'trial' column"):
+        score(table(1, with_trial_column=False), Protocol(trials=10), EvalSpec())
+    with pytest.raises(EvaluationError, match="embedding"):
+        score(table(1).drop_columns(["embedding"]), Protocol(), EvalSpec())
+    import pyarrow.compute as pc
+
+    only_queries = table(1).filter(pc.equal(table(1)["split"], "query"))
+    with pytest.raises(EvaluationError, match="0 gallery"):
+        score(only_queries, Protocol(), EvalSpec())
