@@ -45,8 +45,8 @@ def load_reference(path: str | Path | None = None) -> Reference:
 
     path = Path(path) if path else default_reference_path()
     f = Fields(load_yaml(path), str(path))
-    models = _labels(f.take("models", dict), f"{path}: models", many=True)
-    datasets = _labels(f.take("datasets", dict), f"{path}: datasets", many=False)
+    models = _labels(f.take("models", dict), f"{path}: models")
+    datasets = _labels(f.take("datasets", dict), f"{path}: datasets")
     metric = f.take("metric", str, "mAP")
     table = f.take(metric, dict)
     values, exposure = {}, {}
@@ -73,15 +73,16 @@ def load_reference(path: str | Path | None = None) -> Reference:
     return ref
 
 
-def _labels(data: Mapping[str, Any], where: str, many: bool) -> dict[str, tuple[tuple[str, ...], tuple[int, ...]]]:
-    """study label -> (raybench names, defect numbers)."""
+def _labels(data: Mapping[str, Any], where: str) -> dict[str, tuple[tuple[str, ...], tuple[int, ...]]]:
+    """study label -> (raybench names, defect numbers); `raybench:` is one name or a list."""
     from raybench.specs import Fields
 
     out = {}
     for label, fields in data.items():
         g = Fields(fields, f"{where}: {label}")
-        names = g.take("raybench", list if many else str)
-        out[str(label)] = (tuple(names) if many else (names,), tuple(g.take("defects", list, [])))
+        names = g.take("raybench", (list, str))
+        names = (names,) if isinstance(names, str) else tuple(map(str, names))
+        out[str(label)] = (names, tuple(int(d) for d in g.take("defects", list, [])))
         g.done()
     return out
 
@@ -118,7 +119,8 @@ def _note(row: Mapping[str, Any], diff: float | None, ref: Reference) -> str:
     defects = _defects(ref, row["model"], row["dataset"])
     if not defects:
         return "gap not explained by a known defect of the study's code"
-    return "study's code defect " + "; ".join(f"{d}: {ref.defects.get(d, '?')}" for d in defects)
+    texts = [f"{d}: {ref.defects.get(d, '(not described)').rstrip('.')}" for d in defects]
+    return ("study's code defect " if len(texts) == 1 else "study's code defects ") + "; ".join(texts) + "."
 
 
 def write_comparison(rows: Sequence[Mapping[str, Any]], out: Path, reference: Path | None,
@@ -161,6 +163,7 @@ def table_md(lines: Sequence[Mapping[str, Any]]) -> str:
     return tables.md_table(
         list(TABLE_COLUMNS.values()),
         [[_fmt(line[k], signed=k == "diff") for k in TABLE_COLUMNS] for line in lines],
+        align="r",
     )
 
 
