@@ -93,17 +93,20 @@ def submit(dash, matrix, train_config, out, wait, runtime_env_file, spec_name, a
     if not wait:
         notice(f"follow it: raybench logs {job_id} --follow --address {dash.shown}")
         return
-    _follow_and_exit(dash, job_id)
+    # With --json, stdout stays one JSON document: the log goes to stderr.
+    _follow_and_exit(dash, job_id, sys.stderr if as_json else sys.stdout)
 
 
-def _follow_and_exit(dash, job_id: str) -> None:
+def _follow_and_exit(dash, job_id: str, stream=None) -> None:
     """Stream the logs; exit 0 if the job SUCCEEDED, JOB_FAILED_EXIT otherwise."""
     from raybench.console import notice
     from raybench.pipeline import submit as jobs
 
+    stream = stream or sys.stdout
+
     def write(text: str) -> None:
-        sys.stdout.write(text)
-        sys.stdout.flush()
+        stream.write(text)
+        stream.flush()
 
     try:
         status = jobs.follow(dash, job_id, write)
