@@ -323,6 +323,7 @@ def test_missing_and_unreadable_cells_are_shown(tmp_path):
 
     (tmp_path / "results" / "alpha").mkdir(parents=True)
     (tmp_path / "results" / "alpha" / "m1.json").write_text("{not json")
+    (tmp_path / "results" / "alpha" / ".tmp-0123.json").write_text("{")  # the store, mid-write
     (tmp_path / "run.json").write_text(json.dumps({"matrix": {"name": "x", "models": ["m1", "m2"],
                                                               "datasets": ["alpha"]}}))
     run = load_run(tmp_path)

@@ -106,6 +106,8 @@ def load_run(run_dir: str | Path) -> Run:
         info = {}
     found = {}
     for path in sorted(results.glob("*/*.json")) if results.is_dir() else []:
+        if path.name.startswith(".") or path.parent.name.startswith("."):
+            continue  # the store's temporary files (.tmp-*), mid-write
         cell = _read_cell(path)
         found[(cell.model, cell.dataset)] = cell
     planned_models = list(_matrix_items(info, "models"))
