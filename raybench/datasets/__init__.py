@@ -79,5 +79,9 @@ def load_manifest(spec) -> "pa.Table":  # noqa: F821 (pyarrow is imported lazily
     except TypeError as exc:
         raise SpecError(f"dataset {spec.name}: options {sorted(options)} do not fit adapter {spec.adapter!r} ({exc})") from None
     table = parse(root, **options)
-    layout = getattr(inspect.getmodule(parse), "LAYOUT", "")
-    return validate_manifest(table, spec.name, layout, trials=spec.protocol.trials)
+    return validate_manifest(table, spec.name, layout_of(spec), trials=spec.protocol.trials)
+
+
+def layout_of(spec) -> str:
+    """The adapter's description of the expected layout (its module's LAYOUT), for messages."""
+    return getattr(inspect.getmodule(get_adapter(spec.adapter)), "LAYOUT", "")

@@ -64,9 +64,9 @@ def _folder(root: Path) -> Path:
     canonical = root / NAMES[0]
     if canonical.is_dir():
         return canonical
-    if root.is_dir() and any(p.suffix.lower() == ".png" for p in root.iterdir()):
+    if root.is_dir() and any(PATTERN.match(p.name) and p.suffix.lower() == ".png" for p in root.iterdir()):
         return root
-    where = "does not exist" if not root.exists() else f"holds neither {NAMES[0]}/ nor PNG images"
+    where = "does not exist" if not root.exists() else f"holds neither {NAMES[0]}/ nor <pid>_<camera>_<image>.png images"
     raise DatasetNotFoundError(f"pku: {root} {where}. Expected layout: {LAYOUT}")
 
 

@@ -46,19 +46,19 @@ DOMAINS = {
         clothing=((30, 30, 35), (235, 235, 230), (40, 60, 120), (120, 120, 125), (180, 40, 40),
                   (60, 120, 60), (230, 200, 60), (200, 120, 160), (90, 160, 210), (150, 100, 60),
                   (240, 140, 50), (110, 60, 140)),
-        walls=((150, 158, 150), (168, 160, 145), (138, 150, 136), (178, 178, 180)),
-        grounds=((110, 110, 105), (128, 122, 110), (104, 116, 98)),
-        gain=(0.95, 1.1), cast=0.04, blur=(0.0, 0.7), scale=(0.86, 0.96),
+        walls=((158, 160, 152), (146, 148, 140), (170, 172, 164), (152, 156, 146)),
+        grounds=((112, 112, 106), (122, 120, 112), (104, 106, 100)),
+        gain=(0.95, 1.08), cast=0.03, blur=(0.0, 0.7), scale=(0.86, 0.96),
         occlusion=(0.0, 0.15), noise=(1.5, 4.0), accessories=0.35, quality=(88, 96),
     ),
     "b": Domain(
         name="b", code=2,
         clothing=((25, 25, 30), (200, 200, 195), (35, 40, 75), (110, 30, 40), (95, 75, 60), (70, 100, 150),
                   (45, 70, 55), (190, 160, 60), (60, 60, 70), (130, 70, 110), (140, 140, 145), (170, 130, 90)),
-        walls=((196, 188, 165), (184, 182, 176), (206, 198, 184), (172, 172, 168)),
-        grounds=((160, 152, 135), (142, 140, 138), (172, 163, 146)),
-        gain=(0.7, 0.9), cast=0.06, blur=(0.5, 1.4), scale=(0.8, 0.93),
-        occlusion=(0.05, 0.25), noise=(3.0, 7.0), accessories=0.5, quality=(70, 85),
+        walls=((166, 160, 146), (154, 148, 135), (176, 170, 156), (160, 155, 142)),
+        grounds=((130, 125, 115), (120, 116, 108), (140, 134, 122)),
+        gain=(0.72, 0.85), cast=0.03, blur=(0.4, 1.1), scale=(0.8, 0.93),
+        occlusion=(0.05, 0.2), noise=(3.0, 6.0), accessories=0.5, quality=(70, 85),
     ),
 }
 
@@ -98,12 +98,12 @@ def camera_params(seed: int, domain: Domain, cam: int) -> dict:
     """What a camera does to everyone it sees."""
     rng = _rng(seed, domain, 2, cam)
     return {
-        "wall": _pick(rng, domain.walls, jitter=10), "ground": _pick(rng, domain.grounds, jitter=8),
+        "wall": _pick(rng, domain.walls, jitter=6), "ground": _pick(rng, domain.grounds, jitter=6),
         "horizon": rng.uniform(0.5, 0.8), "texture": rng.integers(0, 3), "contrast": rng.uniform(0.03, 0.12),
         "tex_period": rng.uniform(5, 16), "pole": rng.random() < 0.5, "pole_x": rng.uniform(0.05, 0.95),
         "pole_colour": _pick(rng, domain.grounds, jitter=30),
         "gain": rng.uniform(*domain.gain), "cast": 1 + rng.uniform(-domain.cast, domain.cast, 3),
-        "gamma": rng.uniform(0.9, 1.1), "blur": rng.uniform(*domain.blur),
+        "gamma": rng.uniform(0.93, 1.07), "blur": rng.uniform(*domain.blur),
         "scale": rng.uniform(*domain.scale), "face_right": rng.uniform(0.15, 0.85),
         "occlusion": rng.uniform(*domain.occlusion), "noise": rng.uniform(*domain.noise),
         "occluder": _pick(rng, domain.walls + domain.grounds, jitter=25),

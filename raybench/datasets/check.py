@@ -1,0 +1,45 @@
+"""`raybench datasets check`: which catalog datasets a data folder holds, and whether each
+copy matches the published statistics in configs/datasets.yaml."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from raybench.datasets import GENERATORS, layout_of, load_manifest
+from raybench.datasets.common import DatasetNotFoundError
+from raybench.datasets.manifest import compare_stats
+from raybench.errors import RaybenchError
+
+
+def check_all(data: Path, catalog=None) -> list[dict]:
+    """One row per catalog dataset found on disk or expected there (generated ones are skipped):
+    status present-and-matching ``ok``, ``differs``, ``malformed`` or ``missing``."""
+    from raybench.specs import load_dataset_catalog
+
+    catalog = load_dataset_catalog() if catalog is None else catalog
+    return [check_one(spec, data) for spec in catalog.values() if spec.adapter not in GENERATORS]
+
+
+def check_one(spec, data: Path) -> dict:
+    folder = data / spec.layout_dir if spec.layout_dir else data
+    root = folder if folder.exists() else data
+    row = {"dataset": spec.name, "folder": str(folder), "status": "ok", "detail": ""}
+    try:
+        table = load_manifest(dataclasses.replace(spec, root=str(root)))
+    except RaybenchError as exc:
+        if folder.exists() or not isinstance(exc, DatasetNotFoundError):
+            row.update(status="malformed", detail=str(exc))
+        else:
+            row.update(status="missing", detail=f"expected {layout_of(spec)}")
+        return row
+    published = {k: v for k, v in spec.stats.items() if k != "source"}
+    differences = compare_stats(table, published)
+    if differences:
+        more = f" (+{len(differences) - 3} more)" if len(differences) > 3 else ""
+        row.update(status="differs", detail="; ".join(differences[:3]) + more)
+    elif not published:
+        row["detail"] = "no published statistics to compare"
+    else:
+        row["detail"] = f"{table.num_rows} manifest rows match the published statistics"
+    return row

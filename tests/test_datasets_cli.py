@@ -1,0 +1,136 @@
+"""`raybench list datasets`, `raybench datasets info|check|synth`, through raybench.cli.main.
+
+In-process (main() with captured output) to stay fast on two shared cores; one test runs the
+real `python -m raybench` entry point.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from dataclasses import dataclass
+
+from conftest import MARKET_MINI, needs_fixtures
+from test_datasets import fake_grid, fake_market, fake_msmt, grid_tree
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def raybench(capsys):
+    from raybench.cli import main
+
+    def run(*args):
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as exc:
+            code = exc.code
+        out = capsys.readouterr()
+        return Result(code, out.out, out.err)
+
+    return run
+
+
+def assert_clean_error(result, *fragments):
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr and result.stderr.startswith("error: "), result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr
+
+
+@needs_fixtures
+def test_info_on_the_market_fixture(raybench):
+    command = [sys.executable, "-m", "raybench", "datasets", "info", "market1501", "--root", str(MARKET_MINI), "--json"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert set(info) == {"dataset", "root", "splits"} and info["dataset"] == "market1501"
+    assert info["splits"] == {split: {"images": 32, "ids": 16, "cameras": 6} for split in ("query", "gallery", "train")}
+    text = raybench("datasets", "info", "market1501", "--root", str(MARKET_MINI)).stdout
+    assert "query    32      16   6" in text and "cameras overall: 6" in text
+
+
+def test_info_describes_the_first_trial_of_grid(raybench, tmp_path):
+    base = grid_tree(tmp_path, persons=8, distractors=3, train_sets=[[1, 2, 3, 4], [5, 6, 7, 8]] * 5)
+    info = json.loads(raybench("datasets", "info", "grid", "--root", str(base), "--json").stdout)
+    assert info["splits"]["query"] == {"images": 4, "ids": 4, "cameras": 4}
+    assert info["splits"]["gallery"] == {"images": 7, "ids": 5, "cameras": 6}
+    assert "trial 0 of 10 published splits" in raybench("datasets", "info", "grid", "--root", str(base)).stdout
+    fake_grid(tmp_path / "three")  # 3 partitions where the protocol asks for 10
+    assert_clean_error(raybench("datasets", "info", "grid", "--root", str(tmp_path / "three")),
+                       "holds 3 partitions, the protocol asks for 10")
+
+
+def test_info_bad_input_is_one_line_without_traceback(raybench, tmp_path):
+    assert_clean_error(raybench("datasets", "info", "market1501", "--root", str(tmp_path / "nope")),
+                       "does not exist", "Expected layout")
+    assert_clean_error(raybench("datasets", "info", "market1501", "--root", str(tmp_path)), "Expected layout")
+    assert_clean_error(raybench("datasets", "info", "market150", "--root", str(tmp_path)), "Did you mean 'market1501'")
+
+
+def test_list_datasets_json(raybench):
+    result = raybench("list", "datasets", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    study = {"market1501", "dukemtmcreid", "msmt17", "cuhk03-labeled", "cuhk03-detected", "grid", "celebreid",
+             "pku", "last-test", "last-val", "iustreid"}
+    assert study | {"synth-a", "synth-b"} <= set(rows)
+    assert rows["grid"]["trials"] == 10 and rows["celebreid"]["camera_filter"] is False
+
+
+def test_check_reports_present_missing_and_differing_copies(raybench, tmp_path):
+    fake_market(tmp_path)  # a tiny Market copy: present, differs from the published numbers
+    fake_msmt(tmp_path)
+    (tmp_path / "Celeb-reID").mkdir()  # present but empty: malformed
+    result = raybench("datasets", "check", "--root", str(tmp_path), "--json")
+    assert result.returncode == 0, result.stderr
+    status = {row["dataset"]: row for row in json.loads(result.stdout)}
+    assert status["market1501"]["status"] == "differs"
+    assert "train images: 3 (published 12936)" in status["market1501"]["detail"]
+    assert status["msmt17"]["status"] == "differs"
+    assert status["celebreid"]["status"] == "malformed"
+    assert status["grid"]["status"] == "missing" and "underground_reid" in status["grid"]["detail"]
+    assert "synth-a" not in status
+    table = raybench("datasets", "check", "--root", str(tmp_path)).stdout
+    assert "market1501" in table and "missing" in table
+
+
+def test_check_without_a_data_folder_says_what_to_do(raybench, monkeypatch):
+    monkeypatch.delenv("RAYBENCH_DATA", raising=False)
+    assert_clean_error(raybench("datasets", "check"), "RAYBENCH_DATA")
+
+
+def test_synth_writes_and_refuses_to_overwrite(raybench, tmp_path):
+    out = tmp_path / "s"
+    result = raybench("datasets", "synth", "--out", str(out), "--ids", "6", "--cams", "3", "--images-per-id", "4",
+                      "--domain", "b", "--seed", "2", "--junk", "1")
+    assert result.returncode == 0, result.stderr
+    assert "wrote 25 images" in result.stdout
+    assert len(list((out / "bounding_box_train").glob("*.jpg"))) == 12
+    info = json.loads(raybench("datasets", "info", "market1501", "--root", str(out), "--json").stdout)
+    assert info["splits"]["train"] == {"images": 12, "ids": 3, "cameras": 3}  # the Market-1501 layout
+    assert_clean_error(raybench("datasets", "info", "synth-a", "--root", str(out)),
+                       "generated with cams=3, the spec asks for cams=5")
+    assert_clean_error(raybench("datasets", "synth", "--out", str(out)), "not an empty folder")
+    assert_clean_error(raybench("datasets", "synth", "--out", str(tmp_path / "t"), "--domain", "z"), "Known: a, b")
+
+
+@pytest.mark.parametrize("name", ["synth-a", "synth-b"])
+def test_catalog_synthetic_entries_generate_on_first_use(raybench, name, tmp_path, monkeypatch):
+    monkeypatch.setenv("RAYBENCH_CACHE", str(tmp_path))
+    result = raybench("datasets", "info", name, "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info["root"].startswith(str(tmp_path / "synth" / name))
+    assert info["splits"]["train"]["ids"] == 24 and info["splits"]["gallery"]["ids"] == 25  # 24 + distractors
