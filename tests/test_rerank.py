@@ -63,3 +63,19 @@ def test_bad_parameters_are_user_errors():
         re_ranking(np.ones((2, 3)), np.ones((2, 2)), np.ones((3, 3)), k1=0)
     with pytest.raises(EvaluationError, match="lambda"):
         next(rerank_rows(np.ones((2, 4)), np.ones((3, 4)), lambda_value=2.0))
+
+
+def test_faiss_neighbours_with_every_list_probed_equal_the_exact_ones():
+    from raybench.eval.knn import exact_neighbours, faiss_neighbours
+
+    rng = np.random.default_rng(3)
+    x = features(rng, 400, dim=8) * 2
+    for distance in ("euclidean", "cosine"):
+        nn, rowmax = exact_neighbours(x, distance, 6)
+        fnn, frowmax = faiss_neighbours(x, distance, 6, nprobe=10_000)
+        assert (fnn == nn).mean() > 0.99  # faiss's own float rounding may swap a near tie
+        np.testing.assert_allclose(frowmax.numpy(), rowmax.numpy(), rtol=1e-4)
+    qf, gf = x[:50], x[50:]
+    exact = np.concatenate([r for _, _, r in rerank_rows(qf, gf, knn="exact", device="cpu")])
+    approx = np.concatenate([r for _, _, r in rerank_rows(qf, gf, knn="faiss", nprobe=10_000, device="cpu")])
+    assert np.abs(exact - approx).max() < 1e-3

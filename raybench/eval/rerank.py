@@ -19,7 +19,9 @@ differs from the dense path in two documented ways, both at the level of float32
 treats the distance as symmetric (torchreid normalises column i of the stacked matrix by the
 column's maximum and reads it as row i; the two agree up to rounding of q.g vs g.q), and pair
 distances off the neighbour lists are recomputed from the features. A near tie at the k-th
-neighbour could then pick the other neighbour; nothing else is approximated.
+neighbour could then pick the other neighbour; nothing else is approximated, unless the
+neighbour search is faiss's approximate one (``knn="faiss"``, or "auto" beyond 250K images:
+see knn.py for what that changes).
 """
 
 from __future__ import annotations
@@ -62,49 +64,29 @@ def re_ranking(q_g_dist, q_q_dist, g_g_dist, k1: int = 20, k2: int = 6, lambda_v
 
 
 def rerank_rows(qf, gf, *, k1: int = 20, k2: int = 6, lambda_value: float = 0.3, distance: str = "euclidean",
-                normalize: bool = True, device: str | None = None,
-                chunk_size: int | None = None) -> Iterator[tuple[int, int, np.ndarray]]:
+                normalize: bool = True, device: str | None = None, chunk_size: int | None = None,
+                knn: str = "auto", nprobe: int = 32) -> Iterator[tuple[int, int, np.ndarray]]:
     """Re-ranked distances from features, ``(start, stop, final[start:stop])`` over the queries.
 
     The base distance is ``distance`` (torchreid's formulas, as in ``evaluate_features``),
-    squared and normalised per row as torchreid does with the matrix it is given.
+    squared and normalised per row as torchreid does with the matrix it is given. knn:
+    "exact", "faiss" (approximate, for millions of images) or "auto" (see knn.py).
     """
+    import torch
+
     from raybench.eval.distance import DistanceRows, prepare_features, row_chunks
+    from raybench.eval.knn import neighbours
 
     p = RerankParams(k1, k2, lambda_value)
     q, g = prepare_features(qf, gf, distance=distance, normalize=normalize, device=device)
-    import torch
-
     x = torch.cat([q, g])
-    nn, rowmax = _neighbours(x, DistanceRows(x, distance), p.width, chunk_size)
+    nn, rowmax = neighbours(x, distance, p.width, backend=knn, chunk_size=chunk_size, nprobe=nprobe)
     pairs = _PairDistance(x, distance, rowmax)
     final = _Jaccard(_Graph(nn, pairs).expanded_weights(p), len(q), p.lambda_value)
     to_gallery = DistanceRows(g, distance)
     for a, b in row_chunks(len(q), len(g), chunk_size):
         od = (torch.pow(to_gallery(q[a:b]), 2) / rowmax[a:b, None]).cpu().numpy()
         yield a, b, final.rows(a, b, od)
-
-
-def _neighbours(x, rows: Callable, width: int, chunk_size: int | None):
-    """The ``width`` nearest of every row of x (by squared distance over the row maximum,
-    ties by index) and each row's maximum squared distance: one chunked pass, no N x N."""
-    import torch
-
-    from raybench.eval.distance import row_chunks
-
-    N = len(x)
-    width = min(width, N)
-    nn = np.empty((N, width), np.int64)
-    rowmax = torch.empty(N, dtype=x.dtype, device=x.device)
-    for a, b in row_chunks(N, N, chunk_size):
-        d2 = torch.pow(rows(x[a:b]), 2)
-        rowmax[a:b] = d2.max(dim=1).values
-        od = d2 / rowmax[a:b, None]
-        _, idx = torch.topk(od, width, dim=1, largest=False, sorted=False)
-        idx = idx.sort(dim=1).values  # by index, then a stable sort by value: ties by index
-        order = od.gather(1, idx).sort(dim=1, stable=True).indices
-        nn[a:b] = idx.gather(1, order).cpu().numpy()
-    return nn, rowmax
 
 
 class _PairDistance:
