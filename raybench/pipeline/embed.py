@@ -3,8 +3,8 @@
 One stream per model, over the images of all its pending datasets, so the model is loaded once
 per actor (in the actor's ``__init__``, never shipped from the driver: ray issue #34121):
 
-    paths (blocks of DECODE_ROWS rows, tagged with cell and row)
-      -> map_batches(decode_batch)            CPU tasks: read bytes, decode, resize per Preprocess
+    work blocks, in cell order: DECODE_ROWS image paths, or one pixel-cache file
+      -> map_batches(load_block)              CPU tasks: read bytes, decode, resize per Preprocess
       -> map_batches(EmbedWorker, pool)       actors: the model's normalisation and forward
       -> the driver, which files rows into cells (collect.py) and writes each finished cell
 
@@ -20,8 +20,8 @@ and std are applied inside the embedder. When two or more pending models of a ru
 dataset's pixel_key, ``write_pixel_cache`` decodes that dataset once into
 ``cache/pixels/<dataset>/<pixel_key>/`` of the run directory (Parquet of uint8 arrays,
 committed with a _SUCCESS marker carrying the manifest hash), and every model with that
-geometry, in this run or a later one, streams those pixels instead of decoding again
-(``cached_pixels``). A model alone with its geometry decodes directly: writing and reading back
+geometry, in this run or a later one, streams those pixels instead of decoding again (the
+work blocks of ``pixel_stream`` then name cache files instead of image paths). A model alone with its geometry decodes directly: writing and reading back
 a cache would cost more than the one decode it saves. Person crops are small JPEGs, so on
 object storage the cache trades CPU for bytes; ``--no-pixel-cache`` turns it off.
 """
@@ -37,7 +37,7 @@ from raybench.specs import ModelSpec, Preprocess
 
 #: Rows per decode task: small enough to spread over every CPU and keep blocks a few MB.
 DECODE_ROWS = 64
-WORKER_MEMORY = 160 * 2**20
+WORKER_MEMORY = 300 * 2**20
 
 
 @dataclass(frozen=True)
@@ -84,41 +84,71 @@ def decode_batch(batch: dict[str, Any], preprocess: Preprocess) -> dict[str, Any
             pixels[i] = load_pixels(str(path), preprocess)
         except Exception as exc:  # noqa: BLE001 - the cell, not the task, decides what a bad image means
             errors[i] = _describe(exc, str(path))
-    out = {"row": batch["row"], "pixels": pixels, "image_error": errors}
-    if "cell" in batch:
-        out["cell"] = batch["cell"]
-    return out
+    return {"cell": batch["cell"], "row": batch["row"], "pixels": pixels, "image_error": errors}
 
 
-def paths_dataset(paths: tuple[str, ...], cell: int | None = None):
-    """A Ray Dataset of (cell, row, path) in blocks of DECODE_ROWS rows (one decode task each)."""
+def _path_blocks(paths: tuple[str, ...], cell: int) -> list:
+    """(cell, row, path) tables of DECODE_ROWS rows: one decode task each."""
     import pyarrow as pa
-    import ray.data
 
-    tables = []
+    blocks = []
     for start in range(0, len(paths), DECODE_ROWS):
         chunk = paths[start:start + DECODE_ROWS]
-        columns = {"row": pa.array(np.arange(start, start + len(chunk), dtype=np.int32)),
-                   "path": pa.array(chunk, pa.string())}
-        if cell is not None:
-            columns["cell"] = pa.array(np.full(len(chunk), cell, dtype=np.int16))
-        tables.append(pa.table(columns))
-    return ray.data.from_arrow(tables)
+        blocks.append(pa.table({
+            "cell": pa.array(np.full(len(chunk), cell, dtype=np.int16)),
+            "row": pa.array(np.arange(start, start + len(chunk), dtype=np.int32)),
+            "path": pa.array(chunk, pa.string()),
+            "cache": pa.array([""] * len(chunk), pa.string()),
+        }))
+    return blocks
+
+
+def _cache_blocks(files: tuple[str, ...], cell: int) -> list:
+    """One single-row table per pixel-cache file: one read task each."""
+    import pyarrow as pa
+
+    return [pa.table({"cell": pa.array([cell], pa.int16()), "row": pa.array([-1], pa.int32()),
+                      "path": pa.array([""]), "cache": pa.array([f])}) for f in files]
+
+
+def load_block(batch: dict[str, Any], preprocess: Preprocess, fs=None) -> dict[str, Any]:
+    """Work rows -> decoded pixels: decode the image paths, read the pixel-cache files named.
+
+    Ray Data may bundle several small blocks into one batch, so both kinds can arrive together.
+    """
+    import pyarrow.parquet as pq
+
+    is_cache = np.array([bool(c) for c in batch["cache"]], dtype=bool)
+    parts = []
+    if (~is_cache).any():
+        parts.append(decode_batch({k: v[~is_cache] for k, v in batch.items()}, preprocess))
+    for file, cell in zip(batch["cache"][is_cache], batch["cell"][is_cache]):
+        parts.append(unpack_pixels(pq.read_table(str(file), filesystem=fs), preprocess.size, int(cell)))
+    if len(parts) == 1:
+        return parts[0]
+    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+
+def pixel_stream(sources: list["Source"], preprocess: Preprocess, store=None):
+    """Decoded pixels of every source, in source order (so cells finish one after another)."""
+    import ray.data
+
+    blocks = []
+    for source in sources:
+        blocks += _cache_blocks(source.cache_files, source.cell) if source.cache_files \
+            else _path_blocks(source.paths, source.cell)
+    return ray.data.from_arrow(blocks).map_batches(
+        load_block, fn_kwargs={"preprocess": preprocess, "fs": store.fs if store else None},
+        batch_size=None, num_cpus=1, memory=decode_memory(preprocess),
+    )
 
 
 def decode_memory(preprocess: Preprocess) -> int:
-    """Bytes a decode task's worker holds: the Python worker itself (~150 MB), its output block
+    """Bytes a decode task's worker holds: the Python worker itself (~250 MB with PIL and pyarrow), its output block
     and PIL's intermediates. A scheduling hint, which also keeps Ray Data from fusing the
     decode tasks into the embedding actors (operators with different resources never fuse)."""
     height, width = preprocess.size
     return WORKER_MEMORY + 4 * DECODE_ROWS * height * width * 3
-
-
-def decoded(paths: tuple[str, ...], preprocess: Preprocess, cell: int | None = None):
-    return paths_dataset(paths, cell).map_batches(
-        decode_batch, fn_kwargs={"preprocess": preprocess}, batch_size=None, num_cpus=1,
-        memory=decode_memory(preprocess),
-    )
 
 
 # -- the pixel cache ----------------------------------------------------------------------
@@ -151,19 +181,10 @@ def write_pixel_cache(store, rel_dir: str, paths: tuple[str, ...], preprocess: P
                       marker: dict) -> None:
     """Decode a dataset once for ``preprocess.pixel_key`` and commit it under ``rel_dir``."""
     tmp = store.staging_dir(rel_dir)
-    (decoded(paths, preprocess)
+    (pixel_stream([Source(0, paths)], preprocess)
      .map_batches(pack_pixels, batch_size=None, batch_format="numpy", num_cpus=1)
      .write_parquet(store.path(tmp), filesystem=store.fs))
     store.commit(tmp, rel_dir, marker)
-
-
-def cached_pixels(store, files: tuple[str, ...], preprocess: Preprocess, cell: int):
-    import ray.data
-
-    return ray.data.read_parquet(list(files), filesystem=store.fs).map_batches(
-        unpack_pixels, fn_kwargs={"size": preprocess.size, "cell": cell},
-        batch_size=None, batch_format="pyarrow", num_cpus=1, memory=decode_memory(preprocess),
-    )
 
 
 # -- the embedding actors -----------------------------------------------------------------
@@ -180,17 +201,16 @@ class EmbedWorker:
     def __init__(self, spec: ModelSpec, device: str, threads: int | None = None):
         self.spec, self.error, self.embedder = spec, "", None
         try:
+            import sys
             import warnings
 
-            import torch
-
-            if threads:
-                torch.set_num_threads(threads)
             # torchreid warns on import that its Cython metrics are missing: not used here.
             warnings.filterwarnings("ignore", message="Cython evaluation")
             from raybench.models import build_embedder
 
             self.embedder = build_embedder(spec, device=device)
+            if threads and "torch" in sys.modules:  # numpy-only models never import torch
+                sys.modules["torch"].set_num_threads(threads)
         except Exception as exc:  # noqa: BLE001 - reported per cell, see the class docstring
             self.error = f"model {spec.name} failed to load: {error_text(exc)}"
 
@@ -229,12 +249,7 @@ def embedding_stream(spec: ModelSpec, preprocess: Preprocess, sources: list[Sour
     """The Ray Dataset of one model's embeddings over ``sources`` (one per pending cell)."""
     import ray.data
 
-    parts = [
-        cached_pixels(store, s.cache_files, preprocess, s.cell) if s.cache_files
-        else decoded(s.paths, preprocess, s.cell)
-        for s in sources
-    ]
-    stream = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+    stream = pixel_stream(sources, preprocess, store)
     resources: dict[str, Any] = {"num_cpus": pool.cpus}
     if pool.gpus:
         resources["num_gpus"] = pool.gpus
