@@ -68,7 +68,7 @@ def resize_pixels(image: Image.Image, preprocess: Preprocess) -> np.ndarray:
         out = _center_crop(image.resize(_cover_size(image.size, height, width), resample), height, width)
     else:
         out = _letterbox(image, preprocess, resample)
-    return np.asarray(out, dtype=np.uint8)
+    return np.array(out, dtype=np.uint8)  # writable: torch.from_numpy warns on read-only arrays
 
 
 def _cover_size(size: tuple[int, int], height: int, width: int) -> tuple[int, int]:

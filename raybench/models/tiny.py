@@ -19,7 +19,8 @@ from typing import Callable
 from raybench.specs import ModelSpec, Preprocess
 
 #: open_clip configs registered by ``register_open_clip``: a native ViT (CLIP, CLIP-ReID) and
-#: two timm-backed towers like SigLIP2 (MAP pool, no projection) and PE-Core (timm head as proj).
+#: two timm-backed towers like SigLIP2 (MAP pool, no projection; timm's own tiny test ViT) and
+#: PE-Core (the Eva class, timm head as projection).
 _TEXT = {"context_length": 8, "vocab_size": 64, "width": 32, "heads": 2, "layers": 1}
 OPEN_CLIP_CONFIGS = {
     "raybench-tiny-ViT": {
@@ -28,9 +29,9 @@ OPEN_CLIP_CONFIGS = {
         "text_cfg": _TEXT,
     },
     "raybench-tiny-SigLIP": {
-        "embed_dim": 192,
+        "embed_dim": 96,
         "custom_text": True,
-        "vision_cfg": {"image_size": 224, "timm_model_name": "vit_tiny_patch16_224", "timm_model_pretrained": False,
+        "vision_cfg": {"image_size": 160, "timm_model_name": "test_vit3", "timm_model_pretrained": False,
                        "timm_pool": "map", "timm_proj": "none"},
         "text_cfg": _TEXT,
     },
@@ -75,7 +76,7 @@ def _openclip(spec: ModelSpec) -> ModelSpec:
         return _tiny(spec, arch="raybench-tiny-ViT", dim=32)
     if "pe_core" in vision["timm_model_name"]:
         return _tiny(spec, arch="raybench-tiny-PE", dim=32)
-    return _tiny(spec, arch="raybench-tiny-SigLIP", dim=192)
+    return _tiny(spec, arch="raybench-tiny-SigLIP", dim=96)
 
 
 def _timm(spec: ModelSpec) -> ModelSpec:

@@ -1,0 +1,244 @@
+"""Every catalog model builds (a tiny stand-in of the same family, random weights) and embeds;
+raybench's embedding equals each library's own preprocessing + forward (fp32, 1e-5); pixels
+are normalised exactly once."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from raybench.errors import SpecError
+from raybench.models import build_embedder
+from raybench.models.images import load_pixels
+from raybench.models.tiny import register_open_clip, save_tiny_hf, tiny_spec
+from raybench.specs import ModelSpec, Preprocess, load_model_catalog
+
+CATALOG = load_model_catalog()
+TOL = 1e-5
+_BUILT = {}
+
+
+def tiny_embedder(name):
+    """Catalog entries that share a tiny stand-in (the 12 OSNets, ...) build it once."""
+    spec = tiny_spec(CATALOG[name])
+    key = (spec.loader, spec.arch, spec.pooling, spec.preprocess, repr(sorted(spec.options.items())))
+    if key not in _BUILT:
+        _BUILT[key] = build_embedder(spec, device="cpu", pretrained=False)
+    return spec, _BUILT[key]
+
+
+def random_pixels(preprocess, n=3, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, *preprocess.size, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("crops")
+    rng = np.random.default_rng(1)
+    paths = []
+    for i, (w, h) in enumerate([(64, 128), (48, 141), (70, 120)]):
+        paths.append(folder / f"{i}.png")
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(paths[-1])
+    return paths
+
+
+@pytest.mark.parametrize("name", sorted(CATALOG))
+def test_every_model_builds_and_returns_its_dim(name):
+    spec, embedder = tiny_embedder(name)
+    out = embedder.embed(random_pixels(spec.preprocess))
+    assert out.dtype == np.float32 and out.shape == (3, spec.dim) and np.isfinite(out).all()
+    assert embedder.dim == spec.dim and embedder.paradigm == CATALOG[name].paradigm
+    assert embedder.num_params > 0 or spec.loader in ("color", "dummy")
+
+
+# --- equality with each library's own path ------------------------------------------------------
+
+
+def ours(spec, embedder, paths):
+    return embedder.embed(np.stack([load_pixels(p, spec.preprocess) for p in paths]))
+
+
+def torchvision_input(paths, preprocess, resize):
+    """The reference path torchreid, CLIP-ReID and HF-style pipelines use: PIL -> Resize ->
+    ToTensor -> Normalize, done by torchvision."""
+    import torch
+    from torchvision import transforms
+
+    transform = transforms.Compose([resize, transforms.ToTensor(), transforms.Normalize(preprocess.mean, preprocess.std)])
+    return torch.stack([transform(Image.open(p).convert("RGB")) for p in paths])
+
+
+def assert_close(a, b):
+    b = b.detach().numpy() if hasattr(b, "detach") else b
+    assert a.shape == b.shape
+    assert float(np.abs(a - b).max()) < TOL
+
+
+@pytest.mark.parametrize("arch, size, mode", [
+    ("raybench-tiny-ViT", (32, 32), "shortest"),
+    ("raybench-tiny-ViT", (64, 32), "squash"),  # a 1:2 input: open_clip resizes the position grid
+    ("raybench-tiny-SigLIP", (64, 32), "squash"),  # timm tower: resized by timm's set_input_size
+])
+def test_open_clip_equals_encode_image(images, arch, size, mode):
+    import open_clip
+    import torch
+
+    register_open_clip()
+    spec = ModelSpec(name="t", loader="openclip", arch=arch, weights=None, paradigm="language-aligned",
+                     preprocess=Preprocess(size=size, mean=(0.48, 0.46, 0.41), std=(0.27, 0.26, 0.28),
+                                           interpolation="bicubic",
+                                           resize_mode={"shortest": "shortest_crop"}.get(mode, mode)))
+    embedder = build_embedder(spec, device="cpu", pretrained=False)
+    model = open_clip.create_model(arch, force_image_size=size).eval()
+    if hasattr(model.visual, "trunk"):
+        model.visual.trunk.set_input_size(img_size=size)
+    model.visual.load_state_dict(embedder.tower.state_dict())
+    transform = open_clip.image_transform(size, is_train=False, mean=spec.preprocess.mean, std=spec.preprocess.std,
+                                          resize_mode=mode, interpolation="bicubic")
+    with torch.no_grad():
+        expected = model.encode_image(torch.stack([transform(Image.open(p)) for p in images]))
+    assert_close(ours(spec, embedder, images), expected)
+
+
+@pytest.mark.parametrize("arch, pooling", [
+    ("vit_small_patch14_dinov2", "cls"),
+    ("vit_small_patch14_dinov2", "mean"),
+    ("vit_small_patch14_dinov2", "both"),
+    ("vit_pe_spatial_small_patch16_512", None),
+])
+def test_timm_equals_timm_forward(images, arch, pooling):
+    import timm
+    import torch
+    from timm.data import create_transform
+
+    kwargs = {"depth": 2, "embed_dim": 96, "num_heads": 2}
+    pre = Preprocess(size=(112, 56), interpolation="bicubic", resize_mode="squash")
+    spec = ModelSpec(name="t", loader="timm", arch=arch, weights=None, paradigm="self-supervised", pooling=pooling,
+                     preprocess=pre, options={"model_kwargs": kwargs})
+    embedder = build_embedder(spec, device="cpu", pretrained=False)
+    # timm's own: a model made at this input size, its eval transform (squash mode), its forward (pre-logits pooled features) or forward_features for the token pools
+    model = timm.create_model(arch, num_classes=0, img_size=pre.size, global_pool="token" if pooling else None,
+                              **kwargs).eval()
+    model.load_state_dict(embedder.tower.state_dict())
+    transform = create_transform(input_size=(3, *pre.size), crop_pct=1.0, crop_mode="squash",
+                                 interpolation="bicubic", mean=pre.mean, std=pre.std)
+    x = torch.stack([transform(Image.open(p).convert("RGB")) for p in images])
+    with torch.no_grad():
+        tokens = model.forward_features(x)
+        expected = {
+            None: model(x),
+            "cls": model(x),
+            "mean": tokens[:, model.num_prefix_tokens:].mean(1),
+            "both": torch.cat([model(x), tokens[:, model.num_prefix_tokens:].mean(1)], 1),
+        }[pooling]
+    assert_close(ours(spec, embedder, images), expected)
+
+
+@pytest.mark.parametrize("kind, pooling, size", [("dinov2", "cls", (56, 28)), ("siglip", None, (64, 32))])
+def test_hf_equals_transformers_forward(images, tmp_path, kind, pooling, size):
+    import torch
+    import transformers
+    from torchvision import transforms
+
+    folder = save_tiny_hf(kind, tmp_path / kind)
+    pre = Preprocess(size=size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic", resize_mode="squash")
+    spec = ModelSpec(name="t", loader="hf", arch=str(folder), weights=str(folder), paradigm="self-supervised",
+                     pooling=pooling, preprocess=pre)
+    embedder = build_embedder(spec, device="cpu")  # loads the saved weights: the local-folder path
+    model = transformers.AutoModel.from_pretrained(folder).eval()
+    x = torchvision_input(images, pre, transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC))
+    with torch.no_grad():
+        out = model(pixel_values=x, **({"interpolate_pos_encoding": True} if kind == "siglip" else {}))
+    assert_close(ours(spec, embedder, images), out.pooler_output)
+
+
+def test_torchreid_equals_torchreid_test_transform_and_forward(images):
+    import torch
+    import torchreid
+
+    spec = dataclasses.replace(CATALOG["osnet-x0_25-market"], weights=None)
+    embedder = build_embedder(spec, device="cpu")
+    model = torchreid.models.build_model("osnet_x0_25", num_classes=751, pretrained=False).eval()
+    state = embedder.tower.state_dict()
+    model.load_state_dict({**model.state_dict(), **state})
+    _, transform = torchreid.data.transforms.build_transforms(256, 128)
+    with torch.no_grad():
+        expected = model(torch.stack([transform(Image.open(p).convert("RGB")) for p in images]))
+    assert_close(ours(spec, embedder, images), expected)
+
+
+def test_color_hist_equals_a_plain_per_stripe_histogram(images):
+    spec = CATALOG["color-hist"]
+    embedder = build_embedder(spec)
+    got = ours(spec, embedder, images)
+    for path, feature in zip(images, got):
+        hsv = np.asarray(Image.fromarray(load_pixels(path, spec.preprocess)).convert("HSV"))
+        parts = []
+        rows = np.arange(128)
+        for stripe in range(6):
+            for c in range(3):
+                hist, _ = np.histogram(hsv[rows * 6 // 128 == stripe, :, c], bins=16, range=(0, 256))
+                parts.append(np.sqrt(hist / hist.sum()))
+        assert np.abs(np.concatenate(parts) - feature).max() < 1e-6
+
+
+# --- shared behaviour ---------------------------------------------------------------------------
+
+
+def test_pixels_are_normalised_once_and_only_from_uint8():
+    """The study pushed normalised tensors through ToPILImage (values wrap). Here the model's
+    input is (uint8 / 255 - mean) / std of the very pixels given, and nothing else is accepted."""
+    import torch
+
+    spec, embedder = tiny_embedder("osnet-x0_25-market")
+    pixels = random_pixels(spec.preprocess, n=2)
+    seen = []
+    hook = embedder.tower.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    try:
+        embedder.embed(pixels)
+    finally:
+        hook.remove()
+    mean, std = np.array(spec.preprocess.mean), np.array(spec.preprocess.std)
+    expected = ((pixels / 255.0 - mean) / std).transpose(0, 3, 1, 2)
+    assert np.abs(seen[0].numpy() - expected).max() < 1e-5
+    normalised = torch.from_numpy(expected).float().numpy()
+    with pytest.raises(TypeError, match="uint8"):
+        embedder.embed(normalised)
+    with pytest.raises(ValueError, match="shape"):
+        embedder.embed(pixels[:, :-1])
+
+
+def test_flip_averages_the_image_and_its_mirror():
+    spec, plain = tiny_embedder("dinov2-b14")
+    flipped = build_embedder(dataclasses.replace(spec, flip=True), device="cpu", pretrained=False)
+    flipped.tower.load_state_dict(plain.tower.state_dict())
+    pixels = random_pixels(spec.preprocess)
+    expected = (plain.embed(pixels) + plain.embed(np.ascontiguousarray(pixels[:, :, ::-1]))) / 2
+    assert np.abs(flipped.embed(pixels) - expected).max() < TOL
+
+
+def test_cpu_runs_fp32_whatever_the_precision():
+    spec, embedder = tiny_embedder("dinov2-g14")  # bf16 in the catalog
+    assert spec.precision == "bf16" and embedder._autocast is None
+
+
+def test_declared_dim_is_checked():
+    spec = dataclasses.replace(tiny_spec(CATALOG["clip-vit-b16"]), dim=33)
+    embedder = build_embedder(spec, device="cpu", pretrained=False)
+    with pytest.raises(SpecError, match="declares dim 33"):
+        embedder.embed(random_pixels(spec.preprocess, n=1))
+
+
+def test_unknown_option_and_bad_pooling_are_spec_errors():
+    with pytest.raises(SpecError, match="unknown option 'colour'"):
+        build_embedder(dataclasses.replace(CATALOG["color-hist"], options={"colour": 1}))
+    with pytest.raises(SpecError, match="projected embedding"):
+        build_embedder(dataclasses.replace(tiny_spec(CATALOG["clip-vit-b16"]), pooling="cls"), pretrained=False)
+
+
+def test_timm_input_size_override_resizes_the_position_grid():
+    spec = dataclasses.replace(tiny_spec(CATALOG["dinov2-b14"]), preprocess=Preprocess(size=(112, 56)))
+    embedder = build_embedder(spec, device="cpu", pretrained=False)
+    assert embedder.tower.pos_embed.shape[1] == 1 + 8 * 4
+    assert embedder.embed(random_pixels(spec.preprocess, n=1)).shape == (1, spec.dim)

@@ -1,0 +1,118 @@
+"""The pixel stage: decode + resize with PIL exactly as the libraries' own eval transforms do."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from raybench.errors import ImageError
+from raybench.models.images import load_pixels, load_pixels_bytes
+from raybench.specs import Preprocess
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+#: portrait person crops, odd sizes, a landscape one and one smaller than the target
+SIZES = [(64, 128), (50, 131), (97, 61), (20, 30)]
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, (w, h) in enumerate(SIZES):
+        path = folder / f"{i:04d}_c1s1_000001_00.jpg"
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path, quality=90)
+        paths.append(path)
+    return paths
+
+
+def tensor_of(pixels, mean, std):
+    """What raybench's embedders feed the model: ToTensor + Normalize of the uint8 pixels."""
+    import torch
+
+    x = torch.from_numpy(pixels).permute(2, 0, 1).float().div(255)
+    return (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic", "nearest"])
+def test_squash_is_torchvision_resize(images, interpolation):
+    from torchvision import transforms
+    from torchvision.transforms import InterpolationMode
+
+    pre = Preprocess(size=(256, 128), interpolation=interpolation, resize_mode="squash")
+    resize = transforms.Resize((256, 128), interpolation=InterpolationMode(interpolation))
+    for path in images:
+        expected = np.asarray(resize(Image.open(path).convert("RGB")))
+        assert np.array_equal(load_pixels(path, pre), expected)
+
+
+@pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
+def test_shortest_crop_is_open_clip_eval_transform(images, interpolation):
+    from open_clip import image_transform
+
+    pre = Preprocess(size=(224, 224), mean=CLIP_MEAN, std=CLIP_STD, interpolation=interpolation,
+                     resize_mode="shortest_crop")
+    transform = image_transform(224, is_train=False, mean=CLIP_MEAN, std=CLIP_STD, resize_mode="shortest",
+                                interpolation=interpolation)
+    for path in images:
+        expected = transform(Image.open(path))
+        assert float((tensor_of(load_pixels(path, pre), CLIP_MEAN, CLIP_STD) - expected).abs().max()) < 1e-6
+
+
+def test_shortest_crop_is_timm_eval_transform(images):
+    from timm.data import create_transform
+
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    pre = Preprocess(size=(98, 98), mean=mean, std=std, interpolation="bicubic", resize_mode="shortest_crop")
+    transform = create_transform(input_size=(3, 98, 98), crop_pct=1.0, interpolation="bicubic", mean=mean, std=std)
+    for path in images:
+        expected = transform(Image.open(path).convert("RGB"))
+        assert float((tensor_of(load_pixels(path, pre), mean, std) - expected).abs().max()) < 1e-6
+
+
+def test_shortest_crop_non_square_covers_and_centres():
+    image = Image.fromarray(np.arange(40 * 40 * 3, dtype=np.uint8).reshape(40, 40, 3))
+    out = load_pixels_bytes(_png(image), Preprocess(size=(80, 40), resize_mode="shortest_crop"))
+    assert out.shape == (80, 40, 3)  # 40x40 scaled to 80x80, centre 40 columns kept
+
+
+def test_pad_letterboxes_with_the_mean_colour():
+    red = Image.new("RGB", (64, 64), (255, 0, 0))
+    mean = (0.5, 0.25, 0.0)
+    out = load_pixels_bytes(_png(red), Preprocess(size=(128, 64), mean=mean, resize_mode="pad"))
+    assert out.shape == (128, 64, 3)
+    fill = [round(m * 255) for m in mean]
+    assert (out[:32] == fill).all() and (out[-32:] == fill).all()  # bands above and below
+    assert (out[32:96] == [255, 0, 0]).all()  # the whole image, aspect kept
+
+
+def test_output_is_uint8_rgb_from_any_mode():
+    for mode in ("L", "RGBA", "P", "CMYK"):
+        out = load_pixels_bytes(_png(Image.new(mode, (30, 60)), "PNG" if mode != "CMYK" else "JPEG"),
+                                Preprocess(size=(64, 32)))
+        assert out.dtype == np.uint8 and out.shape == (64, 32, 3)
+
+
+def test_bytes_and_path_agree(images):
+    pre = Preprocess(size=(64, 32), interpolation="bicubic")
+    assert np.array_equal(load_pixels(images[0], pre), load_pixels_bytes(images[0].read_bytes(), pre))
+
+
+def test_unreadable_images_raise_image_error_naming_the_file(tmp_path):
+    pre = Preprocess(size=(64, 32))
+    with pytest.raises(ImageError, match="missing.jpg: file not found"):
+        load_pixels(tmp_path / "missing.jpg", pre)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not a jpeg")
+    with pytest.raises(ImageError, match="broken.jpg"):
+        load_pixels(broken, pre)
+    with pytest.raises(ImageError, match="shard-3/x.jpg"):
+        load_pixels_bytes(b"garbage", pre, "shard-3/x.jpg")
+
+
+def _png(image, fmt="PNG"):
+    buffer = io.BytesIO()
+    image.save(buffer, fmt)
+    return buffer.getvalue()

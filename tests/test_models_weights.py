@@ -1,0 +1,159 @@
+"""Weights: caches, safe checkpoint loading, and the offline path (a clear error in seconds,
+never a hang, a retry loop or a traceback)."""
+
+import dataclasses
+import os
+import pickle
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from raybench.errors import WeightsUnavailableError
+from raybench.models import build_embedder, get_loader, weights
+from raybench.specs import load_model_catalog
+
+CATALOG = load_model_catalog()
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """No host is reachable (what this machine is; patched so that CI with egress behaves alike)."""
+    calls = []
+    monkeypatch.setattr(weights, "reachable", lambda host, port=443, timeout=0: calls.append(host) or False)
+    return calls
+
+
+@pytest.fixture
+def weights_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("RAYBENCH_WEIGHTS", str(tmp_path / "weights"))
+    return tmp_path / "weights"
+
+
+@pytest.mark.parametrize("name, host", [
+    ("clip-vit-b32", "huggingface.co"),
+    ("dinov2-b14", "huggingface.co"),
+    ("dinov2-b14-hf", "huggingface.co"),
+    ("osnet-x1_0-market", "drive.google.com"),
+    ("clipreid-vit-b16-msmt17", "drive.google.com"),
+])
+def test_offline_without_cache_is_a_clear_error_in_seconds(offline, weights_dir, name, host):
+    start = time.perf_counter()
+    with pytest.raises(WeightsUnavailableError) as info:
+        build_embedder(CATALOG[name], device="cpu")
+    message = str(info.value)
+    assert f"model {name!r}" in message and host in message
+    assert f"raybench models fetch {name}" in message and "RAYBENCH_WEIGHTS" in message
+    assert offline == [host]  # one probe, no retries
+    assert time.perf_counter() - start < 10
+
+
+def test_probe_is_bounded_even_when_the_connection_hangs(monkeypatch):
+    """A DNS lookup or connect that hangs (no egress, no refusal) costs the timeout, no more."""
+    monkeypatch.delenv("HTTPS_PROXY", raising=False)
+    monkeypatch.delenv("https_proxy", raising=False)
+    monkeypatch.setattr(weights.socket, "create_connection", lambda *a, **k: time.sleep(30))
+    start = time.perf_counter()
+    assert weights.reachable("huggingface.co", 443, timeout=0.5) is False
+    assert time.perf_counter() - start < 2
+
+
+def test_probe_goes_through_the_https_proxy(monkeypatch):
+    seen = []
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setattr(weights.socket, "create_connection", lambda address, timeout: seen.append(address) or _Closable())
+    assert weights.reachable("huggingface.co") is True and seen == [("proxy.example", 3128)]
+
+
+class _Closable:
+    def close(self):
+        pass
+
+
+def fake_hub_cache(root, repo, filename):
+    """The layout huggingface_hub's cache uses: refs/main -> snapshots/<commit>/<file>."""
+    folder = root / f"models--{repo.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True)
+    (folder / "refs" / "main").write_text("0" * 40)
+    snapshot = folder / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / filename).write_bytes(b"weights")
+    return snapshot / filename
+
+
+def test_cached_hub_weights_load_with_the_hub_offline(monkeypatch, weights_dir):
+    from huggingface_hub import constants
+
+    spec = CATALOG["dinov2-b14"]
+    source = get_loader("timm").source(spec)
+    assert source.location == "timm/vit_base_patch14_dinov2.lvd142m"
+    fake_hub_cache(weights_dir / "hub", source.location, "model.safetensors")
+    monkeypatch.setattr(weights, "reachable", lambda *a, **k: pytest.fail("cached weights must not probe"))
+    assert weights.cached_status(spec) is True
+    before = constants.HF_HUB_OFFLINE
+    with weights.hub_access(spec, source):
+        assert constants.HF_HUB_OFFLINE is True and os.environ["HF_HUB_OFFLINE"] == "1"
+    assert constants.HF_HUB_OFFLINE == before
+
+
+def test_zoo_weights_come_from_the_weights_dir_without_network(monkeypatch, weights_dir):
+    import torchreid
+
+    spec = CATALOG["osnet-x0_25-market"]
+    source = get_loader("torchreid").source(spec)
+    assert source.kind == "url" and source.target.startswith(str(weights_dir / "torchreid" / "osnet_x0_25-"))
+    assert weights.cached_status(spec) is False
+    model = torchreid.models.build_model("osnet_x0_25", num_classes=751, pretrained=False)
+    os.makedirs(os.path.dirname(source.target))
+    torch.save(model.state_dict(), source.target)
+    monkeypatch.setattr(weights, "reachable", lambda *a, **k: pytest.fail("cached weights must not probe"))
+    assert weights.cached_status(spec) is True
+    embedder = build_embedder(spec, device="cpu")
+    assert torch.equal(embedder.tower.conv1.conv.weight, model.conv1.conv.weight)
+
+
+def test_a_missing_local_file_is_named(tmp_path):
+    spec = dataclasses.replace(CATALOG["osnet-x0_25-market"], weights=str(tmp_path / "nope.pth"))
+    with pytest.raises(WeightsUnavailableError, match="nope.pth does not exist"):
+        build_embedder(spec, device="cpu")
+
+
+class NotAWeight:
+    pass
+
+
+def test_checkpoints_load_safely(tmp_path):
+    from safetensors.torch import save_file
+
+    tensor = torch.ones(2)
+    torch.save({"a": tensor}, tmp_path / "plain.pth")
+    torch.save({"state_dict": {"module.a": tensor}, "epoch": 60}, tmp_path / "wrapped.pth.tar")
+    pickle_protocol = 2  # torch.save's own; the unsafe file below is a plain pickle
+    save_file({"a": tensor}, str(tmp_path / "w.safetensors"))
+    for name in ("plain.pth", "wrapped.pth.tar", "w.safetensors"):
+        assert torch.equal(weights.load_state_dict(tmp_path / name)["a"], tensor)
+    with open(tmp_path / "unsafe.pth", "wb") as handle:
+        pickle.dump({"a": NotAWeight()}, handle, protocol=pickle_protocol)
+    with pytest.raises(WeightsUnavailableError, match="weights_only=True"):
+        weights.load_state_dict(tmp_path / "unsafe.pth")
+
+
+def run_cli(*args, **env):
+    clean = {k: v for k, v in os.environ.items() if k.lower() not in ("https_proxy", "http_proxy", "all_proxy")}
+    return subprocess.run([sys.executable, "-m", "raybench", *args], capture_output=True, text=True,
+                          env={**clean, **env}, timeout=120)
+
+
+def test_fetch_offline_cli_is_one_line(tmp_path):
+    """A closed local port stands in for the hub: the probe fails at once, whatever the CI's egress."""
+    start = time.perf_counter()
+    result = run_cli("models", "fetch", "clip-vit-b32", HF_ENDPOINT="http://127.0.0.1:9",
+                     RAYBENCH_WEIGHTS=str(tmp_path))
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "raybench models fetch clip-vit-b32" in result.stderr and "127.0.0.1 cannot be reached" in result.stderr
+    assert time.perf_counter() - start < 60  # python start-up included, on a busy CI runner
+    unknown = run_cli("models", "fetch", "clip-vit-b23")
+    assert unknown.returncode == 2 and "Did you mean 'clip-vit-b32'" in unknown.stderr
