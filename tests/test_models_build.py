@@ -237,6 +237,11 @@ def test_unknown_option_and_bad_pooling_are_spec_errors():
         build_embedder(dataclasses.replace(tiny_spec(CATALOG["clip-vit-b16"]), pooling="cls"), pretrained=False)
 
 
+def test_a_loader_outside_the_package_by_module_attr():
+    spec = dataclasses.replace(CATALOG["color-hist"], loader="raybench.models.color:LOADER")
+    assert build_embedder(spec).embed(random_pixels(spec.preprocess, n=2)).shape == (2, spec.dim)
+
+
 def test_timm_input_size_override_resizes_the_position_grid():
     spec = dataclasses.replace(tiny_spec(CATALOG["dinov2-b14"]), preprocess=Preprocess(size=(112, 56)))
     embedder = build_embedder(spec, device="cpu", pretrained=False)

@@ -112,6 +112,16 @@ def test_zoo_weights_come_from_the_weights_dir_without_network(monkeypatch, weig
     assert weights.cached_status(spec) is True
     embedder = build_embedder(spec, device="cpu")
     assert torch.equal(embedder.tower.conv1.conv.weight, model.conv1.conv.weight)
+    assert weights.fetch(spec) == source.target  # `raybench models fetch`: already there
+    assert weights.fetch(CATALOG["color-hist"]) == "no weights to fetch"
+
+
+def test_cache_status_is_unknown_only_when_the_library_would_be_needed():
+    spec = CATALOG["clip-vit-b32"]
+    assert weights.cached_status(spec) is False
+    no_hub = dataclasses.replace(spec, options={})
+    assert weights.cached_status(no_hub) is None  # listing never imports open_clip to find out
+    assert get_loader("openclip").find_source(no_hub) == get_loader("openclip").source(spec)
 
 
 def test_a_missing_local_file_is_named(tmp_path):
