@@ -79,7 +79,7 @@ def fake_msmt(tmp: Path, version: str = "MSMT17_V1"):
             touch(base / folder, relative)
             lines.append(f"{relative} {pid}")
         (base / list_name).write_text("\n".join(lines) + "\n")
-    expected = {"train": (3, 2, 3), "query": (2, 2, 2), "gallery": (3, 2, 3)}
+    expected = {"train": (4, 3, 4), "query": (2, 2, 2), "gallery": (3, 2, 3)}  # train: list_train + list_val
     return tmp, {}, expected, {("query", "0000_000_10_0113morning_0001_0.jpg"): (0, 9),
                                ("gallery", "0001_005_14_0114afternoon_0004_1.jpg"): (1, 13)}
 
@@ -491,7 +491,7 @@ def test_resolve_root_uses_raybench_data(tmp_path, monkeypatch):
     monkeypatch.setenv("RAYBENCH_DATA", str(tmp_path))
     assert resolve_root(spec) == tmp_path  # MSMT17_V1 absent: the adapter looks for V2 under the data folder
     fake_msmt_v2(tmp_path)
-    assert load_manifest(spec).num_rows == 8
+    assert load_manifest(spec).num_rows == 9
     (tmp_path / "MSMT17_V1").mkdir()
     assert resolve_root(spec) == tmp_path / "MSMT17_V1"
 

@@ -95,6 +95,7 @@ def test_build_once_builds_once_and_leaves_nothing_on_failure(tmp_path):
     with pytest.raises(RuntimeError):
         build_once(tmp_path / "broken", broken)
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["data"]
+    assert not (tmp_path / ".data.lock").exists()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -53,7 +53,8 @@ def build_once(final: Path, build: Callable[[Path], None]) -> Path:
     if final.is_dir():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(final.parent / f".{final.name}.lock"):
+    lock = final.parent / f".{final.name}.lock"
+    with _locked(lock):
         if final.is_dir():  # another process finished while this one waited
             return final
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
@@ -63,4 +64,7 @@ def build_once(final: Path, build: Callable[[Path], None]) -> Path:
         except BaseException:
             _discard(tmp)
             raise
+    # Safe to remove: whoever takes the lock from now on finds ``final`` and returns.
+    with contextlib.suppress(OSError):
+        lock.unlink()
     return final

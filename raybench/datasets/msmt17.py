@@ -5,9 +5,9 @@ Re-Identification. CVPR 2018.
 URL: https://www.pkuvmc.com/dataset.html
 
 Published statistics: 126,441 images of 4,101 identities from 15 cameras. Train 1,041 ids
-/ 32,621 images (list_train.txt; list_val.txt holds a further 2,373 train images that the
-standard protocol leaves out); query 3,060 ids / 11,659 images; gallery 3,060 ids / 82,161
-images.
+/ 32,621 images (list_train.txt and list_val.txt together; torchreid and most training
+recipes leave list_val.txt out, as ``with_val=False`` does); query 3,060 ids / 11,659
+images; gallery 3,060 ids / 82,161 images.
 
 Layout: MSMT17_V1/{train,test}/<pid>/<name>.jpg with list_{train,val,query,gallery}.txt,
 or MSMT17_V2/{mask_train_v2,mask_test_v2}/ with the same lists. Each list line is
@@ -30,16 +30,16 @@ LAYOUT = ("MSMT17_V1/{train,test}/<pid>/0000_000_01_0303morning_0015_0.jpg + "
 NAMES = ("MSMT17_V1", "MSMT17_V2", "msmt17", "MSMT17")
 TRAIN_DIRS = ("train", "mask_train_v2")
 TEST_DIRS = ("test", "mask_test_v2")
-LISTS = {"train": ("list_train.txt", TRAIN_DIRS), "query": ("list_query.txt", TEST_DIRS),
-         "gallery": ("list_gallery.txt", TEST_DIRS)}
+LISTS = (("train", "list_train.txt", TRAIN_DIRS), ("train", "list_val.txt", TRAIN_DIRS),
+         ("query", "list_query.txt", TEST_DIRS), ("gallery", "list_gallery.txt", TEST_DIRS))
 
 
-def parse(root: Path) -> pa.Table:
+def parse(root: Path, with_val: bool = True) -> pa.Table:
     base = locate(root, ["list_query.txt", "list_gallery.txt"], NAMES, "msmt17", LAYOUT)
     rows = []
-    for split, (list_name, folders) in LISTS.items():
+    for split, list_name, folders in LISTS:
         list_path = base / list_name
-        if split == "train" and not list_path.exists():
+        if split == "train" and (not list_path.exists() or list_name == "list_val.txt" and not with_val):
             continue
         folder = find_child(base, folders)
         if folder is None:
