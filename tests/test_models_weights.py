@@ -167,3 +167,28 @@ def test_fetch_offline_cli_is_one_line(tmp_path):
     assert time.perf_counter() - start < 60  # python start-up included, on a busy CI runner
     unknown = run_cli("models", "fetch", "clip-vit-b23")
     assert unknown.returncode == 2 and "Did you mean 'clip-vit-b32'" in unknown.stderr
+
+
+def test_local_checkpoints_for_timm_and_open_clip(tmp_path):
+    """A local file goes through the library's own loading (timm's pretrained_cfg file,
+    open_clip's pretrained path), then raybench's input-size change."""
+    import open_clip
+    import timm
+    from safetensors.torch import save_file
+
+    from raybench.models.tiny import register_open_clip, tiny_spec
+
+    spec = tiny_spec(CATALOG["dinov2-b14"])
+    model = timm.create_model(spec.arch, num_classes=0, **spec.options["model_kwargs"])
+    save_file(model.state_dict(), str(tmp_path / "dinov2.safetensors"))
+    embedder = build_embedder(dataclasses.replace(spec, weights=str(tmp_path / "dinov2.safetensors")), device="cpu")
+    model.set_input_size(img_size=spec.preprocess.size)
+    assert all(torch.equal(a, b) for a, b in zip(embedder.tower.state_dict().values(), model.state_dict().values()))
+
+    register_open_clip()
+    clip = open_clip.create_model("raybench-tiny-ViT")
+    torch.save(clip.state_dict(), tmp_path / "clip.pt")
+    spec = dataclasses.replace(tiny_spec(CATALOG["clip-vit-b16"]), weights=str(tmp_path / "clip.pt"),
+                               preprocess=dataclasses.replace(CATALOG["clip-vit-b16"].preprocess, size=(32, 32)))
+    embedder = build_embedder(spec, device="cpu")
+    assert torch.equal(embedder.tower.proj, clip.visual.proj)
