@@ -54,6 +54,16 @@ def test_every_entry_states_preprocess_dim_paradigm_params(name):
     get_loader(spec.loader).check_options(spec)
 
 
+def test_supervised_models_name_their_training_set():
+    from raybench.specs import load_dataset_catalog
+
+    datasets = load_dataset_catalog()
+    for name, spec in CATALOG.items():
+        if spec.paradigm == "supervised":
+            assert spec.options.get("trained_on") in datasets, name
+            assert name.rsplit("-", 1)[-1] in spec.options["trained_on"]
+
+
 @pytest.mark.parametrize("name", names(*TORCH_FAMILIES, "color", "dummy"))
 def test_preprocess_is_the_weights_own(name):
     spec = CATALOG[name]

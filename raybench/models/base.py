@@ -29,8 +29,9 @@ if TYPE_CHECKING:  # pragma: no cover
 #: Option keys every family accepts: informative metadata, never passed to a library.
 #: ``params``: the image tower's parameter count (shown by `raybench list models`, checked by
 #: the tests); ``hf_hub``: the Hugging Face repo the library caches the weights in (lets the
-#: listing say "cached" without importing torch).
-COMMON_OPTIONS = ("params", "hf_hub")
+#: listing say "cached" without importing torch); ``trained_on``: the dataset a supervised model
+#: was trained on (the report's in-domain marks; `raybench train` writes it into model.yaml).
+COMMON_OPTIONS = ("params", "hf_hub", "trained_on")
 
 
 @runtime_checkable
@@ -164,15 +165,14 @@ class TorchEmbedder:
     """
 
     def __init__(self, spec: ModelSpec, preprocess: Preprocess, tower: Any, device: str | None,
-                 forward: Callable[["torch.Tensor"], "torch.Tensor"] | None = None,
-                 num_params: int | None = None):
+                 forward: Callable[["torch.Tensor"], "torch.Tensor"] | None = None):
         import torch
 
         self.spec, self.preprocess, self.paradigm = spec, preprocess, spec.paradigm
         self.device = str(device or default_device())
         self.tower = tower.to(self.device).eval().requires_grad_(False)
         self._forward = forward or self.tower
-        self.num_params = count_params(self.tower) if num_params is None else num_params
+        self.num_params = count_params(self.tower)
         shape = (1, 3, 1, 1)
         self._mean = torch.tensor(preprocess.mean, dtype=torch.float32, device=self.device).view(shape)
         self._std = torch.tensor(preprocess.std, dtype=torch.float32, device=self.device).view(shape)
