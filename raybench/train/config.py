@@ -1,0 +1,250 @@
+"""A training run as one frozen dataclass, read from flat YAML (configs/train/*.yaml).
+
+The training loop takes a ``TrainConfig``, never a dict of strings: every key is validated
+here (file, key, allowed values in the message), so a typo fails before Ray starts. Sections
+mirror the parts of a ReID recipe: the data (dataset + PK sampler + augmentation), the model,
+the losses, the optimizer and its schedule, and how the run is distributed and checkpointed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from raybench.errors import SpecError
+from raybench.specs import DatasetSpec, Fields, Preprocess, parse_dataset, parse_preprocess
+from raybench.train.recipe import RECIPES
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "amsgrad")
+DECAYS = ("cosine", "step", "constant")
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class ModelCfg:
+    """The network to train.
+
+    arch: a torchreid name (``osnet_x1_0``) or an open_clip name (``ViT-B-16``).
+    init: where the weights start. OSNet: ``imagenet`` (torchreid's ImageNet weights),
+    a local state_dict path, or None (random). CLIP-ReID stage 1: an open_clip tag
+    (``openai``), a local checkpoint, or None (random). Stage 2 starts from stage 1's output.
+    open_clip_cfg: an inline open_clip architecture ({embed_dim, vision_cfg, text_cfg}) that
+    replaces ``arch``'s own; tests use it for a tiny CLIP.
+    """
+
+    arch: str
+    preprocess: Preprocess
+    init: str | None = None
+    open_clip_cfg: Mapping[str, Any] | None = field(default=None, hash=False)
+    quick_gelu: bool = False
+
+
+@dataclass(frozen=True)
+class SamplerCfg:
+    """PK batches: ``ids_per_batch`` identities x ``images_per_id`` images, per worker."""
+
+    ids_per_batch: int = 16
+    images_per_id: int = 4
+
+    @property
+    def batch_size(self) -> int:
+        return self.ids_per_batch * self.images_per_id
+
+
+@dataclass(frozen=True)
+class AugmentCfg:
+    """torchreid's train transforms: flip, pad then random crop back, random erasing."""
+
+    flip: float = 0.5  # probability of a horizontal flip
+    pad: int = 10  # pixels of zero padding before the random crop; 0 disables
+    erase: float = 0.5  # probability of random erasing
+
+
+@dataclass(frozen=True)
+class LossCfg:
+    label_smooth: float = 0.1  # epsilon of the label-smoothed cross-entropy
+    triplet_margin: float = 0.3
+    id_weight: float = 1.0
+    triplet_weight: float = 1.0
+    i2t_weight: float = 1.0  # CLIP-ReID stage 2: image-to-text cross-entropy
+
+
+@dataclass(frozen=True)
+class OptimCfg:
+    name: str = "adam"
+    lr: float = 3.5e-4
+    weight_decay: float = 5e-4
+    momentum: float = 0.9  # sgd only
+    bias_lr_factor: float = 1.0  # CLIP-ReID trains biases at 2x the base rate
+    head_lr_factor: float = 1.0  # torchreid's "staged lr": new layers (classifier) faster
+
+
+@dataclass(frozen=True)
+class ScheduleCfg:
+    """Linear warm-up from ``warmup_factor`` x lr over ``warmup_epochs`` (fractional epochs
+    allowed; the rate is set every iteration), then cosine to ``min_factor`` x lr, step decay
+    by ``gamma`` at each epoch in ``milestones``, or constant."""
+
+    warmup_epochs: float = 0.0
+    warmup_factor: float = 0.01
+    decay: str = "cosine"
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    min_factor: float = 0.0
+
+
+@dataclass(frozen=True)
+class ClipReIDCfg:
+    prompt: str = "A photo of a X X X X person."  # each X becomes a learnt per-identity token
+    stage1: str | None = None  # stage 2: the stage-1 run (run name or its --out folder)
+    train_text_encoder: bool = False  # stage 2 ablation: fine-tune the text tower too
+    feature_batch_size: int = 64  # stage 1: batch of precomputed image features
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run. ``name`` is the Ray Train run name: rerunning a config with the
+    same name and --out resumes from its latest checkpoint."""
+
+    name: str
+    recipe: str
+    dataset: DatasetSpec
+    model: ModelCfg
+    epochs: int
+    sampler: SamplerCfg = SamplerCfg()
+    augment: AugmentCfg = AugmentCfg()
+    loss: LossCfg = LossCfg()
+    optimizer: OptimCfg = OptimCfg()
+    schedule: ScheduleCfg = ScheduleCfg()
+    clipreid: ClipReIDCfg = ClipReIDCfg()
+    steps_per_epoch: int | None = None  # cap the PK batches of an epoch (smoke recipes)
+    workers: int = 1
+    gpus_per_worker: float | None = None  # None: 1 when the cluster has GPUs, else 0 (CPU)
+    data_workers: int = 2  # DataLoader processes per training worker
+    precision: str = "fp32"  # autocast dtype on GPU; CPU trains in fp32
+    seed: int = 0
+    log_every: int = 20  # iterations between log lines
+    keep_checkpoints: int = 2
+    max_failures: int = 3
+    #: fault injection for tests and drills: raise once (a marker file in the run's storage
+    #: remembers it) after this epoch's checkpoint, so FailureConfig restarts the workers.
+    fail_once_after_epoch: int | None = None
+    description: str = ""
+    source: str = "<inline>"
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------
+# YAML
+
+
+def load_train_config(path: str | Path, datasets: Mapping[str, DatasetSpec] | None = None) -> TrainConfig:
+    """configs/train/NAME.yaml (or any path) -> TrainConfig; a bare name looks in configs/train."""
+    from raybench.paths import configs_dir
+    from raybench.specs import load_dataset_catalog, load_yaml
+
+    path = Path(path)
+    if not path.exists() and path.suffix not in (".yaml", ".yml"):
+        path = configs_dir() / "train" / f"{path}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in (configs_dir() / "train").glob("*.yaml"))
+        raise SpecError(f"{path}: training config not found (known in configs/train: {', '.join(known)})")
+    return parse_train_config(load_yaml(path), str(path), load_dataset_catalog() if datasets is None else datasets)
+
+
+def parse_train_config(data: Any, where: str, datasets: Mapping[str, DatasetSpec]) -> TrainConfig:
+    f = Fields(data, where)
+    d = TrainConfig.__dataclass_fields__
+    cfg = TrainConfig(
+        name=f.take("name", str),
+        recipe=f.take("recipe", str, choices=RECIPES.names()),
+        dataset=_dataset(f.take("dataset", (str, dict)), f"{where}: dataset", datasets),
+        model=_model(f.take("model", dict), f"{where}: model"),
+        epochs=f.take("epochs", int),
+        sampler=_section(SamplerCfg, f.take("sampler", dict, {}), f"{where}: sampler"),
+        augment=_section(AugmentCfg, f.take("augment", dict, {}), f"{where}: augment"),
+        loss=_section(LossCfg, f.take("loss", dict, {}), f"{where}: loss"),
+        optimizer=_section(OptimCfg, f.take("optimizer", dict, {}), f"{where}: optimizer", name=OPTIMIZERS),
+        schedule=_section(ScheduleCfg, f.take("schedule", dict, {}), f"{where}: schedule", decay=DECAYS),
+        clipreid=_section(ClipReIDCfg, f.take("clipreid", dict, {}), f"{where}: clipreid"),
+        **{k: f.take(k, _types(d[k].type), d[k].default) for k in _SCALARS},
+        precision=f.take("precision", str, "fp32", PRECISIONS),
+        source=where,
+    )
+    f.done()
+    _check(cfg, where)
+    return cfg
+
+
+_SCALARS = ("steps_per_epoch", "workers", "gpus_per_worker", "data_workers", "seed", "log_every",
+            "keep_checkpoints", "max_failures", "fail_once_after_epoch", "description")
+_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "None": type(None)}
+
+
+def _types(annotation: str) -> tuple[type, ...]:
+    """The runtime types of a simple annotation string such as ``"int | None"``."""
+    names = [part.strip() for part in annotation.split("|")]
+    if any(n.startswith("tuple") for n in names):
+        return (list, tuple)
+    return tuple(_TYPES[n] for n in names)
+
+
+def _section(cls, data: Any, where: str, **choices):
+    """A flat section dataclass from a mapping: every field optional, typed by its annotation."""
+    f = Fields(data, where)
+    values = {}
+    for name, fld in cls.__dataclass_fields__.items():
+        value = f.take(name, _types(fld.type), fld.default, choices.get(name))
+        values[name] = tuple(value) if isinstance(value, list) else value
+    f.done()
+    return cls(**values)
+
+
+def _dataset(item: Any, where: str, datasets: Mapping[str, DatasetSpec]) -> DatasetSpec:
+    """A catalog name, or a mapping naming one and overriding keys (e.g. ``root``)."""
+    from raybench.specs import catalog_get
+
+    if isinstance(item, str):
+        return catalog_get(datasets, item, "dataset")
+    if not isinstance(item.get("name"), str):
+        raise SpecError(f"{where}: expected a dataset name or a mapping with a 'name' key")
+    return parse_dataset(item, where, datasets.get(item["name"]))
+
+
+def _model(data: Any, where: str) -> ModelCfg:
+    f = Fields(data, where)
+    pre = f.take("preprocess", dict)
+    cfg = ModelCfg(
+        arch=f.take("arch", str),
+        preprocess=parse_preprocess(pre, f"{where}: preprocess"),
+        init=f.take("init", (str, type(None)), None),
+        open_clip_cfg=f.take("open_clip_cfg", (dict, type(None)), None),
+        quick_gelu=f.take("quick_gelu", bool, False),
+    )
+    f.done()
+    return cfg
+
+
+def _check(cfg: TrainConfig, where: str) -> None:
+    checks = [
+        (cfg.epochs >= 1, "epochs must be at least 1"),
+        (cfg.workers >= 1, "workers must be at least 1"),
+        (cfg.sampler.ids_per_batch >= 2, "sampler.ids_per_batch must be at least 2 (triplets need negatives)"),
+        (cfg.sampler.images_per_id >= 2, "sampler.images_per_id must be at least 2 (triplets need positives)"),
+        (cfg.steps_per_epoch is None or cfg.steps_per_epoch >= 1, "steps_per_epoch must be at least 1"),
+        (0 <= cfg.loss.label_smooth < 1, "loss.label_smooth must be in [0, 1)"),
+        (cfg.optimizer.lr > 0, "optimizer.lr must be positive"),
+        (list(cfg.schedule.milestones) == sorted(cfg.schedule.milestones), "schedule.milestones must increase"),
+        (cfg.recipe != "clipreid-stage2" or cfg.clipreid.stage1, "clipreid-stage2 needs clipreid.stage1 (the stage-1 run)"),
+        (cfg.log_every >= 1 and cfg.keep_checkpoints >= 1, "log_every and keep_checkpoints must be at least 1"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise SpecError(f"{where}: {message}")

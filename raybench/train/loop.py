@@ -1,0 +1,188 @@
+"""The Ray Train worker loop shared by every recipe.
+
+Per epoch: the recipe's batches -> loss -> backward -> step, the rate set every iteration from
+the schedule; then metrics are averaged over workers and one checkpoint (the trainable
+module, the optimizer, the epoch) is reported with ``ray.train.report``, from rank 0 (every
+worker calls report once per epoch: it is a barrier). A worker group restarted by
+FailureConfig, or a rerun with the same run name and storage, starts from
+``ray.train.get_checkpoint()``: the epoch after the latest checkpoint, same weights, same
+optimizer moments, same learning-rate curve, same PK plan (it depends on seed and epoch only).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from raybench.train.config import TrainConfig
+
+STATE_FILE = "state.pt"
+INFO_FILE = "train.json"
+
+
+class InjectedFailure(RuntimeError):
+    """Raised by ``fail_once_after_epoch`` (fault drills), never by real training."""
+
+
+def train_worker(config: dict[str, Any]) -> None:
+    """Ray Train's ``train_loop_per_worker``; ``config = {"cfg": TrainConfig, "log_dir": str}``."""
+    import ray.train
+    import ray.train.torch
+
+    cfg: TrainConfig = config["cfg"]
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    log = RunLog(Path(config["log_dir"]), rank)
+    from raybench.train.data import load_train_set
+    from raybench.train.recipe import RECIPES
+    from raybench.train.schedule import build_optimizer
+
+    torch.manual_seed(cfg.seed)
+    data = load_train_set(cfg.dataset)
+    task = RECIPES.get(cfg.recipe).make_task(cfg, data, device, rank, world)
+    optimizer = build_optimizer(task.module.named_parameters(), cfg.optimizer, task.head_prefixes)
+    checkpoint = ray.train.get_checkpoint()
+    start = restore(checkpoint, task.module, optimizer, device) if checkpoint else 0
+    if start:
+        log.line(f"resumed from the checkpoint of epoch {start - 1}; continuing at epoch {start}")
+    model = ray.train.torch.prepare_model(task.module) if world > 1 else task.module
+    info = {"name": cfg.name, "recipe": cfg.recipe, "dataset": cfg.dataset.name, "num_classes": data.num_classes,
+            "num_images": len(data), "world": world, **getattr(task, "info", {})}
+    log.line(f"{cfg.name}: {cfg.recipe} on {cfg.dataset.name} train ({len(data)} images, "
+             f"{data.num_classes} ids), {world} worker(s) on {device}, epochs {start}..{cfg.epochs - 1}")
+    for epoch in range(start, cfg.epochs):
+        if cfg.fail_once_after_epoch is not None and checkpoint is None and epoch == cfg.fail_once_after_epoch + 1:
+            raise InjectedFailure(f"fail_once_after_epoch={cfg.fail_once_after_epoch}: injected worker failure")
+        metrics = run_epoch(cfg, task, model, optimizer, epoch, world, device, log)
+        report(metrics, task.module, optimizer, epoch, {**info, **metrics}, rank)
+        log.epoch(metrics)
+
+
+def run_epoch(cfg: TrainConfig, task, model, optimizer, epoch: int, world: int, device, log: "RunLog") -> dict:
+    from raybench.train.schedule import lr_factor, set_lr
+
+    task.start_epoch(model, epoch)
+    model.train()
+    steps = task.steps(epoch)
+    meter = Meter(device)
+    scaler = torch.amp.GradScaler("cuda") if _amp_dtype(cfg, device) == torch.float16 else None
+    start = time.perf_counter()
+    for step, batch in enumerate(task.batches(epoch)):
+        lr = set_lr(optimizer, lr_factor(cfg.schedule, cfg.epochs, epoch + step / steps))
+        with _autocast(cfg, device):
+            loss, parts, n = task.loss(model, batch)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        meter.add(loss, parts, n)
+        if (step + 1) % cfg.log_every == 0:
+            log.line(f"epoch {epoch} step {step + 1}/{steps} loss {loss.item():.4f} lr {lr:.2e}")
+    seconds = time.perf_counter() - start
+    return {"epoch": epoch, "lr": lr, **meter.reduce(world, seconds)}
+
+
+class Meter:
+    """Sums of the loss and the recipe's metrics over an epoch, averaged over workers at the end."""
+
+    def __init__(self, device):
+        self.device, self.sums, self.steps, self.images = device, {}, 0, 0
+
+    def add(self, loss: torch.Tensor, parts: dict[str, torch.Tensor], images: int) -> None:
+        for key, value in {"loss": loss, **parts}.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value.detach().float()
+        self.steps += 1
+        self.images += images
+
+    def reduce(self, world: int, seconds: float) -> dict[str, float]:
+        keys = sorted(self.sums)
+        values = torch.stack([self.sums[k] / max(self.steps, 1) for k in keys]
+                             + [torch.tensor(float(self.images), device=self.device)])
+        if world > 1:
+            torch.distributed.all_reduce(values)
+            values[:-1] /= world
+        out = {k: float(v) for k, v in zip(keys, values[:-1].tolist())}
+        out["images"] = int(values[-1].item())
+        out["images_per_s"] = out["images"] / max(seconds, 1e-9)
+        out["seconds"] = seconds
+        return out
+
+
+def report(metrics: dict, module: torch.nn.Module, optimizer, epoch: int, info: dict, rank: int) -> None:
+    """One checkpoint per epoch, written by rank 0 (the module is identical on every rank)."""
+    import ray.train
+
+    with tempfile.TemporaryDirectory(prefix="raybench-ckpt-") as tmp:
+        checkpoint = None
+        if rank == 0:
+            torch.save({"model": module.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch},
+                       Path(tmp) / STATE_FILE)
+            (Path(tmp) / INFO_FILE).write_text(json.dumps(info, indent=2))
+            checkpoint = ray.train.Checkpoint.from_directory(tmp)
+        ray.train.report(metrics, checkpoint=checkpoint)
+
+
+def restore(checkpoint, module: torch.nn.Module, optimizer, device) -> int:
+    """Load a reported checkpoint into ``module`` and ``optimizer``; returns the next epoch."""
+    with checkpoint.as_directory() as folder:
+        state = torch.load(Path(folder) / STATE_FILE, map_location=device, weights_only=True)
+    module.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    return int(state["epoch"]) + 1
+
+
+def load_state(checkpoint_dir: str | Path) -> tuple[dict, dict]:
+    """(module state_dict, info) of a checkpoint folder, on the CPU (the driver's export)."""
+    folder = Path(checkpoint_dir)
+    state = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
+    return state["model"], json.loads((folder / INFO_FILE).read_text())
+
+
+def _amp_dtype(cfg: TrainConfig, device) -> torch.dtype | None:
+    if torch.device(device).type != "cuda" or cfg.precision == "fp32":
+        return None
+    return torch.bfloat16 if cfg.precision == "bf16" else torch.float16
+
+
+def _autocast(cfg: TrainConfig, device):
+    dtype = _amp_dtype(cfg, device)
+    return torch.autocast("cuda", dtype=dtype) if dtype else contextlib.nullcontext()
+
+
+class RunLog:
+    """Rank 0's log: human lines in train.log, one JSON object per epoch in metrics.jsonl, both
+    in --out (appended, so a resumed run keeps its history), and echoed to stdout (the Ray
+    driver and dashboard show worker output)."""
+
+    def __init__(self, folder: Path, rank: int):
+        self.folder, self.active = folder, rank == 0
+        if self.active:
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def line(self, text: str) -> None:
+        if not self.active:
+            return
+        stamped = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}"
+        print(stamped, flush=True)
+        with open(self.folder / "train.log", "a") as fh:
+            fh.write(stamped + "\n")
+
+    def epoch(self, metrics: dict) -> None:
+        if not self.active:
+            return
+        self.line("epoch {epoch} done: loss {loss:.4f} acc {acc:.3f} {images_per_s:.1f} images/s".format(
+            **{"acc": float("nan"), **metrics}))
+        with open(self.folder / "metrics.jsonl", "a") as fh:
+            fh.write(json.dumps({"time": time.time(), "pid": os.getpid(), **metrics}) + "\n")

@@ -1,0 +1,57 @@
+"""What a training recipe provides to the shared Ray Train loop (loop.py).
+
+A recipe is two functions: ``make_task`` builds, inside each Ray Train worker, the trainable
+module and this worker's batches; ``export`` turns the final checkpoint into a model (weights
+plus a models.yaml-style entry) on the driver. Recipes are registered by name, lazily, so the
+CLI and config validation import neither torch nor a model library.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol
+
+from raybench.registry import Registry
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+    from raybench.train.config import TrainConfig
+    from raybench.train.data import TrainSet
+
+
+class Task(Protocol):
+    """One worker's side of a recipe."""
+
+    module: "torch.nn.Module"  # the trainable module, on the worker's device, before DDP
+    head_prefixes: tuple[str, ...]  # parameter names that get optimizer.head_lr_factor
+    # optional: ``info`` (dict), recorded in every checkpoint's train.json for ``export``
+
+    def steps(self, epoch: int) -> int:
+        """Batches this worker runs in ``epoch`` (equal on every worker)."""
+
+    def batches(self, epoch: int) -> Iterator[Any]:
+        """This worker's batches of ``epoch``, already on its device."""
+
+    def start_epoch(self, model: "torch.nn.Module", epoch: int) -> None:
+        """Per-epoch preparation (e.g. CLIP-ReID's text-feature bank); ``model`` may be DDP."""
+
+    def loss(self, model: "torch.nn.Module", batch: Any) -> tuple["torch.Tensor", dict[str, "torch.Tensor"], int]:
+        """(loss to minimise, scalar metrics such as ``acc``, images in the batch)."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    #: (cfg, train set, device, rank, world) -> Task
+    make_task: Callable[["TrainConfig", "TrainSet", Any, int, int], Task]
+    #: (cfg, module state_dict, train info, out dir) -> models.yaml entry (without the name) or
+    #: None when the recipe's output is not an image model (CLIP-ReID stage 1: prompts)
+    export: Callable[["TrainConfig", Mapping[str, Any], Mapping[str, Any], Path], dict | None]
+    description: str = ""
+
+
+RECIPES: Registry[Recipe] = Registry("training recipe")
+RECIPES.register("osnet", "raybench.train.osnet:RECIPE")
+RECIPES.register("clipreid-stage1", "raybench.train.clipreid:STAGE1")
+RECIPES.register("clipreid-stage2", "raybench.train.clipreid:STAGE2")

@@ -1,0 +1,96 @@
+"""The driver of a training run: a Ray Train TorchTrainer over the recipe's worker loop, then
+the final checkpoint exported as a model.
+
+Layout of ``out`` (default runs/train/<name>):
+  config.json           the resolved TrainConfig
+  train.log             human log (rank 0), appended across restarts and reruns
+  metrics.jsonl         one JSON line per epoch: loss, acc, images/s, lr, ...
+  ray/<name>/           Ray Train's run storage: checkpoint_*/ (state.pt + train.json)
+  model.pth | clipreid.pth + model.yaml   the exported model (see export.py)
+
+Resume: Ray Train V2 keeps a snapshot of the reported checkpoints under storage_path/name;
+re-creating the trainer with the same RunConfig(name, storage_path), which a rerun of the
+same command does, makes ``ray.train.get_checkpoint()`` return the latest one. On a multi-node
+cluster ``out`` must be shared storage (every worker writes its checkpoints and rank 0 its
+log there).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from raybench.train.config import TrainConfig
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    out: Path
+    checkpoint: str | None  # the final checkpoint folder
+    model_yaml: Path | None  # None for recipes whose output is not an image model
+    metrics: dict
+
+
+def train(cfg: TrainConfig, out: str | Path | None = None, workers: int | None = None,
+          gpus_per_worker: float | None = None) -> TrainResult:
+    """Run (or resume) ``cfg`` on the current Ray cluster, starting a local one if needed."""
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from raybench.train.export import default_out, export_run
+    from raybench.train.loop import train_worker
+
+    out = Path(out or default_out(cfg.name)).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = cfg.replace(workers=workers or cfg.workers,
+                      gpus_per_worker=gpus_per_worker if gpus_per_worker is not None else cfg.gpus_per_worker)
+    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2, default=str))
+    started = _connect(cfg.name)
+    try:
+        gpus = _gpus(cfg.gpus_per_worker)
+        trainer = TorchTrainer(
+            train_worker,
+            train_loop_config={"cfg": cfg, "log_dir": str(out)},
+            scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=gpus > 0,
+                                         resources_per_worker={"CPU": 1, "GPU": gpus} if gpus else None),
+            run_config=RunConfig(
+                name=cfg.name,
+                storage_path=str(out / "ray"),
+                failure_config=FailureConfig(max_failures=cfg.max_failures),
+                checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
+                logging_config=LoggingConfig(log_level="WARNING"),  # our own lines say enough
+            ),
+        )
+        result = trainer.fit()
+    finally:
+        if started:
+            ray.shutdown()
+    if result.checkpoint is None:
+        return TrainResult(out, None, None, dict(result.metrics or {}))
+    model_yaml = export_run(cfg, result.checkpoint.path, out)
+    return TrainResult(out, result.checkpoint.path, model_yaml, dict(result.metrics or {}))
+
+
+def _connect(name: str) -> bool:
+    """Join RAY_ADDRESS or start a local Ray (never a bare ray.init()); True if started here."""
+    import os
+
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = os.environ.get("RAY_ADDRESS")
+    ray.init(address=address or "local", namespace="raybench", log_to_driver=True)
+    return not address
+
+
+def _gpus(per_worker: float | None) -> float:
+    """GPUs per worker: as given, else 1 when the cluster has GPUs, else 0 (CPU workers)."""
+    import ray
+
+    if per_worker is not None:
+        return float(per_worker)
+    return 1.0 if ray.cluster_resources().get("GPU", 0) >= 1 else 0.0
