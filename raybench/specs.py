@@ -396,6 +396,13 @@ def load_matrix(
 
 
 def _resolve(item: Any, catalog: Mapping[str, Any], parse, where: str, kind: str):
+    name = item.get("name") if isinstance(item, Mapping) else item
+    if kind == "model" and isinstance(name, str) and name.startswith("trained:"):
+        # a finished `raybench train` run (its model.yaml); YAML only, no torch
+        from raybench.train.export import trained_model_spec
+
+        base = trained_model_spec(name)
+        return base if isinstance(item, str) else parse({**item, "name": base.name}, where, base)
     if isinstance(item, str):
         return catalog_get(catalog, item, kind)
     if isinstance(item, Mapping) and isinstance(item.get("name"), str):
