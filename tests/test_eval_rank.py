@@ -228,3 +228,20 @@ def test_bad_inputs_raise_evaluation_errors():
         evaluate(d, *ids, max_rank=0)
     with pytest.raises(EvaluationError, match="distance"):
         evaluate_features(d, d, *ids, distance="manhattan")
+
+
+@pytest.mark.gpu
+def test_gpu_path_equals_the_cpu_path():
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    rng = np.random.default_rng(9)
+    qf, gf = rng.integers(-3, 4, (300, 16)), rng.integers(-3, 4, (2000, 16))  # exact in float32, ties
+    ids = (rng.integers(0, 50, 300), rng.integers(0, 50, 2000), rng.integers(0, 4, 300), rng.integers(0, 4, 2000))
+    cpu = evaluate_features(qf, gf, *ids, normalize=False, device="cpu")
+    gpu = evaluate_features(qf, gf, *ids, normalize=False, device="cuda", chunk_size=128)
+    np.testing.assert_array_equal(gpu.ap, cpu.ap)
+    np.testing.assert_array_equal(gpu.cmc, cpu.cmc)
+    distmat = torch.cdist(torch.tensor(qf, dtype=torch.float64), torch.tensor(gf, dtype=torch.float64)) ** 2
+    np.testing.assert_array_equal(evaluate(distmat.cuda(), *ids).ap, cpu.ap)

@@ -37,7 +37,8 @@ def run(scale: str, against: str = "torchreid", seed: int = 0, repeat: int = 3) 
     record = {
         "benchmark": "metrics", "scale": scale, "seed": seed, "against": against,
         "num_query": shape.num_query, "num_gallery": shape.num_gallery, "dim": shape.dim,
-        "machine": _machine(), "load_before": os.getloadavg(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": _machine(),
+        "load_before": os.getloadavg(),
     }
     record["raybench"] = _spawn("raybench", scale, seed, repeat, rank_only=against == "torchreid")
     if against == "torchreid":

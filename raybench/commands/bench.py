@@ -33,7 +33,10 @@ def metrics(scale, against, seed, repeat, out, as_json):
 
     against = against or ("torchreid" if scale == "market" else "none")
     notice(f"bench metrics: {scale} scale, against {against} (each side in its own process)...")
+    if scale == "msmt17" and against == "torchreid":
+        notice("torchreid at MSMT17 size: a 3.8 GB float32 matrix, a 7.7 GB argsort, and many minutes")
     record = bench_metrics.run(scale, against=against, seed=seed, repeat=max(1, repeat))
+    record["command"] = f"raybench bench metrics --scale {scale} --against {against} --seed {seed} --repeat {repeat}"
     path = bench_metrics.write(record, Path(out) if out else PROJECT_ROOT / "results" / "bench" / f"metrics-{scale}.json")
     if as_json:
         print_json(record)

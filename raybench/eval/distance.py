@@ -20,8 +20,9 @@ from raybench.errors import EvaluationError
 
 DISTANCES = ("euclidean", "cosine")
 MIN_CHUNK_ROWS = 64
-#: Default chunk: about this many distance entries (128 MiB of float32) per block of rows.
-CHUNK_ELEMENTS = 1 << 25
+#: Default chunk: about this many distance entries (256 MiB of float32) per block of rows; the
+#: GEMM runs ~15% faster on blocks of ~1000 rows than on ~400 (MSMT17's gallery is 82K wide).
+CHUNK_ELEMENTS = 1 << 26
 
 
 def resolve_device(device: str | None = None) -> str:

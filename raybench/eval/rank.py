@@ -107,6 +107,7 @@ def evaluate_rows(blocks: Iterable[tuple[int, int, object]], q_pids, g_pids, q_c
         acc.add(a, matches.npos, positive_ranks(d, matches))
         if cmc_sampled is not None:
             cmc_sampled.add(a, d, acc.valid[a:b])
+        del d  # before the next block is computed: one block of distances at a time
     if not acc.valid.any():
         raise EvaluationError(same.explain_no_valid_query())
     cmc = cmc_sampled.curve() if cmc_sampled is not None else _cmc(acc.first[acc.valid], length)

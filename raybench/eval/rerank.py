@@ -85,8 +85,8 @@ def rerank_rows(qf, gf, *, k1: int = 20, k2: int = 6, lambda_value: float = 0.3,
     final = _Jaccard(_Graph(nn, pairs).expanded_weights(p), len(q), p.lambda_value)
     to_gallery = DistanceRows(g, distance)
     for a, b in row_chunks(len(q), len(g), chunk_size):
-        od = (torch.pow(to_gallery(q[a:b]), 2) / rowmax[a:b, None]).cpu().numpy()
-        yield a, b, final.rows(a, b, od)
+        od = to_gallery(q[a:b]).pow_(2).div_(rowmax[a:b, None])
+        yield a, b, final.rows(a, b, od.cpu().numpy())
 
 
 class _PairDistance:
@@ -98,7 +98,15 @@ class _PairDistance:
         self.x = F.normalize(x, p=2, dim=1) if distance == "cosine" else x
         self.distance, self.rowmax = distance, rowmax
 
-    def __call__(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    def __call__(self, rows: np.ndarray, cols: np.ndarray, block: int = 1 << 16) -> np.ndarray:
+        """Pairs a block at a time: gathering both sides of millions of pairs at once would
+        hold two [pairs, dim] copies of the features (gigabytes at MSMT17 size)."""
+        out = np.empty(len(rows), np.float32)
+        for a in range(0, len(rows), block):
+            out[a:a + block] = self._block(rows[a:a + block], cols[a:a + block])
+        return out
+
+    def _block(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         import torch
 
         dev = self.x.device
@@ -179,5 +187,11 @@ class _Jaccard:
         r, c = self.v[a:b], self.csc
         shared = np.zeros((b - a, self.v.shape[1] - self.Q), np.float32)
         _kernels.shared_min(r.indptr, r.indices, r.data, c.indptr, c.indices, c.data, self.Q, shared)
-        jaccard = 1 - shared / (2.0 - shared)
-        return jaccard * (1 - self.lam) + od_rows.astype(np.float32) * self.lam
+        # 1 - s / (2 - s), then (1 - lambda) J + lambda od: torchreid's float32 steps, in place
+        np.divide(shared, 2.0 - shared, out=shared)
+        np.subtract(np.float32(1), shared, out=shared)
+        shared *= np.float32(1 - self.lam)
+        od_rows = od_rows.astype(np.float32, copy=False)
+        od_rows *= np.float32(self.lam)
+        shared += od_rows
+        return shared
