@@ -22,8 +22,6 @@ import resource
 import subprocess
 import sys
 import time
-from pathlib import Path
-
 import numpy as np
 
 SIDES = ("raybench", "torchreid")
@@ -32,6 +30,7 @@ SIDES = ("raybench", "torchreid")
 def run(scale: str, against: str = "torchreid", seed: int = 0, repeat: int = 3) -> dict:
     """Run the benchmark; returns the JSON-ready record (also the worker outputs)."""
     from raybench.bench.features import SCALES
+    from raybench.pipeline.runtime import git_state
 
     shape = SCALES[scale]
     record = {
@@ -45,6 +44,7 @@ def run(scale: str, against: str = "torchreid", seed: int = 0, repeat: int = 3) 
         record["torchreid"] = _spawn("torchreid", scale, seed, 1, rank_only=False)
         record["comparison"] = compare(record["raybench"], record["torchreid"])
     record["load_after"] = os.getloadavg()
+    record.update(versions=_versions(), git=git_state())
     return record
 
 
@@ -59,14 +59,6 @@ def compare(ours: dict, ref: dict) -> dict:
         "max_abs_diff": {"mAP": diff("mAP"), "mINP": diff("mINP"), "cmc": diff("cmc")},
         "cmc_length": [len(ours["metrics"]["cmc"]), len(ref["metrics"]["cmc"])],
     }
-
-
-def write(record: dict, out: Path) -> Path:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    tmp.replace(out)
-    return out
 
 
 def _spawn(side: str, scale: str, seed: int, repeat: int, rank_only: bool) -> dict:
@@ -86,6 +78,20 @@ def _machine() -> dict:
     return {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "processor": platform.processor() or platform.machine(), "python": platform.python_version(),
             "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def _versions() -> dict:
+    from importlib import metadata
+
+    from raybench.pipeline.runtime import versions
+
+    found = versions()
+    for name in ("numba", "faiss-cpu"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
 
 
 def _peak_rss() -> int:

@@ -28,6 +28,7 @@ def metrics(scale, against, seed, repeat, out, as_json):
     from pathlib import Path
 
     from raybench.bench import metrics as bench_metrics
+    from raybench.bench import write_json
     from raybench.console import notice, print_json, print_table
     from raybench.paths import PROJECT_ROOT
 
@@ -37,7 +38,7 @@ def metrics(scale, against, seed, repeat, out, as_json):
         notice("torchreid at MSMT17 size: a 3.8 GB float32 matrix, a 7.7 GB argsort, and many minutes")
     record = bench_metrics.run(scale, against=against, seed=seed, repeat=max(1, repeat))
     record["command"] = f"raybench bench metrics --scale {scale} --against {against} --seed {seed} --repeat {repeat}"
-    path = bench_metrics.write(record, Path(out) if out else PROJECT_ROOT / "results" / "bench" / f"metrics-{scale}.json")
+    path = write_json(record, Path(out) if out else PROJECT_ROOT / "results" / "bench" / f"metrics-{scale}.json")
     if as_json:
         print_json(record)
     else:
