@@ -38,7 +38,7 @@ def as_features(x, device: str, name: str):
     """A 2-D float tensor on ``device`` (numpy or torch in; float64 stays float64)."""
     import torch
 
-    t = torch.as_tensor(x)
+    t = torch.as_tensor(x).detach()  # no autograd graph over Q x G distances
     if t.dim() != 2:
         raise EvaluationError(f"{name} must be a 2-D [N, dim] array, got shape {tuple(t.shape)}")
     if t.dtype not in (torch.float32, torch.float64):
