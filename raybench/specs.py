@@ -44,9 +44,16 @@ class Preprocess:
 
     @property
     def pixel_key(self) -> str:
-        """Images are decoded and resized once per dataset and this key, whatever the model."""
+        """Images are decoded and resized once per dataset and this key, whatever the model.
+
+        Mean and std are applied later, inside the model, so they are not part of the key,
+        except in pad mode, whose border is filled with the mean colour.
+        """
         h, w = self.size
-        return f"{h}x{w}-{self.interpolation}-{self.resize_mode}"
+        key = f"{h}x{w}-{self.interpolation}-{self.resize_mode}"
+        if self.resize_mode == "pad":
+            key += "-" + "".join(f"{round(m * 255):02x}" for m in self.mean)
+        return key
 
 
 @dataclass(frozen=True)

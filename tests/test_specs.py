@@ -51,6 +51,12 @@ def test_model_catalog_parses(tmp_path):
     clip = catalog["clip"].preprocess
     assert clip.size == (224, 224) and clip.interpolation == "bicubic"
     assert clip.pixel_key == "224x224-bicubic-shortest_crop"
+    # mean/std are applied inside the model, except the pad border, which is the mean colour
+    osnet = catalog["osnet"].preprocess
+    assert dataclasses.replace(osnet, std=(1.0, 1.0, 1.0)).pixel_key == osnet.pixel_key
+    padded = dataclasses.replace(osnet, resize_mode="pad")
+    assert padded.pixel_key == "256x128-bilinear-pad-7c7467"
+    assert dataclasses.replace(padded, mean=(0.5, 0.5, 0.5)).pixel_key != padded.pixel_key
 
 
 def test_spec_hash_ignores_name_and_batch_size_but_not_weights():
