@@ -116,3 +116,18 @@ def test_run_command_prints_the_table_and_exits_nonzero_on_failure(ray_local, ma
     assert res.exit_code == 0, res.output
     row = next(line.split() for line in res.output.splitlines() if line.startswith("mkt "))
     assert float(row[3]) == round(100 * _result(tmp_path / "o", "mkt", "d")["mAP"], 2)
+
+
+def test_bench_embed_times_both_sides_on_the_same_images(ray_local, market, tmp_path, monkeypatch):
+    from raybench.bench import embed as bench
+
+    paths = sorted(str(p) for p in market.rglob("*.jpg"))
+    monkeypatch.setattr(bench, "bench_images", lambda: paths)
+    record = bench.run("dummy", images=None, batch_size=8, repeat=1)
+    assert record["images"] == len(paths) and record["batch_size"] == 8
+    assert record["plain"]["images_per_s_steady"] > 0 and record["ray"]["images_per_s_steady"] > 0
+    assert record["ratio_without_startup"] > 0 and record["ray"]["init_seconds"] is None  # Ray was up
+    from raybench.bench import write_json
+
+    out = write_json(record, tmp_path / "embed.json")
+    assert json.loads(out.read_text())["model"] == "dummy-untrained"

@@ -5,6 +5,10 @@ from __future__ import annotations
 import click
 
 
+PERCENT = ("mAP", "R1", "R5", "mINP")
+TABLE_COLUMNS = ["dataset", "model", "status", *PERCENT, "queries", "seconds"]
+
+
 def _names(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
 
@@ -58,8 +62,8 @@ def run(matrix_name, out, models, datasets, force, actors, batch_size, threads, 
                          dashboard=dashboard, ray_progress=ray_progress)
     notice(f"run {matrix.name}: {len(matrix.models)} model(s) x {len(matrix.datasets)} dataset(s) -> {out}")
     summary = run_matrix(matrix, out, options)
-    print_table(_percent(summary.rows), ["dataset", "model", "status", "mAP", "R1", "R5", "mINP", "queries", "seconds"],
-                title=f"{matrix.name}: metrics in %", headers={"mAP": "mAP %", "R1": "R1 %", "R5": "R5 %", "mINP": "mINP %"})
+    print_table(_percent(summary.rows), TABLE_COLUMNS, title=f"{matrix.name}: metrics in %",
+                headers={key: f"{key} %" for key in PERCENT})
     for row in summary.failed:
         notice(f"FAILED {row['dataset']} x {row['model']}: {row['error']}")
     ok = len(summary.rows) - len(summary.failed)
@@ -73,7 +77,7 @@ def _percent(rows: list[dict]) -> list[dict]:
     scaled = []
     for row in rows:
         row = dict(row)
-        for key in ("mAP", "R1", "R5", "mINP"):
+        for key in PERCENT:
             if row.get(key) is not None:
                 row[key] = round(100 * row[key], 2)
         scaled.append(row)

@@ -21,9 +21,10 @@ dataset's pixel_key, ``write_pixel_cache`` decodes that dataset once into
 ``cache/pixels/<dataset>/<pixel_key>/`` of the run directory (Parquet of uint8 arrays,
 committed with a _SUCCESS marker carrying the manifest hash), and every model with that
 geometry, in this run or a later one, streams those pixels instead of decoding again (the
-work blocks of ``pixel_stream`` then name cache files instead of image paths). A model alone with its geometry decodes directly: writing and reading back
-a cache would cost more than the one decode it saves. Person crops are small JPEGs, so on
-object storage the cache trades CPU for bytes; ``--no-pixel-cache`` turns it off.
+work blocks of ``pixel_stream`` then name cache files instead of image paths). A model alone
+with its geometry decodes directly: writing and reading back a cache would cost more than the
+one decode it saves. Person crops are small JPEGs, so on object storage the cache trades CPU
+for bytes; ``--no-pixel-cache`` turns it off.
 """
 
 from __future__ import annotations
@@ -144,9 +145,10 @@ def pixel_stream(sources: list["Source"], preprocess: Preprocess, store=None):
 
 
 def decode_memory(preprocess: Preprocess) -> int:
-    """Bytes a decode task's worker holds: the Python worker itself (~250 MB with PIL and pyarrow), its output block
-    and PIL's intermediates. A scheduling hint, which also keeps Ray Data from fusing the
-    decode tasks into the embedding actors (operators with different resources never fuse)."""
+    """Bytes a decode task's worker holds: the Python worker itself (~250 MB with PIL and
+    pyarrow), its output block and PIL's intermediates. A scheduling hint, which also keeps Ray
+    Data from fusing the decode tasks into the embedding actors (operators with different
+    resources never fuse)."""
     height, width = preprocess.size
     return WORKER_MEMORY + 4 * DECODE_ROWS * height * width * 3
 

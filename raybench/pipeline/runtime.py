@@ -49,6 +49,7 @@ class Cluster:
     nodes: int
     cpus: float
     gpus: float
+    node_cpus: float = 0  # the most CPUs of one node (an actor lives on one node)
 
     @classmethod
     def current(cls) -> "Cluster":
@@ -56,23 +57,26 @@ class Cluster:
 
         resources = ray.cluster_resources()
         alive = [n for n in ray.nodes() if n.get("Alive")]
-        return cls(len(alive), resources.get("CPU", 0.0), resources.get("GPU", 0.0))
+        node_cpus = max((n.get("Resources", {}).get("CPU", 0.0) for n in alive), default=0.0)
+        return cls(len(alive), resources.get("CPU", 0.0), resources.get("GPU", 0.0), node_cpus)
 
 
 def plan_pool(cluster: Cluster, actors: int | None = None, threads: int | None = None) -> Pool:
-    """One actor per GPU (num_gpus=1 each); on CPU one actor by default, leaving CPUs to decode.
+    """One actor per GPU (num_gpus=1 each); on CPU, one actor by default.
 
-    A CPU actor gets as many torch threads as the cluster has CPUs (when one actor), so the
-    forward pass can use the cores the decode tasks leave idle under backpressure.
+    A CPU actor reserves as many CPUs as it runs torch threads, all but one of the cluster's
+    CPUs by default: the last one is left to the decode tasks, which otherwise stall
+    (ray issue #44687), and a torch thread that has to share its core with a decode task stalls
+    the forward pass at every barrier (measured here: 2 threads on 2 busy cores ran 3x slower
+    than 1).
     """
     if cluster.gpus >= 1:
         count = min(actors or int(cluster.gpus), int(cluster.gpus))
         return Pool(actors=count, gpus=1, cpus=1, threads=threads)
-    count = max(1, actors or 1)
-    if count >= cluster.cpus and cluster.cpus >= 2:
-        count = int(cluster.cpus) - 1  # keep a CPU for decoding, or the stream stalls
-    default_threads = max(1, int(cluster.cpus) // count)
-    return Pool(actors=count, gpus=0, cpus=1, threads=threads or default_threads)
+    spare = max(1, int(cluster.cpus) - 1)
+    count = min(max(1, actors or 1), spare)
+    fits = max(1, min(spare // count, int(cluster.node_cpus or cluster.cpus) - 1))
+    return Pool(actors=count, gpus=0, cpus=fits, threads=threads or fits)
 
 
 def check_out(store, cluster: Cluster, shared: bool = False) -> None:

@@ -1,0 +1,225 @@
+"""`raybench bench embed`: the Ray pipeline against a plain single-process torch loop.
+
+Both sides embed the same synthetic images (the project's generator, 128x64 JPEG crops, made
+once into the cache) with the same model, preprocessing and batch size, one after the other in
+one run:
+
+- plain: one process, ``for batch: decode + resize every image (PIL), embed``: what a script
+  with a torch DataLoader at num_workers=0 does;
+- ray: ``raybench run``'s own stream (pipeline.embed.embedding_stream): decode tasks feeding an
+  actor pool, on a local Ray started here.
+
+Rounds alternate the sides (plain, ray, plain, ray, ...) and each side's best round counts, so
+that a change in the machine's load does not decide the comparison. Reported: images/s of each
+and their ratio, without start-up (from the first embedded batch to
+the last, over the images after that batch, on both sides) and with it (plain: model build +
+loop; ray: ``ray.init`` + actor start + stream). While the actor starts, Ray's decode tasks run
+ahead; the stream's full wall time (actor start included, ``ray.init`` not) is reported too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+#: The generator's parameters: 256 identities x 8 images = 2,048 crops.
+SYNTH = {"ids": 256, "cams": 6, "images_per_id": 8, "domain": "a", "seed": 0}
+
+
+def bench_images() -> list[str]:
+    """Paths of the benchmark's synthetic images (generated into the cache on first use)."""
+    from raybench.datasets import load_manifest
+    from raybench.specs import DatasetSpec
+
+    spec = DatasetSpec(name="bench-embed", adapter="synthetic", layout_dir="", options=SYNTH)
+    return sorted(set(load_manifest(spec).column("path").to_pylist()))
+
+
+def bench_model(name: str, pretrained: bool):
+    """A catalog model; without ``pretrained``, the same architecture with random weights
+    (throughput does not depend on the weights' values, and nothing is downloaded)."""
+    from raybench.specs import catalog_get, load_model_catalog
+
+    spec = catalog_get(load_model_catalog(), name, "model")
+    return spec if pretrained else dataclasses.replace(spec, name=f"{name}-untrained", weights=None)
+
+
+def _throughput(count: int, first_count: int, start: float, first: float, end: float) -> dict:
+    """Throughput overall, and steady: after the first batch (when there is anything after it)."""
+    steady = (count - first_count) / (end - first) if count > first_count and end > first else count / (end - start)
+    return {"seconds": end - start, "first_batch_seconds": first - start,
+            "images_per_s_steady": steady, "images_per_s": count / (end - start)}
+
+
+@contextmanager
+def torch_threads(count: int | None):
+    """torch's intra-op thread count set to ``count`` (None: unchanged) for a block."""
+    import torch
+
+    before = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+
+
+def plain_loop(spec, paths: list[str], batch_size: int, threads: int | None = None) -> dict:
+    """The peer: one process, decode a batch, embed it, repeat (torch's default threads)."""
+    import numpy as np
+
+    from raybench.models import build_embedder, resolve_preprocess
+    from raybench.models.images import load_pixels
+
+    with torch_threads(threads) as used:
+        start = time.perf_counter()
+        preprocess = resolve_preprocess(spec)
+        embedder = build_embedder(spec)
+        loop_start = time.perf_counter()
+        first = first_count = None
+        for i in range(0, len(paths), batch_size):
+            chunk = paths[i:i + batch_size]
+            embedder.embed(np.stack([load_pixels(p, preprocess) for p in chunk]))
+            if first is None:
+                first, first_count = time.perf_counter(), len(chunk)
+        end = time.perf_counter()
+    out = _throughput(len(paths), first_count, loop_start, first, end)
+    out.update(build_seconds=loop_start - start, device=embedder.device, torch_threads=used,
+               images_per_s_with_startup=len(paths) / (end - start))
+    return out
+
+
+def ray_pipeline(spec, paths: list[str], actors: int | None, threads: int | None) -> dict:
+    import ray
+
+    from raybench.models import resolve_preprocess
+    from raybench.pipeline import runtime
+    from raybench.pipeline.embed import Source, embedding_stream
+
+    start = time.perf_counter()
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    init_seconds = time.perf_counter() - start if started else None
+    try:
+        import ray.data
+
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        pool = runtime.plan_pool(runtime.Cluster.current(), actors, threads)
+        stream = embedding_stream(spec, resolve_preprocess(spec), [Source(0, tuple(paths))], None, pool)
+        stream_start = time.perf_counter()
+        first = first_count = None
+        count, errors = 0, set()
+        for batch in stream.iter_batches(batch_size=None, batch_format="numpy"):
+            count += len(batch["row"])
+            errors.update(e for e in batch["embed_error"] if e)
+            if first is None:
+                first, first_count = time.perf_counter(), len(batch["row"])
+        end = time.perf_counter()
+    finally:
+        if started:
+            ray.shutdown()
+    if errors or count != len(paths):
+        raise RuntimeError(f"the Ray stream embedded {count} of {len(paths)} images: {sorted(errors)[:1]}")
+    out = _throughput(count, first_count, stream_start, first, end)
+    out.update(init_seconds=init_seconds, pool=dataclasses.asdict(pool),
+               images_per_s_with_startup=count / (end - start) if started else None)
+    return out
+
+
+def run(model: str = "osnet-x0_25-market", pretrained: bool = False, images: int | None = None,
+        batch_size: int | None = None, actors: int | None = None, threads: int | None = None,
+        repeat: int = 2) -> dict:
+    from raybench.pipeline.runtime import git_state, versions
+
+    spec = bench_model(model, pretrained)
+    spec = dataclasses.replace(spec, batch_size=batch_size or spec.batch_size)
+    paths = bench_images()
+    paths = paths[:images] if images else paths
+    record = {"benchmark": "embed", "model": spec.name, "images": len(paths), "batch_size": spec.batch_size,
+              "cpus": os.cpu_count(), "repeat": repeat, "load_before": os.getloadavg()}
+    rounds = []
+    for _ in range(repeat):  # alternate the sides, so that a change of machine load hits both
+        one = {"plain": plain_loop(spec, paths, spec.batch_size),
+               "ray": ray_pipeline(spec, paths, actors, threads)}
+        actor_threads = one["ray"]["pool"]["threads"]
+        if one["plain"]["device"] == "cpu" and actor_threads != one["plain"]["torch_threads"]:
+            # The same loop with the actor's thread count: tells the pipeline from the threads.
+            one["plain_actor_threads"] = plain_loop(spec, paths, spec.batch_size, actor_threads)
+        rounds.append(one)
+    record["rounds"] = rounds
+    record["plain"] = plain = _best([r["plain"] for r in rounds])
+    record["ray"] = ray_ = _best([r["ray"] for r in rounds])
+    if all("plain_actor_threads" in r for r in rounds):
+        same = record["plain_actor_threads"] = _best([r["plain_actor_threads"] for r in rounds])
+        record["ratio_vs_plain_actor_threads"] = ray_["images_per_s_steady"] / same["images_per_s_steady"]
+    record["ratio_without_startup"] = ray_["images_per_s_steady"] / plain["images_per_s_steady"]
+    record["ratio_stream"] = ray_["images_per_s"] / plain["images_per_s"]
+    if ray_["images_per_s_with_startup"]:
+        record["ratio_with_startup"] = ray_["images_per_s_with_startup"] / plain["images_per_s_with_startup"]
+    record.update(load_after=os.getloadavg(), versions=versions(), git=git_state(),
+                  date=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    return record
+
+
+def _best(runs: list[dict]) -> dict:
+    """The round with the best steady throughput (the least disturbed by other load)."""
+    return max(runs, key=lambda r: r["images_per_s_steady"])
+
+
+def _plain_row(run: dict) -> dict:
+    return {"side": f"plain torch loop, {run['torch_threads']} thread(s)", "steady img/s": run["images_per_s_steady"],
+            "img/s with start-up": run["images_per_s_with_startup"], "start-up s": run["build_seconds"],
+            "device": run["device"]}
+
+
+def _rows(record: dict) -> list[dict]:
+    ray_ = record["ray"]
+    plains = [record["plain"]] + ([record["plain_actor_threads"]] if "plain_actor_threads" in record else [])
+    return [_plain_row(run) for run in plains] + [
+        {"side": f"ray pipeline, {ray_['pool']['actors']} actor(s)", "steady img/s": ray_["images_per_s_steady"],
+         "img/s with start-up": ray_["images_per_s_with_startup"],
+         "start-up s": (ray_["init_seconds"] or 0) + ray_["first_batch_seconds"],
+         "device": "cuda" if ray_["pool"]["gpus"] else "cpu"},
+    ]
+
+
+@click.command("embed")
+@click.option("--model", default="osnet-x0_25-market", show_default=True, help="A catalog model.")
+@click.option("--pretrained", is_flag=True, help="Load the model's weights (default: random weights, no download).")
+@click.option("--images", type=click.IntRange(min=1), default=None, help="Use only the first N of the 2,048 images.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Default: the model's.")
+@click.option("--actors", type=click.IntRange(min=1), default=None, help="Embedding actors (default: as `raybench run`).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch threads per CPU actor.")
+@click.option("--repeat", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Rounds of (plain, ray); each side's best round counts.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="JSON output (default: results/bench/embed.json in the checkout).")
+@click.option("--json", "as_json", is_flag=True, help="Print the JSON record instead of a table.")
+def embed_command(model, pretrained, images, batch_size, actors, threads, repeat, out, as_json):
+    """Embedding throughput: the Ray pipeline vs a plain single-process torch loop, same model,
+    same 2,048 synthetic images, same batch size."""
+    from raybench.bench import write_json
+    from raybench.console import notice, print_json, print_table
+    from raybench.paths import PROJECT_ROOT
+
+    notice(f"bench embed: {model}, plain torch loop, then the Ray pipeline...")
+    record = run(model, pretrained, images, batch_size, actors, threads, repeat)
+    path = write_json(record, Path(out) if out else PROJECT_ROOT / "results" / "bench" / "embed.json")
+    if as_json:
+        print_json(record)
+    else:
+        print_table(_rows(record), ["side", "steady img/s", "img/s with start-up", "start-up s", "device"],
+                    title=f"embed: {record['model']}, {record['images']:,} images, batch {record['batch_size']}")
+        with_startup = record.get("ratio_with_startup")
+        print(f"ray / plain: {record['ratio_without_startup']:.2f}x without start-up"
+              + (f", {with_startup:.2f}x with start-up" if with_startup else "")
+              + (f"; {record['ratio_vs_plain_actor_threads']:.2f}x vs the loop at the actor's thread count"
+                 if "ratio_vs_plain_actor_threads" in record else ""))
+    notice(f"wrote {path}")

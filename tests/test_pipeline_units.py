@@ -1,0 +1,152 @@
+"""Pipeline pieces without Ray: planning, filing rows into cells, pools, output checks, progress."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pipeline_helpers import RESULT_KEYS, dummy_model, market_dataset, matrix
+
+from raybench.datasets.manifest import make_manifest
+from raybench.errors import DatasetError, RaybenchError
+from raybench.pipeline import plan as planning
+from raybench.pipeline.collect import CellBuffer, finish
+from raybench.pipeline.progress import Progress, format_seconds
+from raybench.pipeline.reducer import job_for, result_record, summary_row
+from raybench.pipeline.runtime import Cluster, check_out, plan_pool
+from raybench.pipeline.store import RunStore
+from raybench.specs import EvalSpec
+
+
+def _manifest(trials: bool = True):
+    rows = [{"path": f"/d/{name}.jpg", "pid": pid, "camid": cam, "split": split}
+            for name, pid, cam, split in (("q1", 1, 0, "query"), ("g1", 1, 1, "gallery"),
+                                          ("g2", 2, 1, "gallery"), ("t1", 3, 0, "train"))]
+    if trials:  # an image listed in two trials, with another role in the second
+        rows = [{**r, "trial": 0} for r in rows] + [{**rows[1], "split": "query", "trial": 1},
+                                                     {**rows[0], "split": "gallery", "trial": 1},
+                                                     {**rows[2], "trial": 1}]
+    return make_manifest(rows)
+
+
+def test_each_image_is_embedded_once_and_stored_rows_mirror_the_manifest(tmp_path):
+    data = planning.load_images(market_dataset("d", tmp_path), lambda spec: _manifest())
+    assert data.paths == ("/d/q1.jpg", "/d/g1.jpg", "/d/g2.jpg")  # train rows are never embedded
+    assert data.manifest.num_rows == 6 and list(data.index) == [0, 1, 2, 1, 0, 2]
+    cell = planning.Cell(dummy_model("m"), data, planning.EMBED, "k")
+    buffer = CellBuffer(cell)
+    emb = np.arange(9, dtype=np.float32).reshape(3, 3)
+    # Rows arrive out of order, one of them twice (a retried batch).
+    assert buffer.add(np.array([2, 0]), emb[[2, 0]], ["", ""], ["", ""], [5, 5]) == 2
+    assert buffer.add(np.array([0, 1]), emb[[0, 1]], ["", ""], ["", ""], [5, 5]) == 1
+    assert buffer.complete and buffer.num_params == 5
+    table, skipped, error = finish(buffer, "fail")
+    assert error is None and not skipped
+    assert table.column("path").to_pylist() == data.manifest.column("path").to_pylist()
+    assert np.array_equal(np.stack(table.column("embedding").to_numpy(zero_copy_only=False)), emb[data.index])
+
+
+def test_bad_images_fail_or_are_skipped_per_policy(tmp_path):
+    data = planning.load_images(market_dataset("d", tmp_path), lambda spec: _manifest(trials=False))
+    buffer = CellBuffer(planning.Cell(dummy_model("m"), data, planning.EMBED, "k"))
+    buffer.add(np.array([0, 1, 2]), np.ones((3, 2), np.float32),
+               ["", "cannot read image /d/g1.jpg: truncated", ""], ["", "", ""], [0, 0, 0])
+    table, skipped, error = finish(buffer, "fail")
+    assert table is None and "/d/g1.jpg" in error and "on_bad_image" in error
+    table, skipped, error = finish(buffer, "skip")
+    assert error is None and skipped == ["/d/g1.jpg"]
+    assert table.column("path").to_pylist() == ["/d/q1.jpg", "/d/g2.jpg"]
+
+
+def test_an_embedding_error_or_a_short_stream_fails_the_cell(tmp_path):
+    data = planning.load_images(market_dataset("d", tmp_path), lambda spec: _manifest(trials=False))
+    buffer = CellBuffer(planning.Cell(dummy_model("m"), data, planning.EMBED, "k"))
+    buffer.add(np.array([0]), np.ones((1, 2), np.float32), [""], [""], [0])
+    assert finish(buffer, "fail")[2] == "the stream ended with 2 of 3 images not embedded"
+    buffer.add(np.array([1]), np.ones((1, 2), np.float32), [""], ["model m failed to embed: boom"], [0])
+    assert finish(buffer, "fail")[2] == "model m failed to embed: boom"
+
+
+def test_plan_states_follow_the_store(tmp_path):
+    store = RunStore.open(tmp_path)
+    data = planning.load_images(market_dataset("d", tmp_path), lambda spec: _manifest(trials=False))
+
+    def broken(spec):
+        raise DatasetError("d2: no query images found")
+
+    missing = planning.load_images(market_dataset("d2", tmp_path), broken)
+    model = dummy_model("m")
+    spec = matrix([model], [data.spec, missing.spec])
+    datasets = {"d": data, "d2": missing}
+    states = lambda force=False: [c.state for c in planning.plan_cells(spec, datasets, store, force)]  # noqa: E731
+    assert states() == ["embed", "failed"]
+    key = planning.cell_key(model, data)
+    store.write_embeddings("d", "m", _embedded(data), {"key": key})
+    assert states() == ["evaluate", "failed"]  # embeddings current, no result yet
+    job = job_for(planning.Cell(model, data, planning.EVALUATE, key), spec.eval)
+    store.write_result(result_record(job, spec.eval, {"mAP": 0.5}, None))
+    assert states() == ["done", "failed"] and states(force=True) == ["embed", "failed"]
+    # New weights (another spec hash) or another eval make the cell stale again.
+    other = dummy_model("m", dim=16)
+    assert planning.plan_cells(matrix([other], [data.spec]), {"d": data}, store, False)[0].state == "embed"
+    stricter = matrix([model], [data.spec])
+    stricter = type(stricter)(stricter.name, stricter.models, stricter.datasets, EvalSpec(max_rank=3))
+    assert planning.plan_cells(stricter, {"d": data}, store, False)[0].state == "evaluate"
+    assert planning.group_by_model(planning.plan_cells(spec, datasets, store, True))[0][0] is model
+
+
+def _embedded(data):
+    from raybench.pipeline.store import embedding_table
+
+    return embedding_table(data.manifest, np.ones((data.manifest.num_rows, 2), np.float32))
+
+
+def test_result_records_have_every_contract_key_also_when_failed(tmp_path):
+    data = planning.load_images(market_dataset("d", tmp_path), lambda spec: _manifest(trials=False))
+    job = job_for(planning.Cell(dummy_model("m"), data, planning.EMBED, "k"), EvalSpec(), embed_seconds=2.0)
+    failed = result_record(job, EvalSpec(), None, "boom")
+    assert RESULT_KEYS <= set(failed) and failed["status"] == "failed" and failed["mAP"] is None
+    assert failed["protocol"]["distance"] == "euclidean" and failed["seconds"] == 2.0
+    ok = result_record(job, EvalSpec(), {"mAP": 0.5, "cmc": [0.25, 0.5, 0.75, 0.8, 0.9]}, None, 1.0)
+    assert ok["status"] == "ok" and ok["error"] is None and ok["seconds"] == 3.0
+    assert summary_row(ok)["R1"] == 0.25 and summary_row(ok)["R5"] == 0.9
+
+
+def test_pools_keep_a_cpu_for_decoding_and_use_every_gpu():
+    assert plan_pool(Cluster(1, 2, 0, 2)).__dict__ == {"actors": 1, "gpus": 0, "cpus": 1, "threads": 1}
+    assert plan_pool(Cluster(1, 16, 0, 16), actors=3).threads == 5
+    assert plan_pool(Cluster(1, 2, 0, 2), actors=4).actors == 1  # never every CPU
+    assert plan_pool(Cluster(4, 64, 0, 16)).cpus == 15  # an actor fits on one node
+    gpu = plan_pool(Cluster(2, 32, 2, 16))
+    assert (gpu.actors, gpu.gpus, gpu.device) == (2, 1, "cuda")
+    assert plan_pool(Cluster(1, 16, 1, 16), actors=4).actors == 1
+
+
+def test_node_local_out_is_refused_on_a_multi_node_cluster(tmp_path, monkeypatch):
+    from pyarrow import fs as pafs
+
+    monkeypatch.delenv("RAYBENCH_SHARED_OUT", raising=False)
+    local, remote = RunStore.open(tmp_path), RunStore(pafs._MockFileSystem(), "b/run", "mock://b/run")
+    check_out(local, Cluster(1, 2, 0, 2))
+    check_out(remote, Cluster(3, 48, 0, 16))
+    with pytest.raises(RaybenchError, match="3 nodes.*--shared-out"):
+        check_out(local, Cluster(3, 48, 0, 16))
+    check_out(local, Cluster(3, 48, 0, 16), shared=True)
+    monkeypatch.setenv("RAYBENCH_SHARED_OUT", "1")
+    check_out(local, Cluster(3, 48, 0, 16))
+
+
+def test_progress_shows_cells_rate_and_eta():
+    lines, now = [], [0.0]
+    progress = Progress(4, 1, 1000, echo=lines.append, interval=5, clock=lambda: now[0])
+    progress.start_model("m")
+    now[0] = 2.0
+    progress.add_images(100)
+    assert not lines  # not yet: at most one line per interval
+    now[0] = 10.0
+    progress.add_images(100)
+    assert lines[-1] == "cells 1/4 | m: images 200/1,000 | 20.0 img/s | ETA 0:40"
+    progress.cell_finished({"dataset": "d", "model": "m", "status": "ok", "mAP": 0.5, "R1": 0.25})
+    progress.cell_finished({"dataset": "e", "model": "m", "status": "failed", "error": "boom"})
+    assert lines[-2] == "[2/4] done   d x m: mAP 50.00%  R1 25.00%"
+    assert lines[-1] == "[3/4] FAILED e x m: boom"
+    assert format_seconds(3725) == "1:02:05"
