@@ -55,7 +55,7 @@ def test_model_catalog_parses(tmp_path):
     osnet = catalog["osnet"].preprocess
     assert dataclasses.replace(osnet, std=(1.0, 1.0, 1.0)).pixel_key == osnet.pixel_key
     padded = dataclasses.replace(osnet, resize_mode="pad")
-    assert padded.pixel_key == "256x128-bilinear-pad-7c7467"
+    assert padded.pixel_key == "256x128-bilinear-pad-7c7468"
     assert dataclasses.replace(padded, mean=(0.5, 0.5, 0.5)).pixel_key != padded.pixel_key
 
 
