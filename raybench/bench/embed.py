@@ -73,6 +73,7 @@ def torch_threads(count: int | None):
 def plain_loop(spec, paths: list[str], batch_size: int, threads: int | None = None) -> dict:
     """The peer: one process, decode a batch, embed it, repeat (torch's default threads)."""
     import numpy as np
+    import torch
 
     from raybench.models import build_embedder, resolve_preprocess
     from raybench.models.images import load_pixels
@@ -80,6 +81,7 @@ def plain_loop(spec, paths: list[str], batch_size: int, threads: int | None = No
     with torch_threads(threads) as used:
         start = time.perf_counter()
         preprocess = resolve_preprocess(spec)
+        torch.manual_seed(0)  # random weights as the pipeline's actors draw them
         embedder = build_embedder(spec)
         loop_start = time.perf_counter()
         first = first_count = None

@@ -39,6 +39,8 @@ from raybench.specs import ModelSpec, Preprocess
 #: Rows per decode task: small enough to spread over every CPU and keep blocks a few MB.
 DECODE_ROWS = 64
 WORKER_MEMORY = 300 * 2**20
+#: Loader families that never import torch (their actors skip torch's seconds-long import).
+NUMPY_LOADERS = ("dummy", "color")
 
 
 @dataclass(frozen=True)
@@ -210,6 +212,10 @@ class EmbedWorker:
             warnings.filterwarnings("ignore", message="Cython evaluation")
             from raybench.models import build_embedder
 
+            if spec.weights is None and spec.loader not in NUMPY_LOADERS:
+                import torch
+
+                torch.manual_seed(0)  # random weights: the same model in every actor and every run
             self.embedder = build_embedder(spec, device=device)
             if threads and "torch" in sys.modules:  # numpy-only models never import torch
                 sys.modules["torch"].set_num_threads(threads)
