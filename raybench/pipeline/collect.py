@@ -25,7 +25,7 @@ class CellBuffer:
     seen: np.ndarray = field(init=False)
     image_errors: dict[int, str] = field(default_factory=dict)
     embed_error: str = ""
-    num_params: int = 0
+    num_params: int = -1  # -1: unknown (the embedder did not say)
     count: int = 0
 
     def __post_init__(self):
@@ -34,6 +34,10 @@ class CellBuffer:
     @property
     def total(self) -> int:
         return len(self.seen)
+
+    @property
+    def params(self) -> int | None:
+        return self.num_params if self.num_params >= 0 else None
 
     @property
     def complete(self) -> bool:

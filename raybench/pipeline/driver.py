@@ -106,6 +106,8 @@ class Tracker:
             try:
                 result = ray.get(ref)
             except ray.exceptions.RayError as exc:
+                if job is None:  # replaying a finished cell: nothing to redo
+                    continue
                 # The reducer died while scoring: it restarts; this cell is recorded as failed.
                 self.submit(self.reducer.fail.remote(job, f"scoring crashed: {type(exc).__name__}"), job)
                 continue
@@ -147,15 +149,15 @@ class Run:
         record = self._record(cells, cluster, start)
         self.store.write_json("run.json", record)
 
-        reducer = reducers.start(self.store, self.matrix.eval, self.matrix.name, self.run_id)
+        self.reducer = reducer = reducers.start(self.store, self.matrix.eval, self.matrix.name, self.run_id)
         images = sum(len(c.data.paths) for _, group in groups for c in group)
         self.progress = Progress(len(cells), 0, images, RunMetrics(self.matrix.name), self.echo)
         self.tracker = Tracker(reducer, self.progress)
-        self._replay(cells, reducer)
+        self._replay(cells)
         self.groups = groups
         self.preprocesses = {model.name: _resolve_preprocess(model) for model, _ in groups}
         for model, group in groups:
-            self._embed_model(model, group, reducer)
+            self._embed_model(model, group)
         self.tracker.wait_all()
         self.progress.close()
 
@@ -173,14 +175,13 @@ class Run:
             from raybench.datasets import load_manifest as loader
         return {spec.name: load_images(spec, loader) for spec in self.matrix.datasets}
 
-    def _replay(self, cells: list[Cell], reducer) -> None:
+    def _replay(self, cells: list[Cell]) -> None:
         """Cells that need no embedding: finished, failed before starting, or only to re-score."""
         for cell in cells:
             if cell.state == DONE:
-                self.tracker.submit(reducer.keep.remote(cell.previous), None)
+                self.tracker.submit(self.reducer.keep.remote(cell.previous), None)
             elif cell.state == FAILED:
-                job = reducers.job_for(cell, self.matrix.eval)
-                self.tracker.submit(reducer.fail.remote(job, cell.reason), job)
+                self._fail(cell, cell.reason)
             elif cell.state == EVALUATE:
                 marker = cell.previous or {}
                 job = reducers.job_for(
@@ -188,16 +189,16 @@ class Run:
                     embed_seconds=marker.get("embed_seconds", 0.0),
                     skipped_images=tuple(marker.get("skipped_images", ())), device=marker.get("device", ""),
                 )
-                self.tracker.submit(reducer.evaluate.remote(job), job)
+                self.tracker.submit(self.reducer.evaluate.remote(job), job)
 
     # -- one model ------------------------------------------------------------------------
 
-    def _embed_model(self, model: ModelSpec, cells: list[Cell], reducer) -> None:
+    def _embed_model(self, model: ModelSpec, cells: list[Cell]) -> None:
         self.progress.start_model(model.name)
         preprocess = self.preprocesses[model.name]
         if isinstance(preprocess, str):  # the error text
             for cell in cells:
-                self._fail(cell, reducer, preprocess)
+                self._fail(cell, preprocess)
             return
         spec = dataclasses.replace(model, batch_size=self.options.batch_size or model.batch_size)
         sources = [Source(i, c.data.paths, self._pixel_cache(c.data, preprocess))
@@ -206,11 +207,11 @@ class Run:
                                   name=f"{self.matrix.name}:{model.name}")
         buffers = [CellBuffer(c) for c in cells]
         finished: set[int] = set()
-        self._stream_start, self._stream_images = time.perf_counter(), 0
+        self._last_finish = time.perf_counter()
         error = None
         try:
             for batch in stream.iter_batches(batch_size=None, batch_format="numpy"):
-                error = self._file_batch(batch, buffers, finished, preprocess, reducer)
+                error = self._file_batch(batch, buffers, finished, preprocess)
                 self.tracker.poll()
                 if error:
                     break  # the model cannot embed: stop streaming its images
@@ -220,11 +221,11 @@ class Run:
         for i, buffer in enumerate(buffers):
             if i not in finished:
                 if error:
-                    self._fail(cells[i], reducer, error)
+                    self._fail(cells[i], error)
                 else:
-                    self._finish_cell(buffer, preprocess, reducer)
+                    self._finish_cell(buffer, preprocess)
 
-    def _file_batch(self, batch, buffers, finished, preprocess, reducer) -> str | None:
+    def _file_batch(self, batch, buffers, finished, preprocess) -> str | None:
         """File a batch into its cells; finish cells that became complete; return an embed error."""
         cells = batch["cell"]
         for index in np.unique(cells):
@@ -234,26 +235,25 @@ class Run:
             new = buffer.add(batch["row"][mask], batch["embedding"][mask], batch["image_error"][mask],
                              batch["embed_error"][mask], batch["num_params"][mask])
             self.progress.add_images(new)
-            self._stream_images += new
             if buffer.embed_error:
                 return buffer.embed_error
             if buffer.complete and i not in finished:
                 finished.add(i)
-                self._finish_cell(buffer, preprocess, reducer)
+                self._finish_cell(buffer, preprocess)
         return None
 
-    def _finish_cell(self, buffer: CellBuffer, preprocess: Preprocess, reducer) -> None:
+    def _finish_cell(self, buffer: CellBuffer, preprocess: Preprocess) -> None:
         cell = buffer.cell
-        # Cells of one stream interleave: each is charged the stream's time so far in
-        # proportion to its share of the images embedded so far.
-        elapsed = time.perf_counter() - self._stream_start
-        embed_seconds = elapsed * buffer.total / max(self._stream_images, buffer.total)
+        # A stream's cells finish one after another: each is charged the time since the
+        # previous one finished (the first also its actors' start and model load).
+        now = time.perf_counter()
+        embed_seconds, self._last_finish = now - self._last_finish, now
         table, skipped, error = finish(buffer, self.matrix.on_bad_image)
-        job = reducers.job_for(cell, self.matrix.eval, num_params=buffer.num_params or None,
+        job = reducers.job_for(cell, self.matrix.eval, num_params=buffer.params,
                                embed_seconds=embed_seconds, skipped_images=tuple(skipped),
                                device=self.pool.device)
         if error:
-            self.tracker.submit(reducer.fail.remote(job, error), job)
+            self.tracker.submit(self.reducer.fail.remote(job, error), job)
             return
         marker = {
             "key": cell.key, "model": cell.model.name, "dataset": cell.data.name,
@@ -265,11 +265,11 @@ class Run:
         spec = {"model": dataclasses.asdict(cell.model), "preprocess": dataclasses.asdict(preprocess),
                 "dataset": dataclasses.asdict(cell.data.spec)}
         self.store.write_embeddings(cell.data.name, cell.model.name, table, marker, spec)
-        self.tracker.submit(reducer.evaluate.remote(job), job)
+        self.tracker.submit(self.reducer.evaluate.remote(job), job)
 
-    def _fail(self, cell: Cell, reducer, error: str) -> None:
+    def _fail(self, cell: Cell, error: str) -> None:
         job = reducers.job_for(cell, self.matrix.eval, device=self.pool.device)
-        self.tracker.submit(reducer.fail.remote(job, error), job)
+        self.tracker.submit(self.reducer.fail.remote(job, error), job)
 
     # -- decode once per (dataset, pixel_key) ---------------------------------------------
 

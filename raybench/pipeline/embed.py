@@ -235,7 +235,8 @@ class EmbedWorker:
                 embedding[good] = self.embedder.embed(pixels)
             except Exception as exc:  # noqa: BLE001 - fails this batch's cells, not the run
                 embed_error[:] = f"model {self.spec.name} failed to embed: {error_text(exc)}"
-        params = getattr(self.embedder, "num_params", None) or 0
+        params = getattr(self.embedder, "num_params", None)
+        params = -1 if params is None else int(params)  # -1: unknown
         return {
             "cell": batch["cell"],
             "row": batch["row"],
