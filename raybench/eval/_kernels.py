@@ -11,15 +11,20 @@ import numpy as np
 
 
 @numba.njit(inline="always")
-def _before(sv, si, n, v, j):
-    """Number of the n sorted matches (values sv, gallery indices si) ordered before item (v, j)."""
-    lo, hi = 0, n
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if sv[mid] < v or (sv[mid] == v and si[mid] < j):
-            lo = mid + 1
-        else:
-            hi = mid
+def _before(sv, si, n, top, v, j):
+    """Number of the n sorted matches (values sv, gallery indices si) ordered before item (v, j).
+
+    A branch-free binary search (``top``: the largest power of two <= n): a random model's
+    matches are spread over the whole ranking, so most items reach this search, and a
+    branchy one mispredicts on every step.
+    """
+    lo = 0
+    step = top
+    while step > 0:
+        k = lo + step - 1
+        if k < n:
+            lo += step * ((sv[k] < v) | ((sv[k] == v) & (si[k] < j)))
+        step >>= 1
     return lo
 
 
@@ -48,6 +53,9 @@ def ranks(d, pos, npos, junk, njunk, out, bad):
             bad[b] = True
             continue
         vmax, jmax = sv[n - 1], si[n - 1]
+        top = 1
+        while top * 2 <= n:
+            top *= 2
         gaps = np.zeros(n + 1, np.int64)
         for j in range(G):
             v = row[j]
@@ -58,12 +66,12 @@ def ranks(d, pos, npos, junk, njunk, out, bad):
             if v != v:
                 bad[b] = True
                 break
-            gaps[_before(sv, si, n, v, j)] += 1
+            gaps[_before(sv, si, n, top, v, j)] += 1
         for t in range(njunk[b]):
             j = junk[b, t]
             v = row[j]
             if v < vmax or (v == vmax and j < jmax):
-                gaps[_before(sv, si, n, v, j)] -= 1
+                gaps[_before(sv, si, n, top, v, j)] -= 1
         c = 0
         for k in range(n):
             c += gaps[k]
