@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -56,6 +58,7 @@ def test_trials_are_scored_apart_and_averaged():
     assert out["spread"]["mAP_std"] == pytest.approx(np.std([r.mAP for r in per_trial], ddof=1))
     assert out["spread"]["rank1_std"] == pytest.approx(np.std([r.rank1 for r in per_trial], ddof=1))
     assert (out["num_query"], out["num_gallery"]) == (12, 40)
+    assert json.loads(json.dumps(out)) == out  # plain JSON types all the way down
     assert out["protocol"] == {"camera_filter": True, "cuhk03_metric": False, "trials": 3,
                                "distance": "euclidean", "normalize": True, "rerank": False, "max_rank": 10}
     pq = out["per_query"]
