@@ -353,6 +353,8 @@ def _configure_ray_data(progress_bars: bool) -> None:
     ctx.enable_progress_bars = progress_bars
     ctx.print_on_execution_start = progress_bars
     logging.getLogger("ray.data").setLevel(logging.INFO if progress_bars else logging.WARNING)
+    if not progress_bars:  # its warning that bars are off: they are, on purpose (progress.py)
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
 
 
 def _now(ts: float | None = None) -> str:

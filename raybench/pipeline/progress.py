@@ -58,19 +58,26 @@ class Progress:
         self.metrics, self.echo, self.clock = metrics, echo, clock
         self.tty = sys.stderr.isatty() and echo is notice
         self.interval = interval if interval is not None else (1.0 if self.tty else 10.0)
-        self.model, self.model_images, self.model_start = "", 0, 0.0
+        self.model, self.model_images = "", 0
+        self.model_start: tuple[float, int] | None = None  # (time, images) of the first batch
         self._printed = clock()
         self._unsent = 0
 
     def start_model(self, model: str) -> None:
-        self.model, self.model_images, self.model_start = model, 0, self.clock()
+        self.model, self.model_images, self.model_start = model, 0, None
         self._unsent = 0
 
     def rate(self) -> float:
-        elapsed = self.clock() - self.model_start
-        return self.model_images / elapsed if elapsed > 0 else 0.0
+        """Images/s of the current model since its first batch (model loading is not throughput)."""
+        if self.model_start is None:
+            return 0.0
+        start, first = self.model_start
+        elapsed = self.clock() - start
+        return (self.model_images - first) / elapsed if elapsed > 0 else 0.0
 
     def add_images(self, count: int) -> None:
+        if self.model_start is None and count:
+            self.model_start = (self.clock(), count)
         self.images_done += count
         self.model_images += count
         self._unsent += count
