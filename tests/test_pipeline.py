@@ -76,11 +76,17 @@ def test_bad_images_and_missing_datasets_fail_only_their_cells(ray_local, market
     bad = sorted((broken / "bounding_box_test").glob("*.jpg"))[0]
     bad.write_bytes(b"not a jpeg")
     datasets = [market_dataset("good", market), market_dataset("broken", broken),
-                market_dataset("absent", tmp_path / "nowhere")]
+                market_dataset("absent", tmp_path / "nowhere"), _two_trials(market)]
     out = f"file://{tmp_path}/run"  # a pyarrow filesystem URI, not a plain path
-    summary = run_matrix(matrix([dummy_model("d")], datasets), out, RunOptions(), echo=_quiet)
+    summary = run_matrix(matrix([dummy_model("d")], datasets), out, RunOptions(), echo=_quiet,
+                         load_manifest=_with_trials)
     status = {r["dataset"]: r["status"] for r in summary.rows}
-    assert status == {"good": "ok", "broken": "failed", "absent": "failed"} and not summary.ok
+    assert status == {"good": "ok", "broken": "failed", "absent": "failed", "trials": "ok"} and not summary.ok
+    # Two trials: the store mirrors the manifest (rows repeated per trial), each image embedded once.
+    trials = pq.read_table(tmp_path / "run/embeddings/trials/d/part-00000.parquet")
+    assert trials.num_rows == 48 and trials.schema.equals(embedding_schema(8, trials=True))
+    assert json.loads((tmp_path / "run/embeddings/trials/d/_SUCCESS").read_text())["rows"] == 48
+    assert len(_result(tmp_path / "run", "trials", "d")["trials"]) == 2
     failed = _result(tmp_path / "run", "broken", "d")
     assert str(bad) in failed["error"] and failed["mAP"] is None and RESULT_KEYS <= set(failed)
     assert "nowhere" in _result(tmp_path / "run", "absent", "d")["error"]
@@ -93,6 +99,31 @@ def test_bad_images_and_missing_datasets_fail_only_their_cells(ray_local, market
     assert result["skipped_images"] == [str(bad)] and result["num_gallery"] == 17
     table = pq.read_table(tmp_path / "skip/embeddings/broken/d/part-00000.parquet")
     assert str(bad) not in table.column("path").to_pylist()
+
+
+def _two_trials(root: Path):
+    from raybench.specs import parse_dataset
+
+    return parse_dataset({"name": "trials", "adapter": "market1501", "root": str(root),
+                          "protocol": {"trials": 2}}, "test dataset trials")
+
+
+def _with_trials(spec):
+    """The catalog's loader; for "trials", the Market rows twice, as trials 0 and 1."""
+    import dataclasses
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from raybench.datasets import load_manifest
+
+    if spec.name != "trials":
+        return load_manifest(spec)
+    table = load_manifest(dataclasses.replace(spec, protocol=dataclasses.replace(spec.protocol, trials=1)))
+    table = table.filter(pc.is_in(table.column("split"), pa.array(["query", "gallery"])))
+    parts = [table.append_column(pa.field("trial", pa.int16(), nullable=False),
+                                 pa.array([t] * table.num_rows, pa.int16())) for t in (0, 1)]
+    return pa.concat_tables(parts)
 
 
 def test_run_command_prints_the_table_and_exits_nonzero_on_failure(ray_local, market, tmp_path):
