@@ -151,3 +151,21 @@ def test_progress_shows_cells_rate_and_eta():
     assert lines[-2] == "[2/4] done   d x m: mAP 50.00%  R1 25.00%"
     assert lines[-1] == "[3/4] FAILED e x m: boom"
     assert format_seconds(3725) == "1:02:05"
+
+
+def test_progress_sends_every_image_to_the_metrics():
+    class Metrics:
+        def __init__(self):
+            self.sent = {}
+
+        def embedded(self, model, count, rate):
+            self.sent[model] = self.sent.get(model, 0) + count
+
+    metrics, now = Metrics(), [0.0]
+    progress = Progress(2, 0, 30, metrics=metrics, echo=lambda _: None, interval=100, clock=lambda: now[0])
+    progress.start_model("a")
+    progress.add_images(10)
+    progress.start_model("b")
+    progress.add_images(20)
+    progress.close()
+    assert metrics.sent == {"a": 10, "b": 20}

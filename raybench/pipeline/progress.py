@@ -64,8 +64,8 @@ class Progress:
         self._unsent = 0
 
     def start_model(self, model: str) -> None:
+        self._send_metrics()  # the previous model's last images
         self.model, self.model_images, self.model_start = model, 0, None
-        self._unsent = 0
 
     def rate(self) -> float:
         """Images/s of the current model since its first batch (model loading is not throughput)."""
@@ -92,11 +92,14 @@ class Progress:
         return (f"cells {self.cells_done}/{self.cells_total}{failed} | {self.model}: "
                 f"images {self.images_done:,}/{self.images_total:,} | {rate:,.1f} img/s | ETA {eta}")
 
-    def show(self) -> None:
-        self._printed = self.clock()
-        if self.metrics is not None:
+    def _send_metrics(self) -> None:
+        if self.metrics is not None and self.model:
             self.metrics.embedded(self.model, self._unsent, self.rate())
         self._unsent = 0
+
+    def show(self) -> None:
+        self._printed = self.clock()
+        self._send_metrics()
         if self.tty:
             sys.stderr.write("\r\033[K" + self.line())
             sys.stderr.flush()
@@ -118,6 +121,7 @@ class Progress:
         self.echo(f"[{self.cells_done}/{self.cells_total}] {text}")
 
     def close(self) -> None:
+        self._send_metrics()
         if self.tty:
             sys.stderr.write("\r\033[K")
             sys.stderr.flush()
