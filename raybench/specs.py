@@ -352,7 +352,7 @@ def matrix_path(name_or_path: str) -> Path:
     from raybench.paths import configs_dir
 
     path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
+    if path.suffix in (".yaml", ".yml") or path.is_file():
         if not path.exists():
             raise SpecError(f"{path}: matrix file not found")
         return path
