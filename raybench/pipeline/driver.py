@@ -69,7 +69,11 @@ class RunSummary:
 
 def run_matrix(matrix: MatrixSpec, out: str, options: RunOptions = RunOptions(),
                echo: Callable[[str], None] = notice, load_manifest=None) -> RunSummary:
-    """Run every cell of ``matrix`` into the run directory ``out`` (a path or a URI)."""
+    """Run every cell of ``matrix`` into the run directory ``out`` (a path or a URI).
+
+    ``echo`` receives the progress lines; ``load_manifest`` stands in for
+    raybench.datasets.load_manifest (tests use it to build manifests the catalog cannot).
+    """
     from raybench.pipeline import runtime
 
     store = RunStore.open(out)
