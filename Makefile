@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/raybench run --matrix smoke --out $(OUT)
+	$(BIN)/raybench report $(OUT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
