@@ -21,6 +21,7 @@ stage 2 writes ``clipreid.pth`` in the official checkpoint format + model.yaml f
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 from typing import Any, Mapping
@@ -151,7 +152,7 @@ class Stage2Task(PKImages):
         logits, feats, i2t = model(images, labels)
         w = self.cfg.loss
         id_loss = sum(label_smooth_ce(x, labels, w.label_smooth) for x in logits)
-        triplet = sum(batch_hard_triplet(f, labels, w.triplet_margin) for f in feats)
+        triplet = sum(batch_hard_triplet(f, labels, w.triplet_margin, w.triplet_normalize) for f in feats)
         i2t_loss = label_smooth_ce(i2t, labels, w.label_smooth)
         loss = w.id_weight * id_loss + w.triplet_weight * triplet + w.i2t_weight * i2t_loss
         parts = {"id_loss": id_loss.detach(), "triplet_loss": triplet.detach(), "i2t_loss": i2t_loss.detach(),
@@ -159,14 +160,22 @@ class Stage2Task(PKImages):
         return loss, parts, len(labels)
 
 
-def load_stage1(module: ClipReID, cfg: TrainConfig) -> None:
-    """Stage 1's clipreid.pth into the stage-2 module; only the new heads may be missing."""
+def prepare_stage2(cfg: TrainConfig) -> TrainConfig:
+    """clipreid.stage1 (a run name or folder) -> the absolute path of its clipreid.pth."""
     from raybench.train.export import run_dir
 
-    path = run_dir(cfg.clipreid.stage1) / WEIGHTS_FILE
+    path = Path(cfg.clipreid.stage1)
+    path = (path if path.name == WEIGHTS_FILE else run_dir(cfg.clipreid.stage1) / WEIGHTS_FILE).resolve()
     if not path.is_file():
         raise SpecError(f"{cfg.name}: stage-1 output {path} not found; run the stage-1 recipe first "
                         f"(clipreid.stage1 names its run or --out folder)")
+    return cfg.replace(clipreid=dataclasses.replace(cfg.clipreid, stage1=str(path)))
+
+
+def load_stage1(module: ClipReID, cfg: TrainConfig) -> None:
+    """Stage 1's clipreid.pth (see prepare_stage2) into the stage-2 module; only the new heads
+    may be missing."""
+    path = Path(cfg.clipreid.stage1)
     state = torch.load(path, map_location="cpu", weights_only=True)
     classes = state.get("prompt_learner.cls_ctx")
     if classes is None or classes.shape[0] != module.prompt_learner.cls_ctx.shape[0]:
@@ -188,5 +197,5 @@ def export_stage2(cfg: TrainConfig, state: Mapping[str, Any], info: Mapping[str,
 
 STAGE1 = Recipe(make_task=Stage1Task, export=export_stage1,
                 description="CLIP-ReID stage 1: per-identity prompt tokens, both encoders frozen")
-STAGE2 = Recipe(make_task=Stage2Task, export=export_stage2,
+STAGE2 = Recipe(make_task=Stage2Task, export=export_stage2, prepare=prepare_stage2,
                 description="CLIP-ReID stage 2: image encoder fine-tuned with ID + triplet + image-to-text CE")

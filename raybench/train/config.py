@@ -66,6 +66,10 @@ class AugmentCfg:
 class LossCfg:
     label_smooth: float = 0.1  # epsilon of the label-smoothed cross-entropy
     triplet_margin: float = 0.3
+    #: mine triplets on L2-normalised features (fast-reid's NORM_FEAT). torchreid and CLIP-ReID
+    #: use raw features; from random weights, batch-hard on raw ReLU features can shrink them all
+    #: instead of separating identities (measured on the smoke recipe), which this prevents.
+    triplet_normalize: bool = False
     id_weight: float = 1.0
     triplet_weight: float = 1.0
     i2t_weight: float = 1.0  # CLIP-ReID stage 2: image-to-text cross-entropy
@@ -148,14 +152,14 @@ class TrainConfig:
 def load_train_config(path: str | Path, datasets: Mapping[str, DatasetSpec] | None = None) -> TrainConfig:
     """configs/train/NAME.yaml (or any path) -> TrainConfig; a bare name looks in configs/train."""
     from raybench.paths import configs_dir
-    from raybench.specs import load_dataset_catalog, load_yaml
+    from raybench.specs import catalog_get, load_dataset_catalog, load_yaml
 
     path = Path(path)
     if not path.exists() and path.suffix not in (".yaml", ".yml"):
-        path = configs_dir() / "train" / f"{path}.yaml"
+        known = {p.stem: p for p in (configs_dir() / "train").glob("*.yaml")}
+        path = catalog_get(known, str(path), "training config (configs/train)")
     if not path.exists():
-        known = sorted(p.stem for p in (configs_dir() / "train").glob("*.yaml"))
-        raise SpecError(f"{path}: training config not found (known in configs/train: {', '.join(known)})")
+        raise SpecError(f"{path}: training config not found")
     return parse_train_config(load_yaml(path), str(path), load_dataset_catalog() if datasets is None else datasets)
 
 

@@ -60,6 +60,7 @@ def train_worker(config: dict[str, Any]) -> None:
              f"{data.num_classes} ids), {world} worker(s) on {device}, epochs {start}..{cfg.epochs - 1}")
     for epoch in range(start, cfg.epochs):
         if cfg.fail_once_after_epoch is not None and checkpoint is None and epoch == cfg.fail_once_after_epoch + 1:
+            log.line(f"fail_once_after_epoch={cfg.fail_once_after_epoch}: injecting a worker failure")
             raise InjectedFailure(f"fail_once_after_epoch={cfg.fail_once_after_epoch}: injected worker failure")
         metrics = run_epoch(cfg, task, model, optimizer, epoch, world, device, log)
         report(metrics, task.module, optimizer, epoch, {**info, **metrics}, rank)

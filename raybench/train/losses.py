@@ -24,11 +24,14 @@ def pairwise_euclidean(x: torch.Tensor) -> torch.Tensor:
     return d2.clamp(min=1e-12).sqrt()
 
 
-def batch_hard_triplet(features: torch.Tensor, targets: torch.Tensor, margin: float = 0.3) -> torch.Tensor:
+def batch_hard_triplet(features: torch.Tensor, targets: torch.Tensor, margin: float = 0.3,
+                       normalize: bool = False) -> torch.Tensor:
     """Hermans et al. 2017: for each anchor the farthest positive and the closest negative,
-    ``relu(d_ap - d_an + margin)`` averaged (torchreid's TripletLoss). features [N, D],
-    targets [N] -> scalar. Every anchor needs a positive and a negative in the batch (PK)."""
-    dist = pairwise_euclidean(features.float())
+    ``relu(d_ap - d_an + margin)`` averaged (torchreid's TripletLoss); ``normalize``: on
+    L2-normalised features. features [N, D], targets [N] -> scalar. Every anchor needs a
+    positive and a negative in the batch (PK)."""
+    features = F.normalize(features.float(), dim=1) if normalize else features.float()
+    dist = pairwise_euclidean(features)
     same = targets.unsqueeze(0) == targets.unsqueeze(1)
     hardest_pos = dist.masked_fill(~same, float("-inf")).max(dim=1).values
     hardest_neg = dist.masked_fill(same, float("inf")).min(dim=1).values

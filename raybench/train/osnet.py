@@ -8,6 +8,7 @@ embedding (the ``fc`` output), the same tensor the triplet loss trains here.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -58,6 +59,18 @@ def _load_init(net: torch.nn.Module, path: Path) -> None:
     net.load_state_dict(keep, strict=False)
 
 
+def prepare(cfg: TrainConfig) -> TrainConfig:
+    """A local init file: absolute (workers may run elsewhere) and present."""
+    from raybench.errors import WeightsUnavailableError
+
+    if cfg.model.init in (None, "imagenet"):
+        return cfg
+    path = Path(cfg.model.init).expanduser().resolve()
+    if not path.is_file():
+        raise WeightsUnavailableError(f"{cfg.source}: model.init {cfg.model.init!r}: no such file")
+    return cfg.replace(model=dataclasses.replace(cfg.model, init=str(path)))
+
+
 class OSNetTask(PKImages):
     head_prefixes = ("classifier",)
 
@@ -71,7 +84,7 @@ class OSNetTask(PKImages):
         logits, features = model(images)
         w = self.cfg.loss
         id_loss = label_smooth_ce(logits, labels, w.label_smooth)
-        triplet = batch_hard_triplet(features, labels, w.triplet_margin)
+        triplet = batch_hard_triplet(features, labels, w.triplet_margin, w.triplet_normalize)
         loss = w.id_weight * id_loss + w.triplet_weight * triplet
         return loss, {"id_loss": id_loss, "triplet_loss": triplet, "acc": accuracy(logits, labels)}, len(labels)
 
@@ -87,5 +100,5 @@ def export(cfg: TrainConfig, state: Mapping[str, Any], info: Mapping[str, Any], 
     }
 
 
-RECIPE = Recipe(make_task=OSNetTask, export=export,
+RECIPE = Recipe(make_task=OSNetTask, export=export, prepare=prepare,
                 description="torchreid OSNet, label-smoothed CE + batch-hard triplet on PK batches")

@@ -48,6 +48,10 @@ class Recipe:
     #: (cfg, module state_dict, train info, out dir) -> models.yaml entry (without the name) or
     #: None when the recipe's output is not an image model (CLIP-ReID stage 1: prompts)
     export: Callable[["TrainConfig", Mapping[str, Any], Mapping[str, Any], Path], dict | None]
+    #: on the driver, before Ray starts: check and resolve what the workers will read (paths
+    #: become absolute), so that a user error fails at once instead of being retried by
+    #: FailureConfig on every worker
+    prepare: Callable[["TrainConfig"], "TrainConfig"] = lambda cfg: cfg
     description: str = ""
 
 

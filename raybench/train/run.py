@@ -17,8 +17,10 @@ log there).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,11 +44,13 @@ def train(cfg: TrainConfig, out: str | Path | None = None, workers: int | None =
 
     from raybench.train.export import default_out, export_run
     from raybench.train.loop import train_worker
+    from raybench.train.recipe import RECIPES
 
     out = Path(out or default_out(cfg.name)).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     cfg = cfg.replace(workers=workers or cfg.workers,
                       gpus_per_worker=gpus_per_worker if gpus_per_worker is not None else cfg.gpus_per_worker)
+    cfg = _resolve_paths(RECIPES.get(cfg.recipe).prepare(cfg))
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2, default=str))
     started = _connect(cfg.name)
     try:
@@ -64,7 +68,8 @@ def train(cfg: TrainConfig, out: str | Path | None = None, workers: int | None =
                 logging_config=LoggingConfig(log_level="WARNING"),  # our own lines say enough
             ),
         )
-        result = trainer.fit()
+        with _poll_interval():
+            result = trainer.fit()
     finally:
         if started:
             ray.shutdown()
@@ -74,10 +79,36 @@ def train(cfg: TrainConfig, out: str | Path | None = None, workers: int | None =
     return TrainResult(out, result.checkpoint.path, model_yaml, dict(result.metrics or {}))
 
 
+#: Ray Train V2's controller takes one ``ray.train.report`` per poll of the workers (its queue
+#: holds one), every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S (2 s by default): short epochs (smoke
+#: recipes) would wait for it, and a lost worker is noticed only at the next poll. Unless the
+#: user set it, runs poll every half second (the variable is read by the controller at fit()).
+POLL_ENV, POLL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5"
+
+
+@contextlib.contextmanager
+def _poll_interval():
+    if POLL_ENV in os.environ:
+        yield
+        return
+    os.environ[POLL_ENV] = POLL_S
+    try:
+        yield
+    finally:
+        os.environ.pop(POLL_ENV, None)
+
+
+def _resolve_paths(cfg: TrainConfig) -> TrainConfig:
+    """The dataset's root, resolved here (synthetic data generated once, here, not by every
+    worker at the same time; $RAYBENCH_DATA read in this process): workers get a path."""
+    from raybench.datasets import resolve_root
+
+    root = str(resolve_root(cfg.dataset).resolve())
+    return cfg.replace(dataset=dataclasses.replace(cfg.dataset, root=root))
+
+
 def _connect(name: str) -> bool:
     """Join RAY_ADDRESS or start a local Ray (never a bare ray.init()); True if started here."""
-    import os
-
     import ray
 
     if ray.is_initialized():
