@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import tempfile
 import time
@@ -164,8 +165,9 @@ def _autocast(cfg: TrainConfig, device):
 
 class RunLog:
     """Rank 0's log: human lines in train.log, one JSON object per epoch in metrics.jsonl, both
-    in --out (appended, so a resumed run keeps its history), and echoed to stdout (the Ray
-    driver and dashboard show worker output)."""
+    in --out (appended, so a resumed run keeps its history); the lines also go to the
+    ``raybench.train`` logger, which Ray Train routes to the driver's console and its worker
+    log files (a print() would show twice: Ray Train also turns prints into log records)."""
 
     def __init__(self, folder: Path, rank: int):
         self.folder, self.active = folder, rank == 0
@@ -176,7 +178,7 @@ class RunLog:
         if not self.active:
             return
         stamped = f"{time.strftime('%Y-%m-%d %H:%M:%S')} {text}"
-        print(stamped, flush=True)
+        logging.getLogger("raybench.train").info(text)
         with open(self.folder / "train.log", "a") as fh:
             fh.write(stamped + "\n")
 
