@@ -299,3 +299,18 @@ def test_ablation_matrix_names_the_recipes_outputs():
     stage1 = {load_train_config(p).name for p in TRAIN_CONFIGS if "stage1" in p.stem}
     assert trained == recipes - stage1
     assert len(data["datasets"]) >= 9
+
+
+def test_a_run_folder_of_another_recipe_is_not_resumed(tmp_path):
+    from raybench.train.run import _check_resumable, train
+
+    cfg = load_train_config("osnet_smoke")
+    ckpt = tmp_path / "ray" / cfg.name / "checkpoint_2026-01-01_00-00-00.000000"
+    ckpt.mkdir(parents=True)
+    (ckpt / "train.json").write_text('{"recipe": "osnet", "dataset": "synth-a", "arch": "osnet_x0_25"}')
+    _check_resumable(cfg, tmp_path)  # the same run: resumable
+    other = cfg.replace(model=dataclasses.replace(cfg.model, arch="osnet_x1_0"))
+    with pytest.raises(SpecError, match="arch 'osnet_x0_25', not 'osnet_x1_0'"):
+        _check_resumable(other, tmp_path)
+    with pytest.raises(SpecError, match="not a URI"):
+        train(cfg, out="s3://bucket/run")

@@ -38,6 +38,7 @@ def train_worker(config: dict[str, Any]) -> None:
     import ray.train.torch
 
     cfg: TrainConfig = config["cfg"]
+    _quiet_report_lines()
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
@@ -52,11 +53,13 @@ def train_worker(config: dict[str, Any]) -> None:
     optimizer = build_optimizer(task.module.named_parameters(), cfg.optimizer, task.head_prefixes)
     checkpoint = ray.train.get_checkpoint()
     start = restore(checkpoint, task.module, optimizer, device) if checkpoint else 0
-    if start:
+    if start >= cfg.epochs:
+        log.line(f"all {cfg.epochs} epochs are done (checkpoint of epoch {start - 1}); nothing to train")
+    elif start:
         log.line(f"resumed from the checkpoint of epoch {start - 1}; continuing at epoch {start}")
     model = ray.train.torch.prepare_model(task.module) if world > 1 else task.module
-    info = {"name": cfg.name, "recipe": cfg.recipe, "dataset": cfg.dataset.name, "num_classes": data.num_classes,
-            "num_images": len(data), "world": world, **getattr(task, "info", {})}
+    info = {"name": cfg.name, "recipe": cfg.recipe, "dataset": cfg.dataset.name, "arch": cfg.model.arch,
+            "num_classes": data.num_classes, "num_images": len(data), "world": world, **getattr(task, "info", {})}
     log.line(f"{cfg.name}: {cfg.recipe} on {cfg.dataset.name} train ({len(data)} images, "
              f"{data.num_classes} ids), {world} worker(s) on {device}, epochs {start}..{cfg.epochs - 1}")
     for epoch in range(start, cfg.epochs):
@@ -66,6 +69,17 @@ def train_worker(config: dict[str, Any]) -> None:
         metrics = run_epoch(cfg, task, model, optimizer, epoch, world, device, log)
         report(metrics, task.module, optimizer, epoch, {**info, **metrics}, rank)
         log.epoch(metrics)
+
+
+def _quiet_report_lines() -> None:
+    """Ray Train (2.5x-2.60) logs every report, metrics and all, at INFO under a logger named by
+    its file path, which LoggingConfig's level does not reach: one long console line per worker
+    and epoch. Our epoch line says the same once."""
+    try:
+        from ray.train.v2._internal.execution import context
+    except ImportError:  # another Ray layout: nothing to quiet
+        return
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
 
 
 def run_epoch(cfg: TrainConfig, task, model, optimizer, epoch: int, world: int, device, log: "RunLog") -> dict:

@@ -24,7 +24,11 @@ WEIGHTS_FILE = "model.pth"
 
 def build_osnet(model: ModelCfg, num_classes: int) -> torch.nn.Module:
     """torchreid's architecture with a ``num_classes`` classifier; init per ``model.init``."""
-    import torchreid
+    import warnings
+
+    with warnings.catch_warnings():  # its evaluation's Cython notice is irrelevant to training
+        warnings.filterwarnings("ignore", message="Cython evaluation")
+        import torchreid
 
     from raybench.errors import SpecError, WeightsUnavailableError
 

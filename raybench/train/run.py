@@ -24,6 +24,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from raybench.errors import SpecError
 from raybench.train.config import TrainConfig
 
 
@@ -46,11 +47,15 @@ def train(cfg: TrainConfig, out: str | Path | None = None, workers: int | None =
     from raybench.train.loop import train_worker
     from raybench.train.recipe import RECIPES
 
+    if "://" in str(out or ""):
+        raise SpecError(f"--out {out}: a local or mounted shared folder, not a URI (the run's log and "
+                        f"exported model are plain files)")
     out = Path(out or default_out(cfg.name)).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     cfg = cfg.replace(workers=workers or cfg.workers,
                       gpus_per_worker=gpus_per_worker if gpus_per_worker is not None else cfg.gpus_per_worker)
     cfg = _resolve_paths(RECIPES.get(cfg.recipe).prepare(cfg))
+    _check_resumable(cfg, out)
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2, default=str))
     started = _connect(cfg.name)
     try:
@@ -96,6 +101,22 @@ def _poll_interval():
         yield
     finally:
         os.environ.pop(POLL_ENV, None)
+
+
+def _check_resumable(cfg: TrainConfig, out: Path) -> None:
+    """A rerun resumes the latest checkpoint under ``out``: refuse, before any worker starts,
+    one written by another recipe, dataset or architecture (it would not load)."""
+    from raybench.train.loop import INFO_FILE
+
+    infos = sorted((out / "ray" / cfg.name).glob(f"checkpoint_*/{INFO_FILE}"))
+    if not infos:
+        return
+    old = json.loads(infos[-1].read_text())
+    new = {"recipe": cfg.recipe, "dataset": cfg.dataset.name, "arch": cfg.model.arch}
+    for key, value in new.items():
+        if key in old and old[key] != value:
+            raise SpecError(f"{out} holds run {cfg.name!r} with {key} {old[key]!r}, not {value!r}: "
+                            f"rerunning would resume it. Use another --out (or run name)")
 
 
 def _resolve_paths(cfg: TrainConfig) -> TrainConfig:
