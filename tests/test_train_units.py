@@ -314,3 +314,19 @@ def test_a_run_folder_of_another_recipe_is_not_resumed(tmp_path):
         _check_resumable(other, tmp_path)
     with pytest.raises(SpecError, match="not a URI"):
         train(cfg, out="s3://bucket/run")
+
+
+def test_the_pk_loader_yields_full_augmented_batches_from_worker_processes():
+    from raybench.train.data import load_train_set, pk_loader
+
+    cfg = load_train_config("osnet_smoke").replace(data_workers=2)
+    data = load_train_set(cfg.dataset)
+    assert data.num_classes == 24 and len(data) == 192
+    loader = pk_loader(data, cfg, rank=1, world=2)
+    for epoch in (0, 1):
+        loader.batch_sampler.set_epoch(epoch)
+        batches = list(loader)
+        assert len(batches) == len(loader.batch_sampler) > 0
+        for images, labels in batches:
+            assert images.shape == (32, 3, 64, 32) and images.dtype == torch.float32
+            assert sorted(Counter(labels.tolist()).values()) == [4] * 8

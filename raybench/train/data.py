@@ -116,5 +116,5 @@ def shard_loader(data: TrainSet, preprocess: Preprocess, rank: int, world: int, 
 def _loader(dataset, batch_sampler, data_workers: int) -> torch.utils.data.DataLoader:
     return torch.utils.data.DataLoader(
         dataset, batch_sampler=batch_sampler, num_workers=data_workers,
-        pin_memory=torch.cuda.is_available(), persistent_workers=False,
+        pin_memory=torch.cuda.is_available(), persistent_workers=data_workers > 0,
     )

@@ -100,7 +100,7 @@ def export(cfg: TrainConfig, state: Mapping[str, Any], info: Mapping[str, Any], 
         "arch": cfg.model.arch,
         "weights": WEIGHTS_FILE,
         "paradigm": "supervised",
-        "dim": 512,
+        "dim": int(state["classifier.weight"].shape[1]),  # the classifier reads the feature
     }
 
 
