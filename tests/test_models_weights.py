@@ -54,7 +54,11 @@ def test_probe_is_bounded_even_when_the_connection_hangs(monkeypatch):
     """A DNS lookup or connect that hangs (no egress, no refusal) costs the timeout, no more."""
     monkeypatch.delenv("HTTPS_PROXY", raising=False)
     monkeypatch.delenv("https_proxy", raising=False)
-    monkeypatch.setattr(weights.socket, "create_connection", lambda *a, **k: time.sleep(30))
+    def hang(*args, **kwargs):
+        time.sleep(30)
+        raise OSError("timed out")  # what a real connect does in the end, long after the probe
+
+    monkeypatch.setattr(weights.socket, "create_connection", hang)
     start = time.perf_counter()
     assert weights.reachable("huggingface.co", 443, timeout=0.5) is False
     assert time.perf_counter() - start < 2
