@@ -112,7 +112,8 @@ def test_result_records_have_every_contract_key_also_when_failed(tmp_path):
 
 
 def test_pools_keep_a_cpu_for_decoding_and_use_every_gpu():
-    assert plan_pool(Cluster(1, 2, 0, 2)).__dict__ == {"actors": 1, "gpus": 0, "cpus": 1, "threads": 1}
+    assert plan_pool(Cluster(1, 2, 0, 2)).__dict__ == {"actors": 1, "gpus": 0, "cpus": 1, "threads": 2}
+    assert plan_pool(Cluster(1, 2, 0, 2), threads=1).threads == 1
     assert plan_pool(Cluster(1, 16, 0, 16), actors=3).threads == 5
     assert plan_pool(Cluster(1, 2, 0, 2), actors=4).actors == 1  # never every CPU
     assert plan_pool(Cluster(4, 64, 0, 16)).cpus == 15  # an actor fits on one node

@@ -27,7 +27,7 @@ def _names(value: str | None) -> list[str] | None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Override every model's batch size (does not change the results).")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="torch threads per CPU embedding actor (default: all CPUs but one, over the actors).")
+              help="torch threads per CPU embedding actor (default: the node's CPUs, shared by its actors).")
 @click.option("--num-cpus", type=click.IntRange(min=1), default=None,
               help="CPUs of the local Ray this command starts (ignored when joining RAY_ADDRESS).")
 @click.option("--no-pixel-cache", is_flag=True,
