@@ -34,6 +34,9 @@ PATTERN = re.compile(r"^([-\d]+)_c(\d+)")
 FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
 KINDS = {"person": 0, "distractor": 1, "junk": 2}
 CHUNK = 256
+#: Bump whenever the drawing changes what a seed produces: it is part of the cache folder's
+#: name, so a cached copy drawn by older code is never mistaken for the current one.
+DRAW_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -159,7 +162,7 @@ def write_dataset(cfg: SynthConfig, out: Path, workers: int | None = None) -> di
         # spawn: the parent may hold Ray or torch state that a fork would copy badly
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             written = sum(pool.map(_write_chunk, chunks))
-    summary = {"params": dataclasses.asdict(cfg), "images": written,
+    summary = {"params": dataclasses.asdict(cfg), "draw_version": DRAW_VERSION, "images": written,
                "splits": {s: int((rows["split"] == s).sum()) for s in FOLDERS}}
     (out / "synth.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
@@ -192,7 +195,8 @@ def materialize(spec) -> Path:
     from raybench.paths import cache_dir
 
     cfg = config(dict(spec.options))
-    final = cache_dir() / "synth" / f"{spec.name}-{params_hash(dataclasses.asdict(cfg))}"
+    key = params_hash({**dataclasses.asdict(cfg), "draw_version": DRAW_VERSION})
+    final = cache_dir() / "synth" / f"{spec.name}-{key}"
     return build_once(final, lambda tmp: write_dataset(cfg, tmp))
 
 
