@@ -172,15 +172,19 @@ def test_color_hist_equals_a_plain_per_stripe_histogram(images):
     spec = CATALOG["color-hist"]
     embedder = build_embedder(spec)
     got = ours(spec, embedder, images)
+    assert got.shape[1] == spec.dim == 6 * (8 * 4 + 4)
     for path, feature in zip(images, got):
         hsv = np.asarray(Image.fromarray(load_pixels(path, spec.preprocess)).convert("HSV"))
         parts = []
         rows = np.arange(128)
         for stripe in range(6):
-            for c in range(3):
-                hist, _ = np.histogram(hsv[rows * 6 // 128 == stripe, :, c], bins=16, range=(0, 256))
-                parts.append(np.sqrt(hist / hist.sum()))
-        assert np.abs(np.concatenate(parts) - feature).max() < 1e-6
+            band = hsv[rows * 6 // 128 == stripe].reshape(-1, 3)
+            joint, _, _ = np.histogram2d(band[:, 0], band[:, 1], bins=(8, 4), range=((0, 256), (0, 256)))
+            value, _ = np.histogram(band[:, 2], bins=4, range=(0, 256))
+            parts += [np.sqrt(joint.ravel() / joint.sum()), np.sqrt(value / value.sum())]
+        expected = np.concatenate(parts) / np.sqrt(12)
+        assert np.abs(expected - feature).max() < 1e-6
+        assert abs(np.linalg.norm(feature) - 1) < 1e-5
 
 
 # --- shared behaviour ---------------------------------------------------------------------------
