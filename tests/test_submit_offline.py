@@ -157,11 +157,11 @@ def test_matrices_are_checked_here_and_sent_by_name_or_project_path(tmp_path):
 
 
 def test_training_configs_are_sent_as_project_paths():
-    configs = sorted((PROJECT_ROOT / "configs" / "train").glob("*.yaml"))
-    if not configs:
-        pytest.skip("no training config in configs/train yet")
-    target, name = jobs.train_target(configs[0].stem)
-    assert (target, name) == (f"configs/train/{configs[0].name}", configs[0].stem)
+    config = PROJECT_ROOT / "configs" / "train" / "osnet_smoke.yaml"
+    target, name = jobs.train_target("osnet_smoke")
+    # the run is named by the config's name: key, as `raybench train` names its run folder
+    assert (target, name) == ("configs/train/osnet_smoke.yaml", "osnet-x0_25-synth-a-smoke")
+    assert f"name: {name}" in config.read_text()
     sub = jobs.build_submission(jobs.load_job_spec("train"), target, name, out="/shared/train")
     assert sub.entrypoint == f"python -m raybench train {target} --out /shared/train"
 

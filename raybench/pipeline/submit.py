@@ -160,7 +160,11 @@ def train_target(config: str) -> tuple[str, str]:
     if not path.is_file():
         known = sorted(p.stem for p in (configs_dir() / "train").glob("*.yaml"))
         raise SpecError(f"no training config {config!r} ({path}); known: {', '.join(known) or 'none'}")
-    return project_relative(path, "training config"), path.stem
+    from raybench.specs import load_yaml
+
+    data = load_yaml(path)
+    name = data.get("name") if isinstance(data, dict) else None
+    return project_relative(path, "training config"), name if isinstance(name, str) else path.stem
 
 
 def submission_id(run_name: str, now: datetime | None = None) -> str:
