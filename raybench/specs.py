@@ -261,6 +261,7 @@ def parse_model(data: Any, where: str, base: ModelSpec | None = None) -> ModelSp
         description=take("description", str, ""),
     )
     f.done()
+    _check_registered(spec.loader, "loader", where, "raybench.models:LOADERS")
     if spec.batch_size <= 0:
         raise SpecError(f"{where}: key 'batch_size' must be positive, got {spec.batch_size}")
     return spec
@@ -293,7 +294,24 @@ def parse_dataset(data: Any, where: str, base: DatasetSpec | None = None) -> Dat
         description=take("description", str, ""),
     )
     f.done()
+    _check_registered(spec.adapter, "adapter", where, "raybench.datasets:ADAPTERS")
     return spec
+
+
+def _check_registered(value: str, key: str, where: str, registry: str) -> None:
+    """A loader/adapter name must be registered (a "module:attr" target is taken on trust):
+    caught when the spec is read, not on a Ray worker halfway through a run."""
+    from raybench.registry import import_target
+
+    known = import_target(registry)
+    if ":" in value or value in known:
+        return
+    import difflib
+
+    close = difflib.get_close_matches(value, known.names(), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise SpecError(f"{where}: key {key!r} is {value!r}{hint}; allowed: {', '.join(known.names())}, "
+                    "or a 'module:attr' target")
 
 
 def parse_eval(data: Any, where: str) -> EvalSpec:

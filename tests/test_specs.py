@@ -140,3 +140,13 @@ def test_matrix_file_errors(tmp_path):
     broken = write(tmp_path, "broken.yaml", "models: [a\n")
     with pytest.raises(SpecError, match="not valid YAML"):
         load_matrix(str(broken), {}, {})
+
+
+def test_unknown_loader_or_adapter_is_caught_when_the_spec_is_read(tmp_path):
+    with pytest.raises(SpecError, match=r"m.yaml: model 'x': key 'loader' is 'openclp' \(did you mean 'openclip'\?\); allowed: "):
+        parse_model({"name": "x", "loader": "openclp", "arch": "ViT-B-16", "paradigm": "baseline"}, "m.yaml: model 'x'")
+    assert parse_model({"name": "x", "loader": "pkg.mod:LOADER", "arch": "a", "paradigm": "baseline"}, "w").loader == "pkg.mod:LOADER"
+    from raybench.specs import parse_dataset
+
+    with pytest.raises(SpecError, match=r"key 'adapter' is 'foldr' \(did you mean 'folder'\?\)"):
+        parse_dataset({"name": "mine", "adapter": "foldr"}, "d.yaml: dataset 'mine'")
