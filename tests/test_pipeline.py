@@ -75,11 +75,12 @@ def test_bad_images_and_missing_datasets_fail_only_their_cells(ray_local, market
     shutil.copytree(market, broken)
     bad = sorted((broken / "bounding_box_test").glob("*.jpg"))[0]
     bad.write_bytes(b"not a jpeg")
+    missing = str(broken / "bounding_box_test" / MISSING)  # listed by the manifest, not on disk
     datasets = [market_dataset("good", market), market_dataset("broken", broken),
                 market_dataset("absent", tmp_path / "nowhere"), _two_trials(market)]
     out = f"file://{tmp_path}/run"  # a pyarrow filesystem URI, not a plain path
     summary = run_matrix(matrix([dummy_model("d")], datasets), out, RunOptions(), echo=_quiet,
-                         load_manifest=_with_trials)
+                         load_manifest=_manifests)
     status = {r["dataset"]: r["status"] for r in summary.rows}
     assert status == {"good": "ok", "broken": "failed", "absent": "failed", "trials": "ok"} and not summary.ok
     # Two trials: the store mirrors the manifest (rows repeated per trial), each image embedded once.
@@ -88,17 +89,19 @@ def test_bad_images_and_missing_datasets_fail_only_their_cells(ray_local, market
     assert json.loads((tmp_path / "run/embeddings/trials/d/_SUCCESS").read_text())["rows"] == 48
     assert len(_result(tmp_path / "run", "trials", "d")["trials"]) == 2
     failed = _result(tmp_path / "run", "broken", "d")
-    assert str(bad) in failed["error"] and failed["mAP"] is None and RESULT_KEYS <= set(failed)
+    assert str(bad) in failed["error"] and missing in failed["error"] and "file not found" in failed["error"]
+    assert failed["mAP"] is None and RESULT_KEYS <= set(failed)
     assert "nowhere" in _result(tmp_path / "run", "absent", "d")["error"]
 
     # on_bad_image: skip scores the cell without the bad image and lists it.
     skip = run_matrix(matrix([dummy_model("d")], datasets[1:2], on_bad_image="skip"), str(tmp_path / "skip"),
-                      RunOptions(), echo=_quiet)
+                      RunOptions(), echo=_quiet, load_manifest=_manifests)
     assert skip.ok
     result = _result(tmp_path / "skip", "broken", "d")
-    assert result["skipped_images"] == [str(bad)] and result["num_gallery"] == 17
+    assert sorted(result["skipped_images"]) == sorted([str(bad), missing])
+    assert result["num_gallery"] == 17  # 18 + the missing row - 2 skipped
     table = pq.read_table(tmp_path / "skip/embeddings/broken/d/part-00000.parquet")
-    assert str(bad) not in table.column("path").to_pylist()
+    assert not {str(bad), missing} & set(table.column("path").to_pylist())
 
 
 def _two_trials(root: Path):
@@ -108,15 +111,26 @@ def _two_trials(root: Path):
                           "protocol": {"trials": 2}}, "test dataset trials")
 
 
-def _with_trials(spec):
-    """The catalog's loader; for "trials", the Market rows twice, as trials 0 and 1."""
+#: A gallery image that the "broken" dataset's manifest lists but that does not exist.
+MISSING = "0001_c6s1_999999_00.jpg"
+
+
+def _manifests(spec):
+    """The catalog's loader; for "trials", the Market rows twice, as trials 0 and 1; for
+    "broken", one more gallery row naming a file that does not exist."""
     import dataclasses
 
     import pyarrow as pa
     import pyarrow.compute as pc
 
     from raybench.datasets import load_manifest
+    from raybench.datasets.manifest import make_manifest
 
+    if spec.name == "broken":
+        table = load_manifest(spec)
+        row = {"path": str(Path(spec.root) / "bounding_box_test" / MISSING), "pid": 1, "camid": 5,
+               "split": "gallery"}
+        return pa.concat_tables([table, make_manifest([row])])
     if spec.name != "trials":
         return load_manifest(spec)
     table = load_manifest(dataclasses.replace(spec, protocol=dataclasses.replace(spec.protocol, trials=1)))
