@@ -456,6 +456,37 @@ def test_folder_csv_errors(tmp_path):
         get_adapter("folder")(path)
 
 
+def test_folder_csv_that_is_not_utf8_is_a_clear_error_and_not_a_crash_of_the_run(tmp_path):
+    from raybench.pipeline.plan import load_images
+
+    path, _, _, _ = fake_folder_csv(tmp_path)
+    path.write_bytes(b"path,pid,camid,split\nimg/\xe9t\xe9.jpg,1,0,query\n")  # Latin-1, not UTF-8
+    spec = DatasetSpec(name="mine", adapter="folder", layout_dir="", root=str(path))
+    with pytest.raises(DatasetError, match="list.csv is not UTF-8 text.*Expected layout: a folder with"):
+        load_manifest(spec)
+    assert "not UTF-8" in load_images(spec, load_manifest).error  # the matrix goes on without it
+
+
+def adapter_that_trips(root: Path, problem: str):
+    """An adapter that did not foresee its input going wrong (resolved as test_datasets:...)."""
+    if problem == "folder":
+        (root / "list.txt").mkdir()
+        (root / "list.txt").read_text()
+    if problem == "encoding":
+        b"\xff".decode("utf-8")
+    raise ValueError("invalid literal for int() with base 10: 'x'")
+
+
+@pytest.mark.parametrize("problem,error", [("folder", "IsADirectoryError"), ("encoding", "UnicodeDecodeError"),
+                                           ("value", "ValueError")])
+def test_load_manifest_turns_any_adapters_read_errors_into_a_dataset_error(problem, error, tmp_path):
+    spec = DatasetSpec(name="mine", adapter="test_datasets:adapter_that_trips", layout_dir="", root=str(tmp_path),
+                       options={"problem": problem})
+    with pytest.raises(DatasetError, match=f"^mine: cannot read the copy at {tmp_path} \\({error}: .*"
+                                           "Expected layout: see the adapter 'test_datasets:adapter_that_trips'"):
+        load_manifest(spec)
+
+
 def test_a_copy_without_gallery_images_is_never_passed_on(tmp_path):
     root, _, _, _ = fake_market(tmp_path)
     for path in (root / "Market-1501-v15.09.15" / "bounding_box_test").iterdir():

@@ -15,7 +15,7 @@ import pytest
 from dataclasses import dataclass
 
 from conftest import MARKET_MINI, needs_fixtures
-from test_datasets import fake_grid, fake_market, fake_msmt, grid_tree
+from test_datasets import fake_cuhk03, fake_grid, fake_market, fake_msmt, grid_tree
 
 
 @dataclass
@@ -79,6 +79,53 @@ def test_info_bad_input_is_one_line_without_traceback(raybench, tmp_path):
     assert_clean_error(raybench("datasets", "info", "market150", "--root", str(tmp_path)), "Did you mean 'market1501'")
 
 
+def spoil(fake, relative: str, content: bytes | None):
+    """A builder of ``fake``'s copy with the file at ``relative`` (below the root it returns)
+    replaced by ``content``, or by a folder when ``content`` is None."""
+    def build(tmp):
+        root = fake(tmp)[0]
+        path = root / relative
+        path.unlink()
+        if content is None:
+            path.mkdir()
+        else:
+            path.write_bytes(content)
+        return root
+
+    return build
+
+
+def cuhk03_raw_of_another_shape(tmp):
+    import h5py
+
+    root = fake_cuhk03(tmp)[0]
+    with h5py.File(root / "cuhk03" / "cuhk03_release" / "cuhk-03.mat", "w") as mat:
+        mat["labeled"] = [[1, 2]]  # numbers where the release holds references
+    return root
+
+
+MALFORMED = {  # case: (dataset, builder, fragments of the one-line error)
+    "grid_mat_garbage": ("grid", spoil(fake_grid, "features_and_partitions.mat", b"garbage"),
+                         ["features_and_partitions.mat as a MATLAB v5 file", "underground_reid/"]),
+    "cuhk03_config_garbage": ("cuhk03-labeled", spoil(fake_cuhk03, "cuhk03/cuhk03_new_protocol_config_labeled.mat",
+                                                      b"garbage"),
+                              ["config_labeled.mat as a MATLAB v5 file", "Expected layout: cuhk03/"]),
+    "cuhk03_raw_of_another_shape": ("cuhk03-labeled", cuhk03_raw_of_another_shape,
+                                    ["cuhk-03.mat['labeled'] is not laid out as in the release", "references"]),
+    "msmt_list_not_utf8": ("msmt17", spoil(fake_msmt, "MSMT17_V1/list_query.txt", b"\xff\xfe0000/0000_000_10.jpg 0\n"),
+                           ["list_query.txt is not UTF-8 text", "Expected layout: MSMT17_V1/"]),
+    "msmt_list_is_a_folder": ("msmt17", spoil(fake_msmt, "MSMT17_V1/list_gallery.txt", None),
+                              ["list_gallery.txt is unreadable", "Expected layout: MSMT17_V1/"]),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED)
+def test_malformed_files_are_one_line_without_traceback(raybench, case, tmp_path, monkeypatch):
+    monkeypatch.setenv("RAYBENCH_CACHE", str(tmp_path / "cache"))
+    name, build, fragments = MALFORMED[case]
+    assert_clean_error(raybench("datasets", "info", name, "--root", str(build(tmp_path))), *fragments)
+
+
 def test_list_datasets_json(raybench):
     result = raybench("list", "datasets", "--json")
     assert result.returncode == 0, result.stderr
@@ -104,6 +151,21 @@ def test_check_reports_present_missing_and_differing_copies(raybench, tmp_path):
     assert "synth-a" not in status
     table = raybench("datasets", "check", "--root", str(tmp_path)).stdout
     assert "market1501" in table and "missing" in table
+
+
+def test_check_reports_the_other_copies_when_some_are_malformed(raybench, tmp_path, monkeypatch):
+    monkeypatch.setenv("RAYBENCH_CACHE", str(tmp_path / "cache"))
+    data = tmp_path / "data"
+    fake_market(data)
+    for case in ("grid_mat_garbage", "msmt_list_not_utf8", "cuhk03_raw_of_another_shape"):
+        MALFORMED[case][1](data)
+    result = raybench("datasets", "check", "--root", str(data), "--json")
+    assert result.returncode == 0, result.stderr
+    status = {row["dataset"]: row for row in json.loads(result.stdout)}
+    assert status["market1501"]["status"] == "differs" and status["celebreid"]["status"] == "missing"
+    for name, fragment in (("grid", "MATLAB v5"), ("msmt17", "not UTF-8"), ("cuhk03-labeled", "not laid out"),
+                           ("cuhk03-detected", "cuhk-03.mat")):
+        assert status[name]["status"] == "malformed" and fragment in status[name]["detail"], status[name]
 
 
 def test_check_without_a_data_folder_says_what_to_do(raybench, monkeypatch):

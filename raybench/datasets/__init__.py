@@ -12,7 +12,7 @@ import inspect
 from pathlib import Path
 from typing import Callable
 
-from raybench.errors import DatasetError, SpecError
+from raybench.errors import DatasetError, RaybenchError, SpecError
 from raybench.registry import Registry, import_target
 
 ADAPTERS: Registry[Callable] = Registry("dataset adapter")
@@ -78,7 +78,17 @@ def load_manifest(spec) -> "pa.Table":  # noqa: F821 (pyarrow is imported lazily
         inspect.signature(parse).bind(root, **options)
     except TypeError as exc:
         raise SpecError(f"dataset {spec.name}: options {sorted(options)} do not fit adapter {spec.adapter!r} ({exc})") from None
-    table = parse(root, **options)
+    try:
+        table = parse(root, **options)
+    except RaybenchError:
+        raise
+    except (OSError, UnicodeError, ValueError) as exc:
+        # An adapter that did not foresee a file being a folder, unreadable or not text:
+        # still the user's copy at fault, so one line that says where and what was expected.
+        raise DatasetError(
+            f"{spec.name}: cannot read the copy at {root} ({type(exc).__name__}: {exc}). "
+            f"Expected layout: {layout_of(spec) or 'see the adapter ' + repr(spec.adapter)}"
+        ) from exc
     return validate_manifest(table, spec.name, layout_of(spec), trials=spec.protocol.trials)
 
 

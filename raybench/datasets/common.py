@@ -86,6 +86,31 @@ def match_name(pattern: re.Pattern, path: Path, dataset: str, example: str) -> r
     return found
 
 
+def read_text(path: Path, dataset: str, layout: str) -> str:
+    """A list or CSV file of a copy as text (UTF-8, a leading BOM dropped), newlines kept as
+    they are; a file that is unreadable, a folder, or not text says so and names the file."""
+    try:
+        return Path(path).read_bytes().decode("utf-8-sig")
+    except (OSError, UnicodeError) as exc:
+        problem = f"not UTF-8 text ({exc})" if isinstance(exc, UnicodeError) else f"unreadable ({exc.strerror or exc})"
+        raise DatasetError(f"{dataset}: {path} is {problem}. Expected layout: {layout}") from None
+
+
+def load_mat_v5(path: Path, dataset: str, layout: str) -> dict:
+    """A MATLAB v5 file (the format scipy reads) as a dict; a truncated, corrupt or v7.3 file
+    is a DatasetError naming it, never scipy's traceback."""
+    from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
+
+    try:
+        return loadmat(str(path))
+    except NotImplementedError:
+        raise DatasetError(f"{dataset}: {path} is MATLAB v7.3; this file is MATLAB v5 (re-download it). "
+                           f"Expected layout: {layout}") from None
+    except (MatReadError, ValueError, OSError, TypeError) as exc:
+        raise DatasetError(f"{dataset}: cannot read {path} as a MATLAB v5 file ({exc}). Expected layout: {layout}") from None
+
+
 def absolute(path: str | os.PathLike) -> str:
     """Absolute path without resolving symlinks (a symlinked copy keeps the user's paths)."""
     return os.path.abspath(os.fspath(path))

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from raybench.datasets.common import absolute, locate, rows_to_manifest
+from raybench.datasets.common import absolute, load_mat_v5, locate, rows_to_manifest
 from raybench.errors import DatasetError
 
 LAYOUT = ("cuhk03/{cuhk03_release/cuhk-03.mat, cuhk03_new_protocol_config_labeled.mat, "
@@ -61,14 +61,7 @@ def _find(base: Path, name: str) -> Path:
 
 
 def _load_config(path: Path) -> dict:
-    from scipy.io import loadmat
-
-    try:
-        data = loadmat(str(path))
-    except NotImplementedError:
-        raise DatasetError(f"cuhk03: {path} is MATLAB v7.3; the protocol files are MATLAB v5 (re-download them)") from None
-    except (ValueError, OSError, TypeError) as exc:
-        raise DatasetError(f"cuhk03: cannot read {path} as a MATLAB file ({exc})") from None
+    data = load_mat_v5(path, "cuhk03", LAYOUT)
     missing = [k for k in CONFIG_KEYS if k not in data]
     if missing:
         raise DatasetError(f"cuhk03: {path.name} has no key {missing[0]!r}; expected keys: {', '.join(CONFIG_KEYS)}")
@@ -122,6 +115,22 @@ def extract(raw: Path, variant: str, out: Path) -> int:
     with mat:
         if variant not in mat:
             raise DatasetError(f"cuhk03: {raw.name} has no key {variant!r}; expected keys: labeled, detected")
+        for name, image in _walk(mat, variant, raw):
+            Image.fromarray(image).save(out / name)
+            count += 1
+    if count == 0:
+        raise DatasetError(f"cuhk03: {raw.name} holds no {variant} images")
+    return count
+
+
+RAW_SHAPE = ("per variant a row of references to the camera pairs, each a [10 x persons] array of "
+             "references to [3 x W x H] uint8 images (a 1-D placeholder where a person has fewer)")
+
+
+def _walk(mat, variant: str, raw: Path):
+    """(PNG name, [H, W, 3] uint8 image) for every image of ``variant``; a file whose references
+    lead elsewhere than RAW_SHAPE says so (the errors of writing the PNGs are not caught here)."""
+    try:
         for pair, pair_ref in enumerate(mat[variant][0]):
             cells = mat[pair_ref][()].T  # MATLAB is column-major: [persons, 10] after .T
             for person in range(cells.shape[0]):
@@ -129,10 +138,13 @@ def extract(raw: Path, variant: str, out: Path) -> int:
                     image = mat[ref][()].T  # [H, W, 3]; an empty cell is a 1-D placeholder
                     if image.ndim < 3 or image.size == 0:
                         continue
+                    if image.ndim != 3 or image.shape[2] != 3:
+                        raise ValueError(f"an image of shape {image.shape}")
                     view = 1 if column < 5 else 2
                     name = f"{pair + 1}_{person + 1:03d}_{view}_{column + 1:02d}.png"
-                    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(out / name)
-                    count += 1
-    if count == 0:
-        raise DatasetError(f"cuhk03: {raw.name} holds no {variant} images")
-    return count
+                    yield name, np.ascontiguousarray(image, dtype=np.uint8)
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, OSError) as exc:
+        raise DatasetError(
+            f"cuhk03: {raw.name}['{variant}'] is not laid out as in the release ({type(exc).__name__}: {exc}); "
+            f"expected {RAW_SHAPE}. Expected layout: {LAYOUT}"
+        ) from None

@@ -15,12 +15,13 @@ A matrix names it inline, e.g.
 from __future__ import annotations
 
 import csv
+import io
 import re
 from pathlib import Path
 
 import pyarrow as pa
 
-from raybench.datasets.common import MARKET_FOLDERS, absolute, locate, rows_to_manifest, scan
+from raybench.datasets.common import MARKET_FOLDERS, absolute, locate, read_text, rows_to_manifest, scan
 from raybench.datasets.manifest import SPLITS
 from raybench.errors import DatasetError
 
@@ -47,12 +48,11 @@ def parse(root: Path, pattern: str = r"^([-\d]+)_c(\d+)") -> pa.Table:
 def read_csv(path: Path) -> pa.Table:
     if not path.is_file():
         raise DatasetError(f"folder: {path} does not exist. Expected: {LAYOUT}")
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise DatasetError(f"folder: {path} has no column {missing[0]!r}; expected header: {','.join(CSV_COLUMNS)}")
-        rows = [_csv_row(record, path, number) for number, record in enumerate(reader, 2)]
+    reader = csv.DictReader(io.StringIO(read_text(path, "folder", LAYOUT), newline=""))
+    missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
+    if missing:
+        raise DatasetError(f"folder: {path} has no column {missing[0]!r}; expected header: {','.join(CSV_COLUMNS)}")
+    rows = [_csv_row(record, path, number) for number, record in enumerate(reader, 2)]
     return rows_to_manifest([r for r in rows if r["pid"] != -1], "folder", LAYOUT)
 
 

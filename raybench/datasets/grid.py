@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from raybench.datasets.common import absolute, locate, match_name, require_images, rows_to_manifest
+from raybench.datasets.common import absolute, load_mat_v5, locate, match_name, require_images, rows_to_manifest
 from raybench.errors import DatasetError
 
 LAYOUT = "underground_reid/{probe,gallery}/0001_1_25004_107_32_106_221.jpeg + features_and_partitions.mat"
@@ -62,12 +62,7 @@ def _images(folder: Path) -> list[tuple[str, int, int]]:
 
 def read_partitions(path: Path, trials: int) -> list[set[int]]:
     """The train identities of each published partition."""
-    from scipy.io import loadmat
-
-    try:
-        data = loadmat(str(path))
-    except (NotImplementedError, ValueError, OSError, TypeError) as exc:
-        raise DatasetError(f"grid: cannot read {path} as a MATLAB v5 file ({exc})") from None
+    data = load_mat_v5(path, "grid", LAYOUT)
     if "trainIdxAll" not in data:
         raise DatasetError(f"grid: {path.name} has no key 'trainIdxAll'. Expected layout: {LAYOUT}")
     cells = np.asarray(data["trainIdxAll"]).ravel()

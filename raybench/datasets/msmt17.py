@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from raybench.datasets.common import absolute, find_child, locate, rows_to_manifest
+from raybench.datasets.common import absolute, find_child, locate, read_text, rows_to_manifest
 from raybench.errors import DatasetError
 
 LAYOUT = ("MSMT17_V1/{train,test}/<pid>/0000_000_01_0303morning_0015_0.jpg + "
@@ -50,7 +50,7 @@ def parse(root: Path, with_val: bool = True) -> pa.Table:
 
 def _read_list(list_path: Path, folder: Path, split: str) -> list[dict]:
     rows, missing = [], []
-    for number, line in enumerate(list_path.read_text().splitlines(), 1):
+    for number, line in enumerate(read_text(list_path, "msmt17", LAYOUT).splitlines(), 1):
         if not line.strip():
             continue
         parts = line.split()
