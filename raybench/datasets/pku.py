@@ -16,9 +16,11 @@ raybench's split (the study's depended on glob order, defect 7), fixed by ``seed
 2. for each test identity, a generator seeded with (seed, pid) picks
    ``queries_per_camera`` images of each camera (among that camera's images sorted by
    path) as queries; every other image of the identity goes to the gallery.
-Queries are scored with camera filtering, so each query is matched against the other
-camera's eight images: cross-camera, cross-orientation retrieval. Nothing depends on the
-order in which the file system lists the files.
+Queries are scored with camera filtering (the identity's gallery images from the query's
+own camera are set aside), so a query's true matches are the other camera's
+8 - queries_per_camera gallery images of its identity (7 with the defaults: that camera's
+own query is not in the gallery): cross-camera, cross-orientation retrieval. Nothing
+depends on the order in which the file system lists the files.
 """
 
 from __future__ import annotations
