@@ -29,10 +29,15 @@ def _result(out: Path, dataset: str, model: str) -> dict:
 def test_whole_pipeline_then_resume_recomputes_nothing(ray_local, market, tmp_path):
     # Two models with one geometry (one decode for both, via the pixel cache), two datasets.
     spec = matrix([dummy_model("d8", 8), dummy_model("d4", 4)],
-                  [market_dataset("mkt-a", market), market_dataset("mkt-b", market)])
+                  [market_dataset("mkt-a", market), market_dataset("mkt-b", market)], name="whole")
     out = tmp_path / "run"
     summary = run_matrix(spec, str(out), RunOptions(), echo=_quiet)
     assert summary.ok and len(summary.rows) == 4
+
+    # The reducer and the embedding actors carry the run's name (and the model's).
+    names = _actor_names()
+    assert any(n.startswith("raybench-reducer:whole:") for n in names), names
+    assert {"MapWorker(MapBatches(EmbedWorker_whole_d8))", "MapWorker(MapBatches(EmbedWorker_whole_d4))"} <= names
 
     result = _result(out, "mkt-a", "d8")
     assert RESULT_KEYS <= set(result) and result["status"] == "ok" and result["error"] is None
@@ -49,7 +54,7 @@ def test_whole_pipeline_then_resume_recomputes_nothing(ray_local, market, tmp_pa
 
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "finished" and run["summary"] == {"cells": 4, "ok": 4, "failed": 0}
-    assert run["versions"]["ray"] and "commit" in run["git"] and run["matrix"]["name"] == "test"
+    assert run["versions"]["ray"] and "commit" in run["git"] and run["matrix"]["name"] == "whole"
 
     # Rerun: every cell is reused; nothing is written again.
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != "run.json"}
@@ -57,6 +62,15 @@ def test_whole_pipeline_then_resume_recomputes_nothing(ray_local, market, tmp_pa
     assert again.ok and again.rows == summary.rows
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert {c["state"] for c in json.loads((out / "run.json").read_text())["plan"]} == {"done"}
+
+
+def _actor_names() -> set[str]:
+    """Names and class names of this Ray's actors, dead ones included: the GCS actor table that
+    `ray list actors` (ray.util.state.list_actors) shows through the dashboard, which the tests'
+    local Ray does not start."""
+    from ray._private import state
+
+    return {a[key] for a in state.actors().values() for key in ("Name", "ActorClassName") if a[key]}
 
 
 def test_an_actor_that_dies_once_still_completes_its_cell(ray_local, market, tmp_path):

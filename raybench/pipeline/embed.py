@@ -5,7 +5,7 @@ per actor (in the actor's ``__init__``, never shipped from the driver: ray issue
 
     work blocks, in cell order: DECODE_ROWS image paths, or one pixel-cache file
       -> map_batches(load_block)              CPU tasks: read bytes, decode, resize per Preprocess
-      -> map_batches(EmbedWorker, pool)       actors: the model's normalisation and forward
+      -> map_batches(EmbedWorker_<run>_<model>, pool)  actors: the model's normalisation and forward
       -> the driver, which files rows into cells (collect.py) and writes each finished cell
 
 Ray Data streams blocks through these operators with backpressure, so memory stays bounded by
@@ -29,6 +29,7 @@ for bytes; ``--no-pixel-cache`` turns it off.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -247,6 +248,18 @@ class EmbedWorker:
         }
 
 
+def worker_class(name: str) -> type:
+    """EmbedWorker under a class name that carries ``name`` (the run and the model).
+
+    Ray Data names a pool's actors after the class it maps with: ``MapWorker(MapBatches(
+    EmbedWorker_smoke_color_hist))`` rather than the same generic name for every run and model,
+    on the dashboard, in ``ray list actors`` and in the metrics' tags. The subclass is created
+    here, so cloudpickle ships it by value (its base by reference) to the actors.
+    """
+    slug = re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_")
+    return type(f"EmbedWorker_{slug}", (EmbedWorker,), {"__doc__": EmbedWorker.__doc__})
+
+
 def error_text(exc: BaseException) -> str:
     from raybench.errors import RaybenchError
 
@@ -255,7 +268,8 @@ def error_text(exc: BaseException) -> str:
 
 def embedding_stream(spec: ModelSpec, preprocess: Preprocess, sources: list[Source], store,
                      pool: Pool, name: str = ""):
-    """The Ray Dataset of one model's embeddings over ``sources`` (one per pending cell)."""
+    """The Ray Dataset of one model's embeddings over ``sources`` (one per pending cell);
+    ``name`` (run:model) names the stream and its actors."""
     import ray.data
 
     stream = pixel_stream(sources, preprocess, store)
@@ -263,7 +277,7 @@ def embedding_stream(spec: ModelSpec, preprocess: Preprocess, sources: list[Sour
     if pool.gpus:
         resources["num_gpus"] = pool.gpus
     stream = stream.map_batches(
-        EmbedWorker,
+        worker_class(name or spec.name),
         fn_constructor_kwargs={"spec": spec, "device": pool.device, "threads": pool.threads},
         batch_size=spec.batch_size,
         batch_format="numpy",
