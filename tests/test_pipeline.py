@@ -171,10 +171,26 @@ def test_run_command_prints_the_table_and_exits_nonzero_on_failure(ray_local, ma
     res = CliRunner().invoke(run, ["--matrix", str(path), "--out", str(tmp_path / "o"), "--datasets", "mkt,gone"])
     assert res.exit_code == 1, res.output
     assert "mkt" in res.output and "FAILED gone x d" in res.output
+    assert res.output.count("no GPU in this Ray cluster") == 1  # the session's Ray has none: said once
     res = CliRunner().invoke(run, ["--matrix", str(path), "--out", str(tmp_path / "o"), "--datasets", "mkt"])
     assert res.exit_code == 0, res.output
     row = next(line.split() for line in res.output.splitlines() if line.startswith("mkt "))
     assert float(row[3]) == round(100 * _result(tmp_path / "o", "mkt", "d")["mAP"], 2)
+
+
+@pytest.mark.gpu
+def test_smoke_matrix_embeds_on_the_gpu(ray_local, tmp_path):
+    """Local single-GPU mode: with a GPU in the cluster, one actor per GPU, each holding one."""
+    from raybench.specs import load_matrix
+
+    lines: list[str] = []
+    summary = run_matrix(load_matrix("smoke"), str(tmp_path / "run"), RunOptions(), echo=lines.append)
+    assert summary.ok, summary.failed
+    assert not [line for line in lines if "no GPU" in line]
+    pool = json.loads((tmp_path / "run/run.json").read_text())["pool"]
+    assert pool["gpus"] == 1 and pool["actors"] == int(ray_local.cluster_resources()["GPU"])
+    for row in summary.rows:
+        assert _result(tmp_path / "run", row["dataset"], row["model"])["device"].startswith("cuda")
 
 
 def test_bench_embed_times_both_sides_on_the_same_images(ray_local, market, tmp_path, monkeypatch):
