@@ -23,6 +23,9 @@ INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
 #: centre-crop (CLIP-style; cuts heads and feet of 1:2 person crops); pad: fit inside H x W
 #: keeping aspect, pad the rest with the mean colour.
 RESIZE_MODES = ("squash", "shortest_crop", "pad")
+#: where a centre crop starts when the margin is odd: round (torchvision's CenterCrop: open_clip,
+#: timm) or floor (transformers' image processors)
+CROP_OFFSETS = ("round", "floor")
 PARADIGMS = ("supervised", "self-supervised", "language-aligned", "baseline")
 POOLINGS = ("cls", "mean", "both")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -41,18 +44,27 @@ class Preprocess:
     std: tuple[float, float, float] = IMAGENET_STD
     interpolation: str = "bilinear"
     resize_mode: str = "squash"
+    #: < 1: resize to size / crop_pct first, then centre-crop to size (timm's crop_pct; the HF
+    #: processors' resize-256-crop-224 is 0.875)
+    crop_pct: float = 1.0
+    crop_offset: str = "round"  # CROP_OFFSETS
 
     @property
     def pixel_key(self) -> str:
         """Images are decoded and resized once per dataset and this key, whatever the model.
 
         Mean and std are applied later, inside the model, so they are not part of the key,
-        except in pad mode, whose border is filled with the mean colour.
+        except in pad mode, whose border is filled with the mean colour. crop_pct and
+        crop_offset appear only when not the default, so older keys stay valid.
         """
         h, w = self.size
         key = f"{h}x{w}-{self.interpolation}-{self.resize_mode}"
         if self.resize_mode == "pad":
             key += "-" + "".join(f"{round(m * 255):02x}" for m in self.mean)
+        if self.crop_pct != 1.0:
+            key += f"-pct{self.crop_pct:g}"
+        if self.crop_offset != "round":
+            key += f"-{self.crop_offset}"
         return key
 
 
@@ -79,6 +91,10 @@ class ModelSpec:
         keep = dataclasses.asdict(self)
         for key in ("name", "batch_size", "description"):
             keep.pop(key)
+        if keep["preprocess"]:  # fields added later count only when set, so older hashes hold
+            for key, default in (("crop_pct", 1.0), ("crop_offset", "round")):
+                if keep["preprocess"][key] == default:
+                    keep["preprocess"].pop(key)
         return _stable_hash(keep)
 
 
@@ -225,8 +241,14 @@ def parse_preprocess(data: Any, where: str, base: Preprocess | None = None) -> P
         std=std,
         interpolation=f.take("interpolation", str, base.interpolation if base else "bilinear", INTERPOLATIONS),
         resize_mode=f.take("resize_mode", str, base.resize_mode if base else "squash", RESIZE_MODES),
+        crop_pct=f.take("crop_pct", float, base.crop_pct if base else 1.0),
+        crop_offset=f.take("crop_offset", str, base.crop_offset if base else "round", CROP_OFFSETS),
     )
     f.done()
+    if not 0 < pre.crop_pct <= 1:
+        raise SpecError(f"{where}: key 'crop_pct' must be in (0, 1], got {pre.crop_pct!r}")
+    if pre.crop_pct != 1 and pre.resize_mode == "pad":
+        raise SpecError(f"{where}: key 'crop_pct' needs resize_mode squash or shortest_crop (pad never crops)")
     return pre
 
 

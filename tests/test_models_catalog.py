@@ -2,8 +2,8 @@
 
 Real sizes are built on PyTorch's meta device (shapes only: no memory, no compute), through
 raybench's own loaders, so the declared dims and image-tower parameter counts are checked on
-the real architectures. transformers hub configs are not available offline: the hf entries are
-checked against transformers' config classes instead (see test_hf_real_sizes).
+the real architectures. The hf entries are checked against their hub processor and model configs
+in test_models_hf.py.
 """
 
 import json
@@ -66,6 +66,7 @@ def test_supervised_models_name_their_training_set():
 
 @pytest.mark.parametrize("name", names(*TORCH_FAMILIES, "color", "dummy"))
 def test_preprocess_is_the_weights_own(name):
+    """(hf entries: against their hub processor configs, in test_models_hf.py)"""
     spec = CATALOG[name]
     assert spec.preprocess == get_loader(spec.loader).default_preprocess(spec)
 
@@ -93,14 +94,19 @@ def test_timm_tags_and_hub_repos_are_timms(name):
 
 @pytest.mark.parametrize("name", unique_archs(*TORCH_FAMILIES))
 def test_real_size_dim_and_params_on_meta_device(name):
+    assert_real_size(CATALOG[name])
+
+
+def assert_real_size(spec):
+    """Built on the meta device at its declared input: the declared dim and parameter count."""
     import torch
 
-    spec = CATALOG[name]
     with torch.device("meta"):
         embedder = build_embedder(spec, device="meta", pretrained=False)
         out = embedder.features(torch.empty(2, 3, *spec.preprocess.size))
     assert tuple(out.shape) == (2, spec.dim)
     assert embedder.num_params == spec.options["params"]
+    return embedder
 
 
 def test_open_clip_tags_keep_their_quick_gelu():
@@ -111,26 +117,6 @@ def test_open_clip_tags_keep_their_quick_gelu():
     with torch.device("meta"):
         embedder = build_embedder(CATALOG["clip-vit-b32"], device="meta", pretrained=False)
     assert isinstance(embedder.tower.transformer.resblocks[0].mlp.gelu, QuickGELU)
-
-
-def test_hf_real_sizes():
-    """facebook/dinov2-base is transformers' default Dinov2Config at 518 px; SigLIP2 B/16-256 the
-    default SiglipVisionConfig at 256 px / patch 16 (its hub config is not reachable offline)."""
-    import torch
-    import transformers
-
-    configs = {
-        "dinov2-b14-hf": (transformers.Dinov2Model, transformers.Dinov2Config(image_size=518)),
-        "siglip2-b16-256-hf": (transformers.SiglipVisionModel,
-                               transformers.SiglipVisionConfig(image_size=256, patch_size=16)),
-    }
-    for name, (cls, config) in configs.items():
-        spec = CATALOG[name]
-        with torch.device("meta"):
-            model = cls(config)
-        assert sum(p.numel() for p in model.parameters()) == spec.options["params"]
-        assert config.hidden_size == spec.dim
-        assert spec.preprocess.size[0] % config.patch_size == 0
 
 
 def test_list_models_json_without_torch():

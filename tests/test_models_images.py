@@ -72,6 +72,35 @@ def test_shortest_crop_is_timm_eval_transform(images):
         assert float((tensor_of(load_pixels(path, pre), mean, std) - expected).abs().max()) < 1e-6
 
 
+@pytest.mark.parametrize("mode, timm_mode", [("shortest_crop", "center"), ("squash", "squash")])
+def test_crop_pct_is_timm_eval_transform(images, mode, timm_mode):
+    """crop_pct < 1: resize to floor(size / crop_pct), then torchvision's centre crop, as timm."""
+    from timm.data import create_transform
+
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    pre = Preprocess(size=(98, 98), mean=mean, std=std, interpolation="bicubic", resize_mode=mode, crop_pct=0.9)
+    transform = create_transform(input_size=(3, 98, 98), crop_pct=0.9, crop_mode=timm_mode, interpolation="bicubic",
+                                 mean=mean, std=std)
+    for path in images:
+        expected = transform(Image.open(path).convert("RGB"))
+        assert float((tensor_of(load_pixels(path, pre), mean, std) - expected).abs().max()) < 1e-6
+
+
+def test_crop_pct_and_offset_are_validated_and_keyed():
+    from raybench.errors import SpecError
+    from raybench.specs import parse_preprocess
+
+    pre = parse_preprocess({"size": 224, "resize_mode": "shortest_crop", "crop_pct": 0.875, "crop_offset": "floor"}, "m")
+    assert (pre.crop_pct, pre.crop_offset) == (0.875, "floor")
+    assert pre.pixel_key == "224x224-bilinear-shortest_crop-pct0.875-floor"
+    assert Preprocess(size=(224, 224)).pixel_key == "224x224-bilinear-squash"  # defaults keep old keys
+    for bad, match in [({"crop_pct": 0}, "crop_pct"), ({"crop_pct": 1.5}, "crop_pct"),
+                       ({"crop_pct": 0.9, "resize_mode": "pad"}, "pad never crops"),
+                       ({"crop_offset": "ceil"}, "allowed: round, floor")]:
+        with pytest.raises(SpecError, match=match):
+            parse_preprocess({"size": 224, **bad}, "m")
+
+
 def test_shortest_crop_non_square_covers_and_centres():
     image = Image.fromarray(np.arange(40 * 40 * 3, dtype=np.uint8).reshape(40, 40, 3))
     out = load_pixels_bytes(_png(image), Preprocess(size=(80, 40), resize_mode="shortest_crop"))

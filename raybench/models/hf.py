@@ -11,13 +11,18 @@ projection, else ``pooler_output``: DINOv2's normalised CLS token, SigLIP's atte
 with ``pooling``, raybench pools ``last_hidden_state`` (prefix tokens = tokens - patches).
 
 Preprocessing is stated in configs/models.yaml; without it, the cached
-``preprocessor_config.json`` is read (HF processors resize to ``size`` then crop
-``crop_size``; raybench's ``shortest_crop`` resizes straight to the crop size).
+``preprocessor_config.json`` is read. The HF processors' geometry maps exactly onto raybench's
+(``default_preprocess``): ``size {height, width}`` is squash; ``size {shortest_edge: S}`` plus
+a square ``crop_size`` C is shortest_crop at C with crop_pct C / S (DINOv2: 256 then 224,
+crop_pct 0.875) and crop_offset floor (their centre crop floors an odd margin). raybench's
+pixels equal the processors' PIL backend; the torchvision backend (transformers 5's default)
+resizes tensors with its own antialiasing, a few grey levels apart.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from raybench.errors import SpecError
@@ -50,18 +55,56 @@ def default_preprocess(spec: ModelSpec) -> Preprocess:
     if cfg is None:
         raise SpecError(f"model {spec.name!r}: state 'preprocess' in its spec (no cached preprocessor_config.json "
                         f"for {spec.weights or spec.arch})")
-    size = cfg.get("crop_size") if cfg.get("do_center_crop") else cfg.get("size")
-    if isinstance(size, dict):
-        size = (size["height"], size["width"]) if "height" in size else (size["shortest_edge"],) * 2
-    elif isinstance(size, int):
-        size = (size, size)
+    return preprocess_from_processor(cfg, f"model {spec.name!r}")
+
+
+def preprocess_from_processor(cfg: dict, where: str) -> Preprocess:
+    """The Preprocess that reproduces a transformers image processor's config exactly."""
+    resample = cfg.get("resample", 3)
+    if resample not in _RESAMPLE:
+        raise SpecError(f"{where}: processor resample {resample!r} (PIL code) has no raybench interpolation; "
+                        f"state 'preprocess' in its spec")
+    crop = _hw(cfg.get("crop_size")) if cfg.get("do_center_crop") else None
+    # a bare int is a shortest edge for processors that crop (transformers' default_to_square=False)
+    size = (None, cfg["size"]) if crop and isinstance(cfg.get("size"), int) else _hw(cfg.get("size"))
+    geometry = {"resize_mode": "squash"}
+    if size[0] is None:  # shortest_edge: aspect kept, then a centre crop
+        edge = size[1]
+        if crop is None or crop[0] != crop[1]:
+            raise SpecError(f"{where}: processor resizes the shortest edge to {edge} and then "
+                            f"{'crops ' + str(crop) if crop else 'keeps any aspect'}, which no fixed input "
+                            "size reproduces; state 'preprocess'")
+        geometry = {"resize_mode": "shortest_crop", "crop_pct": _crop_pct(crop[0], edge), "crop_offset": "floor"}
+        size = crop
+    elif crop and crop != size:
+        raise SpecError(f"{where}: processor squashes to {size} then crops {crop}; state 'preprocess'")
+    normalise = cfg.get("do_normalize", True)
     return Preprocess(
-        size=tuple(size),
-        mean=tuple(cfg.get("image_mean", (0.5, 0.5, 0.5))),
-        std=tuple(cfg.get("image_std", (0.5, 0.5, 0.5))),
-        interpolation=_RESAMPLE.get(cfg.get("resample"), "bicubic"),
-        resize_mode="shortest_crop" if cfg.get("do_center_crop") else "squash",
+        size=size,
+        mean=tuple(cfg.get("image_mean", (0.5, 0.5, 0.5))) if normalise else (0.0, 0.0, 0.0),
+        std=tuple(cfg.get("image_std", (0.5, 0.5, 0.5))) if normalise else (1.0, 1.0, 1.0),
+        interpolation=_RESAMPLE[resample],
+        **geometry,
     )
+
+
+def _hw(size) -> tuple:
+    """(height, width), or (None, edge) for {shortest_edge: edge}."""
+    if isinstance(size, int):
+        return size, size
+    if isinstance(size, dict) and "height" in size:
+        return size["height"], size["width"]
+    if isinstance(size, dict) and "shortest_edge" in size:
+        return None, size["shortest_edge"]
+    raise SpecError(f"processor size {size!r} is not height/width or shortest_edge; state 'preprocess'")
+
+
+def _crop_pct(crop: int, edge: int) -> float:
+    """crop / edge, nudged down by an ulp where floor(crop / pct) would miss edge."""
+    pct = crop / edge
+    while math.floor(crop / pct) < edge:
+        pct = math.nextafter(pct, 0.0)
+    return pct
 
 
 def _preprocessor_config(location: str) -> dict | None:

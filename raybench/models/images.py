@@ -8,17 +8,25 @@ PIL (the study's ``ToPILImage()``-on-normalised-tensors defect cannot happen her
 Each resize mode reproduces, pixel for pixel, what the libraries' own eval transforms do on a
 PIL image (torchvision's ``Resize`` on a PIL image is ``PIL.Image.resize``):
 
-- ``squash``: ``Resize((H, W))``, as torchreid, CLIP-ReID and open_clip's squash mode.
+- ``squash``: ``Resize((H, W))``, as torchreid, CLIP-ReID, open_clip's squash mode and the HF
+  SigLIP processors.
 - ``shortest_crop``: ``Resize(S) + CenterCrop(S)``, as open_clip's ``shortest`` mode and
-  timm's eval transform with ``crop_pct=1`` for square targets. For non-square targets the
-  image is scaled to cover H x W (the long side truncated like torchvision) and centre-cropped.
+  timm's eval transform for square targets. For non-square targets the image is scaled to cover
+  H x W (the long side truncated like torchvision) and centre-cropped.
 - ``pad``: letterbox: fit inside H x W keeping the aspect ratio, fill the rest with the mean
   colour (a mean-coloured border is zero after normalisation, and nothing of the person is cut).
+
+``crop_pct`` < 1 first resizes to ``floor(H / crop_pct) x floor(W / crop_pct)`` (squash) or
+covers it (shortest_crop), then centre-crops H x W: timm's eval transform with its crop_pct, and
+the HF processors' "resize the shortest edge to 256, crop 224" (crop_pct 0.875). Where the crop
+margin is odd, torchvision's CenterCrop rounds the offset (``crop_offset: round``) and
+transformers' processors floor it (``crop_offset: floor``); each is reproduced exactly.
 """
 
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import numpy as np
@@ -61,13 +69,16 @@ def _decode(source, label: str) -> Image.Image:
 def resize_pixels(image: Image.Image, preprocess: Preprocess) -> np.ndarray:
     """An RGB PIL image resized per ``preprocess``: uint8 [H, W, 3]."""
     resample = _RESAMPLE[preprocess.interpolation]
-    height, width = preprocess.size
-    if preprocess.resize_mode == "squash":
-        out = image.resize((width, height), resample)
-    elif preprocess.resize_mode == "shortest_crop":
-        out = _center_crop(image.resize(_cover_size(image.size, height, width), resample), height, width)
-    else:
+    if preprocess.resize_mode == "pad":
         out = _letterbox(image, preprocess, resample)
+    else:
+        height, width = preprocess.size
+        scale_h, scale_w = (math.floor(v / preprocess.crop_pct) for v in preprocess.size)  # timm's rounding
+        if preprocess.resize_mode == "squash":
+            resized = image.resize((scale_w, scale_h), resample)
+        else:
+            resized = image.resize(_cover_size(image.size, scale_h, scale_w), resample)
+        out = _center_crop(resized, height, width, preprocess.crop_offset)
     return np.array(out, dtype=np.uint8)  # writable: torch.from_numpy warns on read-only arrays
 
 
@@ -79,11 +90,19 @@ def _cover_size(size: tuple[int, int], height: int, width: int) -> tuple[int, in
     return int(height * w / h), height
 
 
-def _center_crop(image: Image.Image, height: int, width: int) -> Image.Image:
-    """torchvision's CenterCrop on a PIL image, which is never smaller than the crop here."""
+def _center_crop(image: Image.Image, height: int, width: int, offset: str = "round") -> Image.Image:
+    """A centre crop of an image never smaller than the crop (a no-op when it fits exactly).
+
+    ``round``: torchvision's CenterCrop, ``int(round(margin / 2))``; ``floor``: transformers'
+    ``center_crop``, ``margin // 2``. They differ by a pixel when the margin is 3 mod 4.
+    """
     w, h = image.size
-    top = int(round((h - height) / 2.0))
-    left = int(round((w - width) / 2.0))
+    if (w, h) == (width, height):
+        return image
+    if offset == "floor":
+        top, left = (h - height) // 2, (w - width) // 2
+    else:
+        top, left = int(round((h - height) / 2.0)), int(round((w - width) / 2.0))
     return image.crop((left, top, left + width, top + height))
 
 

@@ -20,7 +20,7 @@ from raybench.models.weights import classify, file_source, hub_access, hub_cache
 from raybench.specs import ModelSpec, Preprocess
 
 _HF_FILES = ("model.safetensors", "pytorch_model.bin")
-#: timm crop modes -> raybench resize modes (timm's eval transform with crop_pct 1.0)
+#: timm crop modes -> raybench resize modes
 _RESIZE_MODES = {"center": "shortest_crop", "squash": "squash", "border": "pad"}
 
 
@@ -46,19 +46,19 @@ def _pretrained_cfg(spec: ModelSpec):
 
 
 def default_preprocess(spec: ModelSpec) -> Preprocess:
-    """timm's pretrained config: input size, mean/std, interpolation, crop mode.
-
-    timm's eval transform resizes to size / crop_pct before its centre crop; raybench's
-    ``shortest_crop`` is the crop_pct = 1.0 case (every model in configs/models.yaml).
-    """
+    """timm's pretrained config: input size, mean/std, interpolation, crop mode and crop_pct
+    (timm's eval transform resizes to floor(size / crop_pct) before its centre crop, and so
+    does raybench's pixel stage)."""
     cfg = _pretrained_cfg(spec)
     _, height, width = cfg.input_size
+    resize_mode = _RESIZE_MODES.get(cfg.crop_mode or "center", "shortest_crop")
     return Preprocess(
         size=(height, width),
         mean=tuple(cfg.mean),
         std=tuple(cfg.std),
         interpolation=cfg.interpolation if cfg.interpolation in ("bilinear", "bicubic", "nearest") else "bicubic",
-        resize_mode=_RESIZE_MODES.get(cfg.crop_mode or "center", "shortest_crop"),
+        resize_mode=resize_mode,
+        crop_pct=1.0 if resize_mode == "pad" else float(cfg.crop_pct or 0.875),  # timm's DEFAULT_CROP_PCT
     )
 
 
