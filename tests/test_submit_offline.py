@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 
 import pytest
 
@@ -173,6 +174,17 @@ def test_out_must_mean_the_same_on_the_cluster(tmp_path):
         jobs.check_out("runs/x")
 
 
+def test_a_training_run_is_refused_a_uri_before_anything_is_sent(capsys):
+    """`raybench train` writes plain files and refuses a URI on the cluster: refused here, before
+    the upload (the address is a closed port, so reaching it would be another error)."""
+    assert jobs.check_out("/mnt/raybench/train", uri_ok=False) == "/mnt/raybench/train"
+    code, _, err, _ = invoke(capsys, "submit", "--train", "osnet_smoke", "--out", "s3://bucket/train",
+                             "--address", f"http://127.0.0.1:{free_port()}")
+    assert code == 2, err
+    assert "--out s3://bucket/train: a training run needs a folder, not a URI" in err
+    assert "every node mounts" in err and "cannot reach" not in err
+
+
 def test_files_outside_the_project_are_refused(tmp_path):
     assert jobs.project_relative(PROJECT_ROOT / "jobs" / "matrix.yaml", "matrix") == "jobs/matrix.yaml"
     with pytest.raises(SpecError, match="outside the project"):
@@ -213,8 +225,14 @@ def test_dead_address_fails_within_seconds(capsys):
 
 
 def test_dead_address_fails_from_the_shell_too():
-    result = run_cli("submit", "--train", "x.yaml", "--address", "http://127.0.0.1:1")
-    assert result.returncode == 2 and "x.yaml" in result.stderr and "Traceback" not in result.stderr
+    """A real submission (a matrix that exists) to a closed port: refused at connect, in seconds,
+    interpreter start-up included."""
+    start = time.monotonic()
+    result = run_cli("submit", "--matrix", "smoke", "--address", f"http://127.0.0.1:{free_port()}")
+    seconds = time.monotonic() - start
+    assert result.returncode == 2, result.stderr
+    assert seconds < 10, f"took {seconds:.1f}s"
+    assert "cannot reach the Ray dashboard" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_silent_server_times_out(capsys):
@@ -245,3 +263,127 @@ def test_a_server_that_is_not_ray_is_named_as_such(capsys):
     finally:
         server.shutdown()
     _fails_fast(result, "not as a Ray Jobs API")
+
+
+# --- TLS: a dashboard behind an HTTPS proxy with its own CA ------------------------------------
+
+
+def _self_signed(folder):
+    """(cert.pem, key.pem) for 127.0.0.1, self-signed: with `cryptography` where installed, else
+    the openssl command; None when neither is available."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    try:
+        import datetime
+        import ipaddress
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+    except ImportError:
+        import shutil
+
+        if shutil.which("openssl") is None:
+            return None
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                        "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+        return cert, key
+    private = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ski = x509.SubjectKeyIdentifier.from_public_key(private.public_key())
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(private.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .add_extension(ski, False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), False)
+        .sign(private, hashes.SHA256())
+    )
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    return cert, key
+
+
+class _JobsApi(http.server.BaseHTTPRequestHandler):
+    """Just enough of the Jobs API for `raybench status`: the version check and an empty list."""
+
+    def do_GET(self):  # noqa: N802
+        body = {"/api/version": b'{"version": "4", "ray_version": "2.60.0", "ray_commit": "x"}',
+                "/api/jobs/": b"[]"}.get(self.path)
+        self.send_response(200 if body else 404)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body or b"{}")
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def https_dashboard(tmp_path_factory):
+    import ssl
+
+    pair = _self_signed(tmp_path_factory.mktemp("tls"))
+    if pair is None:
+        pytest.skip("neither the cryptography package nor the openssl command to make a certificate")
+    cert, key = pair
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _JobsApi)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{server.server_address[1]}", cert
+    server.shutdown()
+    server.server_close()
+
+
+def test_tls_certificate_is_verified_with_the_ca_bundle_or_not_at_all(https_dashboard, capsys):
+    address, cert = https_dashboard
+    result = invoke(capsys, "status", "--address", address)
+    _fails_fast(result, f"TLS verification failed for the Ray dashboard at {address}")
+    assert "self-signed certificate" in result[2] and "--ca-bundle FILE" in result[2]
+    code, out, err, _ = invoke(capsys, "status", "--address", address, "--ca-bundle", str(cert))
+    assert code == 0, err
+    assert f"jobs on {address}" in out + err
+    with warnings.catch_warnings():  # urllib3's per-connection warning is replaced by one line
+        warnings.simplefilter("error")
+        code, out, err, _ = invoke(capsys, "status", "--address", address, "--no-verify")
+    assert code == 0, err
+    assert f"jobs on {address}" in out + err
+    assert err.count("not checked") == 1 and "Unverified HTTPS" not in err
+
+
+def test_https_to_a_plain_http_port_is_named(capsys):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotRay)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = invoke(capsys, "status", "--address", f"https://127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+        server.server_close()
+    _fails_fast(result, "TLS handshake with the Ray dashboard at https://127.0.0.1:")
+    assert "check that this port serves https" in result[2]
+
+
+def test_the_log_tail_verifies_tls_the_same_way(https_dashboard):
+    """The websocket tail (aiohttp) gets its own SSL context from the same options."""
+    import ssl
+
+    address, cert = https_dashboard
+    port = int(address.rsplit(":", 1)[1])
+
+    def handshake(context):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            with context.wrap_socket(raw, server_hostname="127.0.0.1"):
+                pass
+
+    assert jobs._ssl_context(dashboard(address, environ={})) is True
+    assert jobs._ssl_context(dashboard(address, verify=False, environ={})) is False
+    with pytest.raises(ssl.SSLCertVerificationError):
+        handshake(ssl.create_default_context())
+    handshake(jobs._ssl_context(dashboard(address, ca_bundle=str(cert), environ={})))

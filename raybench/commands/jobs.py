@@ -26,7 +26,8 @@ def dashboard_options(func):
     @click.option("--verify/--no-verify", default=True, show_default=True,
                   help="Verify the dashboard's TLS certificate.")
     @click.option("--ca-bundle", type=click.Path(exists=True), default=None,
-                  help="A CA file or directory to verify the dashboard's certificate with.")
+                  help="A CA file (PEM) to verify the dashboard's certificate with, or a directory "
+                       "of them prepared with `openssl rehash`.")
     @click.option("--timeout", type=float, default=30.0, show_default=True, metavar="SECONDS",
                   help="How long to wait for the dashboard to answer (connecting: at most 5 s).")
     @functools.wraps(func)
@@ -34,9 +35,22 @@ def dashboard_options(func):
         from raybench.pipeline.dashboard import dashboard
 
         dash = dashboard(address, headers, verify=verify, ca_bundle=ca_bundle, timeout=timeout)
+        if dash.verify is False and dash.address.startswith("https:"):
+            _unverified_once(dash)
         return func(dash=dash, **kwargs)
 
     return wrapper
+
+
+def _unverified_once(dash) -> None:
+    """--no-verify was asked for: say so once, instead of urllib3's multi-line warning on the
+    first request of each connection."""
+    import warnings
+
+    from raybench.console import notice
+
+    warnings.filterwarnings("ignore", message="Unverified HTTPS request")
+    notice(f"note: --no-verify: the certificate of {dash.shown} is not checked")
 
 
 @click.command()
@@ -45,7 +59,8 @@ def dashboard_options(func):
 @click.option("--train", "train_config", default=None, metavar="NAME|PATH",
               help="Run `raybench train` instead, with this config (configs/train/NAME.yaml or a path).")
 @click.option("--out", default=None, metavar="URI|PATH",
-              help="Where the run writes: a URI (s3://, gs://) or an absolute path every node mounts.")
+              help="Where the run writes: a URI (s3://, gs://) or an absolute path every node mounts "
+                   "(--train: a path only).")
 @click.option("--wait", is_flag=True,
               help="Follow the logs until the job ends; exit non-zero unless it SUCCEEDED.")
 @click.option("--runtime-env", "runtime_env_file", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -78,6 +93,7 @@ def submit(dash, matrix, train_config, out, wait, runtime_env_file, spec_name, a
         (target, run_name), default_spec = jobs.matrix_target(matrix), "matrix"
     else:
         (target, run_name), default_spec = jobs.train_target(train_config), "train"
+        jobs.check_out(out, uri_ok=False)
     spec = jobs.load_job_spec(spec_name or default_spec)
     override = jobs.load_runtime_env(runtime_env_file) if runtime_env_file else None
     sub = jobs.build_submission(spec, target, run_name, out, driver_args, override)

@@ -21,6 +21,7 @@ Nothing here imports ray at module level: the CLI stays fast.
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,8 +221,7 @@ def describe_failure(dash: Dashboard, action: str, exc: BaseException) -> str:
         exc = exc.__context__
     where = f"the Ray dashboard at {dash.shown}"
     if isinstance(exc, requests.exceptions.SSLError):
-        return (f"TLS verification failed for {where}: pass its CA with --ca-bundle FILE "
-                "(or --no-verify on a network you trust)")
+        return tls_message(dash, exc)
     if isinstance(exc, requests.exceptions.Timeout):
         return (f"{where} did not answer within {dash.timeout:g} s (trying to {action}): check the address "
                 "and that the head node is up (raise --timeout for a slow link)")
@@ -234,6 +234,24 @@ def describe_failure(dash: Dashboard, action: str, exc: BaseException) -> str:
     if "status code 404" in str(exc) or "does not exist" in str(exc):
         return f"{where}: {_short(exc)} (list its jobs with `raybench status`)"
     return f"{where} could not {action}: {_short(exc)}"
+
+
+def tls_message(dash: Dashboard, exc: BaseException) -> str:
+    """Why TLS failed, in OpenSSL's words (self-signed, expired, hostname mismatch), and what to
+    pass instead."""
+    where = f"the Ray dashboard at {dash.shown}"
+    text = str(exc)
+    failed = re.search(r"certificate verify failed: (.+?)\.? \(_ssl", text)
+    if failed is None:
+        other = re.search(r"\[SSL: \w+\] (.+?) \(_ssl", text)
+        return (f"TLS handshake with {where} failed ({other.group(1) if other else _short(exc)}): "
+                "check that this port serves https (a plain http dashboard takes an http:// address)")
+    if isinstance(dash.verify, str):
+        fix = (f"it does not verify against --ca-bundle {dash.verify}: pass the CA that signed it "
+               "(or --no-verify on a network you trust)")
+    else:
+        fix = "pass its CA with --ca-bundle FILE (or --no-verify on a network you trust)"
+    return f"TLS verification failed for {where} ({failed.group(1)}): {fix}"
 
 
 def auth_message(dash: Dashboard, rejected: bool) -> str:

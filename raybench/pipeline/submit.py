@@ -128,8 +128,19 @@ def project_relative(path: str | Path, what: str) -> str:
         ) from None
 
 
-def check_out(out: str | None) -> str | None:
-    """--out must mean the same thing on the cluster: a URI or an absolute (shared) path."""
+def check_out(out: str | None, uri_ok: bool = True) -> str | None:
+    """--out must mean the same thing on the cluster: a URI or an absolute (shared) path.
+
+    ``uri_ok=False`` for training: `raybench train` writes its checkpoints (Ray Train's
+    storage_path), log and exported model as plain files, so it refuses a URI on the cluster;
+    refusing it here saves an upload and a job that can only fail.
+    """
+    if out is not None and "://" in out and not uri_ok:
+        raise SpecError(
+            f"--out {out}: a training run needs a folder, not a URI (its checkpoints, log and "
+            "exported model are plain files that every worker writes): give an absolute path on "
+            "storage every node mounts, e.g. /mnt/raybench/train on the KubeRay shared volume"
+        )
     if out is None or "://" in out:
         return out
     if not Path(out).expanduser().is_absolute():
