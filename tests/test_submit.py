@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ class Head:
     token: str
     token_path: Path
     root: Path
+    metrics_port: int  # the head's Prometheus endpoint (--metrics-export-port)
 
     def env(self, **extra) -> dict[str, str]:
         """The client's environment: this head's token through RAY_AUTH_TOKEN_PATH only."""
@@ -77,7 +79,7 @@ def _start_head(root: Path):
     log = open(root / "head.log", "wb")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root,
                             start_new_session=True)
-    head = Head(f"http://127.0.0.1:{dash}", token, token_path, root)
+    head = Head(f"http://127.0.0.1:{dash}", token, token_path, root, int(ports["--metrics-export-port"]))
     return proc, head
 
 
@@ -218,11 +220,54 @@ def test_follow_exits_non_zero_for_a_failed_job(as_client, capsys):
     assert f"job {job_id} FAILED" in err
 
 
+#: The run's counters, as the head's Prometheus endpoint names them (progress.RunMetrics).
+RUN_COUNTERS = ("ray_raybench_images_embedded_total", "ray_raybench_cells_done_total")
+RUN_GAUGE = "ray_raybench_images_per_second"
+
+
+def scrape(head: Head) -> str:
+    url = f"http://127.0.0.1:{head.metrics_port}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.read().decode()
+    except OSError:
+        return ""
+
+
+def run_samples(text: str, run: str) -> dict[str, list[tuple[str, float]]]:
+    """{metric: [(labels, value)]} of the raybench series tagged with this run."""
+    found: dict[str, list[tuple[str, float]]] = {}
+    for m in re.finditer(r'^(ray_raybench_\w+)\{([^}]*)\} (\S+)$', text, re.M):
+        if f'run="{run}"' in m.group(2):
+            found.setdefault(m.group(1), []).append((m.group(2), float(m.group(3))))
+    return found
+
+
+class Scraper(threading.Thread):
+    """Reads the head's /metrics every second while the job runs: a gauge is only kept while
+    its emitter is alive, so images/s must be seen during the run."""
+
+    def __init__(self, head: Head, run: str):
+        super().__init__(daemon=True)
+        self.head, self.run_name, self.seen, self.stopping = head, run, {}, threading.Event()
+
+    def run(self):
+        while not self.stopping.wait(1.0):
+            self.seen.update(run_samples(scrape(self.head), self.run_name))
+
+
 def test_submit_smoke_matrix_and_wait(head, tmp_path):
     """The real thing: `raybench submit --matrix smoke --wait` uploads the project, the driver runs
-    on the head, and the results land in --out."""
+    on the head, the results land in --out, and the run's metrics reach the head's Prometheus
+    endpoint (what the dashboard's Metrics view reads), tagged with the run's name."""
     out = tmp_path / "smoke-run"
-    result = cli(head, "submit", "--matrix", "smoke", "--out", str(out), "--wait")
+    scraper = Scraper(head, "smoke")
+    scraper.start()
+    try:
+        result = cli(head, "submit", "--matrix", "smoke", "--out", str(out), "--wait")
+    finally:
+        scraper.stopping.set()
+        scraper.join()
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     job_id = re.search(r"submitted job (\S+)", result.stdout).group(1)
     assert job_id.startswith("raybench-smoke-")
@@ -238,6 +283,20 @@ def test_submit_smoke_matrix_and_wait(head, tmp_path):
     for cell in cells:
         assert json.loads(cell.read_text())["status"] == "ok", cell
     assert head.token not in result.stdout + result.stderr
+
+    # Counters stay on the endpoint after the driver exits; the last export may lag a little.
+    deadline = time.monotonic() + 30
+    samples = run_samples(scrape(head), "smoke")
+    while time.monotonic() < deadline and sum(v for _, v in samples.get(RUN_COUNTERS[1], [])) < 4:
+        time.sleep(1)
+        samples = run_samples(scrape(head), "smoke")
+    samples = {**scraper.seen, **samples}
+    assert set(RUN_COUNTERS) <= set(samples), sorted(samples)
+    assert sum(v for _, v in samples["ray_raybench_cells_done_total"]) == 4
+    for model in ("color-hist", "osnet-x0_25-untrained"):
+        assert any(f'model="{model}"' in labels and value > 0
+                   for labels, value in samples["ray_raybench_images_embedded_total"]), model
+    assert RUN_GAUGE in samples, sorted(samples)
 
 
 def test_submit_wait_fails_when_the_driver_fails(as_client, capsys, tmp_path):
