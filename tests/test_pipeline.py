@@ -202,6 +202,8 @@ def test_bench_embed_times_both_sides_on_the_same_images(ray_local, market, tmp_
     assert record["images"] == len(paths) and record["batch_size"] == 8
     assert record["plain"]["images_per_s_steady"] > 0 and record["ray"]["images_per_s_steady"] > 0
     assert record["ratio_without_startup"] > 0 and record["ray"]["init_seconds"] is None  # Ray was up
+    assert record["paired"]["ratio_without_startup"] == [record["ratio_without_startup"]]
+    assert record["target"]["ratio_without_startup"] == 1.0 and "met" in record["target"]
     from raybench.bench import write_json
 
     out = write_json(record, tmp_path / "embed.json")
