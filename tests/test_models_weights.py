@@ -1,11 +1,14 @@
 """Weights: caches, safe checkpoint loading, and the offline path (a clear error in seconds,
 never a hang, a retry loop or a traceback)."""
 
+import contextlib
 import dataclasses
 import os
 import pickle
+import socket
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -40,6 +43,12 @@ def weights_dir(monkeypatch, tmp_path):
     ("clipreid-vit-b16-msmt17", "drive.google.com"),
 ])
 def test_offline_without_cache_is_a_clear_error_in_seconds(offline, weights_dir, name, host):
+    import importlib
+
+    # the library's own import is not what is timed (tens of seconds on a loaded 2-core runner)
+    library = {"openclip": "open_clip", "timm": "timm", "hf": "transformers", "torchreid": "torchreid",
+               "clipreid": "open_clip"}[CATALOG[name].loader]
+    importlib.import_module(library)
     start = time.perf_counter()
     with pytest.raises(WeightsUnavailableError) as info:
         build_embedder(CATALOG[name], device="cpu")
@@ -74,6 +83,59 @@ def test_probe_goes_through_the_https_proxy(monkeypatch):
 class _Closable:
     def close(self):
         pass
+
+
+@contextlib.contextmanager
+def stalling_server(reply: bytes):
+    """An HTTP server on 127.0.0.1 that accepts, reads the request, sends ``reply`` and then
+    says nothing more (a host that connects but never delivers the file)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    done, held = threading.Event(), []
+
+    def serve():
+        while not done.is_set():
+            try:
+                conn, _ = listener.accept()
+                held.append(conn)
+                if conn.recv(65536):  # the reachability probe connects and closes: no request
+                    conn.sendall(reply)
+            except OSError:  # accept's timeout, or a probe gone
+                continue
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        done.set()
+        thread.join(2)
+        for conn in held:
+            conn.close()
+        listener.close()
+
+
+@pytest.mark.parametrize("reply", [
+    b"",  # connected, no response at all
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 100,
+], ids=["no-response", "stalled-body"])
+def test_a_download_that_stalls_is_a_clear_error_in_seconds(monkeypatch, weights_dir, reply):
+    """The probe passes (the host accepts), then the transfer stalls: bounded by the read timeout."""
+    for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(weights, "DOWNLOAD_STALL_S", 1.0)
+    with stalling_server(reply) as port:
+        url = f"http://127.0.0.1:{port}/osnet_x0_25.pth"
+        spec = dataclasses.replace(CATALOG["osnet-x0_25-market"], weights=url)
+        start = time.perf_counter()
+        with pytest.raises(WeightsUnavailableError) as info:
+            weights.fetch(spec)
+        elapsed = time.perf_counter() - start
+    message = str(info.value)
+    assert "model 'osnet-x0_25-market'" in message and url in message and "stalled" in message
+    assert "raybench models fetch osnet-x0_25-market" in message
+    assert elapsed < 10
+    assert not list((weights_dir / "torchreid").iterdir())  # no partial file left behind
 
 
 def fake_hub_cache(root, repo, filename):

@@ -15,6 +15,8 @@ never starts a download blindly. Cached: the hub is switched to offline mode for
 the libraries do not even ask for updates. Not cached: a connectivity probe bounded by a few
 seconds runs first, and an unreachable host gives a WeightsUnavailableError that names the
 model, its source and the `raybench models fetch` command, instead of a hang or a retry loop.
+A host that accepts and then stalls is bounded too: URL downloads give up after
+``DOWNLOAD_STALL_S`` seconds without a byte (the same error, saying it stalled).
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from raybench.specs import ModelSpec
 
 PROBE_TIMEOUT_S = 3.0
+#: a URL download: seconds to connect, and seconds without a byte before it counts as stalled
+DOWNLOAD_CONNECT_S = 10.0
+DOWNLOAD_STALL_S = 60.0
 _WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".tar", ".ckpt", ".pkl")
 
 
@@ -246,13 +251,51 @@ def _download_url(spec: "ModelSpec", source: Source, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f"{target.name}.{os.getpid()}.part")
     try:
-        result = gdown.download(source.location, str(partial), quiet=True, fuzzy=True)
+        result = _bounded_gdown(gdown, source.location, str(partial))
     except Exception as exc:  # gdown raises many types (requests, its own FileURLRetrievalError)
-        partial.unlink(missing_ok=True)
-        raise unavailable(spec, source, f"download failed: {exc}") from None
+        _remove_partials(partial)
+        why = (f"download stalled: nothing received for {DOWNLOAD_STALL_S:g} s" if _timed_out(exc)
+               else f"download failed: {_first_line(exc)}")
+        raise unavailable(spec, source, why) from None
     if not result or not partial.is_file():
+        _remove_partials(partial)
         raise unavailable(spec, source, "download failed")
     os.replace(partial, target)
+
+
+def _remove_partials(partial: Path) -> None:
+    """The partial file and gdown's own temporary next to it (``<output><random>.part``)."""
+    for path in partial.parent.glob(f"{partial.name}*"):
+        path.unlink(missing_ok=True)
+
+
+def _bounded_gdown(gdown, url: str, output: str):
+    """gdown.download with every connect and read bounded: its own ``timeout`` (requests'
+    (connect, read) pair) where this gdown has one, else a socket default timeout for the call.
+    Older gdown needs ``fuzzy`` for Drive's ``file/d/<id>/view`` links; gdown 6 parses them
+    itself and rejects the keyword."""
+    import inspect
+
+    params = inspect.signature(gdown.download).parameters
+    kwargs = {"quiet": True, **({"fuzzy": True} if "fuzzy" in params else {})}
+    if "timeout" in params:
+        return gdown.download(url, output, timeout=(DOWNLOAD_CONNECT_S, DOWNLOAD_STALL_S), **kwargs)
+    saved = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_STALL_S)
+    try:
+        return gdown.download(url, output, **kwargs)
+    finally:
+        socket.setdefaulttimeout(saved)
+
+
+def _timed_out(exc: BaseException | None) -> bool:
+    """Whether a (wrapped) download error is a timeout: requests wraps urllib3's read timeout
+    in a ConnectionError, and gdown may wrap that again."""
+    while exc is not None:
+        if isinstance(exc, TimeoutError) or "timed out" in str(exc).lower() or "Timeout" in type(exc).__name__:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def fetch(spec: "ModelSpec") -> str:
