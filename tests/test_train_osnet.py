@@ -1,44 +1,146 @@
 """OSNet x0.25 on Ray Train, 2 CPU workers, synthetic domain A: the osnet_smoke recipe.
 
-Two runs of the same recipe serve every test here. The first (to epoch FIRST) loses its
-workers after epoch 1 (fault injection): Ray Train's FailureConfig restarts the group, which
-resumes from the epoch-1 checkpoint. Then `raybench train` is run again with the recipe's own
-epochs and the same --out: it resumes after epoch FIRST - 1 and finishes. The exported model,
-loaded by the torchreid loader exactly as a matrix loads it, must rank held-out domain-A
-identities clearly better than the same network before training (its own initial weights:
-random OSNet features are a strong baseline on synthetic persons, mAP ~0.4), and domain B
-worse than A.
+One run serves every test here, driven as a user drives it: `raybench train DRILL --out D
+--workers 2` in a subprocess with a session of its own, DRILL being osnet_smoke plus
+`fail_once_after_epoch: 0`. After epoch 0 its workers fail (fault injection): Ray Train's
+FailureConfig restarts the group, which resumes from the epoch-0 checkpoint. Once Ray Train has
+recorded a checkpoint of the restarted group, the driver's whole process group is SIGKILLed
+(the driver and the local Ray it started); the Ray workers, each in a process group of its
+own within the session, must exit by themselves. Then the identical command runs again: it
+resumes from the latest recorded checkpoint and finishes. The exported model, loaded by the
+torchreid loader exactly as a matrix loads it, must rank held-out domain-A identities clearly
+better than the same network before training (its own initial weights: random OSNet features
+are a strong baseline on synthetic persons, mAP ~0.4), and domain B worse than A.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from raybench.specs import load_dataset_catalog
 from raybench.train.config import load_train_config
 from raybench.train.sampler import pk_plan
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not Path("/proc/self/stat").is_file(),
+                                 reason="needs /proc (Linux) to see what a killed run leaves running")]
 
-FIRST = 20
+FAIL_AFTER = 0  # the injected worker failure comes after this epoch's checkpoint
+KILL_AT = FAIL_AFTER + 1  # killed once the restarted group's first checkpoint is recorded
+PHASE_S = 420  # bound on each run (to the kill, and the rerun), on two busy cores
+LINGER_S = 60  # bound on the killed run's Ray workers noticing that their raylet is gone
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    cfg: object
+    out: Path
+    killed_at: int  # the epoch of the latest checkpoint Ray Train recorded before the kill
+    left_running: list  # processes of the killed run still running LINGER_S after the kill
+    output: str  # the rerun's console output
 
 
 @pytest.fixture(scope="module")
-def run(ray_local, tmp_path_factory):
-    from raybench.commands.train import train as train_command
-    from raybench.train.run import train
-
+def run(tmp_path_factory):
     cfg = load_train_config("osnet_smoke")
-    out = tmp_path_factory.mktemp("osnet") / cfg.name
-    first = train(cfg.replace(epochs=FIRST, fail_once_after_epoch=1), out=out, workers=2)
-    cli = CliRunner().invoke(train_command, ["osnet_smoke", "--out", str(out), "--workers", "2"])
-    assert cli.exit_code == 0, cli.output
-    return cfg, first, out, cli.output
+    root = tmp_path_factory.mktemp("osnet")
+    drill = root / "osnet_smoke_drill.yaml"
+    drill.write_text(Path(cfg.source).read_text() + f"fail_once_after_epoch: {FAIL_AFTER}\n")
+    out = root / cfg.name
+    command = [sys.executable, "-m", "raybench", "train", str(drill), "--out", str(out), "--workers", "2"]
+    storage = out / "ray" / cfg.name
+    with _session(command, root / "killed.log") as first:
+        _wait_for_checkpoint(first, storage, KILL_AT, root / "killed.log")
+        os.killpg(first.pid, signal.SIGKILL)
+        left_running = _wait_gone(first.pid, LINGER_S)
+    killed_at = _recorded_epoch(storage)
+    with _session(command, root / "rerun.log") as rerun:
+        _wait_exit(rerun, PHASE_S)
+    output = (root / "rerun.log").read_text()
+    assert rerun.returncode == 0, output[-4000:]
+    return Run(cfg, out, killed_at, left_running, output)
+
+
+@contextlib.contextmanager
+def _session(command, log: Path):
+    """``command`` in a new session (its id is the driver's pid), output to ``log``; whatever
+    of it still runs afterwards is killed, so that a failing test leaks no Ray. The driver is
+    reaped last: until then its pid, the session's id, cannot be given to another process, so
+    every process of that session is this command's."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # its own local Ray
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(command, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        if not _exited(proc):
+            os.killpg(proc.pid, signal.SIGKILL)
+        for pid, _ in _running(proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        _wait_gone(proc.pid, 30)
+        proc.wait()
+
+
+def _exited(proc) -> bool:
+    """Whether the driver has exited, without reaping it (see _session)."""
+    return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+
+def _wait_exit(proc, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not _exited(proc):
+        assert time.monotonic() < deadline, f"{proc.args} still running after {seconds} s"
+        time.sleep(0.5)
+
+
+def _running(session: int) -> list[tuple[int, str]]:
+    """(pid, command line) of the live processes of ``session`` (zombies are dead: left out)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            state, _, _, sid = stat.read_text().rsplit(")", 1)[1].split()[:4]
+            if int(sid) == session and state not in "ZX":
+                found.append((int(stat.parent.name), (stat.parent / "cmdline").read_text().replace("\0", " ")[:120]))
+    return found
+
+
+def _wait_gone(session: int, seconds: float) -> list[tuple[int, str]]:
+    deadline = time.monotonic() + seconds
+    while (left := _running(session)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return left
+
+
+def _recorded_epoch(storage: Path) -> int | None:
+    """The epoch of the latest checkpoint in Ray Train's run snapshot, the one a rerun resumes
+    from (written after the checkpoint's folder: a folder alone may not be recorded yet)."""
+    from ray.train.v2._internal.constants import CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
+
+    try:
+        latest = json.loads((storage / CHECKPOINT_MANAGER_SNAPSHOT_FILENAME).read_text())["latest_checkpoint_result"]
+        return int(latest["metrics"]["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):  # none yet, or being written
+        return None
+
+
+def _wait_for_checkpoint(proc, storage: Path, epoch: int, log: Path) -> None:
+    deadline = time.monotonic() + PHASE_S
+    while (recorded := _recorded_epoch(storage)) is None or recorded < epoch:
+        assert not _exited(proc), f"the run ended before its checkpoint of epoch {epoch}:\n{log.read_text()[-4000:]}"
+        assert time.monotonic() < deadline, f"no checkpoint of epoch {epoch} in {PHASE_S} s:\n{log.read_text()[-4000:]}"
+        time.sleep(0.2)
 
 
 def _metrics(out):
@@ -46,45 +148,55 @@ def _metrics(out):
 
 
 def test_loss_falls_and_every_epoch_is_logged(run):
-    cfg, _, out, _ = run
-    rows = _metrics(out)
-    assert [r["epoch"] for r in rows] == list(range(cfg.epochs))  # each epoch once, across restarts
+    rows = _metrics(run.out)
+    assert [r["epoch"] for r in rows] == list(range(run.cfg.epochs))  # each once, across restarts and the kill
     first, last = np.mean([r["loss"] for r in rows[:2]]), np.mean([r["loss"] for r in rows[-2:]])
     assert last < 0.85 * first, [round(r["loss"], 3) for r in rows]
     assert all(r["images_per_s"] > 0 and 0 <= r["acc"] <= 1 for r in rows)
-    log = (out / "train.log").read_text()
-    assert "images/s" in log and f"epoch {cfg.epochs - 1} done" in log
+    log = (run.out / "train.log").read_text()
+    assert "images/s" in log and f"epoch {run.cfg.epochs - 1} done" in log
 
 
 def test_each_worker_batch_is_p_times_k(run):
-    cfg, _, out, _ = run
+    cfg = run.cfg
     p, k = cfg.sampler.ids_per_batch, cfg.sampler.images_per_id
     from raybench.train.data import load_train_set
 
     labels = load_train_set(cfg.dataset).labels
-    for row in _metrics(out):
+    for row in _metrics(run.out):
         steps = len(pk_plan(labels, p, k, cfg.seed, row["epoch"])) // 2
         assert row["images"] == 2 * steps * p * k  # 2 workers, every step a full P x K batch
 
 
 def test_a_lost_worker_group_resumes_from_the_last_checkpoint(run):
-    cfg, first, out, _ = run
+    log = (run.out / "train.log").read_text()
+    assert log.count("injecting a worker failure") == 1  # not again in the rerun: it had a checkpoint
+    assert f"resumed from the checkpoint of epoch {FAIL_AFTER}; continuing at epoch {FAIL_AFTER + 1}" in log
+
+
+def test_nothing_of_the_killed_run_is_left_running(run):
+    """SIGKILL of the driver's process group takes the local Ray it started (head processes in
+    that group); its workers, in process groups of their own, exit when their raylet is gone."""
+    assert run.left_running == []
+
+
+def test_the_killed_run_resumes_when_the_same_command_runs_again(run):
+    cfg, out, at = run.cfg, run.out, run.killed_at
+    assert KILL_AT <= at < cfg.epochs - 1
     log = (out / "train.log").read_text()
-    assert "injecting a worker failure" in log
-    assert "resumed from the checkpoint of epoch 1; continuing at epoch 2" in log
-    assert first.metrics["epoch"] == FIRST - 1 and first.model_yaml.is_file()
+    assert f"resumed from the checkpoint of epoch {at}; continuing at epoch {at + 1}" in log
+    assert f"epochs {at + 1}..{cfg.epochs - 1}" in log
+    # rank 0 of three worker groups wrote the epochs: the first, the one FailureConfig restarted
+    # (killed after epoch `at`), and the rerun's
+    pids = [r["pid"] for r in _metrics(out)]
+    spans = [pids[:FAIL_AFTER + 1], pids[FAIL_AFTER + 1:at + 1], pids[at + 1:]]
+    assert [len(set(span)) for span in spans] == [1, 1, 1] and len({span[0] for span in spans}) == 3, pids
     checkpoints = sorted(p for p in (out / "ray" / cfg.name).glob("checkpoint_*") if p.is_dir())
     assert len(checkpoints) == cfg.keep_checkpoints
     info = json.loads((checkpoints[-1] / "train.json").read_text())
     assert info["epoch"] == cfg.epochs - 1 and info["world"] == 2 and info["num_classes"] == 24
-
-
-def test_rerun_of_the_same_command_resumes(run):
-    """The CLI rerun with the same --out continued where the first run stopped."""
-    cfg, _, out, output = run
-    assert f"resumed from the checkpoint of epoch {FIRST - 1}; continuing at epoch {FIRST}" in (
-        out / "train.log").read_text()
-    assert f"trained:{out}" in output and "images_per_s" in output
+    assert (out / "model.yaml").is_file() and (out / "model.pth").is_file()
+    assert f"trained:{out}" in run.output and "images_per_s" in run.output
 
 
 def _map(embedder, dataset):
@@ -112,7 +224,7 @@ def test_training_really_learns_and_shows_the_domain_gap(run, tmp_path):
     from raybench.train.export import trained_model_spec
     from raybench.train.osnet import build_osnet
 
-    cfg, _, out, _ = run
+    cfg, out = run.cfg, run.out
     spec = trained_model_spec(str(out))
     assert spec.loader == "torchreid" and spec.options["trained_on"] == "synth-a"
     torch.manual_seed(cfg.seed)  # what every worker did right before building the network
@@ -130,7 +242,7 @@ def test_the_run_joins_the_ablation_smoke_matrix(run, monkeypatch):
     from raybench.specs import load_matrix
     from raybench.train.export import trained_model_spec
 
-    cfg, _, out, _ = run
+    cfg, out = run.cfg, run.out
     monkeypatch.setenv("RAYBENCH_TRAINED", str(out.parent))
     matrix = load_matrix("ablation_smoke")
     assert matrix.models[0] == trained_model_spec(cfg.name)

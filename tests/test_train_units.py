@@ -330,3 +330,29 @@ def test_the_pk_loader_yields_full_augmented_batches_from_worker_processes():
         for images, labels in batches:
             assert images.shape == (32, 3, 64, 32) and images.dtype == torch.float32
             assert sorted(Counter(labels.tolist()).values()) == [4] * 8
+
+
+def test_a_resumed_run_drops_the_metrics_of_epochs_its_checkpoint_lacks(tmp_path):
+    """A run killed between an epoch's report and Ray Train recording its checkpoint has logged
+    that epoch; the rerun trains it again and must not log it twice."""
+    import json
+
+    from raybench.train.loop import RunLog
+
+    log = RunLog(tmp_path, rank=0)
+    for epoch in range(4):
+        log.epoch({"epoch": epoch, "loss": 1.0, "images_per_s": 1.0})
+    with open(tmp_path / "metrics.jsonl", "a") as fh:
+        fh.write('{"time": 1.0, "pid": 7, "epo')  # cut short by the kill
+
+    def epochs():
+        lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+        return [json.loads(line)["epoch"] for line in lines if line.endswith("}")]
+
+    RunLog(tmp_path, rank=1).rewind(2)  # only rank 0 writes the file
+    assert epochs() == [0, 1, 2, 3]
+    log.rewind(2)
+    assert epochs() == [0, 1] and len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+    assert "dropped 3 line(s) of epochs from 2 on" in (tmp_path / "train.log").read_text()
+    log.rewind(2)
+    assert (tmp_path / "train.log").read_text().count("dropped") == 1

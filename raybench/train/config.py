@@ -132,8 +132,9 @@ class TrainConfig:
     log_every: int = 20  # iterations between log lines
     keep_checkpoints: int = 2
     max_failures: int = 3
-    #: fault injection for tests and drills: raise once (a marker file in the run's storage
-    #: remembers it) after this epoch's checkpoint, so FailureConfig restarts the workers.
+    #: fault injection for tests and drills: raise once after this epoch's checkpoint, so
+    #: FailureConfig restarts the workers (only in a worker group that started without a
+    #: checkpoint: the restarted group, or a rerun of the command, resumes and trains on).
     fail_once_after_epoch: int | None = None
     description: str = ""
     source: str = "<inline>"

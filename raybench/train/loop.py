@@ -53,6 +53,7 @@ def train_worker(config: dict[str, Any]) -> None:
     optimizer = build_optimizer(task.module.named_parameters(), cfg.optimizer, task.head_prefixes)
     checkpoint = ray.train.get_checkpoint()
     start = restore(checkpoint, task.module, optimizer, device) if checkpoint else 0
+    log.rewind(start)
     if start >= cfg.epochs:
         log.line(f"all {cfg.epochs} epochs are done (checkpoint of epoch {start - 1}); nothing to train")
     elif start:
@@ -196,6 +197,24 @@ class RunLog:
         with open(self.folder / "train.log", "a") as fh:
             fh.write(stamped + "\n")
 
+    def rewind(self, start: int) -> None:
+        """Keep metrics.jsonl to the epochs before ``start``, the first epoch this worker group
+        trains. A run killed (or whose workers were lost) after an epoch's report but before Ray
+        Train recorded its checkpoint has logged an epoch that is trained again now: without this
+        it would be in the file twice. A line cut short by a kill is dropped too."""
+        path = self.folder / "metrics.jsonl"
+        if not self.active or not path.is_file():
+            return
+        lines = path.read_text().splitlines()
+        keep = [line for line in lines if _epoch_of(line) < start]
+        if len(keep) == len(lines):
+            return
+        self.line(f"metrics.jsonl: dropped {len(lines) - len(keep)} line(s) of epochs from {start} on, "
+                  f"which the checkpoint does not hold (they are trained again)")
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(line + "\n" for line in keep))
+        os.replace(tmp, path)
+
     def epoch(self, metrics: dict) -> None:
         if not self.active:
             return
@@ -203,3 +222,11 @@ class RunLog:
             **{"acc": float("nan"), **metrics}))
         with open(self.folder / "metrics.jsonl", "a") as fh:
             fh.write(json.dumps({"time": time.time(), "pid": os.getpid(), **metrics}) + "\n")
+
+
+def _epoch_of(line: str) -> float:
+    """The epoch of a metrics.jsonl line; infinity for a line cut short by a kill (or blank)."""
+    try:
+        return int(json.loads(line)["epoch"])
+    except (ValueError, KeyError, TypeError):
+        return float("inf")

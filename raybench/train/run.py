@@ -4,15 +4,18 @@ the final checkpoint exported as a model.
 Layout of ``out`` (default runs/train/<name>):
   config.json           the resolved TrainConfig
   train.log             human log (rank 0), appended across restarts and reruns
-  metrics.jsonl         one JSON line per epoch: loss, acc, images/s, lr, ...
+  metrics.jsonl         one JSON line per epoch: loss, acc, images/s, lr, ... (a resumed run
+                        first drops the lines of epochs that its checkpoint does not hold)
   ray/<name>/           Ray Train's run storage: checkpoint_*/ (state.pt + train.json)
   model.pth | clipreid.pth + model.yaml   the exported model (see export.py)
 
 Resume: Ray Train V2 keeps a snapshot of the reported checkpoints under storage_path/name;
 re-creating the trainer with the same RunConfig(name, storage_path), which a rerun of the
-same command does, makes ``ray.train.get_checkpoint()`` return the latest one. On a multi-node
-cluster ``out`` must be shared storage (every worker writes its checkpoints and rank 0 its
-log there).
+same command does, makes ``ray.train.get_checkpoint()`` return the latest one. So does a
+rerun after the driver was killed: the local Ray it started goes with it (its head processes
+die with the driver; the workers, each in a process group of their own, exit within seconds
+of losing their raylet). On a multi-node cluster ``out`` must be shared storage (every worker
+writes its checkpoints and rank 0 its log there).
 """
 
 from __future__ import annotations
