@@ -1,14 +1,25 @@
 """Performance benchmarks against the peers: `raybench bench metrics` (rank metrics vs
-torchreid's evaluate_rank) and `raybench bench embed` (embedding throughput vs a plain torch loop).
+torchreid's evaluate_rank, or re-ranking at scale) and `raybench bench embed` (embedding
+throughput vs a plain torch loop).
 
 features.py holds the seeded synthetic embeddings with the shapes of real test sets that the
-benchmarks share; peers.py loads the peers' reference code; ``write_json`` writes a record.
+benchmarks share; peers.py loads the peers' reference code. Here: ``write_json`` writes a
+record, ``provenance`` says which code produced it, and the peak-RSS helpers measure memory.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import resource
 from pathlib import Path
+
+#: Paths whose local changes do not make a benchmark's code "dirty": its own outputs. Without
+#: this, writing one record (results/bench/metrics-msmt17.json) marked the next one dirty.
+OUTPUT_PATHS = ("results/",)
+#: Untracked files that could change what runs (an importable module, a config); untracked
+#: files elsewhere (another engineer's scratch notes in a shared checkout) cannot.
+CODE_PATHS = ("raybench/", "configs/")
 
 
 def write_json(record: dict, out: Path) -> Path:
@@ -18,3 +29,81 @@ def write_json(record: dict, out: Path) -> Path:
     tmp.write_text(json.dumps(record, indent=2) + "\n")
     tmp.replace(out)
     return out
+
+
+def provenance() -> dict:
+    """The checkout's commit and the local changes that could affect a benchmark.
+
+    ``dirty`` is true when a tracked file outside ``OUTPUT_PATHS`` differs from the commit, or
+    an untracked file lies under ``CODE_PATHS``; ``dirty_paths`` names them, so a reader can
+    tell a benchmark of modified code from one next to an unrelated edit. None outside git.
+    """
+    from raybench.pipeline.runtime import git_state
+
+    state = git_state()
+    if state["commit"] is None:
+        return {**state, "dirty_paths": None, "ignored_paths": list(OUTPUT_PATHS)}
+    paths = _changed_paths()
+    return {"commit": state["commit"], "dirty": bool(paths) if paths is not None else None,
+            "dirty_paths": paths, "ignored_paths": list(OUTPUT_PATHS)}
+
+
+def _changed_paths() -> list[str] | None:
+    import subprocess
+
+    from raybench.paths import PROJECT_ROOT
+
+    try:
+        done = subprocess.run(["git", "-C", str(PROJECT_ROOT), "status", "--porcelain=v1", "-z",
+                               "--untracked-files=all"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if done.returncode != 0:
+        return None
+    paths = []
+    entries = iter(done.stdout.split("\0"))
+    for entry in entries:
+        if not entry:
+            continue
+        code, path = entry[:2], entry[3:]
+        if "R" in code or "C" in code:
+            next(entries, None)  # a rename's second field is the old path
+        untracked = code == "??"
+        if path.startswith(OUTPUT_PATHS) or untracked and not path.startswith(CODE_PATHS):
+            continue
+        paths.append(path)
+    return sorted(paths)
+
+
+def peak_rss() -> int:
+    """This process's peak resident memory since it started, in bytes (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def current_rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def reset_peak_rss() -> bool:
+    """Restart the kernel's peak-RSS mark (VmHWM) at the current RSS, so that ``peak_rss_mark``
+    measures one step rather than the whole process (imports, a warm-up). False if the kernel
+    does not allow it (not Linux, or /proc/self/clear_refs not writable)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mark() -> int | None:
+    """VmHWM: the peak RSS since the last ``reset_peak_rss`` (or since the start), in bytes."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None

@@ -5,7 +5,10 @@ distance (torchreid divides each row by it). Two ways to get them:
 
 - ``exact``: one chunked pass over all pairs with torch (CPU cores or the GPU): the same
   distances as torchreid's, the neighbours ordered by a stable sort (ties by index). O(N^2 d)
-  time, O(N * width) memory: about 2 minutes for MSMT17's 94K images on two CPU cores.
+  time (4.5e12 multiply-adds for MSMT17's 94K images at d=512), O(N * width) memory besides
+  one block of rows. The measured time and peak RSS at that size, with re-ranking and scoring
+  around it, come from ``raybench bench metrics --scale msmt17 --rerank``, which records them
+  in results/bench/metrics-msmt17-rerank.json.
 - ``faiss``: an inverted-file index (IVF, ``nlist`` ~ 4 sqrt(N) lists, ``nprobe`` visited), on
   the GPU when a faiss GPU build sees one. Sub-quadratic, for sizes where all pairs cannot be
   afforded (G2A: 2.4M images). Approximate, in two documented ways: a true neighbour in an
@@ -31,12 +34,19 @@ BACKENDS = ("auto", "exact", "faiss")
 def neighbours(x, distance: str, width: int, *, backend: str = "auto", chunk_size: int | None = None,
                nprobe: int = 32):
     """([N, width] int64 neighbour indices, nearest first; [N] torch row max of squared distance)."""
-    if backend not in BACKENDS:
-        raise EvaluationError(f"unknown neighbour backend {backend!r}; allowed: {', '.join(BACKENDS)}")
     width = min(width, len(x))
-    if backend == "exact" or backend == "auto" and len(x) <= EXACT_LIMIT:
+    if resolve_backend(len(x), backend) == "exact":
         return exact_neighbours(x, distance, width, chunk_size)
     return faiss_neighbours(x, distance, width, nprobe=nprobe)
+
+
+def resolve_backend(num_images: int, backend: str = "auto") -> str:
+    """The search that ``backend`` means for this many images: "exact" or "faiss"."""
+    if backend not in BACKENDS:
+        raise EvaluationError(f"unknown neighbour backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+    if backend == "auto":
+        return "exact" if num_images <= EXACT_LIMIT else "faiss"
+    return backend
 
 
 def exact_neighbours(x, distance: str, width: int, chunk_size: int | None = None):
@@ -49,9 +59,9 @@ def exact_neighbours(x, distance: str, width: int, chunk_size: int | None = None
     nn = np.empty((len(x), width), np.int64)
     rowmax = torch.empty(len(x), dtype=x.dtype, device=x.device)
     for a, b in row_chunks(len(x), len(x), chunk_size):
-        d2 = torch.pow(rows(x[a:b]), 2)
-        rowmax[a:b] = d2.max(dim=1).values
-        od = d2 / rowmax[a:b, None]
+        od = rows(x[a:b]).pow_(2)  # in place: one [rows, N] block alive, not three
+        rowmax[a:b] = od.max(dim=1).values
+        od.div_(rowmax[a:b, None])
         _, idx = torch.topk(od, width, dim=1, largest=False, sorted=False)
         nn[a:b] = _by_value_then_index(od.gather(1, idx), idx)
     return nn, rowmax

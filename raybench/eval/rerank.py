@@ -14,7 +14,8 @@ runs on sparse structures:
 
 Two entry points. ``re_ranking(q_g, q_q, g_g)`` takes torchreid's dense inputs and returns its
 output, equal to torchreid's to float32 rounding (neighbours ordered by a stable sort: ties by
-index). ``rerank_rows(qf, gf, ...)`` starts from features and needs memory linear in Q+G; it
+index). ``rerank_rows(qf, gf, ...)`` starts from features and needs memory linear in Q+G (it
+builds a ``Reranker``, then reads its rows; the benchmark uses the two steps apart); it
 differs from the dense path in two documented ways, both at the level of float32 rounding: it
 treats the distance as symmetric (torchreid normalises column i of the stacked matrix by the
 column's maximum and reads it as row i; the two agree up to rounding of q.g vs g.q), and pair
@@ -32,6 +33,12 @@ from typing import Callable, Iterator
 import numpy as np
 
 from raybench.errors import EvaluationError
+
+#: Rows per block of the fixed-size temporaries (pair gathers, reciprocal checks, expansions):
+#: large enough that numpy and torch run at full speed, small enough that the temporaries stay
+#: a few tens of MB whatever N is (8192 pairs make [8192, d] temporaries of 16 MB at d=512).
+PAIR_BLOCK = 1 << 13
+GRAPH_BLOCK = 512
 
 
 @dataclass(frozen=True)
@@ -71,22 +78,59 @@ def rerank_rows(qf, gf, *, k1: int = 20, k2: int = 6, lambda_value: float = 0.3,
     The base distance is ``distance`` (torchreid's formulas, as in ``evaluate_features``),
     squared and normalised per row as torchreid does with the matrix it is given. knn:
     "exact", "faiss" (approximate, for millions of images) or "auto" (see knn.py).
+
+    Memory: O((Q+G) * (width + non-zeros of V per row)) for the graph, plus blocks of
+    ``chunk_size`` rows of distances and a few fixed-size temporaries (``PAIR_BLOCK``,
+    ``GRAPH_BLOCK``); never (Q+G)^2. tests/test_rerank.py checks the peak RSS against the
+    dense size; ``raybench bench metrics --scale msmt17 --rerank`` measures it at MSMT17 size.
     """
-    import torch
+    reranker = Reranker.from_features(qf, gf, k1=k1, k2=k2, lambda_value=lambda_value, distance=distance,
+                                      normalize=normalize, device=device, chunk_size=chunk_size, knn=knn,
+                                      nprobe=nprobe)
+    yield from reranker.rows(chunk_size)
 
-    from raybench.eval.distance import DistanceRows, prepare_features, row_chunks
-    from raybench.eval.knn import neighbours
 
-    p = RerankParams(k1, k2, lambda_value)
-    q, g = prepare_features(qf, gf, distance=distance, normalize=normalize, device=device)
-    x = torch.cat([q, g])
-    nn, rowmax = neighbours(x, distance, p.width, backend=knn, chunk_size=chunk_size, nprobe=nprobe)
-    pairs = _PairDistance(x, distance, rowmax)
-    final = _Jaccard(_Graph(nn, pairs).expanded_weights(p), len(q), p.lambda_value)
-    to_gallery = DistanceRows(g, distance)
-    for a, b in row_chunks(len(q), len(g), chunk_size):
-        od = to_gallery(q[a:b]).pow_(2).div_(rowmax[a:b, None])
-        yield a, b, final.rows(a, b, od.cpu().numpy())
+class Reranker:
+    """The k-reciprocal structure of Q+G images, built once (``from_features``: the neighbour
+    search, then the graph); ``rows`` then gives the re-ranked distances a block of queries at a
+    time. ``seconds`` holds the build's two phases, for the benchmark to attribute its time."""
+
+    def __init__(self, q, g, rowmax, final: "_Jaccard", distance: str, seconds: dict[str, float]):
+        from raybench.eval.distance import DistanceRows
+
+        self.q, self.rowmax, self.final, self.seconds = q, rowmax, final, seconds
+        self.num_gallery = len(g)
+        self.to_gallery = DistanceRows(g, distance)
+
+    @classmethod
+    def from_features(cls, qf, gf, *, k1: int = 20, k2: int = 6, lambda_value: float = 0.3,
+                      distance: str = "euclidean", normalize: bool = True, device: str | None = None,
+                      chunk_size: int | None = None, knn: str = "auto", nprobe: int = 32) -> "Reranker":
+        import time
+
+        import torch
+
+        from raybench.eval.distance import prepare_features
+        from raybench.eval.knn import neighbours
+
+        start = time.perf_counter()
+        p = RerankParams(k1, k2, lambda_value)
+        q, g = prepare_features(qf, gf, distance=distance, normalize=normalize, device=device)
+        x = torch.cat([q, g])  # freed once the graph is built: only the query rows are read later
+        nn, rowmax = neighbours(x, distance, p.width, backend=knn, chunk_size=chunk_size, nprobe=nprobe)
+        searched = time.perf_counter()
+        final = _Jaccard(_Graph(nn, _PairDistance(x, distance, rowmax)).expanded_weights(p), len(q), p.lambda_value)
+        seconds = {"neighbours": searched - start, "graph": time.perf_counter() - searched}
+        return cls(q, g, rowmax, final, distance, seconds)
+
+    def rows(self, chunk_size: int | None = None) -> Iterator[tuple[int, int, np.ndarray]]:
+        from raybench.eval.distance import row_chunks
+
+        for a, b in row_chunks(len(self.q), self.num_gallery, chunk_size):
+            od = self.to_gallery(self.q[a:b]).pow_(2).div_(self.rowmax[a:b, None])
+            block = self.final.rows(a, b, od.cpu().numpy())
+            del od  # not alive while the caller scores this block and the next one is computed
+            yield a, b, block
 
 
 class _PairDistance:
@@ -98,9 +142,9 @@ class _PairDistance:
         self.x = F.normalize(x, p=2, dim=1) if distance == "cosine" else x
         self.distance, self.rowmax = distance, rowmax
 
-    def __call__(self, rows: np.ndarray, cols: np.ndarray, block: int = 1 << 16) -> np.ndarray:
+    def __call__(self, rows: np.ndarray, cols: np.ndarray, block: int = PAIR_BLOCK) -> np.ndarray:
         """Pairs a block at a time: gathering both sides of millions of pairs at once would
-        hold two [pairs, dim] copies of the features (gigabytes at MSMT17 size)."""
+        hold [pairs, dim] copies of the features (gigabytes at MSMT17 size)."""
         out = np.empty(len(rows), np.float32)
         for a in range(0, len(rows), block):
             out[a:a + block] = self._block(rows[a:a + block], cols[a:a + block])
@@ -130,10 +174,10 @@ class _Graph:
         """[N, k]: row i's k nearest that also have i among their k nearest (others -1)."""
         fwd = self.nn[:, :k]
         out = np.empty_like(fwd)
-        for a in range(0, len(fwd), 4096):
-            f = fwd[a:a + 4096]
+        for a in range(0, len(fwd), GRAPH_BLOCK):
+            f = fwd[a:a + GRAPH_BLOCK]
             mine = np.arange(a, a + len(f))[:, None, None]
-            out[a:a + 4096] = np.where((fwd[f] == mine).any(axis=-1), f, -1)
+            out[a:a + GRAPH_BLOCK] = np.where((fwd[f] == mine).any(axis=-1), f, -1)
         return out
 
     def expanded_weights(self, p: RerankParams):
@@ -143,9 +187,13 @@ class _Graph:
         N = len(self.nn)
         recip = self.reciprocal(p.k1 + 1)
         half = self.reciprocal(int(np.around(p.k1 / 2.0)) + 1)
-        cols = np.concatenate([_expansion(recip[a:a + 2048], half) for a in range(0, N, 2048)])
-        rows = np.repeat(np.arange(N), (cols >= 0).sum(axis=1))
-        cols = cols[cols >= 0]
+        rows, cols = [], []
+        for a in range(0, N, GRAPH_BLOCK):  # compacted per block: the padded rows are ~6x larger
+            grown = _expansion(recip[a:a + GRAPH_BLOCK], half)
+            keep = grown >= 0
+            rows.append(np.repeat(np.arange(a, a + len(grown)), keep.sum(axis=1)))
+            cols.append(grown[keep])
+        rows, cols = np.concatenate(rows), np.concatenate(cols)
         w = np.exp(-self.od_pairs(rows, cols)).astype(np.float32)
         w /= np.bincount(rows, weights=w, minlength=N).astype(np.float32)[rows]
         v = sp.csr_matrix((w, (rows, cols)), shape=(N, N), dtype=np.float32)
