@@ -1,8 +1,13 @@
-"""The metrics benchmark's pieces: synthetic features, both sides' workers, the comparison, the CLI."""
+"""The metrics benchmark's pieces: synthetic features, both sides' workers, the comparison, the
+re-ranking benchmark, the record's provenance, the CLI."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 from raybench.bench import metrics as bench
@@ -45,3 +50,92 @@ def test_cli_group_and_metrics_help():
     assert group.lazy == {"embed": "raybench.bench.embed:embed_command"}
     result = CliRunner().invoke(group, ["metrics", "--help"])
     assert result.exit_code == 0 and "--scale" in result.output and "--against" in result.output
+    assert "--rerank" in result.output
+
+
+def test_cli_scales_are_the_feature_scales():
+    from raybench.commands.bench import SCALES as cli_scales
+
+    assert set(cli_scales) == set(SCALES)
+
+
+def test_rerank_worker_scores_what_dense_reranking_scores():
+    """What the re-ranking benchmark times is torchreid's re-ranking, scored: the same numbers
+    as the dense re_ranking (equal to torchreid's, test_rerank.py) on the same features."""
+    import torch
+    import torch.nn.functional as F
+
+    from raybench.eval import evaluate
+    from raybench.eval.distance import DistanceRows
+    from raybench.eval.rerank import re_ranking
+
+    ours = bench._worker({"side": "rerank", "scale": "tiny", "seed": 0, "repeat": 1, "chunk_size": 50})
+    d = synthetic_features("tiny", seed=0)
+    q, g = (F.normalize(torch.from_numpy(x), dim=1) for x in (d.qf, d.gf))
+    mats = [DistanceRows(b, "euclidean")(a).numpy() for a, b in ((q, g), (q, q), (g, g))]
+    ref = evaluate(re_ranking(*mats), d.q_pids, d.g_pids, d.q_camids, d.g_camids)
+    m = ours["metrics"]
+    assert abs(m["mAP"] - ref.mAP) < 1e-6 and abs(m["mINP"] - ref.mINP) < 1e-6
+    np.testing.assert_allclose(m["cmc"], ref.cmc, atol=1e-6)
+    phases = ours["seconds_phases"]
+    assert set(phases) == {"neighbours", "graph", "build", "rows_and_scoring"}
+    assert phases["neighbours"] + phases["graph"] <= phases["build"] <= ours["seconds"]
+    assert ours["peak_rss_bytes"] > 0
+
+
+def test_cli_rerank_at_tiny_scale_writes_the_record(tmp_path):
+    from raybench.commands.bench import bench as group
+
+    out = tmp_path / "rerank.json"
+    result = CliRunner().invoke(group, ["metrics", "--scale", "tiny", "--rerank", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "raybench+rerank" in result.output
+    record = json.loads(out.read_text())
+    assert record["against"] == "none" and "torchreid" not in record and "comparison" not in record
+    assert record["rerank"] == {"k1": 20, "k2": 6, "lambda_value": 0.3, "knn": "exact",
+                                "distance": "euclidean", "normalize": True}
+    assert record["command"].endswith("--rerank --seed 0 --repeat 1")
+    side = record["raybench"]
+    assert len(side["seconds_all"]) == 1 and side["seconds"] > 0 and side["peak_rss_bytes"] > 0
+    assert side["run_peak_rss_delta_bytes"] is None or side["run_peak_rss_delta_bytes"] < side["peak_rss_bytes"]
+    assert 0.5 < side["metrics"]["mAP"] <= 1 and side["metrics"]["num_valid_query"] == SCALES["tiny"].num_query
+    assert {"commit", "dirty", "dirty_paths", "ignored_paths"} <= set(record["git"])
+
+
+def test_rerank_against_torchreid_is_refused():
+    from raybench.commands.bench import bench as group
+    from raybench.errors import SpecError
+
+    result = CliRunner().invoke(group, ["metrics", "--scale", "tiny", "--rerank", "--against", "torchreid"])
+    assert result.exit_code == 2 and "--against none" in result.output
+    with pytest.raises(SpecError, match="against none"):
+        bench.run("tiny", against="torchreid", rerank=True)
+
+
+def test_provenance_ignores_benchmark_outputs_and_untracked_notes(tmp_path, monkeypatch):
+    """Writing one record (results/) must not mark the next one dirty; a changed or new module
+    must."""
+    import raybench.paths
+    from raybench.bench import provenance
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(tmp_path), *args],
+                       check=True, capture_output=True)
+
+    for path in ("results/bench/metrics-market.json", "raybench/eval/rank.py", "README.md"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("v1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "init")
+    monkeypatch.setattr(raybench.paths, "PROJECT_ROOT", tmp_path)
+    (tmp_path / "results/bench/metrics-market.json").write_text("v2\n")
+    (tmp_path / "notes.txt").write_text("scratch\n")
+    state = provenance()
+    assert state["dirty"] is False and state["dirty_paths"] == [] and len(state["commit"]) == 40
+    (tmp_path / "raybench/eval/rank.py").write_text("v2\n")
+    (tmp_path / "raybench/eval/new.py").write_text("v1\n")
+    (tmp_path / "README.md").unlink()
+    state = provenance()
+    assert state["dirty"] is True
+    assert state["dirty_paths"] == ["README.md", "raybench/eval/new.py", "raybench/eval/rank.py"]

@@ -13,40 +13,72 @@ The rank-only time (both sides given the same dense distance matrix) is reported
 has no mINP, so its mINP is fast-reid's formula applied to torchreid's own ordering (the same
 ``np.argsort`` call on the same matrix), untimed. CPU seconds are recorded beside wall
 seconds: on a shared machine the wall time says how busy it was, the CPU time what it cost.
+
+``rerank=True`` times k-reciprocal re-ranking + scoring instead (``rerank_rows`` into
+``evaluate_rows``, from the features), raybench alone: torchreid's ``re_ranking`` holds
+dense (Q+G)^2 matrices (about 7 GB at Market size, over 100 GB at MSMT17's), so there is no peer
+to run at the sizes that matter; tests/test_rerank.py holds the equality with it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
+
 import numpy as np
+
+from raybench.bench import current_rss, peak_rss, peak_rss_mark, reset_peak_rss
 
 SIDES = ("raybench", "torchreid")
 
 
-def run(scale: str, against: str = "torchreid", seed: int = 0, repeat: int = 3) -> dict:
-    """Run the benchmark; returns the JSON-ready record (also the worker outputs)."""
-    from raybench.bench.features import SCALES
-    from raybench.pipeline.runtime import git_state
+def run(scale: str, against: str = "torchreid", seed: int = 0, repeat: int = 3, rerank: bool = False,
+        chunk_size: int | None = None) -> dict:
+    """Run the benchmark; returns the JSON-ready record (also the worker outputs).
 
+    chunk_size: query rows per block (None: the engine's default), for tests of memory bounds.
+    """
+    from raybench.bench import provenance
+    from raybench.bench.features import SCALES
+    from raybench.errors import SpecError
+
+    if rerank and against != "none":
+        raise SpecError("re-ranking is benchmarked alone: torchreid's re_ranking needs dense (Q+G)^2 "
+                        "matrices; use --against none with --rerank")
     shape = SCALES[scale]
     record = {
         "benchmark": "metrics", "scale": scale, "seed": seed, "against": against,
         "num_query": shape.num_query, "num_gallery": shape.num_gallery, "dim": shape.dim,
+        "rerank": _rerank_settings(shape) if rerank else None,
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": _machine(),
-        "load_before": os.getloadavg(),
+        "load_before": os.getloadavg(), "git": provenance(),
     }
-    record["raybench"] = _spawn("raybench", scale, seed, repeat, rank_only=against == "torchreid")
+    job = {"scale": scale, "seed": seed, "repeat": repeat, "chunk_size": chunk_size}
+    if rerank:
+        record["raybench"] = _spawn("rerank", **job)
+    else:
+        record["raybench"] = _spawn("raybench", rank_only=against == "torchreid", **job)
     if against == "torchreid":
-        record["torchreid"] = _spawn("torchreid", scale, seed, 1, rank_only=False)
+        record["torchreid"] = _spawn("torchreid", **{**job, "repeat": 1})
         record["comparison"] = compare(record["raybench"], record["torchreid"])
     record["load_after"] = os.getloadavg()
-    record.update(versions=_versions(), git=git_state())
+    record["versions"] = _versions()
+    if provenance() != record["git"]:
+        record["git"]["changed_during_run"] = True
     return record
+
+
+def _rerank_settings(shape) -> dict:
+    from dataclasses import asdict
+
+    from raybench.eval.knn import resolve_backend
+    from raybench.eval.rerank import RerankParams
+
+    return {**asdict(RerankParams()), "knn": resolve_backend(shape.num_query + shape.num_gallery),
+            "distance": "euclidean", "normalize": True}
 
 
 def compare(ours: dict, ref: dict) -> dict:
@@ -62,8 +94,8 @@ def compare(ours: dict, ref: dict) -> dict:
     }
 
 
-def _spawn(side: str, scale: str, seed: int, repeat: int, rank_only: bool) -> dict:
-    args = json.dumps({"side": side, "scale": scale, "seed": seed, "repeat": repeat, "rank_only": rank_only})
+def _spawn(side: str, **job) -> dict:
+    args = json.dumps({"side": side, **job})
     proc = subprocess.run([sys.executable, "-m", "raybench.bench.metrics", args],
                           capture_output=True, text=True)
     if proc.returncode != 0:
@@ -95,37 +127,23 @@ def _versions() -> dict:
     return found
 
 
-def _peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
-
-
-def _current_rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def _metrics(cmc, mAP, mINP, valid) -> dict:
     return {"mAP": float(mAP), "mINP": float(mINP), "cmc": [float(x) for x in cmc], "num_valid_query": int(valid)}
 
 
-def _raybench_side(data, repeat: int, rank_only: bool) -> dict:
-    from raybench.bench.features import synthetic_features
+def _raybench_side(data, repeat: int, rank_only: bool, chunk_size: int | None = None) -> dict:
     from raybench.eval import evaluate, evaluate_features
 
     ids = (data.q_pids, data.g_pids, data.q_camids, data.g_camids)
-    t = time.perf_counter()
-    tiny = synthetic_features("tiny")
-    evaluate_features(tiny.qf, tiny.gf, tiny.q_pids, tiny.g_pids, tiny.q_camids, tiny.g_camids)
-    out = {"warmup_seconds": time.perf_counter() - t, "rss_before_bytes": _current_rss()}
-    times, cpu = [], []
-    for _ in range(repeat):
-        t, c = time.perf_counter(), time.process_time()
-        res = evaluate_features(data.qf, data.gf, *ids, distance="euclidean", normalize=True)
-        times.append(time.perf_counter() - t)
-        cpu.append(time.process_time() - c)
-    out.update(seconds=min(times), seconds_all=times, cpu_seconds_all=cpu, peak_rss_bytes=_peak_rss(),
-               device=_device(),
-               metrics=_metrics(res.cmc, res.mAP, res.mINP, res.num_valid_query))
+
+    def once():
+        return evaluate_features(data.qf, data.gf, *ids, distance="euclidean", normalize=True,
+                                 chunk_size=chunk_size)
+
+    out = _warmed_up(lambda tiny: evaluate_features(tiny.qf, tiny.gf, tiny.q_pids, tiny.g_pids,
+                                                    tiny.q_camids, tiny.g_camids))
+    res = _timed(once, repeat, out)
+    out["metrics"] = _metrics(res.cmc, res.mAP, res.mINP, res.num_valid_query)
     if rank_only:
         distmat = _torchreid_distmat(data)
         t = time.perf_counter()
@@ -134,6 +152,62 @@ def _raybench_side(data, repeat: int, rank_only: bool) -> dict:
         out["rank_only_max_abs_diff_to_features"] = float(max(
             abs(dense.mAP - res.mAP), abs(dense.mINP - res.mINP), np.abs(dense.cmc - res.cmc).max()))
     return out
+
+
+def _rerank_side(data, repeat: int, chunk_size: int | None = None) -> dict:
+    """Re-ranking (k1=20, k2=6, lambda=0.3, from the features) + scoring, timed together, with
+    the phases of the best run: the neighbour search over all Q+G images, the k-reciprocal
+    graph, then the re-ranked rows (Jaccard distances) scored block by block."""
+    from raybench.eval import evaluate_rows
+    from raybench.eval.rerank import Reranker
+
+    ids = (data.q_pids, data.g_pids, data.q_camids, data.g_camids)
+    shape = (len(data.qf), len(data.gf))
+    phases: list[dict] = []
+
+    def once():
+        start = time.perf_counter()
+        reranker = Reranker.from_features(data.qf, data.gf, distance="euclidean", normalize=True,
+                                          chunk_size=chunk_size)
+        built = time.perf_counter()
+        res = evaluate_rows(reranker.rows(chunk_size), *ids, shape=shape)
+        phases.append({**reranker.seconds, "rows_and_scoring": time.perf_counter() - built,
+                       "build": built - start})
+        return res
+
+    out = _warmed_up(lambda tiny: evaluate_rows(Reranker.from_features(tiny.qf, tiny.gf).rows(), tiny.q_pids,
+                                                tiny.g_pids, tiny.q_camids, tiny.g_camids,
+                                                shape=(len(tiny.qf), len(tiny.gf))))
+    res = _timed(once, repeat, out)
+    out.update(seconds_phases=phases[int(np.argmin(out["seconds_all"]))], seconds_phases_all=phases,
+               metrics=_metrics(res.cmc, res.mAP, res.mINP, res.num_valid_query))
+    return out
+
+
+def _warmed_up(call) -> dict:
+    """One call on the tiny features first: loads the numba kernels (compiled once, cached)."""
+    from raybench.bench.features import synthetic_features
+
+    t = time.perf_counter()
+    call(synthetic_features("tiny"))
+    return {"warmup_seconds": time.perf_counter() - t, "rss_before_bytes": current_rss(), "device": _device()}
+
+
+def _timed(once, repeat: int, out: dict):
+    """Best of ``repeat`` runs, wall and CPU seconds; peak RSS over the process
+    (``peak_rss_bytes``, from the start, features and imports included) and over the timed runs
+    alone (``run_peak_rss_delta_bytes``: above the RSS before them; None where unmeasurable)."""
+    reset = reset_peak_rss()
+    times, cpu = [], []
+    for _ in range(repeat):
+        t, c = time.perf_counter(), time.process_time()
+        res = once()
+        times.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    mark = peak_rss_mark() if reset else None
+    out.update(seconds=min(times), seconds_all=times, cpu_seconds_all=cpu, peak_rss_bytes=peak_rss(),
+               run_peak_rss_delta_bytes=None if mark is None else mark - out["rss_before_bytes"])
+    return res
 
 
 def _torchreid_side(data) -> dict:
@@ -151,7 +225,7 @@ def _torchreid_side(data) -> dict:
                              max_rank=50, use_metric_cuhk03=False, use_cython=False)
     t_rank = time.perf_counter() - t
     cpu = time.process_time() - c
-    peak = _peak_rss()
+    peak = peak_rss()
     minp, valid = reference_minp(distmat, data.q_pids, data.g_pids, data.q_camids, data.g_camids)
     return {"seconds": t_dist + t_rank, "seconds_distance": t_dist, "seconds_rank": t_rank, "cpu_seconds": cpu,
             "peak_rss_bytes": peak, "metrics": _metrics(cmc, mAP, minp, valid)}
@@ -196,8 +270,11 @@ def _worker(args: dict) -> dict:
     from raybench.bench.features import synthetic_features
 
     data = synthetic_features(args["scale"], args["seed"])
+    chunk_size = args.get("chunk_size")
     if args["side"] == "raybench":
-        return _raybench_side(data, args["repeat"], args["rank_only"])
+        return _raybench_side(data, args["repeat"], args["rank_only"], chunk_size)
+    if args["side"] == "rerank":
+        return _rerank_side(data, args["repeat"], chunk_size)
     return _torchreid_side(data)
 
 

@@ -12,18 +12,28 @@ def bench():
     """Benchmarks against the peers: rank metrics vs torchreid, embedding vs a plain torch loop."""
 
 
+#: The --scale choices: features.SCALES' names (kept literal so that --help imports no numpy).
+SCALES = ("market", "msmt17", "tiny")
+
+
 @bench.command("metrics")
-@click.option("--scale", type=click.Choice(["market", "msmt17"]), default="market", show_default=True,
-              help="Synthetic features with the shapes of this test set (d=512).")
+@click.option("--scale", type=click.Choice(SCALES), default="market", show_default=True,
+              help="Synthetic features with the shapes of this test set (d=512); tiny (120 x 600, "
+                   "d=64) runs in seconds, to check the benchmark itself.")
 @click.option("--against", type=click.Choice(["torchreid", "none"]), default=None,
               help="Also time torchreid's evaluate_rank (default: torchreid for market, none for "
-                   "msmt17, where torchreid needs a dense matrix, a full argsort and >15 GB).")
+                   "msmt17, where torchreid needs a dense matrix, a full argsort and >15 GB, and "
+                   "none with --rerank).")
+@click.option("--rerank", is_flag=True,
+              help="Time k-reciprocal re-ranking (k1=20, k2=6, lambda=0.3) + scoring, raybench alone; "
+                   "writes metrics-<scale>-rerank.json.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--repeat", type=int, default=3, show_default=True, help="raybench runs; the best counts.")
+@click.option("--repeat", type=int, default=None,
+              help="raybench runs; the best counts (default: 3, or 1 with --rerank).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="JSON output (default: results/bench/metrics-<scale>.json in the checkout).")
+              help="JSON output (default: results/bench/metrics-<scale>[-rerank].json in the checkout).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON record instead of a table.")
-def metrics(scale, against, seed, repeat, out, as_json):
+def metrics(scale, against, rerank, seed, repeat, out, as_json):
     """Time raybench's metrics and torchreid's evaluate_rank on the same features; compare them."""
     from pathlib import Path
 
@@ -32,23 +42,36 @@ def metrics(scale, against, seed, repeat, out, as_json):
     from raybench.console import notice, print_json, print_table
     from raybench.paths import PROJECT_ROOT
 
-    against = against or ("torchreid" if scale == "market" else "none")
-    notice(f"bench metrics: {scale} scale, against {against} (each side in its own process)...")
+    if rerank and against == "torchreid":
+        raise click.UsageError("--rerank runs raybench alone (torchreid's re_ranking needs dense "
+                               "(Q+G)^2 matrices); leave --against out or use --against none")
+    against = against or ("torchreid" if scale == "market" and not rerank else "none")
+    repeat = max(1, repeat if repeat is not None else (1 if rerank else 3))
+    what = "re-ranking + scoring" if rerank else f"against {against}"
+    notice(f"bench metrics: {scale} scale, {what} (each side in its own process)...")
     if scale == "msmt17" and against == "torchreid":
         notice("torchreid at MSMT17 size: a 3.8 GB float32 matrix, a 7.7 GB argsort, and many minutes")
-    record = bench_metrics.run(scale, against=against, seed=seed, repeat=max(1, repeat))
-    record["command"] = f"raybench bench metrics --scale {scale} --against {against} --seed {seed} --repeat {repeat}"
-    path = write_json(record, Path(out) if out else PROJECT_ROOT / "results" / "bench" / f"metrics-{scale}.json")
+    record = bench_metrics.run(scale, against=against, seed=seed, repeat=repeat, rerank=rerank)
+    record["command"] = (f"raybench bench metrics --scale {scale} --against {against}"
+                         f"{' --rerank' if rerank else ''} --seed {seed} --repeat {repeat}")
+    name = f"metrics-{scale}{'-rerank' if rerank else ''}.json"
+    path = write_json(record, Path(out) if out else PROJECT_ROOT / "results" / "bench" / name)
     if as_json:
         print_json(record)
     else:
+        title = f"metrics{' with re-ranking' if rerank else ''}, {scale} scale: " \
+                f"{record['num_query']:,} x {record['num_gallery']:,}, d={record['dim']}"
         print_table(_rows(record), ["side", "seconds", "rank_only_s", "peak_rss_gb", "mAP", "mINP", "rank1"],
-                    title=f"metrics, {scale} scale: {record['num_query']:,} x {record['num_gallery']:,}, d={record['dim']}")
+                    title=title)
         comp = record.get("comparison")
         if comp:
             d = comp["max_abs_diff"]
             print(f"speedup {comp['speedup']:.1f}x (rank only {comp['speedup_rank_only']:.1f}x); "
                   f"max |diff| mAP {d['mAP']:.2e}, mINP {d['mINP']:.2e}, CMC {d['cmc']:.2e}")
+        if rerank:
+            t = record["raybench"]["seconds_phases"]
+            print(f"neighbour search {t['neighbours']:.1f} s, k-reciprocal graph {t['graph']:.1f} s, "
+                  f"re-ranked rows + scoring {t['rows_and_scoring']:.1f} s")
     notice(f"wrote {path}")
 
 
@@ -58,7 +81,8 @@ def _rows(record: dict) -> list[dict]:
         r = record.get(side)
         if r:
             m = r["metrics"]
-            rows.append({"side": side, "seconds": round(r["seconds"], 3),
+            label = "raybench+rerank" if side == "raybench" and record.get("rerank") else side
+            rows.append({"side": label, "seconds": round(r["seconds"], 3),
                          "rank_only_s": round(r.get("seconds_rank_only", r.get("seconds_rank", 0)), 3),
                          "peak_rss_gb": round(r["peak_rss_bytes"] / 1e9, 3),
                          "mAP": round(m["mAP"], 6), "mINP": round(m["mINP"], 6), "rank1": round(m["cmc"][0], 6)})
