@@ -152,7 +152,8 @@ def ray_pipeline(spec, paths: list[str], actors: int | None, threads: int | None
 def run(model: str = "osnet-x0_25-market", pretrained: bool = False, images: int | None = None,
         batch_size: int | None = None, actors: int | None = None, threads: int | None = None,
         repeat: int = 3) -> dict:
-    from raybench.pipeline.runtime import git_state, versions
+    from raybench.bench import provenance
+    from raybench.pipeline.runtime import versions
 
     spec = bench_model(model, pretrained)
     spec = dataclasses.replace(spec, batch_size=batch_size or spec.batch_size)
@@ -170,7 +171,7 @@ def run(model: str = "osnet-x0_25-market", pretrained: bool = False, images: int
             one["plain_actor_threads"] = plain_loop(spec, paths, spec.batch_size, actor_threads)
         rounds.append(one)
     record.update(summarize(rounds))
-    record.update(load_after=os.getloadavg(), versions=versions(), git=git_state(),
+    record.update(load_after=os.getloadavg(), versions=versions(), git=provenance(),
                   date=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     return record
 
