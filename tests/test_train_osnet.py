@@ -123,16 +123,22 @@ def _wait_gone(session: int, seconds: float) -> list[tuple[int, str]]:
     return left
 
 
-def _recorded_epoch(storage: Path) -> int | None:
-    """The epoch of the latest checkpoint in Ray Train's run snapshot, the one a rerun resumes
-    from (written after the checkpoint's folder: a folder alone may not be recorded yet)."""
+def _snapshot(storage: Path) -> dict | None:
+    """Ray Train V2's record of a run's checkpoints (written after each checkpoint's folder: a
+    folder alone may not be recorded yet); a rerun resumes from its latest. None before the
+    first checkpoint, or while it is being written."""
     from ray.train.v2._internal.constants import CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
 
-    try:
-        latest = json.loads((storage / CHECKPOINT_MANAGER_SNAPSHOT_FILENAME).read_text())["latest_checkpoint_result"]
-        return int(latest["metrics"]["epoch"])
-    except (OSError, ValueError, KeyError, TypeError):  # none yet, or being written
-        return None
+    with contextlib.suppress(OSError, ValueError):
+        return json.loads((storage / CHECKPOINT_MANAGER_SNAPSHOT_FILENAME).read_text())
+    return None
+
+
+def _recorded_epoch(storage: Path) -> int | None:
+    """The epoch of the latest recorded checkpoint, the one a rerun resumes from."""
+    with contextlib.suppress(TypeError, KeyError):
+        return int(_snapshot(storage)["latest_checkpoint_result"]["metrics"]["epoch"])
+    return None
 
 
 def _wait_for_checkpoint(proc, storage: Path, epoch: int, log: Path) -> None:
@@ -191,9 +197,11 @@ def test_the_killed_run_resumes_when_the_same_command_runs_again(run):
     pids = [r["pid"] for r in _metrics(out)]
     spans = [pids[:FAIL_AFTER + 1], pids[FAIL_AFTER + 1:at + 1], pids[at + 1:]]
     assert [len(set(span)) for span in spans] == [1, 1, 1] and len({span[0] for span in spans}) == 3, pids
-    checkpoints = sorted(p for p in (out / "ray" / cfg.name).glob("checkpoint_*") if p.is_dir())
-    assert len(checkpoints) == cfg.keep_checkpoints
-    info = json.loads((checkpoints[-1] / "train.json").read_text())
+    # a SIGKILL may leave a checkpoint folder that was never recorded: count the recorded ones
+    snapshot = _snapshot(out / "ray" / cfg.name)
+    assert len(snapshot["checkpoint_results"]) == cfg.keep_checkpoints
+    latest = snapshot["latest_checkpoint_result"]["checkpoint_dir_name"]
+    info = json.loads((out / "ray" / cfg.name / latest / "train.json").read_text())
     assert info["epoch"] == cfg.epochs - 1 and info["world"] == 2 and info["num_classes"] == 24
     assert (out / "model.yaml").is_file() and (out / "model.pth").is_file()
     assert f"trained:{out}" in run.output and "images_per_s" in run.output

@@ -65,11 +65,24 @@ def train_worker(config: dict[str, Any]) -> None:
              f"{data.num_classes} ids), {world} worker(s) on {device}, epochs {start}..{cfg.epochs - 1}")
     for epoch in range(start, cfg.epochs):
         if cfg.fail_once_after_epoch is not None and checkpoint is None and epoch == cfg.fail_once_after_epoch + 1:
-            log.line(f"fail_once_after_epoch={cfg.fail_once_after_epoch}: injecting a worker failure")
-            raise InjectedFailure(f"fail_once_after_epoch={cfg.fail_once_after_epoch}: injected worker failure")
+            inject_failure(cfg, log)
         metrics = run_epoch(cfg, task, model, optimizer, epoch, world, device, log)
         report(metrics, task.module, optimizer, epoch, {**info, **metrics}, rank)
         log.epoch(metrics)
+
+
+def inject_failure(cfg: TrainConfig, log: "RunLog") -> None:
+    """The fault drill's worker failure, once Ray Train has recorded every report made so far:
+    a worker that fails while a report of its group is still in flight (rank 0 uploading the
+    checkpoint, the other ranks' reports already taken) loses that report round, checkpoint
+    and all, and the restarted group would start from an older checkpoint than the drill says."""
+    import ray.train
+
+    wait = getattr(ray.train, "get_all_reported_checkpoints", None)  # Ray Train V2
+    if wait is not None:
+        wait()
+    log.line(f"fail_once_after_epoch={cfg.fail_once_after_epoch}: injecting a worker failure")
+    raise InjectedFailure(f"fail_once_after_epoch={cfg.fail_once_after_epoch}: injected worker failure")
 
 
 def _quiet_report_lines() -> None:
