@@ -183,3 +183,81 @@ def test_crop_offset_matters_for_the_sizes_above(images):
     rounded = dataclasses.replace(pre, crop_offset="round")
     assert not np.array_equal(load_pixels(images[1], pre), load_pixels(images[1], rounded))
     assert not np.array_equal(load_pixels(images[2], pre), load_pixels(images[2], rounded))
+
+
+@pytest.fixture
+def no_processor_cached(hub_cache, tmp_path):
+    """DINOv2's config and weights cached, its processor config not (what a weights-only fetch
+    or transformers' own from_pretrained leaves); the entry states no preprocess."""
+    repo = "facebook/dinov2-base"
+    snapshot = tmp_path / "hub" / f"models--{repo.replace('/', '--')}" / "snapshots" / ("0" * 40)
+    (snapshot / "preprocessor_config.json").unlink()
+    return dataclasses.replace(CATALOG["dinov2-b14-hf"], preprocess=None), snapshot
+
+
+def test_without_preprocess_offline_is_the_weights_error(monkeypatch, no_processor_cached):
+    """Listing and loading see the processor config as part of what must be fetched; offline,
+    resolving the preprocess is the clear, bounded weights error (not 'state preprocess')."""
+    import time
+
+    from raybench.errors import WeightsUnavailableError
+    from raybench.models import resolve_preprocess, weights
+
+    spec, _ = no_processor_cached
+    probes = []
+    monkeypatch.setattr(weights, "reachable", lambda host, port=443, timeout=0: probes.append(host) or False)
+    assert weights.cached_status(CATALOG["dinov2-b14-hf"]) is True  # states its preprocess: nothing more needed
+    assert weights.cached_status(spec) is False
+    start = time.perf_counter()
+    with pytest.raises(WeightsUnavailableError) as info:
+        resolve_preprocess(spec)
+    assert time.perf_counter() - start < 5 and probes == ["huggingface.co"]
+    message = str(info.value)
+    assert "model 'dinov2-b14-hf'" in message and "facebook/dinov2-base" in message
+    assert "raybench models fetch dinov2-b14-hf" in message
+
+
+def test_without_preprocess_the_processor_config_is_downloaded(monkeypatch, no_processor_cached):
+    """Online, the hub's own processor config is fetched (huggingface_hub stood in for by a copy
+    of the published file) and gives the same preprocess as the catalog states."""
+    import huggingface_hub
+
+    from raybench.models import resolve_preprocess, weights
+
+    spec, snapshot = no_processor_cached
+    fetched = []
+
+    def hf_hub_download(repo, filename, cache_dir=None):
+        fetched.append((repo, filename))
+        (snapshot / filename).write_text(json.dumps(HUB[repo][filename]))
+        return str(snapshot / filename)
+
+    monkeypatch.setattr(weights, "reachable", lambda *a, **k: True)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
+    assert resolve_preprocess(spec) == CATALOG["dinov2-b14-hf"].preprocess
+    assert fetched == [("facebook/dinov2-base", "preprocessor_config.json")]
+    assert weights.cached_status(spec) is True
+
+
+def test_fetch_caches_the_processor_config_with_the_weights(monkeypatch, no_processor_cached):
+    import huggingface_hub
+
+    from raybench.models import weights
+
+    spec, snapshot = no_processor_cached
+    (snapshot / "model.safetensors").unlink()
+    patterns = []
+
+    class Api:
+        def list_repo_files(self, repo):
+            return ["config.json", "model.safetensors", "preprocessor_config.json", "README.md"]
+
+    def snapshot_download(repo, allow_patterns, cache_dir=None):
+        patterns.extend(allow_patterns)
+        return str(snapshot)
+
+    monkeypatch.setattr(weights, "reachable", lambda *a, **k: True)
+    monkeypatch.setattr(huggingface_hub, "HfApi", Api)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    weights.fetch(spec)
+    assert sorted(patterns) == ["config.json", "model.safetensors", "preprocessor_config.json"]

@@ -10,8 +10,9 @@ Features: with ``pooling`` unset, the model's own embedding (``image_embeds`` wh
 projection, else ``pooler_output``: DINOv2's normalised CLS token, SigLIP's attention pool);
 with ``pooling``, raybench pools ``last_hidden_state`` (prefix tokens = tokens - patches).
 
-Preprocessing is stated in configs/models.yaml; without it, the cached
-``preprocessor_config.json`` is read. The HF processors' geometry maps exactly onto raybench's
+Preprocessing is stated in configs/models.yaml; without it, the repo's
+``preprocessor_config.json`` is read (from the cache, else downloaded with the same bounded
+network rule as weights; `raybench models fetch` caches it with the weights). The HF processors' geometry maps exactly onto raybench's
 (``default_preprocess``): ``size {height, width}`` is squash; ``size {shortest_edge: S}`` plus
 a square ``crop_size`` C is shortest_crop at C with crop_pct C / S (DINOv2: 256 then 224,
 crop_pct 0.875) and crop_offset floor (their centre crop floors an odd margin). raybench's
@@ -34,28 +35,51 @@ from raybench.specs import ModelSpec, Preprocess
 _VISION_CLASSES = {"clip": "CLIPVisionModelWithProjection", "siglip": "SiglipVisionModel"}
 _HF_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 _RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
+_PROCESSOR = "preprocessor_config.json"
 
 
-def _source_of(location: str | None):
+def _source_of(location: str | None, processor: bool = False):
+    """``processor``: the spec states no preprocess, so the repo's processor config is needed
+    too (cached with the weights by `raybench models fetch`)."""
     if not location:
         return None
     if classify(location) == "path":
         from raybench.models.weights import Source
 
         return Source("local", str(Path(location).expanduser()))
-    return hub_source(location, _HF_FILES, required=("config.json",))
+    required = ("config.json", _PROCESSOR) if processor else ("config.json",)
+    return hub_source(location, _HF_FILES, required=required)
 
 
 def source(spec: ModelSpec):
-    return _source_of(spec.weights)
+    return _source_of(spec.weights, processor=spec.preprocess is None)
 
 
 def default_preprocess(spec: ModelSpec) -> Preprocess:
-    cfg = _preprocessor_config(spec.weights or spec.arch)
+    location = spec.weights or spec.arch
+    cfg = _preprocessor_config(location)
+    if cfg is None and classify(location) != "path":
+        cfg = _download_processor_config(spec, location)
     if cfg is None:
-        raise SpecError(f"model {spec.name!r}: state 'preprocess' in its spec (no cached preprocessor_config.json "
-                        f"for {spec.weights or spec.arch})")
+        raise SpecError(f"model {spec.name!r}: state 'preprocess' in its spec ({location} has no {_PROCESSOR})")
     return preprocess_from_processor(cfg, f"model {spec.name!r}")
+
+
+def _download_processor_config(spec: ModelSpec, repo: str) -> dict | None:
+    """The hub repo's processor config, fetched under the weights' network rule (a probe
+    bounded in seconds, else the error naming the model, source and fetch command); None when
+    the repo has none."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.utils import EntryNotFoundError
+
+    with hub_access(spec, _source_of(repo, processor=True)):
+        try:
+            path = hf_hub_download(repo, _PROCESSOR, cache_dir=hub_cache_dir())
+        except EntryNotFoundError as exc:
+            if isinstance(exc, FileNotFoundError):  # not cached (offline), not "absent from the repo"
+                raise
+            return None
+    return json.loads(Path(path).read_text())
 
 
 def preprocess_from_processor(cfg: dict, where: str) -> Preprocess:
@@ -109,12 +133,12 @@ def _crop_pct(crop: int, edge: int) -> float:
 
 def _preprocessor_config(location: str) -> dict | None:
     if classify(location) == "path":
-        path = Path(location).expanduser() / "preprocessor_config.json"
+        path = Path(location).expanduser() / _PROCESSOR
         path = str(path) if path.is_file() else None
     else:
         from huggingface_hub import try_to_load_from_cache
 
-        path = try_to_load_from_cache(location, "preprocessor_config.json", cache_dir=hub_cache_dir())
+        path = try_to_load_from_cache(location, _PROCESSOR, cache_dir=hub_cache_dir())
     return json.loads(Path(path).read_text()) if isinstance(path, str) else None
 
 
