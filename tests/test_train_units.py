@@ -316,6 +316,35 @@ def test_a_run_folder_of_another_recipe_is_not_resumed(tmp_path):
         train(cfg, out="s3://bucket/run")
 
 
+@pytest.mark.parametrize("change, error", [
+    ({"dataset": "missing"}, "none does not exist"),
+    ({"sampler": {"ids_per_batch": 32, "images_per_id": 4}}, "needs 32 identities but the training set has 24"),
+    ({"workers": 7}, "fewer than the 7 workers"),  # 5 PK batches of 8 x 4 per epoch
+    ({"recipe": "clipreid-stage1", "workers": 4}, "3 feature batch.*fewer than the 4 worker"),
+])
+def test_data_errors_fail_on_the_driver_before_ray_starts(change, error, tmp_path, monkeypatch):
+    """A worker would hit them only after Ray started, and FailureConfig would restart it
+    max_failures times before the run ended in a traceback."""
+    from raybench.train import run as train_run
+
+    def no_ray(name):
+        raise AssertionError("Ray was started for a run that cannot train")
+
+    monkeypatch.setattr(train_run, "_connect", no_ray)
+    cfg = load_train_config("osnet_smoke")
+    if change.get("dataset") == "missing":
+        from raybench.specs import parse_dataset
+
+        cfg = cfg.replace(dataset=parse_dataset({"name": "mkt", "adapter": "market1501", "root": str(tmp_path / "none")},
+                                                "test dataset"))
+    if "sampler" in change:
+        cfg = cfg.replace(sampler=dataclasses.replace(cfg.sampler, **change["sampler"]))
+    if change.get("recipe"):
+        cfg = cfg.replace(recipe=change["recipe"], clipreid=dataclasses.replace(cfg.clipreid, feature_batch_size=64))
+    with pytest.raises(RaybenchError, match=error):
+        train_run.train(cfg, out=tmp_path / "out", workers=change.get("workers"))
+
+
 def test_the_pk_loader_yields_full_augmented_batches_from_worker_processes():
     from raybench.train.data import load_train_set, pk_loader
 

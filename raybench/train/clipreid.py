@@ -32,7 +32,7 @@ import torch
 from raybench.errors import SpecError
 from raybench.train.clipmodel import ClipReID, PromptModel, build_clip, vit_features
 from raybench.train.config import TrainConfig
-from raybench.train.data import PKImages, TrainSet, shard_loader
+from raybench.train.data import PKImages, TrainSet, check_pk, shard_loader
 from raybench.train.losses import accuracy, batch_hard_triplet, label_smooth_ce, supcon
 from raybench.train.recipe import Recipe
 
@@ -66,14 +66,8 @@ class Stage1Task:
 
     def _plan(self, epoch: int) -> list[torch.Tensor]:
         order = torch.from_numpy(np.random.default_rng([self.cfg.seed, epoch, 1]).permutation(len(self.labels)))
-        size = self.cfg.clipreid.feature_batch_size
-        batches = list(order.split(size))
-        steps = len(batches) // self.world
-        if self.cfg.steps_per_epoch:
-            steps = min(steps, self.cfg.steps_per_epoch)
-        if steps == 0:
-            raise SpecError(f"{len(self.labels)} train images make fewer feature batches of {size} than "
-                            f"the {self.world} workers: lower clipreid.feature_batch_size")
+        batches = list(order.split(self.cfg.clipreid.feature_batch_size))
+        steps = _stage1_steps(self.cfg, len(batches), self.world)
         return batches[self.rank: steps * self.world: self.world]
 
     def steps(self, epoch: int) -> int:
@@ -95,6 +89,23 @@ class Stage1Task:
         with torch.no_grad():
             acc = (labels[(images @ texts.t()).argmax(dim=1)] == labels).float().mean()
         return i2t + t2i, {"i2t_loss": i2t.detach(), "t2i_loss": t2i.detach(), "acc": acc}, len(labels)
+
+
+def _stage1_steps(cfg: TrainConfig, batches: int, world: int) -> int:
+    """Feature batches per worker and epoch (equal on every worker); none is an error."""
+    steps = batches // world
+    if cfg.steps_per_epoch:
+        steps = min(steps, cfg.steps_per_epoch)
+    if steps == 0:
+        raise SpecError(f"{cfg.source}: {cfg.dataset.name} train makes {batches} feature batch(es) of "
+                        f"{cfg.clipreid.feature_batch_size}, fewer than the {world} worker(s): lower "
+                        f"clipreid.feature_batch_size or use fewer workers")
+    return steps
+
+
+def check_stage1(cfg: TrainConfig, data: TrainSet) -> None:
+    """Recipe.check of stage 1: every worker gets at least one feature batch."""
+    _stage1_steps(cfg, -(-len(data) // cfg.clipreid.feature_batch_size), cfg.workers)
 
 
 @torch.no_grad()
@@ -195,7 +206,7 @@ def export_stage2(cfg: TrainConfig, state: Mapping[str, Any], info: Mapping[str,
             "paradigm": "supervised", "dim": int(width + proj_dim)}
 
 
-STAGE1 = Recipe(make_task=Stage1Task, export=export_stage1,
+STAGE1 = Recipe(make_task=Stage1Task, export=export_stage1, check=check_stage1,
                 description="CLIP-ReID stage 1: per-identity prompt tokens, both encoders frozen")
-STAGE2 = Recipe(make_task=Stage2Task, export=export_stage2, prepare=prepare_stage2,
+STAGE2 = Recipe(make_task=Stage2Task, export=export_stage2, prepare=prepare_stage2, check=check_pk,
                 description="CLIP-ReID stage 2: image encoder fine-tuned with ID + triplet + image-to-text CE")

@@ -56,6 +56,19 @@ def load_train_set(spec: DatasetSpec) -> TrainSet:
     )
 
 
+def check_pk(cfg: TrainConfig, data: TrainSet) -> None:
+    """Recipe.check of the PK recipes: every worker gets at least one full P x K batch."""
+    from raybench.errors import SpecError
+
+    try:
+        len(PKBatchSampler(data.labels, cfg.sampler.ids_per_batch, cfg.sampler.images_per_id,
+                           world=cfg.workers, seed=cfg.seed, max_steps=cfg.steps_per_epoch))
+    except ValueError as exc:
+        raise SpecError(f"{cfg.source}: {cfg.dataset.name} train ({len(data)} images, {data.num_classes} ids) "
+                        f"with sampler {cfg.sampler.ids_per_batch} x {cfg.sampler.images_per_id} and "
+                        f"{cfg.workers} worker(s): {exc}") from None
+
+
 class ImageSet(torch.utils.data.Dataset):
     """Items are ``(index, seed)`` pairs (see sampler.py); yields (image [3, H, W], label)."""
 

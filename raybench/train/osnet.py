@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import torch
 
 from raybench.train.config import ModelCfg, TrainConfig
-from raybench.train.data import PKImages, TrainSet
+from raybench.train.data import PKImages, TrainSet, check_pk
 from raybench.train.losses import accuracy, batch_hard_triplet, label_smooth_ce
 from raybench.train.recipe import Recipe
 
@@ -104,5 +104,5 @@ def export(cfg: TrainConfig, state: Mapping[str, Any], info: Mapping[str, Any], 
     }
 
 
-RECIPE = Recipe(make_task=OSNetTask, export=export, prepare=prepare,
+RECIPE = Recipe(make_task=OSNetTask, export=export, prepare=prepare, check=check_pk,
                 description="torchreid OSNet, label-smoothed CE + batch-hard triplet on PK batches")

@@ -52,6 +52,10 @@ class Recipe:
     #: become absolute), so that a user error fails at once instead of being retried by
     #: FailureConfig on every worker
     prepare: Callable[["TrainConfig"], "TrainConfig"] = lambda cfg: cfg
+    #: on the driver, with the train split loaded: raise a SpecError when it cannot fill an
+    #: epoch of this recipe's batches for every worker (each worker would fail, be restarted
+    #: by FailureConfig max_failures times and end in a traceback)
+    check: Callable[["TrainConfig", "TrainSet"], None] = lambda cfg, data: None
     description: str = ""
 
 

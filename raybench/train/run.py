@@ -58,6 +58,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, workers: int | None =
     cfg = cfg.replace(workers=workers or cfg.workers,
                       gpus_per_worker=gpus_per_worker if gpus_per_worker is not None else cfg.gpus_per_worker)
     cfg = _resolve_paths(RECIPES.get(cfg.recipe).prepare(cfg))
+    _check_data(cfg)
     _check_resumable(cfg, out)
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2, default=str))
     started = _connect(cfg.name)
@@ -120,6 +121,16 @@ def _check_resumable(cfg: TrainConfig, out: Path) -> None:
         if key in old and old[key] != value:
             raise SpecError(f"{out} holds run {cfg.name!r} with {key} {old[key]!r}, not {value!r}: "
                             f"rerunning would resume it. Use another --out (or run name)")
+
+
+def _check_data(cfg: TrainConfig) -> None:
+    """The train split, read here once before Ray starts: a dataset that is missing, has no
+    train split, or cannot fill an epoch of the recipe's batches for every worker is a one-line
+    error now, not a failure of every worker that FailureConfig retries into a traceback."""
+    from raybench.train.data import load_train_set
+    from raybench.train.recipe import RECIPES
+
+    RECIPES.get(cfg.recipe).check(cfg, load_train_set(cfg.dataset))
 
 
 def _resolve_paths(cfg: TrainConfig) -> TrainConfig:
