@@ -227,10 +227,9 @@ def fake_celeb(tmp: Path):
     return tmp, {}, expected, {}
 
 
-def fake_pku(tmp: Path, order=None):
+def fake_pku(tmp: Path):
     base = tmp / "PKUv1a_128x48"
-    names = [f"{pid:03d}_{cam}_{img}.png" for pid in range(1, 7) for cam in (1, 2) for img in range(1, 5)]
-    touch(base, *(names if order is None else [names[i] for i in order]))
+    touch(base, *(f"{pid:03d}_{cam}_{img}.png" for pid in range(1, 7) for cam in (1, 2) for img in range(1, 5)))
     expected = {"train": (24, 3, 2), "query": (6, 3, 2), "gallery": (18, 3, 2)}
     return tmp, {"seed": 0}, expected, {}
 
@@ -317,6 +316,19 @@ def test_market_keeps_distractors_and_parent_or_folder_roots_agree(tmp_path):
     assert [r["pid"] for r in gallery].count(0) == 1 and not any(r["path"].endswith("Thumbs.db") for r in gallery)
 
 
+STUDY_CASES = [(name, build) for name, build in CASES if name not in ("folder", "synthetic")]
+
+
+@pytest.mark.parametrize("adapter,build", STUDY_CASES, ids=[b.__name__ for _, b in STUDY_CASES])
+def test_root_may_be_the_canonical_folder_or_its_parent(adapter, build, tmp_path, monkeypatch):
+    monkeypatch.setenv("RAYBENCH_CACHE", str(tmp_path / "cache"))
+    copy = tmp_path / "copy"
+    root, options, _, _ = build(copy)
+    [canonical] = [p for p in copy.iterdir() if p.is_dir()]
+    assert root in (copy, canonical)
+    assert get_adapter(adapter)(copy, **options).equals(get_adapter(adapter)(canonical, **options))
+
+
 def test_torchreid_style_nesting_is_found(tmp_path):
     fake_market(tmp_path / "market1501")
     assert get_adapter("market1501")(tmp_path).num_rows == 9
@@ -344,16 +356,23 @@ def test_celeb_and_last_give_every_image_its_own_camera(tmp_path):
         assert catalog[name].protocol.camera_filter is False
 
 
-def test_pku_split_is_seeded_and_independent_of_file_order(tmp_path):
-    def split(folder, seed, order=None):
-        root, _, _, _ = fake_pku(folder, order)
-        table = get_adapter("pku")(root, seed=seed)
-        return {(Path(r["path"]).name, r["split"]) for r in table.to_pylist()}
+def test_pku_split_is_seeded_and_independent_of_file_order(tmp_path, monkeypatch):
+    import raybench.datasets.pku as pku
 
-    reverse = list(range(48))[::-1]
-    assert split(tmp_path / "a", 0) == split(tmp_path / "b", 0, order=reverse)
-    assert split(tmp_path / "c", 0) != split(tmp_path / "d", 1)
-    rows = split(tmp_path / "e", 0)
+    root, _, _, _ = fake_pku(tmp_path)
+    listed = pku.require_images
+
+    def split(seed, order=None):
+        # The file system's listing order, simulated: creating files in another order does
+        # not change it on ext4 (hash order), so the listing itself is permuted here.
+        monkeypatch.setattr(pku, "require_images", lambda *a, **k: [listed(*a, **k)[i] for i in order or range(48)])
+        table = get_adapter("pku")(root, seed=seed)
+        return table, {(Path(r["path"]).name, r["split"]) for r in table.to_pylist()}
+
+    first, rows = split(0)
+    for order in (list(range(48))[::-1], np.random.default_rng(1).permutation(48).tolist()):
+        assert split(0, order)[0].equals(first)
+    assert split(1)[1] != rows
     queries = [name for name, s in rows if s == "query"]
     assert sorted(n.split("_")[1] for n in queries) == ["1", "1", "1", "2", "2", "2"]  # one per camera
 
@@ -454,6 +473,24 @@ def test_folder_csv_errors(tmp_path):
     path.write_text("path,pid,camid,split\nimg/zzz.jpg,1,0,query\n")
     with pytest.raises(DatasetError, match="zzz.jpg does not exist"):
         get_adapter("folder")(path)
+
+
+def test_folder_csv_trial_column_must_name_every_rows_trial(tmp_path):
+    path, _, _, _ = fake_folder_csv(tmp_path)
+    path.write_text("path,pid,camid,split,trial\nimg/a.jpg,1,0,query,0\nimg/b.jpg,1,1,gallery,\n")
+    spec = DatasetSpec(name="mine", adapter="folder", layout_dir="", root=str(path))
+    with pytest.raises(DatasetError, match="list.csv:3: pid, camid \\(and trial\\) must be integers"):
+        load_manifest(spec)
+    path.write_text("path,pid,camid,split,trial\nimg/a.jpg,1,0,query,1\nimg/b.jpg,1,1,gallery,1\n")
+    assert load_manifest(spec).column("trial").to_pylist() == [1, 1]
+
+
+def test_folder_pattern_that_is_not_a_regex_is_a_clear_error(tmp_path):
+    root, _, _, _ = fake_folder(tmp_path)
+    spec = DatasetSpec(name="mine", adapter="folder", layout_dir="", root=str(root),
+                       options={"pattern": "([-\\d]+_c(\\d+)"})
+    with pytest.raises(DatasetError, match="is not a regular expression"):
+        load_manifest(spec)
 
 
 def test_folder_csv_that_is_not_utf8_is_a_clear_error_and_not_a_crash_of_the_run(tmp_path):

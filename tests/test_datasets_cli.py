@@ -168,6 +168,18 @@ def test_check_reports_the_other_copies_when_some_are_malformed(raybench, tmp_pa
         assert status[name]["status"] == "malformed" and fragment in status[name]["detail"], status[name]
 
 
+def test_check_looks_for_a_custom_entry_at_its_own_root(tmp_path):
+    from raybench.datasets.check import check_all
+    from raybench.specs import DatasetSpec
+
+    fake_market(tmp_path / "elsewhere")
+    (tmp_path / "data").mkdir()
+    mine = DatasetSpec(name="my-cameras", adapter="folder", layout_dir="",
+                       root=str(tmp_path / "elsewhere" / "Market-1501-v15.09.15"))
+    [row] = check_all(tmp_path / "data", {"my-cameras": mine})
+    assert row["status"] == "ok" and row["folder"] == mine.root, row  # not "malformed" for data/ lacking query/
+
+
 def test_check_without_a_data_folder_says_what_to_do(raybench, monkeypatch):
     monkeypatch.delenv("RAYBENCH_DATA", raising=False)
     assert_clean_error(raybench("datasets", "check"), "RAYBENCH_DATA")

@@ -22,8 +22,14 @@ def check_all(data: Path, catalog=None) -> list[dict]:
 
 
 def check_one(spec, data: Path) -> dict:
-    folder = data / spec.layout_dir if spec.layout_dir else data
-    root = folder if folder.exists() else data
+    """A catalog entry with a root of its own (a custom dataset) is checked there, not under
+    ``data``; the others at data/<layout_dir>, or at ``data`` when that folder is absent (the
+    adapter then looks for another canonical name, e.g. MSMT17_V2)."""
+    if spec.root:
+        folder = root = Path(spec.root).expanduser()
+    else:
+        folder = data / spec.layout_dir if spec.layout_dir else data
+        root = folder if folder.exists() else data
     row = {"dataset": spec.name, "folder": str(folder), "status": "ok", "detail": ""}
     try:
         table = load_manifest(dataclasses.replace(spec, root=str(root)))

@@ -37,7 +37,10 @@ def parse(root: Path, pattern: str = r"^([-\d]+)_c(\d+)") -> pa.Table:
         return read_csv(root)
     base = locate(root, ["query"], (), "folder", LAYOUT)
     folders = MARKET_FOLDERS if (base / MARKET_FOLDERS["gallery"]).is_dir() else PLAIN_FOLDERS
-    regex = re.compile(pattern)
+    try:
+        regex = re.compile(pattern)
+    except re.error as exc:
+        raise DatasetError(f"folder: pattern {pattern!r} is not a regular expression ({exc})") from None
     if regex.groups < 2:
         raise DatasetError(f"folder: pattern {pattern!r} needs two groups: pid and camera")
     rows = scan({split: base / sub for split, sub in folders.items()}, regex, dataset="folder",
@@ -52,15 +55,18 @@ def read_csv(path: Path) -> pa.Table:
     missing = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
     if missing:
         raise DatasetError(f"folder: {path} has no column {missing[0]!r}; expected header: {','.join(CSV_COLUMNS)}")
-    rows = [_csv_row(record, path, number) for number, record in enumerate(reader, 2)]
+    with_trial = "trial" in reader.fieldnames
+    rows = [_csv_row(record, path, number, with_trial) for number, record in enumerate(reader, 2)]
     return rows_to_manifest([r for r in rows if r["pid"] != -1], "folder", LAYOUT)
 
 
-def _csv_row(record: dict, csv_path: Path, number: int) -> dict:
+def _csv_row(record: dict, csv_path: Path, number: int, with_trial: bool) -> dict:
+    """One manifest row; with a trial column, every row names its trial (a row without one
+    would belong to no trial, and the manifest's columns must be whole)."""
     where = f"folder: {csv_path}:{number}"
     try:
         row = {"pid": int(record["pid"]), "camid": int(record["camid"]), "split": record["split"].strip()}
-        if record.get("trial") not in (None, ""):
+        if with_trial:
             row["trial"] = int(record["trial"])
     except (TypeError, ValueError):
         raise DatasetError(f"{where}: pid, camid (and trial) must be integers, got {record}") from None
