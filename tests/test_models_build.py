@@ -79,6 +79,7 @@ def assert_close(a, b):
     ("raybench-tiny-ViT", (32, 32), "shortest"),
     ("raybench-tiny-ViT", (64, 32), "squash"),  # a 1:2 input: open_clip resizes the position grid
     ("raybench-tiny-SigLIP", (64, 32), "squash"),  # timm tower: resized by timm's set_input_size
+    ("raybench-tiny-PE", (64, 32), "squash"),  # PE-Core: timm's Eva with rope, its head as projection
 ])
 def test_open_clip_equals_encode_image(images, arch, size, mode):
     import open_clip
@@ -106,6 +107,7 @@ def test_open_clip_equals_encode_image(images, arch, size, mode):
     ("vit_small_patch14_dinov2", "mean"),
     ("vit_small_patch14_dinov2", "both"),
     ("vit_pe_spatial_small_patch16_512", None),
+    ("vit_pe_spatial_small_patch16_512", "mean"),  # the catalog's: raybench's pool == timm's own avg pool
 ])
 def test_timm_equals_timm_forward(images, arch, pooling):
     import timm
@@ -117,25 +119,30 @@ def test_timm_equals_timm_forward(images, arch, pooling):
     spec = ModelSpec(name="t", loader="timm", arch=arch, weights=None, paradigm="self-supervised", pooling=pooling,
                      preprocess=pre, options={"model_kwargs": kwargs})
     embedder = build_embedder(spec, device="cpu", pretrained=False)
-    # timm's own: a model made at this input size, its eval transform (squash mode), its forward (pre-logits pooled features) or forward_features for the token pools
-    model = timm.create_model(arch, num_classes=0, img_size=pre.size, global_pool="token" if pooling else None,
-                              **kwargs).eval()
+    # timm's own: a model made at this input size, its eval transform (squash mode) and its forward
+    # (pre-logits pooled features): DINOv2 with its CLS token, PE-Spatial with its default avg pool
+    model = timm.create_model(arch, num_classes=0, img_size=pre.size,
+                              global_pool="token" if "dinov2" in arch else None, **kwargs).eval()
     model.load_state_dict(embedder.tower.state_dict())
     transform = create_transform(input_size=(3, *pre.size), crop_pct=1.0, crop_mode="squash",
                                  interpolation="bicubic", mean=pre.mean, std=pre.std)
     x = torch.stack([transform(Image.open(p).convert("RGB")) for p in images])
     with torch.no_grad():
-        tokens = model.forward_features(x)
-        expected = {
-            None: model(x),
-            "cls": model(x),
-            "mean": tokens[:, model.num_prefix_tokens:].mean(1),
-            "both": torch.cat([model(x), tokens[:, model.num_prefix_tokens:].mean(1)], 1),
-        }[pooling]
+        own = model(x)
+        # DINOv2's patch mean after the final norm (its linear-eval convention; timm's avg pool
+        # would norm after pooling instead)
+        patch_mean = model.forward_features(x)[:, model.num_prefix_tokens:].mean(1)
+    expected = {
+        None: own,
+        "cls": own,
+        "mean": own if "pe_spatial" in arch else patch_mean,
+        "both": torch.cat([own, patch_mean], 1),
+    }[pooling]
     assert_close(ours(spec, embedder, images), expected)
 
 
-@pytest.mark.parametrize("kind, pooling, size", [("dinov2", "cls", (56, 28)), ("siglip", None, (64, 32))])
+@pytest.mark.parametrize("kind, pooling, size", [("dinov2", "cls", (56, 28)), ("dinov2", "mean", (56, 28)),
+                                                  ("dinov2", "both", (56, 28)), ("siglip", None, (64, 32))])
 def test_hf_equals_transformers_forward(images, tmp_path, kind, pooling, size):
     import torch
     import transformers
@@ -150,7 +157,10 @@ def test_hf_equals_transformers_forward(images, tmp_path, kind, pooling, size):
     x = torchvision_input(images, pre, transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC))
     with torch.no_grad():
         out = model(pixel_values=x, **({"interpolate_pos_encoding": True} if kind == "siglip" else {}))
-    assert_close(ours(spec, embedder, images), out.pooler_output)
+    patch_mean = out.last_hidden_state[:, 1:].mean(1)  # DINOv2: one CLS token, no registers
+    expected = {None: out.pooler_output, "cls": out.pooler_output, "mean": patch_mean,
+                "both": torch.cat([out.pooler_output, patch_mean], 1)}[pooling]
+    assert_close(ours(spec, embedder, images), expected)
 
 
 def test_torchreid_equals_torchreid_test_transform_and_forward(images):
@@ -227,6 +237,30 @@ def test_cpu_runs_fp32_whatever_the_precision():
     assert spec.precision == "bf16" and embedder._autocast is None
 
 
+@pytest.mark.parametrize("precision, dtype", [("bf16", "bfloat16"), ("fp16", "float16"), ("fp32", "float32")])
+def test_gpu_autocasts_by_spec(precision, dtype):
+    """On CUDA the tower runs under autocast in the spec's dtype and embed still returns float32
+    features close to the fp32 ones (runs on GPU machines only)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device")
+    spec, reference = tiny_embedder("dinov2-b14")
+    embedder = build_embedder(dataclasses.replace(spec, precision=precision), device="cuda", pretrained=False)
+    embedder.tower.load_state_dict(reference.tower.state_dict())
+    seen = []
+    qkv = embedder.tower.blocks[0].attn.qkv  # a Linear: autocast runs it in the low-precision dtype
+    hook = qkv.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    try:
+        pixels = random_pixels(spec.preprocess)
+        got = embedder.embed(pixels)
+    finally:
+        hook.remove()
+    assert seen == [getattr(torch, dtype)] and got.dtype == np.float32
+    expected = reference.embed(pixels)
+    assert np.abs(got - expected).max() <= 0.05 * np.abs(expected).max()
+
+
 def test_declared_dim_is_checked():
     spec = dataclasses.replace(tiny_spec(CATALOG["clip-vit-b16"]), dim=33)
     embedder = build_embedder(spec, device="cpu", pretrained=False)
@@ -234,11 +268,17 @@ def test_declared_dim_is_checked():
         embedder.embed(random_pixels(spec.preprocess, n=1))
 
 
-def test_unknown_option_and_bad_pooling_are_spec_errors():
+def test_unknown_option_is_a_spec_error():
     with pytest.raises(SpecError, match="unknown option 'colour'"):
         build_embedder(dataclasses.replace(CATALOG["color-hist"], options={"colour": 1}))
-    with pytest.raises(SpecError, match="projected embedding"):
-        build_embedder(dataclasses.replace(tiny_spec(CATALOG["clip-vit-b16"]), pooling="cls"), pretrained=False)
+
+
+@pytest.mark.parametrize("name", ["clip-vit-b16", "clipreid-vit-b16-msmt17", "osnet-x0_25-market", "color-hist"])
+def test_pooling_is_refused_where_the_family_would_ignore_it(name):
+    """Only timm and hf pool ViT tokens; elsewhere a stated pooling is an error, not a no-op."""
+    spec = dataclasses.replace(CATALOG[name], pooling="mean")
+    with pytest.raises(SpecError, match=f"loader {spec.loader!r} .* takes no 'pooling'"):
+        build_embedder(spec, device="cpu", pretrained=False)
 
 
 def test_a_loader_outside_the_package_by_module_attr():

@@ -68,6 +68,7 @@ class Loader:
     source: Callable[[ModelSpec], "Source | None"] = lambda spec: None
     resolve_source: Callable[[ModelSpec], "Source | None"] | None = None
     options: tuple[str, ...] = ()
+    pooling: bool = False  # whether the family pools ViT tokens per the spec's ``pooling``
 
     def find_source(self, spec: ModelSpec) -> "Source | None":
         """The source, asking the library only when the spec alone does not tell."""
@@ -77,6 +78,13 @@ class Loader:
         return found
 
     def check_options(self, spec: ModelSpec) -> None:
+        """Unknown options and a ``pooling`` the family would ignore are spec errors."""
+        if spec.pooling and not self.pooling:
+            raise SpecError(
+                f"model {spec.name!r}: loader {spec.loader!r} gives the model's own feature (a projected "
+                "embedding or a pooled CNN feature) and takes no 'pooling'; remove it (token pooling is for "
+                "timm and hf ViTs without a projection head)"
+            )
         allowed = (*COMMON_OPTIONS, *self.options)
         unknown = sorted(set(spec.options) - set(allowed))
         if unknown:

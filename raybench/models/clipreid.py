@@ -55,8 +55,6 @@ def build(spec: ModelSpec, preprocess: Preprocess, device: str | None, pretraine
     neck_feat = spec.options.get("neck_feat", "before")
     if neck_feat not in NECK_FEATS:
         raise SpecError(f"model {spec.name!r}: option neck_feat must be one of {', '.join(NECK_FEATS)}")
-    if spec.pooling:
-        raise SpecError(f"model {spec.name!r}: CLIP-ReID has its own feature; remove 'pooling'")
     device = device or default_device()
     tower = _tower(spec, preprocess, device)
     if pretrained and spec.weights:

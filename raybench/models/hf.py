@@ -188,4 +188,5 @@ def _forward(model, spec: ModelSpec, preprocess: Preprocess):
     return pooled if spec.pooling else own
 
 
-LOADER = Loader(build=build, default_preprocess=default_preprocess, source=source, options=("model_class",))
+LOADER = Loader(build=build, default_preprocess=default_preprocess, source=source, options=("model_class",),
+                pooling=True)

@@ -99,8 +99,6 @@ def _hub(hf_hub: str):
 def build(spec: ModelSpec, preprocess: Preprocess, device: str | None, pretrained: bool = True):
     import open_clip
 
-    if spec.pooling:
-        raise SpecError(f"model {spec.name!r}: open_clip models give a projected embedding; remove 'pooling'")
     vision_cfg = _model_config(spec.arch)["vision_cfg"]
     timm_tower = "timm_model_name" in vision_cfg
     device = device or default_device()

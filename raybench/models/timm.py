@@ -106,4 +106,5 @@ LOADER = Loader(
     source=source,
     resolve_source=resolve_source,
     options=("model_kwargs",),
+    pooling=True,
 )
