@@ -180,6 +180,23 @@ def test_check_looks_for_a_custom_entry_at_its_own_root(tmp_path):
     assert row["status"] == "ok" and row["folder"] == mine.root, row  # not "malformed" for data/ lacking query/
 
 
+def test_a_custom_catalog_entry_as_the_readme_adds_it(raybench, tmp_path, monkeypatch):
+    """README's "Adding a dataset": a folder entry with its own root in configs/datasets.yaml is
+    listed with that root, described by info without --root, and checked there."""
+    fake_market(tmp_path / "copy")
+    root = tmp_path / "copy" / "Market-1501-v15.09.15"
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "datasets.yaml").write_text(
+        f"my-cameras:\n  adapter: folder\n  root: {root}\n  protocol: {{camera_filter: true}}\n")
+    monkeypatch.setenv("RAYBENCH_CONFIGS", str(tmp_path / "configs"))
+    [row] = json.loads(raybench("list", "datasets", "--json").stdout)
+    assert row["folder"] == str(root), row
+    info = json.loads(raybench("datasets", "info", "my-cameras", "--json").stdout)
+    assert info["splits"]["gallery"] == {"images": 3, "ids": 3, "cameras": 3}
+    [check] = json.loads(raybench("datasets", "check", "--root", str(tmp_path), "--json").stdout)
+    assert check["status"] == "ok" and check["folder"] == str(root), check
+
+
 def test_check_without_a_data_folder_says_what_to_do(raybench, monkeypatch):
     monkeypatch.delenv("RAYBENCH_DATA", raising=False)
     assert_clean_error(raybench("datasets", "check"), "RAYBENCH_DATA")

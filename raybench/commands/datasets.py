@@ -108,12 +108,15 @@ def list_datasets(as_json: bool):
     from raybench.console import print_json, print_table
     from raybench.specs import load_dataset_catalog
 
+    from raybench.datasets import GENERATORS
+
     rows = []
     for name, spec in load_dataset_catalog().items():
+        generated = "(generated)" if spec.adapter in GENERATORS else ""
         rows.append({
             "name": name,
             "adapter": spec.adapter,
-            "folder": spec.layout_dir or "(generated)",
+            "folder": spec.root or spec.layout_dir or generated,  # a custom entry's own root
             "camera_filter": spec.protocol.camera_filter,
             "trials": spec.protocol.trials,
             "description": spec.description,
