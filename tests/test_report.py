@@ -293,6 +293,50 @@ def test_shipped_paper_reference_loads():
     assert cited <= set(ref.defects)
 
 
+def test_paper_reference_names_are_catalog_names():
+    """A misspelt raybench name in the reference would silently drop its cells from paper.md."""
+    from raybench.report.paper import load_reference
+    from raybench.specs import load_dataset_catalog, load_model_catalog
+
+    ref = load_reference()
+    models, datasets = set(load_model_catalog()), set(load_dataset_catalog())
+    assert {m for m, _ in ref.values} <= models and {d for _, d in ref.values} <= datasets
+    assert set(ref.exposure) <= models | datasets
+
+
+@pytest.fixture(scope="module")
+def damaged_report(tmp_path_factory):
+    """The stored run with one cell's embeddings truncated and one cell scored with the classic
+    CUHK03 metric."""
+    from raybench.report.build import ReportOptions, build_report
+
+    run = make_run(tmp_path_factory.mktemp("damaged"))
+    part = run / "embeddings" / "alpha" / "color-hist" / "part-00000.parquet"
+    part.write_bytes(part.read_bytes()[:100])
+    result = run / "results" / "alpha" / "osnet-tiny-alpha.json"
+    data = json.loads(result.read_text())
+    data["protocol"]["cuhk03_metric"] = True
+    result.write_text(json.dumps(data))
+    return build_report(run, ReportOptions(paper=Path("/nonexistent.yaml"), ranklist_queries=2, bootstraps=100))
+
+
+def test_unreadable_embeddings_cost_only_their_rank_list(damaged_report):
+    pages = {p.name for p in damaged_report.files if p.parent.name == "ranklists"}
+    assert "alpha__color-hist.html" not in pages and "alpha__osnet-tiny-alpha.html" in pages
+    (note,) = [n for n in damaged_report.notes if "color-hist x alpha" in n]
+    assert "could not be read" in note and "delete that folder" in note
+    assert "No rank list for color-hist x alpha" in (damaged_report.out / "results.md").read_text()
+
+
+def test_classic_cuhk03_rank1_has_no_query_bootstrap_interval(damaged_report):
+    rows = {(r["model"], r["dataset"]): r for r in damaged_report.rows}
+    sampled, plain = rows[("osnet-tiny-alpha", "alpha")], rows[("color-hist", "alpha")]
+    assert sampled["R1_ci_lo"] is None and sampled["R1_ci_hi"] is None
+    assert sampled["mAP_ci_lo"] <= sampled["mAP"] <= sampled["mAP_ci_hi"]
+    assert plain["R1_ci_lo"] is not None
+    assert any("classic CUHK03" in n and "osnet-tiny-alpha x alpha" in n for n in damaged_report.notes)
+
+
 def test_in_domain_from_spec_and_name(stored_run, tmp_path):
     from raybench.report.load import load_run
     from raybench.report.domain import trained_on

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from raybench.errors import RaybenchError
 from raybench.report.load import Cell, Run
 
 TOP_K = 10
@@ -66,9 +67,18 @@ def write_ranklists(run: Run, out: Path, n_queries: int, seed: int, notes: list[
         if not files:
             notes.append(f"No finished embeddings (with _SUCCESS) for {cell.model} x {cell.dataset}: no rank list.")
             continue
+        try:
+            page = cell_page(cell, files, n_queries, seed)
+        except (OSError, KeyError, ValueError, RaybenchError) as exc:
+            # one unreadable embeddings folder (a truncated part, an older layout) costs that
+            # cell its page, not the whole report: the tables come from the result JSONs
+            notes.append(f"No rank list for {cell.model} x {cell.dataset}: its embeddings in {folder} could "
+                         f"not be read ({type(exc).__name__}: {exc}); delete that folder and run the "
+                         "matrix again to rebuild it.")
+            continue
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"{_slug(cell.dataset)}__{_slug(cell.model)}.html"
-        path.write_text(cell_page(cell, files, n_queries, seed))
+        path.write_text(page)
         pages.append((cell, path))
     if not pages:
         return []
