@@ -92,3 +92,15 @@ def test_protocol_and_table_must_agree():
     only_queries = table(1).filter(pc.equal(table(1)["split"], "query"))
     with pytest.raises(EvaluationError, match="0 gallery"):
         score(only_queries, Protocol(), EvalSpec())
+
+
+def test_a_trial_without_valid_queries_is_named():
+    """GRID-like: one split whose gallery holds the queries' identities only under their own
+    cameras; the error names that trial and the camera setting."""
+    tab = table(2, seed=2)
+    trial, pid = tab["trial"].to_numpy(), tab["pid"].to_numpy()
+    camid = np.where(trial == 1, pid % 3, tab["camid"].to_numpy()).astype(np.int32)
+    tab = tab.set_column(tab.column_names.index("camid"), "camid", pa.array(camid, pa.int32()))
+    with pytest.raises(EvaluationError, match=r"^trial 1 \(2 trials\): .*camera_filter: false"):
+        score(tab, Protocol(trials=2), EvalSpec())
+    assert score(tab, Protocol(trials=2, camera_filter=False), EvalSpec())["num_valid_query"] > 0

@@ -30,7 +30,12 @@ def score(table, protocol: Protocol, spec: EvalSpec, seed: int = 0, device: str 
     results, per_query = [], []
     for t in trials:
         query, gallery = _split(cols, t)
-        res = _evaluate(cols["embedding"], cols, query, gallery, protocol, spec, seed, device)
+        try:
+            res = _evaluate(cols["embedding"], cols, query, gallery, protocol, spec, seed, device)
+        except EvaluationError as exc:
+            if len(trials) == 1:
+                raise
+            raise EvaluationError(f"trial {t} ({len(trials)} trials): {exc}") from exc
         results.append(_trial_record(t, res))
         per_query.append(_per_query(t, res, cols["path"][query]))
     out = _aggregate(results)
