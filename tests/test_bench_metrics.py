@@ -102,6 +102,42 @@ def test_cli_rerank_at_tiny_scale_writes_the_record(tmp_path):
     assert {"commit", "dirty", "dirty_paths", "ignored_paths"} <= set(record["git"])
 
 
+def test_cli_against_torchreid_prints_both_sides_and_the_comparison(tmp_path):
+    """The table names both sides with their times and peak memory, then the speedup and the
+    largest metric differences; the record on disk holds the same comparison."""
+    from raybench.commands.bench import bench as group
+
+    out = tmp_path / "metrics.json"
+    result = CliRunner().invoke(group, ["metrics", "--scale", "tiny", "--against", "torchreid", "--repeat", "1",
+                                        "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    record = json.loads(out.read_text())
+    assert record["against"] == "torchreid" and record["command"].endswith("--against torchreid --seed 0 --repeat 1")
+    comp = record["comparison"]
+    assert max(comp["max_abs_diff"].values()) < 1e-6 and comp["cmc_length"] == [50, 50]
+    from raybench.console import format_cell
+
+    lines = result.stdout.splitlines()
+    for side in ("raybench", "torchreid"):
+        (line,) = [x.split() for x in lines if x.startswith(side + " ")]
+        r = record[side]
+        assert format_cell(round(r["seconds"], 3)) == line[1]
+        assert format_cell(round(r["peak_rss_bytes"] / 1e9, 3)) == line[3]
+    assert f"speedup {comp['speedup']:.1f}x" in result.output and "max |diff| mAP" in result.output
+
+
+def test_cli_json_prints_the_record(tmp_path, monkeypatch):
+    from raybench.commands.bench import bench as group
+
+    canned = {"num_query": 1, "num_gallery": 2, "dim": 3, "raybench": {"seconds": 1.0}}
+    monkeypatch.setattr(bench, "run", lambda *a, **k: dict(canned))
+    result = CliRunner().invoke(group, ["metrics", "--scale", "tiny", "--json", "--out", str(tmp_path / "m.json")])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    assert printed == json.loads((tmp_path / "m.json").read_text())
+    assert printed["raybench"] == canned["raybench"] and printed["command"].startswith("raybench bench metrics")
+
+
 def test_rerank_against_torchreid_is_refused():
     from raybench.commands.bench import bench as group
     from raybench.errors import SpecError
