@@ -258,3 +258,24 @@ def test_local_checkpoints_for_timm_and_open_clip(tmp_path):
                                preprocess=dataclasses.replace(CATALOG["clip-vit-b16"].preprocess, size=(32, 32)))
     embedder = build_embedder(spec, device="cpu")
     assert torch.equal(embedder.tower.proj, clip.visual.proj)
+
+
+def test_a_timm_tag_kept_at_a_url_is_probed_and_fetched_from_that_url(offline, weights_dir):
+    """A few timm tags (I-JEPA, legacy SE-ResNets, GC ViT) have no hub repo: timm downloads a
+    URL itself. Offline that is the same clear error (probing the URL's host, not the hub), and
+    `raybench models fetch` fetches that URL into the file timm's own download looks for."""
+    from raybench.specs import ModelSpec
+
+    spec = ModelSpec(name="seresnet18", loader="timm", arch="legacy_seresnet18", weights="in1k",
+                     paradigm="supervised")
+    source = get_loader("timm").find_source(spec)
+    assert source.kind == "url" and source.location.startswith("https://github.com/")
+    assert source.target == str(weights_dir / "hub" / "seresnet18-4bb0ce65.pth")
+    start = time.perf_counter()  # timm is imported by now (find_source): its import is not timed
+    for attempt in (lambda: build_embedder(spec, device="cpu"), lambda: weights.fetch(spec)):
+        with pytest.raises(WeightsUnavailableError) as info:
+            attempt()
+        message = str(info.value)
+        assert "model 'seresnet18'" in message and "github.com" in message
+        assert "raybench models fetch seresnet18" in message
+    assert offline == ["github.com", "github.com"] and time.perf_counter() - start < 10

@@ -60,7 +60,8 @@ class Loader:
     default_preprocess(spec) -> Preprocess: the weights' own preprocessing, no weights loaded.
     source(spec) -> Source | None: where the weights live, without importing torch (None: no
     weights, or unknown without the library). resolve_source: the same, allowed to ask the
-    library (used by `raybench models fetch`); defaults to ``source``.
+    library (used by `raybench models fetch`, which must fetch what the library will load, not
+    a guess); defaults to ``source``.
     """
 
     build: Callable[..., Embedder]
@@ -71,11 +72,9 @@ class Loader:
     pooling: bool = False  # whether the family pools ViT tokens per the spec's ``pooling``
 
     def find_source(self, spec: ModelSpec) -> "Source | None":
-        """The source, asking the library only when the spec alone does not tell."""
-        found = self.source(spec)
-        if found is None and self.resolve_source is not None:
-            found = self.resolve_source(spec)
-        return found
+        """The library's own answer where the family has one (``source`` may be a guess made
+        without it, e.g. timm's ``timm/<arch>.<tag>`` repo for a tag timm keeps at a URL)."""
+        return (self.resolve_source or self.source)(spec)
 
     def check_options(self, spec: ModelSpec) -> None:
         """Unknown options and a ``pooling`` the family would ignore are spec errors."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from raybench.errors import SpecError
 from raybench.models.base import Loader, TorchEmbedder, pool_tokens, set_timm_input_size
-from raybench.models.weights import classify, file_source, hub_access, hub_cache_dir, hub_source, local_file
+from raybench.models.weights import Source, classify, file_source, hub_access, hub_cache_dir, hub_source, local_file
 from raybench.specs import ModelSpec, Preprocess
 
 _HF_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -70,10 +70,26 @@ def source(spec: ModelSpec):
 
 
 def resolve_source(spec: ModelSpec):
+    """timm's own answer: its hub repo, or for the few tags timm keeps at a plain URL (I-JEPA,
+    legacy SE-ResNets, GC ViT) that URL and the file timm's download caches it as."""
     if _tag(spec) is None:
         return file_source(spec, "timm")
-    hub = _pretrained_cfg(spec).hf_hub_id
-    return hub_source(hub, _HF_FILES) if hub else None
+    cfg = _pretrained_cfg(spec)
+    if cfg.hf_hub_id:
+        return hub_source(cfg.hf_hub_id, _HF_FILES)
+    return _url_source(cfg.url) if isinstance(cfg.url, str) and cfg.url else None
+
+
+def _url_source(url: str) -> Source:
+    """timm downloads a URL tag into the cache_dir it is given (raybench's hub cache when
+    RAYBENCH_WEIGHTS is set), else torch.hub's checkpoints folder, named by the URL's basename."""
+    import os
+    from urllib.parse import urlparse
+
+    import torch
+
+    folder = hub_cache_dir() or os.path.join(torch.hub.get_dir(), "checkpoints")
+    return Source("url", url, target=os.path.join(folder, os.path.basename(urlparse(url).path)))
 
 
 def build(spec: ModelSpec, preprocess: Preprocess, device: str | None, pretrained: bool = True):

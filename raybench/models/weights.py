@@ -25,7 +25,7 @@ import hashlib
 import os
 import socket
 import threading
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
@@ -189,16 +189,17 @@ def require_network(spec: "ModelSpec", source: Source) -> None:
 
 @contextmanager
 def hub_access(spec: "ModelSpec", source: Source | None) -> Iterator[None]:
-    """Around a library's own load from the hub: offline when cached, probed when not.
+    """Around a library's own download (from the hub, or a URL it caches itself, as timm's few
+    URL tags): offline when cached, probed when not.
 
     Offline mode is huggingface_hub's module flag (read at import, so the environment variable
     alone would be too late); it is set for this block only and restored afterwards.
     """
-    if source is None or source.kind != "hub":
+    if source is None or source.kind == "local":
         yield
         return
     if is_cached(source):
-        with _hub_offline():
+        with _hub_offline() if source.kind == "hub" else nullcontext():
             yield
         return
     require_network(spec, source)
