@@ -27,6 +27,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/raybench bench metrics --scale market
 	$(BIN)/raybench bench metrics --scale msmt17 --against none
+	$(BIN)/raybench bench metrics --scale msmt17 --rerank
 	$(BIN)/raybench bench embed
 
 clean:
