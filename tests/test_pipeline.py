@@ -107,8 +107,10 @@ def test_bad_images_and_missing_datasets_fail_only_their_cells(ray_local, market
     assert failed["mAP"] is None and RESULT_KEYS <= set(failed)
     assert "nowhere" in _result(tmp_path / "run", "absent", "d")["error"]
 
-    # on_bad_image: skip scores the cell without the bad image and lists it.
-    skip = run_matrix(matrix([dummy_model("d")], datasets[1:2], on_bad_image="skip"), str(tmp_path / "skip"),
+    # on_bad_image: skip scores the cell without the bad image and lists it. Two models of one
+    # geometry: the dataset is decoded once, into a pixel cache that records the bad images.
+    models = [dummy_model("d"), dummy_model("d4", 4)]
+    skip = run_matrix(matrix(models, datasets[1:2], on_bad_image="skip"), str(tmp_path / "skip"),
                       RunOptions(), echo=_quiet, load_manifest=_manifests)
     assert skip.ok
     result = _result(tmp_path / "skip", "broken", "d")
@@ -116,6 +118,16 @@ def test_bad_images_and_missing_datasets_fail_only_their_cells(ray_local, market
     assert result["num_gallery"] == 17  # 18 + the missing row - 2 skipped
     table = pq.read_table(tmp_path / "skip/embeddings/broken/d/part-00000.parquet")
     assert not {str(bad), missing} & set(table.column("path").to_pylist())
+    cache = tmp_path / "skip/cache/pixels/broken/32x16-bilinear-squash/_SUCCESS"
+    assert json.loads(cache.read_text())["bad_images"] == 2
+
+    # The user fixes the corrupt image: the rerun under `fail` embeds the cell again and reads
+    # the files as they are now (only the missing one is named), not the cache's old errors.
+    shutil.copyfile(sorted((market / "bounding_box_test").glob("*.jpg"))[0], bad)
+    rerun = run_matrix(matrix(models[:1], datasets[1:2]), str(tmp_path / "skip"), RunOptions(), echo=_quiet,
+                       load_manifest=_manifests)
+    (row,) = rerun.failed
+    assert missing in row["error"] and str(bad) not in row["error"], row["error"]
 
 
 def _two_trials(root: Path):

@@ -280,13 +280,17 @@ class Run:
     def _pixel_cache(self, data: DatasetImages, preprocess: Preprocess) -> tuple[str, ...]:
         """Parquet files of the dataset's decoded pixels, or () to decode in the stream.
 
-        Used when a committed cache matches the manifest; built first when two or more pending
-        models of this run share the dataset and pixel geometry (see embed.py).
+        Used when a committed cache matches the manifest (unless --force, or it recorded
+        unreadable images: they may have been fixed since; a cache built by this run is always
+        used); built first when two or more pending models of this run share the dataset and
+        pixel geometry (see embed.py).
         """
         if not self.options.pixel_cache:
             return ()
         rel = self.store.pixel_cache_dir(data.name, preprocess.pixel_key)
-        current = self.store.is_finished(rel, data.hash) and (not self.options.force or rel in self.built_caches)
+        marker = self.store.marker(rel) or {}
+        current = marker.get("key") == data.hash and (
+            rel in self.built_caches or not (self.options.force or marker.get("bad_images")))
         if not current:
             sharing = sum(
                 1 for model, group in self.groups

@@ -21,7 +21,9 @@ dataset's pixel_key, ``write_pixel_cache`` decodes that dataset once into
 ``cache/pixels/<dataset>/<pixel_key>/`` of the run directory (Parquet of uint8 arrays,
 committed with a _SUCCESS marker carrying the manifest hash), and every model with that
 geometry, in this run or a later one, streams those pixels instead of decoding again (the
-work blocks of ``pixel_stream`` then name cache files instead of image paths). A model alone
+work blocks of ``pixel_stream`` then name cache files instead of image paths). A cache in
+which some images could not be read serves only the run that wrote it: a later run decodes
+again, so an image fixed or restored in between is read. A model alone
 with its geometry decodes directly: writing and reading back a cache would cost more than the
 one decode it saves. Person crops are small JPEGs, so on object storage the cache trades CPU
 for bytes; ``--no-pixel-cache`` turns it off.
@@ -184,12 +186,28 @@ def unpack_pixels(table, size: tuple[int, int], cell: int) -> dict[str, Any]:
 
 def write_pixel_cache(store, rel_dir: str, paths: tuple[str, ...], preprocess: Preprocess,
                       marker: dict) -> None:
-    """Decode a dataset once for ``preprocess.pixel_key`` and commit it under ``rel_dir``."""
+    """Decode a dataset once for ``preprocess.pixel_key`` and commit it under ``rel_dir``.
+
+    The marker counts the images that could not be read (``bad_images``): such a cache serves
+    the run that wrote it only (see the driver), since the user may fix or restore those files.
+    """
     tmp = store.staging_dir(rel_dir)
     (pixel_stream([Source(0, paths)], preprocess)
      .map_batches(pack_pixels, batch_size=None, batch_format="numpy", num_cpus=1)
      .write_parquet(store.path(tmp), filesystem=store.fs))
-    store.commit(tmp, rel_dir, marker)
+    store.commit(tmp, rel_dir, {**marker, "bad_images": _count_bad(store, tmp)})
+
+
+def _count_bad(store, rel_dir: str) -> int:
+    """Rows of a pixel cache whose image could not be read (only the error column is read)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    bad = 0
+    for file in store.parquet_files(rel_dir):
+        errors = pq.read_table(file, columns=["image_error"], filesystem=store.fs).column("image_error")
+        bad += int(pc.sum(pc.not_equal(errors, "")).as_py() or 0)
+    return bad
 
 
 # -- the embedding actors -----------------------------------------------------------------
