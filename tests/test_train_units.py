@@ -345,6 +345,25 @@ def test_data_errors_fail_on_the_driver_before_ray_starts(change, error, tmp_pat
         train_run.train(cfg, out=tmp_path / "out", workers=change.get("workers"))
 
 
+def test_imagenet_init_that_cannot_be_fetched_fails_on_the_driver(tmp_path, monkeypatch):
+    import torchreid
+
+    from raybench.errors import WeightsUnavailableError
+    from raybench.train import run as train_run
+
+    def offline(name, num_classes, loss, pretrained):
+        if pretrained:
+            raise ConnectionError("drive.google.com: name resolution failed")
+        raise AssertionError("only the ImageNet fetch is expected here")
+
+    monkeypatch.setattr(train_run, "_connect", lambda name: pytest.fail("Ray was started"))
+    monkeypatch.setattr(torchreid.models, "build_model", offline)
+    cfg = load_train_config("osnet_smoke")
+    cfg = cfg.replace(model=dataclasses.replace(cfg.model, init="imagenet"))
+    with pytest.raises(WeightsUnavailableError, match="could not fetch its ImageNet weights"):
+        train_run.train(cfg, out=tmp_path / "out")
+
+
 def test_the_pk_loader_yields_full_augmented_batches_from_worker_processes():
     from raybench.train.data import load_train_set, pk_loader
 

@@ -64,9 +64,13 @@ def _load_init(net: torch.nn.Module, path: Path) -> None:
 
 
 def prepare(cfg: TrainConfig) -> TrainConfig:
-    """A local init file: absolute (workers may run elsewhere) and present."""
+    """The init weights, checked on the driver: a local file made absolute (workers may run
+    elsewhere) and present; torchreid's ImageNet weights fetched into torch's cache here once
+    (the shipped recipes start from them), so that offline every worker does not fail in turn."""
     from raybench.errors import WeightsUnavailableError
 
+    if cfg.model.init == "imagenet":
+        build_osnet(cfg.model, num_classes=1)
     if cfg.model.init in (None, "imagenet"):
         return cfg
     path = Path(cfg.model.init).expanduser().resolve()
