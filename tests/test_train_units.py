@@ -364,6 +364,26 @@ def test_imagenet_init_that_cannot_be_fetched_fails_on_the_driver(tmp_path, monk
         train_run.train(cfg, out=tmp_path / "out")
 
 
+def test_clip_init_that_cannot_be_fetched_fails_on_the_driver(tmp_path, monkeypatch):
+    import open_clip
+
+    from raybench.errors import WeightsUnavailableError
+    from raybench.train import run as train_run
+
+    def offline(cfg, **kwargs):
+        raise OSError("huggingface.co: name resolution failed")
+
+    monkeypatch.setattr(train_run, "_connect", lambda name: pytest.fail("Ray was started"))
+    monkeypatch.setattr(open_clip.pretrained, "download_pretrained", offline)
+    cfg = load_train_config("clipreid_vit_b16_msmt17_stage1")
+    cfg = cfg.replace(dataset=load_train_config("clipreid_smoke_stage1").dataset)  # synthetic: always there
+    with pytest.raises(WeightsUnavailableError, match="ViT-B-16 weights 'openai' could not be fetched"):
+        train_run.train(cfg, out=tmp_path / "out")
+    cfg = cfg.replace(model=dataclasses.replace(cfg.model, init="opneai"))
+    with pytest.raises(WeightsUnavailableError, match="neither an open_clip tag of ViT-B-16 .*openai"):
+        train_run.train(cfg, out=tmp_path / "out")
+
+
 def test_the_pk_loader_yields_full_augmented_batches_from_worker_processes():
     from raybench.train.data import load_train_set, pk_loader
 

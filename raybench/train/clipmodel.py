@@ -18,6 +18,8 @@ token_suffix}``, ``bottleneck[_proj].*`` and ``classifier[_proj].weight``.
 from __future__ import annotations
 
 import copy
+import dataclasses
+from pathlib import Path
 from typing import Any, Mapping
 
 import torch
@@ -52,6 +54,35 @@ def build_clip(model: ModelCfg, load_init: bool = True):
                                       force_image_size=model.preprocess.size)
     except (RuntimeError, OSError) as exc:
         raise WeightsUnavailableError(f"{model.arch} with weights {model.init!r}: {exc}") from None
+
+
+def fetch_init(model: ModelCfg) -> ModelCfg:
+    """``model.init`` checked on the driver before any worker builds the CLIP: an open_clip
+    tag's weights fetched into open_clip's cache (or found there), a local checkpoint made
+    absolute and present. Offline, or with a typo, that is one error now rather than every
+    worker failing in turn while FailureConfig restarts them."""
+    import open_clip
+
+    if model.init is None:
+        return model
+    if model.open_clip_cfg:
+        raise SpecError("model.open_clip_cfg changes the architecture, so model.init cannot load weights")
+    tag = open_clip.get_pretrained_cfg(model.arch, model.init)
+    if tag:
+        try:
+            open_clip.pretrained.download_pretrained(tag)
+        except Exception as exc:  # noqa: BLE001 - hub, HTTP and file errors alike
+            raise WeightsUnavailableError(
+                f"{model.arch} weights {model.init!r} could not be fetched ({type(exc).__name__}: {exc}); "
+                "put them in open_clip's cache (the Hugging Face hub cache) or set model.init to a local "
+                "checkpoint") from None
+        return model
+    path = Path(model.init).expanduser().resolve()
+    if not path.is_file():
+        raise WeightsUnavailableError(
+            f"model.init {model.init!r}: neither an open_clip tag of {model.arch} "
+            f"({', '.join(open_clip.list_pretrained_tags_by_model(model.arch)) or 'none'}) nor a file")
+    return dataclasses.replace(model, init=str(path))
 
 
 def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from raybench.errors import SpecError
-from raybench.train.clipmodel import ClipReID, PromptModel, build_clip, vit_features
+from raybench.train.clipmodel import ClipReID, PromptModel, build_clip, fetch_init, vit_features
 from raybench.train.config import TrainConfig
 from raybench.train.data import PKImages, TrainSet, check_pk, shard_loader
 from raybench.train.losses import accuracy, batch_hard_triplet, label_smooth_ce, supcon
@@ -206,7 +206,11 @@ def export_stage2(cfg: TrainConfig, state: Mapping[str, Any], info: Mapping[str,
             "paradigm": "supervised", "dim": int(width + proj_dim)}
 
 
-STAGE1 = Recipe(make_task=Stage1Task, export=export_stage1, check=check_stage1,
+def prepare_stage1(cfg: TrainConfig) -> TrainConfig:
+    return cfg.replace(model=fetch_init(cfg.model))
+
+
+STAGE1 = Recipe(make_task=Stage1Task, export=export_stage1, prepare=prepare_stage1, check=check_stage1,
                 description="CLIP-ReID stage 1: per-identity prompt tokens, both encoders frozen")
 STAGE2 = Recipe(make_task=Stage2Task, export=export_stage2, prepare=prepare_stage2, check=check_pk,
                 description="CLIP-ReID stage 2: image encoder fine-tuned with ID + triplet + image-to-text CE")
