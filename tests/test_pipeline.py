@@ -220,3 +220,28 @@ def test_bench_embed_times_both_sides_on_the_same_images(ray_local, market, tmp_
 
     out = write_json(record, tmp_path / "embed.json")
     assert json.loads(out.read_text())["model"] == "dummy-untrained"
+
+
+def test_a_cell_the_model_cannot_embed_fails_alone(ray_local, market, tmp_path):
+    """A batch that fails to embed fails its own cell; the model's cells after it still run.
+    A model that fails to load fails all its cells, with the load error, in one go."""
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    dark = tmp_path / "dark"
+    shutil.copytree(market, dark)
+    black = sorted((dark / "bounding_box_test").glob("*.jpg"))[-1]
+    Image.fromarray(np.zeros((64, 32, 3), np.uint8)).save(black)
+    datasets = [market_dataset("a", market), market_dataset("dark", dark), market_dataset("b", market)]
+    models = [dummy_model("picky", fail_on_black=True), dummy_model("unloadable", dim="eight")]
+    summary = run_matrix(matrix(models, datasets), str(tmp_path / "run"), RunOptions(), echo=_quiet)
+    status = {(r["model"], r["dataset"]): r["status"] for r in summary.rows}
+    assert status == {("picky", "a"): "ok", ("picky", "dark"): "failed", ("picky", "b"): "ok",
+                      ("unloadable", "a"): "failed", ("unloadable", "dark"): "failed",
+                      ("unloadable", "b"): "failed"}, status
+    assert "fail_on_black" in _result(tmp_path / "run", "dark", "picky")["error"]
+    for name in ("a", "dark", "b"):
+        assert "unloadable failed to load" in _result(tmp_path / "run", name, "unloadable")["error"]
+    assert _result(tmp_path / "run", "b", "picky")["mAP"] == _result(tmp_path / "run", "a", "picky")["mAP"]

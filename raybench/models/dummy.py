@@ -6,7 +6,9 @@ equal embeddings and similar images similar ones. Options:
 - ``fail_once``: a marker path; on its first batch, if the marker does not exist, the embedder
   creates it and kills its own process (``os._exit``), as a crashing GPU worker would, so that
   tests can check that the pipeline retries and loses nothing;
-- ``sleep``: seconds to wait per batch (a slow model, for scheduling and resume tests).
+- ``sleep``: seconds to wait per batch (a slow model, for scheduling and resume tests);
+- ``fail_on_black``: raise on a batch holding an all-black image, as a model that cannot embed
+  one dataset's images would, so that tests can check that only that cell fails.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class DummyEmbedder(NumpyEmbedder):
         self.dim = int(spec.options.get("dim", spec.dim or 32))
         self.fail_once = spec.options.get("fail_once")
         self.sleep = float(spec.options.get("sleep", 0))
+        self.fail_on_black = bool(spec.options.get("fail_on_black", False))
         height, width = preprocess.size
         rng = np.random.default_rng(0)
         self._projection = (rng.standard_normal((height * width * 3, self.dim)) / np.sqrt(height * width * 3)).astype(np.float32)
@@ -38,6 +41,8 @@ class DummyEmbedder(NumpyEmbedder):
             os._exit(1)
         if self.sleep:
             time.sleep(self.sleep)
+        if self.fail_on_black and (pixels.reshape(len(pixels), -1).max(axis=1) == 0).any():
+            raise ValueError("an all-black image in the batch (dummy option fail_on_black)")
         flat = pixels.reshape(len(pixels), -1).astype(np.float32) / 255
         return flat @ self._projection
 
@@ -46,4 +51,4 @@ def build(spec: ModelSpec, preprocess: Preprocess, device: str | None = None, pr
     return DummyEmbedder(spec, preprocess)
 
 
-LOADER = Loader(build=build, default_preprocess=small_person_preprocess, options=("dim", "fail_once", "sleep"))
+LOADER = Loader(build=build, default_preprocess=small_person_preprocess, options=("dim", "fail_once", "sleep", "fail_on_black"))

@@ -25,7 +25,7 @@ import numpy as np
 from raybench.console import notice
 from raybench.pipeline import reducer as reducers
 from raybench.pipeline.collect import CellBuffer, finish
-from raybench.pipeline.embed import Source, embedding_stream, error_text, write_pixel_cache
+from raybench.pipeline.embed import Source, embedding_stream, error_text, is_load_error, write_pixel_cache
 from raybench.pipeline.plan import (
     DONE, EVALUATE, FAILED, Cell, DatasetImages, group_by_model, load_images, plan_cells,
 )
@@ -205,32 +205,52 @@ class Run:
                 self._fail(cell, preprocess)
             return
         spec = dataclasses.replace(model, batch_size=self.options.batch_size or model.batch_size)
+        pending = list(cells)
+        while pending:
+            pending = self._stream_cells(spec, preprocess, pending)
+
+    def _stream_cells(self, spec: ModelSpec, preprocess: Preprocess, cells: list[Cell]) -> list[Cell]:
+        """Stream ``cells``' images through one actor pool; return the cells left to embed.
+
+        A batch that fails to embed fails the first cell it touches, and the stream restarts for
+        the other unfinished cells, so one cell the model cannot embed never loses another (at
+        most one restart per cell). A model that fails to load, or a stream that breaks as a
+        whole, fails every unfinished cell at once: nothing is gained by loading it again.
+        """
         sources = [Source(i, c.data.paths, self._pixel_cache(c.data, preprocess))
                    for i, c in enumerate(cells)]
         stream = embedding_stream(spec, preprocess, sources, self.store, self.pool,
-                                  name=f"{self.matrix.name}:{model.name}")
+                                  name=f"{self.matrix.name}:{spec.name}")
         buffers = [CellBuffer(c) for c in cells]
         finished: set[int] = set()
         self._last_finish = time.perf_counter()
-        error = None
         try:
             for batch in stream.iter_batches(batch_size=None, batch_format="numpy"):
-                error = self._file_batch(batch, buffers, finished, preprocess)
+                bad = self._file_batch(batch, buffers, finished, preprocess)
                 self.tracker.poll()
-                if error:
-                    break  # the model cannot embed: stop streaming its images
+                if bad is None:
+                    continue
+                error = buffers[bad].embed_error  # stop streaming; go on without the failed cell
+                unfinished = [i for i in range(len(cells)) if i not in finished]
+                failing = unfinished if is_load_error(error) else [bad]  # a load failure is model-wide
+                for i in failing:
+                    self._fail(cells[i], error)
+                return [cells[i] for i in unfinished if i not in failing]
         except Exception as exc:  # noqa: BLE001 - a broken stream fails this model's cells only
-            log.exception("embedding stream of %s failed", model.name)
-            error = f"embedding {model.name} failed: {error_text(exc)}"
+            log.exception("embedding stream of %s failed", spec.name)
+            error = f"embedding {spec.name} failed: {error_text(exc)}"
+            for i, cell in enumerate(cells):
+                if i not in finished:
+                    self._fail(cell, error)
+            return []
         for i, buffer in enumerate(buffers):
             if i not in finished:
-                if error:
-                    self._fail(cells[i], error)
-                else:
-                    self._finish_cell(buffer, preprocess)
+                self._finish_cell(buffer, preprocess)
+        return []
 
-    def _file_batch(self, batch, buffers, finished, preprocess) -> str | None:
-        """File a batch into its cells; finish cells that became complete; return an embed error."""
+    def _file_batch(self, batch, buffers, finished, preprocess) -> int | None:
+        """File a batch into its cells; finish cells that became complete; return the index of
+        a cell the model failed to embed, if any."""
         cells = batch["cell"]
         for index in np.unique(cells):
             i = int(index)
@@ -240,7 +260,7 @@ class Run:
                              batch["embed_error"][mask], batch["num_params"][mask])
             self.progress.add_images(new)
             if buffer.embed_error:
-                return buffer.embed_error
+                return i
             if buffer.complete and i not in finished:
                 finished.add(i)
                 self._finish_cell(buffer, preprocess)

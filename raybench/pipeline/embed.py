@@ -46,6 +46,16 @@ WORKER_MEMORY = 300 * 2**20
 NUMPY_LOADERS = ("dummy", "color")
 
 
+def load_error(spec_name: str, text: str) -> str:
+    """The ``embed_error`` of a model that failed to load (every batch carries it)."""
+    return f"model {spec_name} failed to load: {text}"
+
+
+def is_load_error(error: str) -> bool:
+    """Whether an ``embed_error`` is a load failure (model-wide), not one batch's."""
+    return error.startswith("model ") and " failed to load: " in error
+
+
 @dataclass(frozen=True)
 class Pool:
     """The embedding actor pool: size, and resources of each actor."""
@@ -239,7 +249,7 @@ class EmbedWorker:
             if threads and "torch" in sys.modules:  # numpy-only models never import torch
                 sys.modules["torch"].set_num_threads(threads)
         except Exception as exc:  # noqa: BLE001 - reported per cell, see the class docstring
-            self.error = f"model {spec.name} failed to load: {error_text(exc)}"
+            self.error = load_error(spec.name, error_text(exc))
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         count = len(batch["row"])
