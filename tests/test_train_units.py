@@ -424,3 +424,23 @@ def test_a_resumed_run_drops_the_metrics_of_epochs_its_checkpoint_lacks(tmp_path
     assert "dropped 3 line(s) of epochs from 2 on" in (tmp_path / "train.log").read_text()
     log.rewind(2)
     assert (tmp_path / "train.log").read_text().count("dropped") == 1
+
+
+def test_a_worker_group_larger_than_the_local_ray_is_refused(tmp_path, monkeypatch, capsys):
+    """Ray Train would wait 60 s per attempt for workers that can never be placed, then end in a
+    traceback; on a local Ray it is a one-line error before the trainer starts, on a joined
+    (maybe autoscaling) cluster a notice."""
+    import ray
+
+    from raybench.train import run as train_run
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    monkeypatch.setattr(train_run, "_connect", lambda name: True)  # "a local Ray started here"
+    with pytest.raises(RaybenchError, match=r"3 worker\(s\) need 3 CPU\(s\); the Ray cluster has 2 .*--workers 2"):
+        train_run.train(load_train_config("osnet_smoke"), out=tmp_path / "out", workers=3)
+    with pytest.raises(RaybenchError, match=r"need 1 GPU.*has 0 .*use --gpus-per-worker 0"):
+        train_run._check_fits(1, 1.0, local=True)
+    train_run._check_fits(2, 0.0, local=True)
+    train_run._check_fits(4, 0.0, local=False)
+    assert "once the cluster scales up" in capsys.readouterr().err

@@ -64,6 +64,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, workers: int | None =
     started = _connect(cfg.name)
     try:
         gpus = _gpus(cfg.gpus_per_worker)
+        _check_fits(cfg.workers, gpus, started)
         trainer = TorchTrainer(
             train_worker,
             train_loop_config={"cfg": cfg, "log_dir": str(out)},
@@ -151,6 +152,30 @@ def _connect(name: str) -> bool:
     address = os.environ.get("RAY_ADDRESS")
     ray.init(address=address or "local", namespace="raybench", log_to_driver=True)
     return not address
+
+
+def _check_fits(workers: int, gpus: float, local: bool) -> None:
+    """A worker group larger than the local Ray this run started can never be placed: Ray Train
+    would wait for it (60 s per attempt, every attempt FailureConfig allows) and end in a
+    traceback. Say so now. A joined cluster may autoscale: there it is only a notice."""
+    import ray
+
+    from raybench.console import notice
+
+    have = ray.cluster_resources()
+    for resource, each in (("CPU", 1.0), ("GPU", gpus)):
+        need, available = workers * each, have.get(resource, 0.0)
+        if not each or need <= available:
+            continue
+        message = (f"{workers} worker(s) need {need:g} {resource}(s); the Ray cluster has "
+                   f"{available:g}")
+        if local:
+            fewer = int(available // each)
+            hints = [f"--workers {fewer}"] if fewer else []
+            hints += ["--gpus-per-worker 0 (CPU workers)"] if resource == "GPU" else []
+            raise SpecError(f"{message} (the local Ray started here): use {' or '.join(hints)}, "
+                            f"or join a larger cluster with RAY_ADDRESS")
+        notice(f"{message} now: the workers start once the cluster scales up")
 
 
 def _gpus(per_worker: float | None) -> float:
