@@ -216,6 +216,21 @@ def test_checkpoints_load_safely(tmp_path):
         weights.load_state_dict(tmp_path / "unsafe.pth")
 
 
+
+def test_an_unsafe_open_clip_checkpoint_is_a_clear_error(tmp_path):
+    """open_clip reads a local file with torch.load(weights_only=True) itself; a pickled object
+    is raybench's one-line weights error, not open_clip's UnpicklingError."""
+    from raybench.models.tiny import register_open_clip
+    from raybench.specs import parse_model
+
+    register_open_clip()
+    with open(tmp_path / "clip.pth", "wb") as handle:
+        pickle.dump({"a": NotAWeight()}, handle, protocol=2)
+    spec = parse_model({"name": "my-clip", "loader": "openclip", "arch": "raybench-tiny-ViT",
+                        "weights": str(tmp_path / "clip.pth"), "paradigm": "language-aligned"}, "test")
+    with pytest.raises(WeightsUnavailableError, match=r"clip.pth: not a checkpoint that loads with torch.load\(weights_only=True\)"):
+        build_embedder(spec, device="cpu")
+
 def run_cli(*args, **env):
     clean = {k: v for k, v in os.environ.items() if k.lower() not in ("https_proxy", "http_proxy", "all_proxy")}
     return subprocess.run([sys.executable, "-m", "raybench", *args], capture_output=True, text=True,

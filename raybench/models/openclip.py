@@ -15,11 +15,14 @@ Two things open_clip leaves to its caller, done here:
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import replace
 
 from raybench.errors import SpecError
 from raybench.models.base import Loader, TorchEmbedder, default_device, set_timm_input_size
-from raybench.models.weights import classify, file_source, hub_access, hub_cache_dir, hub_source, local_file
+from raybench.models.weights import (
+    classify, file_source, hub_access, hub_cache_dir, hub_source, local_file, unsafe_checkpoint,
+)
 from raybench.specs import ModelSpec, Preprocess
 
 _RESIZE_MODES = {"shortest": "shortest_crop", "squash": "squash", "longest": "pad"}
@@ -116,7 +119,10 @@ def build(spec: ModelSpec, preprocess: Preprocess, device: str | None, pretraine
             model = open_clip.create_model(spec.arch, pretrained=spec.weights, **kwargs)
     else:
         path = local_file(spec, file_source(spec, "openclip"))
-        model = open_clip.create_model(spec.arch, pretrained=str(path), **kwargs)
+        try:  # open_clip reads it with torch.load(weights_only=True)
+            model = open_clip.create_model(spec.arch, pretrained=str(path), **kwargs)
+        except (pickle.UnpicklingError, EOFError) as exc:
+            raise unsafe_checkpoint(path, exc) from None
     visual = model.visual
     if timm_tower:
         set_timm_input_size(visual.trunk, preprocess.size)

@@ -357,16 +357,20 @@ def load_state_dict(path: str | Path) -> dict:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
-            raise WeightsUnavailableError(
-                f"{path}: not a checkpoint that loads with torch.load(weights_only=True) ({_first_line(exc)}); "
-                "re-save its state_dict with torch.save, or convert it to safetensors"
-            ) from None
+            raise unsafe_checkpoint(path, exc) from None
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict):
         raise WeightsUnavailableError(f"{path}: expected a state dict, found {type(state).__name__}")
     return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def unsafe_checkpoint(path: str | Path, exc: BaseException) -> WeightsUnavailableError:
+    """The error for a file that torch.load(weights_only=True) refuses or cannot read."""
+    return WeightsUnavailableError(
+        f"{path}: not a checkpoint that loads with torch.load(weights_only=True) ({_first_line(exc)}); "
+        "re-save its state_dict with torch.save, or convert it to safetensors")
 
 
 def check_state_dict(own: dict, state: dict, spec: "ModelSpec", what: str) -> None:
