@@ -7,6 +7,7 @@ file, the key and the allowed values, so a typo in a matrix is a one-line fix.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -196,7 +197,7 @@ class Fields:
         self._seen.add(key)
         if key not in self.data or self.data[key] is None and default is not _MISSING:
             if default is _MISSING:
-                raise SpecError(f"{self.where}: missing key {key!r}")
+                raise SpecError(f"{self.where}: missing key {key!r}{self._typo_of(key)}")
             return default
         value = self.data[key]
         types = types if isinstance(types, tuple) else (types,)
@@ -212,10 +213,18 @@ class Fields:
         return value
 
     def done(self) -> None:
-        extra = sorted(set(self.data) - self._seen)
+        extra = sorted(set(self.data) - self._seen, key=str)
         if extra:
+            close = difflib.get_close_matches(str(extra[0]), sorted(self._seen), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
             allowed = ", ".join(sorted(self._seen))
-            raise SpecError(f"{self.where}: unknown key {extra[0]!r}; allowed keys: {allowed}")
+            raise SpecError(f"{self.where}: unknown key {extra[0]!r}{hint}; allowed keys: {allowed}")
+
+    def _typo_of(self, key: str) -> str:
+        """A hint when the mapping holds a misspelling of a required key (`model:` for `models:`)."""
+        others = [k for k in self.data if isinstance(k, str) and k not in self._seen]
+        close = difflib.get_close_matches(key, others, n=1)
+        return f" (found {close[0]!r}: a misspelling of {key!r}?)" if close else ""
 
 
 def _triple(value: Any, key: str, where: str) -> tuple[float, float, float]:

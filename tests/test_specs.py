@@ -134,6 +134,14 @@ def test_matrix_bad_eval_and_duplicates(tmp_path):
         load_matrix(str(dup), models, DATASETS)
 
 
+def test_misspelt_keys_name_the_key_they_meant(tmp_path):
+    with pytest.raises(SpecError, match=r"unknown key 'weigths' \(did you mean 'weights'\?\); allowed keys:"):
+        parse_model({"name": "m", "loader": "timm", "arch": "x", "paradigm": "baseline", "weigths": "a"}, "m.yaml")
+    typo = write(tmp_path, "typo.yaml", "model: [osnet]\ndatasets: [market1501]\n")
+    with pytest.raises(SpecError, match=r"typo.yaml: missing key 'models' \(found 'model': a misspelling of 'models'\?\)"):
+        load_matrix(str(typo), {}, DATASETS)
+
+
 def test_matrix_file_errors(tmp_path):
     with pytest.raises(SpecError, match="not found"):
         load_matrix(str(tmp_path / "nope.yaml"), {}, {})
