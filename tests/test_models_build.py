@@ -268,6 +268,12 @@ def test_declared_dim_is_checked():
         embedder.embed(random_pixels(spec.preprocess, n=1))
 
 
+def test_a_misspelt_torchreid_arch_names_the_close_ones():
+    spec = dataclasses.replace(CATALOG["osnet-x0_25-market"], arch="osnet_x025", weights=None)
+    with pytest.raises(SpecError, match=r"unknown torchreid model 'osnet_x025'; did you mean 'osnet_x0_25'"):
+        build_embedder(spec, device="cpu", pretrained=False)
+
+
 def test_unknown_option_is_a_spec_error():
     with pytest.raises(SpecError, match="unknown option 'colour'"):
         build_embedder(dataclasses.replace(CATALOG["color-hist"], options={"colour": 1}))

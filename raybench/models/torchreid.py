@@ -36,7 +36,7 @@ def build(spec: ModelSpec, preprocess: Preprocess, device: str | None, pretraine
     try:
         model = torchreid.models.build_model(spec.arch, num_classes=1, pretrained=False, use_gpu=False)
     except KeyError:
-        raise SpecError(f"model {spec.name!r}: unknown torchreid model {spec.arch!r}") from None
+        raise SpecError(f"model {spec.name!r}: {unknown_arch(spec.arch, torchreid.models)}") from None
     if pretrained and spec.weights:
         src = source(spec)
         if src is None:
@@ -44,6 +44,16 @@ def build(spec: ModelSpec, preprocess: Preprocess, device: str | None, pretraine
         load_backbone(model, load_state_dict(local_file(spec, src)), spec)
     model.classifier = torch.nn.Identity()  # unused in eval mode; not part of the image tower
     return TorchEmbedder(spec, preprocess, model, device)
+
+
+def unknown_arch(arch: str, models) -> str:
+    """The message for an arch torchreid does not have, with the closest names it does have."""
+    import difflib
+
+    known = sorted(getattr(models, "__model_factory", {}))
+    close = difflib.get_close_matches(arch, known, n=3)
+    hint = f"did you mean {', '.join(map(repr, close))}?" if close else f"torchreid has: {', '.join(known)}"
+    return f"unknown torchreid model {arch!r}; {hint}"
 
 
 def load_backbone(model, state: dict, spec: ModelSpec) -> None:
