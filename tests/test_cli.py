@@ -58,3 +58,11 @@ def test_list_matrices_json():
     assert result.returncode == 0, result.stderr
     names = [row["name"] for row in json.loads(result.stdout)]
     assert "smoke" in names
+
+
+def test_run_table_keeps_fixed_decimals():
+    """47.3 beside 45.42, or 100 beside 92.33, is harder to scan than 47.30 and 100.00."""
+    from raybench.commands.run import _percent
+
+    row = _percent([{"mAP": 0.473, "R1": 1.0, "R5": None, "mINP": 0.4542, "seconds": 9.648}])[0]
+    assert (row["mAP"], row["R1"], row["R5"], row["mINP"], row["seconds"]) == ("47.30", "100.00", None, "45.42", "9.6")

@@ -74,11 +74,14 @@ def run(matrix_name, out, models, datasets, force, actors, batch_size, threads, 
 
 
 def _percent(rows: list[dict]) -> list[dict]:
+    """Percentages with two decimals and seconds with one, so that a column's digits line up."""
     scaled = []
     for row in rows:
         row = dict(row)
         for key in PERCENT:
             if row.get(key) is not None:
-                row[key] = round(100 * row[key], 2)
+                row[key] = f"{100 * row[key]:.2f}"
+        if isinstance(row.get("seconds"), (int, float)):
+            row["seconds"] = f"{row['seconds']:.1f}"
         scaled.append(row)
     return scaled
