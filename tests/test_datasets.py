@@ -554,8 +554,10 @@ def test_load_manifest_validates_trials_and_options(tmp_path):
 def test_resolve_root_uses_raybench_data(tmp_path, monkeypatch):
     spec = load_dataset_catalog()["msmt17"]
     monkeypatch.delenv("RAYBENCH_DATA", raising=False)
-    with pytest.raises(DatasetError, match="RAYBENCH_DATA is not set"):
+    with pytest.raises(DatasetError, match="RAYBENCH_DATA is not set") as info:
         resolve_root(spec)
+    assert "`root:` in the matrix" in str(info.value)  # `raybench run` has no --root
+    assert "Expected layout: MSMT17_V1/{train,test}/<pid>/" in str(info.value)
     monkeypatch.setenv("RAYBENCH_DATA", str(tmp_path))
     assert resolve_root(spec) == tmp_path  # MSMT17_V1 absent: the adapter looks for V2 under the data folder
     fake_msmt_v2(tmp_path)

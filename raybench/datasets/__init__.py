@@ -61,7 +61,8 @@ def resolve_root(spec) -> Path:
     if data is None:
         raise DatasetError(
             f"{spec.name}: no root given and $RAYBENCH_DATA is not set. Set RAYBENCH_DATA to the folder "
-            f"holding {spec.layout_dir or 'the dataset'}/, or give a root (--root, or root: in the matrix)"
+            f"holding {spec.layout_dir or 'the dataset'}/, or give the copy's folder as `root:` in the matrix "
+            f"(`--root` for `raybench datasets info`)." + (f" Expected layout: {layout_of(spec)}" if layout_of(spec) else "")
         )
     folder = data / spec.layout_dir if spec.layout_dir else data
     return folder if folder.exists() or not data.is_dir() else data
