@@ -194,6 +194,8 @@ def test_report_writes_every_file(report):
     assert all((out / n).is_file() and (out / n).stat().st_size > 0 for n in names)
     md = (out / "results.md").read_text()
     assert FAILED[2] in md and "failed [1]" in md
+    cells = len(MODELS) * len(DATASETS)
+    assert f"{cells} cells ({cells - 1} ok, 1 failed) of {len(MODELS)} models" in md
     for paradigm in ("supervised", "language-aligned", "baseline"):
         assert f"**{paradigm}**" in md
     assert md.index("**supervised**") < md.index("**language-aligned**") < md.index("**baseline**")

@@ -57,7 +57,9 @@ def report(run_dir: Path, fmt: str, show_paper: bool, out: Path | None, referenc
     failed = [r for r in result.rows if r["status"] != "ok"]
     for r in failed:
         notice(f"{r['model']} x {r['dataset']} {r['status']}: {r['error']}")
-    notice(f"report: {result.out} ({len(result.files)} files; {len(failed)} of {len(result.rows)} cells not ok)")
+    from raybench.report.tables import status_counts
+
+    notice(f"report: {result.out} ({len(result.files)} files; {len(result.rows)} cells: {status_counts(result.rows)})")
 
 
 def _grid(result):

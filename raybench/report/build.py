@@ -91,12 +91,11 @@ def _write_extras(report: Report, options: ReportOptions) -> None:
 
 def markdown(report: Report, options: ReportOptions) -> str:
     run, rows, out = report.run, report.rows, report.out
-    ok = sum(r["status"] == "ok" for r in rows)
     failures: list[dict[str, Any]] = []
     parts = [
         f"# raybench report: {run.name}",
         *([run.description] if run.description else []),
-        f"{len(rows)} cells ({ok} ok, {len(rows) - ok} not) of {len(run.models)} models x "
+        f"{len(rows)} cells ({tables.status_counts(rows)}) of {len(run.models)} models x "
         f"{len(run.datasets)} datasets, from `{run.root}`{_provenance(run, rows)}.",
         "## mAP / Rank-1 (%)",
         tables.grid(run, rows, tables.map_r1, failures),

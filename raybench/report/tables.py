@@ -60,6 +60,15 @@ def cell_row(cell: Cell, interval: Mapping[str, tuple[float, float]] | None) -> 
     return {**row, "cmc": cmc}
 
 
+def status_counts(rows: Sequence[Mapping[str, Any]]) -> str:
+    """'3 ok, 1 failed, 1 missing': how the cells of a report ended, for its summary lines."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    ok = counts.pop("ok", 0)
+    return ", ".join([f"{ok} ok"] + [f"{n} {status}" for status, n in sorted(counts.items())])
+
+
 def _num(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
