@@ -22,7 +22,7 @@ def train(config: str, out: str | None, workers: int | None, gpus_per_worker: fl
     OUT/metrics.jsonl and the Ray dashboard's Train view.
 
     \b
-      raybench train osnet_smoke                  # CPU, synthetic data, a few minutes
+      raybench train osnet_smoke                  # CPU, synthetic data, about a minute
       raybench train osnet_x1_0_msmt17 --workers 4
     """
     from raybench.console import notice, print_table
