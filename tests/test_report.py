@@ -209,6 +209,7 @@ def test_csv_round_trips(report):
     back = read_csv(report.out / "results.csv")
     assert back == [{k: row[k] for k in COLUMNS} for row in report.rows]
     assert json.loads((report.out / "results.json").read_text()) == report.rows
+    assert {row["camera_filter"] for row in back if row["status"] == "ok"} == {True}  # a bool, not "true"
 
 
 def test_heatmap_is_a_png_of_the_expected_size(report):

@@ -11,12 +11,17 @@ import csv
 import json
 import math
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from raybench.report.load import Cell, Run
 
-#: CSV columns and their types: the order of the file, the types `read_csv` restores.
-COLUMNS: dict[str, type] = {
+def _flag(text: str) -> bool:
+    """A boolean CSV field as `write_csv` writes it (True / False)."""
+    return text.strip().lower() == "true"
+
+
+#: CSV columns and their parsers: the order of the file, the types `read_csv` restores.
+COLUMNS: dict[str, Callable[[str], Any]] = {
     "model": str, "dataset": str, "paradigm": str, "status": str,
     "mAP": float, "mAP_ci_lo": float, "mAP_ci_hi": float,
     "R1": float, "R1_ci_lo": float, "R1_ci_hi": float,
@@ -24,7 +29,7 @@ COLUMNS: dict[str, type] = {
     "num_trials": int, "mAP_std": float, "R1_std": float,
     "num_query": int, "num_valid_query": int, "num_gallery": int,
     "num_params": int, "seconds": float, "embed_seconds": float, "eval_seconds": float,
-    "skipped_images": int, "distance": str, "camera_filter": str, "device": str, "spec_hash": str,
+    "skipped_images": int, "distance": str, "camera_filter": _flag, "device": str, "spec_hash": str,
     "error": str,
 }
 RANKS = (1, 5, 10, 20)
@@ -52,7 +57,7 @@ def cell_row(cell: Cell, interval: Mapping[str, tuple[float, float]] | None) -> 
         **{k: _num(r.get(k)) for k in ("seconds", "embed_seconds", "eval_seconds")},
         "skipped_images": len(r.get("skipped_images") or []),
         "distance": protocol.get("distance"),
-        "camera_filter": _text(protocol.get("camera_filter")),
+        "camera_filter": protocol.get("camera_filter") if isinstance(protocol.get("camera_filter"), bool) else None,
         "device": r.get("device") or None,
         "spec_hash": r.get("spec_hash"),
         "error": None if cell.ok else (cell.error or f"status {cell.status!r} without an error message"),
@@ -71,10 +76,6 @@ def status_counts(rows: Sequence[Mapping[str, Any]]) -> str:
 
 def _num(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value).lower()
 
 
 def _rank(cmc: Sequence[float], k: int) -> float | None:
