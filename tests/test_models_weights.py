@@ -191,9 +191,15 @@ def test_cache_status_is_unknown_only_when_the_library_would_be_needed():
 
 
 def test_a_missing_local_file_is_named(tmp_path):
+    from raybench.models import check_model
+
     spec = dataclasses.replace(CATALOG["osnet-x0_25-market"], weights=str(tmp_path / "nope.pth"))
     with pytest.raises(WeightsUnavailableError, match="nope.pth does not exist"):
         build_embedder(spec, device="cpu")
+    with pytest.raises(WeightsUnavailableError, match="nope.pth does not exist"):  # without building
+        check_model(spec)
+    check_model(spec, local_files=False)  # where the caller may not see the actors' files
+    check_model(CATALOG["osnet-x0_25-market"])  # a zoo URL: nothing to check without the network
 
 
 class NotAWeight:

@@ -235,13 +235,19 @@ def test_a_cell_the_model_cannot_embed_fails_alone(ray_local, market, tmp_path):
     black = sorted((dark / "bounding_box_test").glob("*.jpg"))[-1]
     Image.fromarray(np.zeros((64, 32, 3), np.uint8)).save(black)
     datasets = [market_dataset("a", market), market_dataset("dark", dark), market_dataset("b", market)]
-    models = [dummy_model("picky", fail_on_black=True), dummy_model("unloadable", dim="eight")]
+    from raybench.specs import parse_model
+
+    missing = tmp_path / "missing.pth"
+    nowhere = parse_model({"name": "nowhere", "loader": "torchreid", "arch": "osnet_x0_25", "weights": str(missing),
+                           "paradigm": "supervised"}, "test model nowhere")
+    models = [dummy_model("picky", fail_on_black=True), dummy_model("unloadable", dim="eight"), nowhere]
     summary = run_matrix(matrix(models, datasets), str(tmp_path / "run"), RunOptions(), echo=_quiet)
     status = {(r["model"], r["dataset"]): r["status"] for r in summary.rows}
     assert status == {("picky", "a"): "ok", ("picky", "dark"): "failed", ("picky", "b"): "ok",
-                      ("unloadable", "a"): "failed", ("unloadable", "dark"): "failed",
-                      ("unloadable", "b"): "failed"}, status
+                      **{(m, d): "failed" for m in ("unloadable", "nowhere") for d in ("a", "dark", "b")}}, status
     assert "fail_on_black" in _result(tmp_path / "run", "dark", "picky")["error"]
     for name in ("a", "dark", "b"):
         assert "unloadable failed to load" in _result(tmp_path / "run", name, "unloadable")["error"]
+        assert _result(tmp_path / "run", name, "nowhere")["error"] == (
+            f"model nowhere failed to load: weights file {missing} does not exist")  # named once
     assert _result(tmp_path / "run", "b", "picky")["mAP"] == _result(tmp_path / "run", "a", "picky")["mAP"]

@@ -31,6 +31,21 @@ def resolve_preprocess(spec: "ModelSpec") -> "Preprocess":
     return spec.preprocess or get_loader(spec.loader).default_preprocess(spec)
 
 
+def check_model(spec: "ModelSpec", local_files: bool = True) -> None:
+    """What can be found wrong without building the model or importing its library: options
+    its family refuses and, with ``local_files``, a local weights file that does not exist
+    (where this process sees the files the embedding actors will)."""
+    from pathlib import Path
+
+    from raybench.errors import WeightsUnavailableError
+
+    loader = get_loader(spec.loader)
+    loader.check_options(spec)
+    source = loader.source(spec) if local_files and spec.weights else None
+    if source is not None and source.kind == "local" and not Path(source.location).exists():
+        raise WeightsUnavailableError(f"model {spec.name!r}: weights file {source.location} does not exist")
+
+
 def build_embedder(spec: "ModelSpec", device: str | None = None, pretrained: bool = True) -> "Embedder":
     """Build the model once (per actor). ``device`` defaults to CUDA when present, else CPU;
     ``pretrained=False`` gives the same architecture with random weights and no download."""

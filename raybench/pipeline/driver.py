@@ -159,7 +159,10 @@ class Run:
         self.tracker = Tracker(reducer, self.progress)
         self._replay(cells)
         self.groups = groups
-        self.preprocesses = {model.name: _resolve_preprocess(model) for model, _ in groups}
+        # On one node the driver sees the actors' files: a missing weights file fails its
+        # cells here, before any actor starts.
+        self.preprocesses = {model.name: _resolve_preprocess(model, local_files=cluster.nodes == 1)
+                             for model, _ in groups}
         for model, group in groups:
             self._embed_model(model, group)
         self.tracker.wait_all()
@@ -364,11 +367,17 @@ class Run:
         }
 
 
-def _resolve_preprocess(model: ModelSpec) -> Preprocess | str:
-    """The model's Preprocess, or the text of why it cannot be resolved (its cells fail)."""
-    try:
-        from raybench.models import resolve_preprocess
+def _resolve_preprocess(model: ModelSpec, local_files: bool) -> Preprocess | str:
+    """The model's Preprocess, or the text of why it cannot be used (its cells fail): the
+    problems `check_model` finds without building it, then its preprocessing."""
+    from raybench.models import check_model, resolve_preprocess
+    from raybench.pipeline.embed import load_error
 
+    try:
+        check_model(model, local_files)
+    except Exception as exc:  # noqa: BLE001 - fails this model's cells only
+        return load_error(model.name, error_text(exc))
+    try:
         return resolve_preprocess(model)
     except Exception as exc:  # noqa: BLE001 - fails this model's cells only
         return f"model {model.name}: cannot resolve its preprocessing: {error_text(exc)}"

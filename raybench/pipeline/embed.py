@@ -47,8 +47,9 @@ NUMPY_LOADERS = ("dummy", "color")
 
 
 def load_error(spec_name: str, text: str) -> str:
-    """The ``embed_error`` of a model that failed to load (every batch carries it)."""
-    return f"model {spec_name} failed to load: {text}"
+    """The ``embed_error`` of a model that failed to load (every batch carries it); the
+    model's name once, even where the error's own text starts with it."""
+    return f"model {spec_name} failed to load: {text.removeprefix(f'model {spec_name!r}: ')}"
 
 
 def is_load_error(error: str) -> bool:
