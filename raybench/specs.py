@@ -176,11 +176,10 @@ def load_yaml(path: str | Path) -> Any:
 
     path = Path(path)
     try:
-        text = path.read_text()
+        with path.open() as stream:  # a stream, so YAML's error marks name the file
+            return yaml.safe_load(stream)
     except OSError as exc:
         raise SpecError(f"{path}: cannot read ({exc.strerror})") from None
-    try:
-        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML: {exc}") from None
 

@@ -143,6 +143,7 @@ def test_progress_shows_cells_rate_and_eta():
     now[0] = 2.0
     progress.add_images(100)
     assert not lines  # not yet: at most one line per interval
+    assert progress.line() == "cells 1/4 | m: images 100/1,000 | - img/s | ETA -"  # one batch: no rate yet
     now[0] = 10.0
     progress.add_images(100)
     # The rate counts from the first batch (at 2 s), so model loading does not dilute it.

@@ -146,8 +146,9 @@ def test_matrix_file_errors(tmp_path):
     with pytest.raises(SpecError, match="not found"):
         load_matrix(str(tmp_path / "nope.yaml"), {}, {})
     broken = write(tmp_path, "broken.yaml", "models: [a\n")
-    with pytest.raises(SpecError, match="not valid YAML"):
+    with pytest.raises(SpecError, match="not valid YAML") as error:
         load_matrix(str(broken), {}, {})
+    assert f'in "{broken}", line 2' in str(error.value) and "<unicode string>" not in str(error.value)
 
 
 def test_unknown_loader_or_adapter_is_caught_when_the_spec_is_read(tmp_path):

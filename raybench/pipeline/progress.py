@@ -89,8 +89,9 @@ class Progress:
         left = self.images_total - self.images_done
         eta = format_seconds(left / rate) if rate > 0 and left > 0 else "-"
         failed = f", {self.cells_failed} failed" if self.cells_failed else ""
+        speed = f"{rate:,.1f}" if rate > 0 else "-"  # "-" until two batches give a rate
         return (f"cells {self.cells_done}/{self.cells_total}{failed} | {self.model}: "
-                f"images {self.images_done:,}/{self.images_total:,} | {rate:,.1f} img/s | ETA {eta}")
+                f"images {self.images_done:,}/{self.images_total:,} | {speed} img/s | ETA {eta}")
 
     def _send_metrics(self) -> None:
         if self.metrics is not None and self.model:
