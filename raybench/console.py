@@ -53,6 +53,11 @@ def print_table(rows: Iterable[Mapping[str, Any]], columns: Sequence[str], title
         print("  ".join(v.ljust(w) for v, w in zip(line, widths)).rstrip())
 
 
+def count(n: int, noun: str) -> str:
+    """'1 cell', '4 cells': a count with its noun (plurals by 's')."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def notice(message: str) -> None:
     """A one-line message for the person at the terminal (stderr, so stdout stays parseable)."""
     print(message, file=sys.stderr)

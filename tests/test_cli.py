@@ -66,3 +66,9 @@ def test_run_table_keeps_fixed_decimals():
 
     row = _percent([{"mAP": 0.473, "R1": 1.0, "R5": None, "mINP": 0.4542, "seconds": 9.648}])[0]
     assert (row["mAP"], row["R1"], row["R5"], row["mINP"], row["seconds"]) == ("47.30", "100.00", None, "45.42", "9.6")
+
+
+def test_counts_agree_with_their_noun():
+    from raybench.console import count
+
+    assert [count(n, "cell") for n in (0, 1, 2, 1234)] == ["0 cells", "1 cell", "2 cells", "1,234 cells"]

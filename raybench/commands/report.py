@@ -35,7 +35,7 @@ def report(run_dir: Path, fmt: str, show_paper: bool, out: Path | None, referenc
     """
     import sys
 
-    from raybench.console import notice, print_json, print_table
+    from raybench.console import count, notice, print_json, print_table
     from raybench.report.build import ReportOptions, build_report
 
     options = ReportOptions(out=out, paper=reference, ranklists=not no_ranklists,
@@ -59,7 +59,7 @@ def report(run_dir: Path, fmt: str, show_paper: bool, out: Path | None, referenc
         notice(f"{r['model']} x {r['dataset']} {r['status']}: {r['error']}")
     from raybench.report.tables import status_counts
 
-    notice(f"report: {result.out} ({len(result.files)} files; {len(result.rows)} cells: {status_counts(result.rows)})")
+    notice(f"report: {result.out} ({count(len(result.files), 'file')}; {count(len(result.rows), 'cell')}: {status_counts(result.rows)})")
 
 
 def _grid(result):

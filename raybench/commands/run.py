@@ -51,7 +51,7 @@ def run(matrix_name, out, models, datasets, force, actors, batch_size, threads, 
       raybench run --matrix paper --out runs/paper     # needs $RAYBENCH_DATA and weights
       raybench run --matrix paper --models osnet-x1_0-market --datasets market1501
     """
-    from raybench.console import notice, print_table
+    from raybench.console import count, notice, print_table
     from raybench.pipeline.driver import RunOptions, run_matrix
     from raybench.specs import load_matrix
 
@@ -67,7 +67,7 @@ def run(matrix_name, out, models, datasets, force, actors, batch_size, threads, 
     for row in summary.failed:
         notice(f"FAILED {row['dataset']} x {row['model']}: {row['error']}")
     ok = len(summary.rows) - len(summary.failed)
-    notice(f"{len(summary.rows)} cells: {ok} ok, {len(summary.failed)} failed, in {summary.seconds:.1f} s. "
+    notice(f"{count(len(summary.rows), 'cell')}: {ok} ok, {len(summary.failed)} failed, in {summary.seconds:.1f} s. "
            f"Results: {summary.out}/results (raybench report {summary.out})")
     if summary.failed:
         click.get_current_context().exit(1)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from raybench.console import count
 from raybench.report import domain, paper, plots, ranklist, tables
 from raybench.report.bootstrap import DEFAULT_BOOTSTRAPS, bootstrap_intervals
 from raybench.report.load import Cell, Run, load_run
@@ -95,8 +96,8 @@ def markdown(report: Report, options: ReportOptions) -> str:
     parts = [
         f"# raybench report: {run.name}",
         *([run.description] if run.description else []),
-        f"{len(rows)} cells ({tables.status_counts(rows)}) of {len(run.models)} models x "
-        f"{len(run.datasets)} datasets, from `{run.root}`{_provenance(run, rows)}.",
+        f"{count(len(rows), 'cell')} ({tables.status_counts(rows)}) of {count(len(run.models), 'model')} x "
+        f"{count(len(run.datasets), 'dataset')}, from `{run.root}`{_provenance(run, rows)}.",
         "## mAP / Rank-1 (%)",
         tables.grid(run, rows, tables.map_r1, failures),
         "## With 95% bootstrap intervals over queries",
