@@ -3,6 +3,7 @@ addresses that must fail fast (a dead port, a server that never answers, one tha
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import os
 import socket
@@ -255,13 +256,21 @@ class _NotRay(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_a_server_that_is_not_ray_is_named_as_such(capsys):
+@contextlib.contextmanager
+def _not_ray_server():
+    """A local web server that answers every request with a plain page; yields its port."""
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotRay)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        result = invoke(capsys, "status", "--address", f"http://127.0.0.1:{server.server_address[1]}")
+        yield server.server_address[1]
     finally:
         server.shutdown()
+        server.server_close()
+
+
+def test_a_server_that_is_not_ray_is_named_as_such(capsys):
+    with _not_ray_server() as port:
+        result = invoke(capsys, "status", "--address", f"http://127.0.0.1:{port}")
     _fails_fast(result, "not as a Ray Jobs API")
 
 
@@ -359,13 +368,8 @@ def test_tls_certificate_is_verified_with_the_ca_bundle_or_not_at_all(https_dash
 
 
 def test_https_to_a_plain_http_port_is_named(capsys):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotRay)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        result = invoke(capsys, "status", "--address", f"https://127.0.0.1:{server.server_address[1]}")
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _not_ray_server() as port:
+        result = invoke(capsys, "status", "--address", f"https://127.0.0.1:{port}")
     _fails_fast(result, "TLS handshake with the Ray dashboard at https://127.0.0.1:")
     assert "check that this port serves https" in result[2]
 
