@@ -32,9 +32,6 @@ import numpy as np
 
 from raybench.bench import current_rss, peak_rss, peak_rss_mark, reset_peak_rss
 
-SIDES = ("raybench", "torchreid")
-
-
 def run(scale: str, against: str = "torchreid", seed: int = 0, repeat: int = 3, rerank: bool = False,
         chunk_size: int | None = None) -> dict:
     """Run the benchmark; returns the JSON-ready record (also the worker outputs).

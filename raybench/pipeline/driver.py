@@ -93,7 +93,6 @@ class Tracker:
     def __init__(self, reducer, progress: Progress):
         self.reducer, self.progress = reducer, progress
         self.pending: dict = {}  # ObjectRef -> CellJob
-        self.results: list[dict] = []
 
     def submit(self, ref, job) -> None:
         self.pending[ref] = job
@@ -115,13 +114,12 @@ class Tracker:
                 # The reducer died while scoring: it restarts; this cell is recorded as failed.
                 self.submit(self.reducer.fail.remote(job, f"scoring crashed: {type(exc).__name__}"), job)
                 continue
-            self.results.append(result)
             self.progress.cell_finished(reducers.summary_row(result))
 
-    def wait_all(self) -> list[dict]:
+    def wait_all(self) -> None:
+        """Until every cell is scored (the rows are the reducer's table)."""
         while self.pending:
             self.poll(timeout=1.0)
-        return self.results
 
 
 class Run:
