@@ -36,3 +36,38 @@ def ray_local():
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+#: The real small run that the report tests read (``real_run``): three models x two datasets.
+REAL_RUN_MODELS = {"osnet-tiny-alpha": "supervised", "clip-fake": "language-aligned", "color-hist": "baseline"}
+REAL_RUN_DATASETS = ("alpha", "beta")
+#: The cell that fails in it: clip-fake cannot embed beta's all-black gallery image.
+REAL_RUN_FAILED = ("clip-fake", "beta")
+
+
+@pytest.fixture(scope="session")
+def real_run(ray_local, tmp_path_factory) -> Path:
+    """A run directory made by the real pipeline (run_matrix), kept for the session: two tiny
+    Market-style datasets, a supervised dummy model trained on alpha, a language-aligned dummy
+    model that fails on beta, and the catalog's colour-histogram baseline."""
+    import dataclasses
+
+    from pipeline_helpers import dummy_model, make_market, market_dataset, matrix
+    from PIL import Image
+
+    from raybench.pipeline.driver import RunOptions, run_matrix
+    from raybench.specs import load_model_catalog
+
+    root = tmp_path_factory.mktemp("real-run")
+    alpha, beta = make_market(root / "alpha", seed=1), make_market(root / "beta", seed=2)
+    black = sorted((beta / "bounding_box_test").glob("*.jpg"))[-1]
+    Image.new("RGB", (32, 64)).save(black)
+    models = [
+        dataclasses.replace(dummy_model("osnet-tiny-alpha", trained_on="alpha"), paradigm="supervised"),
+        dataclasses.replace(dummy_model("clip-fake", fail_on_black=True), paradigm="language-aligned"),
+        load_model_catalog()["color-hist"],
+    ]
+    spec = matrix(models, [market_dataset("alpha", alpha), market_dataset("beta", beta)], name="real")
+    summary = run_matrix(spec, str(root / "run"), RunOptions(), echo=lambda _: None)
+    assert [(r["model"], r["dataset"]) for r in summary.failed] == [REAL_RUN_FAILED], summary.rows
+    return root / "run"

@@ -10,7 +10,7 @@ import pytest
 from pipeline_helpers import RESULT_KEYS, dummy_model, make_market, market_dataset, matrix
 
 from raybench.pipeline.driver import RunOptions, run_matrix
-from raybench.pipeline.store import embedding_schema
+from raybench.rundir.store import embedding_schema
 
 
 def _quiet(_message: str) -> None:

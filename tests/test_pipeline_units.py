@@ -10,10 +10,12 @@ from raybench.datasets.manifest import make_manifest
 from raybench.errors import DatasetError, RaybenchError
 from raybench.pipeline import plan as planning
 from raybench.pipeline.collect import CellBuffer, finish
+from raybench.pipeline.failure import BATCH, IMAGE, LOAD, STREAM, Failure
 from raybench.pipeline.progress import Progress, format_seconds
 from raybench.pipeline.reducer import job_for, result_record, summary_row
 from raybench.pipeline.runtime import Cluster, check_out, plan_pool
-from raybench.pipeline.store import RunStore
+from raybench.rundir.records import CellMarker, CellResult
+from raybench.rundir.store import RunStore
 from raybench.specs import EvalSpec
 
 
@@ -36,8 +38,8 @@ def test_each_image_is_embedded_once_and_stored_rows_mirror_the_manifest(tmp_pat
     buffer = CellBuffer(cell)
     emb = np.arange(9, dtype=np.float32).reshape(3, 3)
     # Rows arrive out of order, one of them twice (a retried batch).
-    assert buffer.add(np.array([2, 0]), emb[[2, 0]], ["", ""], ["", ""], [5, 5]) == 2
-    assert buffer.add(np.array([0, 1]), emb[[0, 1]], ["", ""], ["", ""], [5, 5]) == 1
+    assert buffer.add(np.array([2, 0]), emb[[2, 0]], ["", ""], ["", ""], ["", ""], [5, 5]) == 2
+    assert buffer.add(np.array([0, 1]), emb[[0, 1]], ["", ""], ["", ""], ["", ""], [5, 5]) == 1
     assert buffer.complete and buffer.num_params == 5
     table, skipped, error = finish(buffer, "fail")
     assert error is None and not skipped
@@ -49,9 +51,9 @@ def test_bad_images_fail_or_are_skipped_per_policy(tmp_path):
     data = planning.load_images(market_dataset("d", tmp_path), lambda spec: _manifest(trials=False))
     buffer = CellBuffer(planning.Cell(dummy_model("m"), data, planning.EMBED, "k"))
     buffer.add(np.array([0, 1, 2]), np.ones((3, 2), np.float32),
-               ["", "cannot read image /d/g1.jpg: truncated", ""], ["", "", ""], [0, 0, 0])
+               ["", "cannot read image /d/g1.jpg: truncated", ""], ["", "", ""], ["", "", ""], [0, 0, 0])
     table, skipped, error = finish(buffer, "fail")
-    assert table is None and "/d/g1.jpg" in error and "on_bad_image" in error
+    assert table is None and error.kind == IMAGE and "/d/g1.jpg" in error.message and "on_bad_image" in error.message
     table, skipped, error = finish(buffer, "skip")
     assert error is None and skipped == ["/d/g1.jpg"]
     assert table.column("path").to_pylist() == ["/d/q1.jpg", "/d/g2.jpg"]
@@ -60,10 +62,11 @@ def test_bad_images_fail_or_are_skipped_per_policy(tmp_path):
 def test_an_embedding_error_or_a_short_stream_fails_the_cell(tmp_path):
     data = planning.load_images(market_dataset("d", tmp_path), lambda spec: _manifest(trials=False))
     buffer = CellBuffer(planning.Cell(dummy_model("m"), data, planning.EMBED, "k"))
-    buffer.add(np.array([0]), np.ones((1, 2), np.float32), [""], [""], [0])
-    assert finish(buffer, "fail")[2] == "the stream ended with 2 of 3 images not embedded"
-    buffer.add(np.array([1]), np.ones((1, 2), np.float32), [""], ["model m failed to embed: boom"], [0])
-    assert finish(buffer, "fail")[2] == "model m failed to embed: boom"
+    buffer.add(np.array([0]), np.ones((1, 2), np.float32), [""], [""], [""], [0])
+    assert finish(buffer, "fail")[2] == Failure(STREAM, "the stream ended with 2 of 3 images not embedded")
+    buffer.add(np.array([1]), np.ones((1, 2), np.float32), [""], ["model m failed to embed: boom"], [BATCH], [0])
+    failure = finish(buffer, "fail")[2]
+    assert failure == Failure(BATCH, "model m failed to embed: boom") and not failure.model_wide
 
 
 def test_plan_states_follow_the_store(tmp_path):
@@ -80,11 +83,17 @@ def test_plan_states_follow_the_store(tmp_path):
     states = lambda force=False: [c.state for c in planning.plan_cells(spec, datasets, store, force)]  # noqa: E731
     assert states() == ["embed", "failed"]
     key = planning.cell_key(model, data)
-    store.write_embeddings("d", "m", _embedded(data), {"key": key})
+    table = _embedded(data)
+    store.write_embeddings("d", "m", table, CellMarker(key, "m", "d", model.spec_hash(), data.hash, 2, table.num_rows))
     assert states() == ["evaluate", "failed"]  # embeddings current, no result yet
     job = job_for(planning.Cell(model, data, planning.EVALUATE, key), spec.eval)
-    store.write_result(result_record(job, spec.eval, {"mAP": 0.5}, None))
+    store.write_result(result_record(job, spec.eval, OK_METRICS, None))
     assert states() == ["done", "failed"] and states(force=True) == ["embed", "failed"]
+    # A damaged result (mAP 1.7) is not done: it is scored again from the stored embeddings.
+    path = tmp_path / "results/d/m.json"
+    path.write_text(path.read_text().replace('"mAP": 0.5', '"mAP": 1.7'))
+    (cell, _) = planning.plan_cells(spec, datasets, store, False)
+    assert cell.state == "evaluate" and "mAP" in cell.reason and "[0, 1]" in cell.reason
     # New weights (another spec hash) or another eval make the cell stale again.
     other = dummy_model("m", dim=16)
     assert planning.plan_cells(matrix([other], [data.spec]), {"d": data}, store, False)[0].state == "embed"
@@ -95,7 +104,7 @@ def test_plan_states_follow_the_store(tmp_path):
 
 
 def _embedded(data):
-    from raybench.pipeline.store import embedding_table
+    from raybench.rundir.store import embedding_table
 
     return embedding_table(data.manifest, np.ones((data.manifest.num_rows, 2), np.float32))
 
@@ -103,12 +112,17 @@ def _embedded(data):
 def test_result_records_have_every_contract_key_also_when_failed(tmp_path):
     data = planning.load_images(market_dataset("d", tmp_path), lambda spec: _manifest(trials=False))
     job = job_for(planning.Cell(dummy_model("m"), data, planning.EMBED, "k"), EvalSpec(), embed_seconds=2.0)
-    failed = result_record(job, EvalSpec(), None, "boom")
+    failed = result_record(job, EvalSpec(), None, Failure(LOAD, "boom")).to_json()
     assert RESULT_KEYS <= set(failed) and failed["status"] == "failed" and failed["mAP"] is None
     assert failed["protocol"]["distance"] == "euclidean" and failed["seconds"] == 2.0
-    ok = result_record(job, EvalSpec(), {"mAP": 0.5, "cmc": [0.25, 0.5, 0.75, 0.8, 0.9]}, None, 1.0)
-    assert ok["status"] == "ok" and ok["error"] is None and ok["seconds"] == 3.0
+    assert failed["error_kind"] == "load"
+    ok = result_record(job, EvalSpec(), {**OK_METRICS, "cmc": [0.25, 0.5, 0.75, 0.8, 0.9]}, None, 1.0)
+    assert ok.status == "ok" and ok.error is None and ok.seconds == 3.0
     assert summary_row(ok)["R1"] == 0.25 and summary_row(ok)["R5"] == 0.9
+    assert CellResult.from_json(ok.to_json()) == ok  # what is written reads back the same
+
+
+OK_METRICS = {"mAP": 0.5, "mINP": 0.25, "cmc": [0.5, 1.0], "num_query": 2, "num_valid_query": 2, "num_gallery": 4}
 
 
 def test_pools_keep_a_cpu_for_decoding_and_use_every_gpu():

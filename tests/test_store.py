@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -9,7 +11,12 @@ import pytest
 from pyarrow import fs as pafs
 
 from raybench.datasets.manifest import make_manifest
-from raybench.pipeline.store import SUCCESS, RunStore, embedding_schema, embedding_table
+from raybench.rundir.records import CellMarker, CellResult, RunFileError
+from raybench.rundir.store import SUCCESS, RunStore, embedding_schema, embedding_table
+
+
+def _marker(key: str, rows: int = 3) -> CellMarker:
+    return CellMarker(key=key, model="m", dataset="ds", spec_hash="s", manifest_hash="h", dim=2, rows=rows)
 
 
 def _manifest(trials: bool = False) -> pa.Table:
@@ -47,12 +54,12 @@ def test_cells_commit_atomically_on_every_filesystem(tmp_path):
     for store in _stores(tmp_path):
         rel = store.embeddings_dir("ds", "m")
         assert store.marker(rel) is None and not store.is_finished(rel, "k1")
-        store.write_embeddings("ds", "m", table, {"key": "k1"}, spec={"model": "m"})
+        store.write_embeddings("ds", "m", table, _marker("k1"), spec={"model": "m"})
         assert store.is_finished(rel, "k1") and not store.is_finished(rel, "k2")
-        assert store.marker(rel)["rows"] == 3
+        assert store.marker(rel)["rows"] == 3 and store.cell_marker("ds", "m") == _marker("k1")
         assert store.read_embeddings("ds", "m").equals(table)
         # A second commit (a --force rerun) replaces the cell, leaving no stray files behind.
-        store.write_embeddings("ds", "m", table.slice(0, 2), {"key": "k2"})
+        store.write_embeddings("ds", "m", table.slice(0, 2), _marker("k2", rows=2))
         assert store.is_finished(rel, "k2") and store.read_embeddings("ds", "m").num_rows == 2
         names = {i.base_name for i in store.fs.get_file_info(pafs.FileSelector(store.path("embeddings/ds")))}
         assert names == {"m"}, f"{store.uri}: staging directories left behind: {names}"
@@ -71,19 +78,39 @@ def test_a_cell_killed_before_its_marker_is_not_finished(tmp_path):
 
 def test_parquet_reads_with_plain_pyarrow(tmp_path):
     store = RunStore.open(tmp_path)
-    store.write_embeddings("ds", "m", embedding_table(_manifest(True), np.ones((6, 3), np.float32)), {"key": "k"})
+    store.write_embeddings("ds", "m", embedding_table(_manifest(True), np.ones((6, 3), np.float32)),
+                           dataclasses.replace(_marker("k", rows=6), dim=3))
     (part,) = (tmp_path / "embeddings/ds/m").glob("*.parquet")
     assert pq.read_table(part).schema.equals(embedding_schema(3, trials=True))
 
 
-def test_json_is_replaced_whole_and_torn_files_read_as_absent(tmp_path):
+def _result(m_ap: float) -> CellResult:
+    return CellResult(model="m", dataset="ds", status="ok", mAP=m_ap, mINP=0.1, cmc=(0.5, 1.0),
+                      num_query=2, num_valid_query=2, num_gallery=4)
+
+
+def test_json_is_replaced_whole_and_torn_files_are_named(tmp_path):
     for store in _stores(tmp_path):
-        store.write_result({"model": "m", "dataset": "ds", "mAP": 0.5})
-        store.write_result({"model": "m", "dataset": "ds", "mAP": 0.75})
-        assert store.read_result("ds", "m")["mAP"] == 0.75
+        store.write_result(_result(0.5))
+        store.write_result(_result(0.75))
+        assert store.read_result("ds", "m") == _result(0.75)
         assert store.read_result("ds", "other") is None
+        assert store.result_files() == ["results/ds/m.json"]
     (tmp_path / "plain/results/ds/m.json").write_text('{"model": ')
-    assert RunStore.open(tmp_path / "plain").read_result("ds", "m") is None
+    with pytest.raises(RunFileError, match=r"results/ds/m.json.*not valid JSON"):
+        RunStore.open(tmp_path / "plain").read_result("ds", "m")
+    assert RunStore.open(tmp_path / "plain").read_json("results/ds/m.json") is None  # torn: as never written
+
+
+def test_truncated_or_uncommitted_embeddings_are_named(tmp_path):
+    store = RunStore.open(tmp_path)
+    with pytest.raises(RunFileError, match="_SUCCESS.*never committed"):
+        store.read_embeddings("ds", "m")
+    store.write_embeddings("ds", "m", embedding_table(_manifest(), np.ones((3, 2), np.float32)), _marker("k"))
+    part = tmp_path / "embeddings/ds/m/part-00000.parquet"
+    part.write_bytes(part.read_bytes()[:-40])
+    with pytest.raises(RunFileError, match=f"{part}.*unreadable Parquet"):
+        store.read_embeddings("ds", "m")
 
 
 def test_out_uris_and_paths(tmp_path):

@@ -38,7 +38,7 @@ def provenance() -> dict:
     an untracked file lies under ``CODE_PATHS``; ``dirty_paths`` names them, so a reader can
     tell a benchmark of modified code from one next to an unrelated edit. None outside git.
     """
-    from raybench.pipeline.runtime import git_state
+    from raybench.rundir.provenance import git_state
 
     state = git_state()
     if state["commit"] is None:

@@ -153,7 +153,7 @@ def run(model: str = "osnet-x0_25-market", pretrained: bool = False, images: int
         batch_size: int | None = None, actors: int | None = None, threads: int | None = None,
         repeat: int = 3) -> dict:
     from raybench.bench import provenance
-    from raybench.pipeline.runtime import versions
+    from raybench.rundir.provenance import versions
 
     spec = bench_model(model, pretrained)
     spec = dataclasses.replace(spec, batch_size=batch_size or spec.batch_size)

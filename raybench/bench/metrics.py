@@ -111,17 +111,9 @@ def _machine() -> dict:
 
 
 def _versions() -> dict:
-    from importlib import metadata
+    from raybench.rundir.provenance import versions
 
-    from raybench.pipeline.runtime import versions
-
-    found = versions()
-    for name in ("numba", "faiss-cpu"):
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = None
-    return found
+    return versions(extra=("numba", "faiss-cpu"))
 
 
 def _metrics(cmc, mAP, mINP, valid) -> dict:

@@ -8,7 +8,7 @@ import click
 
 
 @click.command("report")
-@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("run_dir")
 @click.option("--format", "fmt", type=click.Choice(["md", "csv", "json"]), default="md", show_default=True,
               help="What to print: a table, CSV, or JSON (one row per cell, metrics as fractions 0..1).")
 @click.option("--paper", "show_paper", is_flag=True,
@@ -23,12 +23,14 @@ import click
 @click.option("--bootstraps", type=click.IntRange(min=100), default=1000, show_default=True,
               help="Bootstrap resamples for the 95% intervals.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap and of the query sample.")
-def report(run_dir: Path, fmt: str, show_paper: bool, out: Path | None, reference: Path | None,
+def report(run_dir: str, fmt: str, show_paper: bool, out: Path | None, reference: Path | None,
            queries: int, no_ranklists: bool, bootstraps: int, seed: int):
     """Tables (md, csv, json), heatmaps, the paper comparison and rank lists of a run.
 
     \b
-    Writes RUN_DIR/report/ (or --out) and prints the results table:
+    Writes RUN_DIR/report/ (or --out) and prints the results table. RUN_DIR is a
+    path or any URI that `raybench run --out` takes (file://, s3://, gs://): a run on
+    object storage gets its report uploaded to RUN_DIR/report.
       raybench report runs/smoke
       raybench report runs/smoke --format json     # one row per cell, for scripts
       raybench report runs/paper --paper           # ours vs the study's numbers
@@ -59,7 +61,7 @@ def report(run_dir: Path, fmt: str, show_paper: bool, out: Path | None, referenc
         notice(f"{r['model']} x {r['dataset']} {r['status']}: {r['error']}")
     from raybench.report.tables import status_counts
 
-    notice(f"report: {result.out} ({count(len(result.files), 'file')}; {count(len(result.rows), 'cell')}: {status_counts(result.rows)})")
+    notice(f"report: {result.uploaded_to or result.out} ({count(len(result.files), 'file')}; {count(len(result.rows), 'cell')}: {status_counts(result.rows)})")
 
 
 def _grid(result):

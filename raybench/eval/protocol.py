@@ -4,8 +4,8 @@ The dataset's declared protocol (raybench.specs.Protocol) says how to score it: 
 filtering, the classic CUHK03 CMC, and how many trials (published query/gallery splits, such as
 GRID's 10) must be present. The run's EvalSpec says how to compare embeddings: distance,
 normalisation, CMC length and re-ranking. ``score`` applies both, trial by trial, and returns
-every metric key of the per-cell result JSON (see the team contract): the pipeline adds the
-model, dataset, status and timings.
+every metric key of the per-cell result (raybench.rundir.records.CellResult): the pipeline adds
+the model, dataset, status, protocol block and timings.
 
 With several trials, mAP, mINP and the CMC are the means over trials (the CMC cut to the
 shortest trial's length), the query and gallery counts are per-trial means, and ``spread``
@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from raybench.errors import EvaluationError
+from raybench.rundir.store import embedding_matrix
 from raybench.specs import EvalSpec, Protocol
 
 
@@ -39,38 +40,17 @@ def score(table, protocol: Protocol, spec: EvalSpec, seed: int = 0, device: str 
         results.append(_trial_record(t, res))
         per_query.append(_per_query(t, res, cols["path"][query]))
     out = _aggregate(results)
-    out["protocol"] = _protocol_record(protocol, spec)
     out["per_query"] = {k: [x for pq in per_query for x in pq[k]] for k in per_query[0]}
     return out
 
 
-def embeddings(table) -> np.ndarray:
-    """The ``embedding`` column as a [N, dim] float32 array (zero-copy where Arrow allows)."""
-    import pyarrow as pa
-
-    if "embedding" not in table.column_names:
-        raise EvaluationError(f"the table has no 'embedding' column (columns: {', '.join(table.column_names)})")
-    col = table.column("embedding").combine_chunks()
-    if col.null_count:
-        raise EvaluationError(f"{col.null_count} rows have no embedding")
-    if pa.types.is_fixed_size_list(col.type):
-        dim = col.type.list_size
-    else:
-        lengths = np.unique(col.value_lengths().to_numpy())
-        if len(lengths) != 1:
-            raise EvaluationError(f"embeddings have different lengths: {lengths.tolist()[:5]}")
-        dim = int(lengths[0])
-    values = col.flatten().to_numpy(zero_copy_only=False)
-    return values.astype(np.float32, copy=False).reshape(len(col), dim)
-
-
 def _columns(table) -> dict[str, np.ndarray]:
-    missing = [c for c in ("path", "pid", "camid", "split") if c not in table.column_names]
+    missing = [c for c in ("path", "pid", "camid", "split", "embedding") if c not in table.column_names]
     if missing:
-        raise EvaluationError(f"the table lacks manifest columns: {', '.join(missing)}")
+        raise EvaluationError(f"the table lacks the columns: {', '.join(missing)}")
     cols = {c: table.column(c).to_numpy() for c in ("path", "pid", "camid", "split")}
     cols["trial"] = table.column("trial").to_numpy() if "trial" in table.column_names else None
-    cols["embedding"] = embeddings(table)
+    cols["embedding"] = embedding_matrix(table)
     return cols
 
 
@@ -145,12 +125,3 @@ def _aggregate(trials: list[dict]) -> dict[str, Any]:
             "cmc": np.mean([t["cmc"][:n] for t in trials], axis=0).tolist(),
             "num_query": count("num_query"), "num_valid_query": count("num_valid_query"),
             "num_gallery": count("num_gallery"), "trials": trials, "spread": spread}
-
-
-def _protocol_record(protocol: Protocol, spec: EvalSpec) -> dict[str, Any]:
-    record = {"camera_filter": protocol.camera_filter, "cuhk03_metric": protocol.cuhk03_metric,
-              "trials": protocol.trials, "distance": spec.distance, "normalize": spec.normalize,
-              "rerank": spec.rerank, "max_rank": spec.max_rank}
-    if spec.rerank:
-        record.update(rerank_k1=spec.rerank_k1, rerank_k2=spec.rerank_k2, rerank_lambda=spec.rerank_lambda)
-    return record

@@ -46,9 +46,11 @@ def check_model(spec: "ModelSpec", local_files: bool = True) -> None:
         raise WeightsUnavailableError(f"model {spec.name!r}: weights file {source.location} does not exist")
 
 
-def build_embedder(spec: "ModelSpec", device: str | None = None, pretrained: bool = True) -> "Embedder":
+def build_embedder(spec: "ModelSpec", device: str | None = None, pretrained: bool = True,
+                   preprocess: "Preprocess | None" = None) -> "Embedder":
     """Build the model once (per actor). ``device`` defaults to CUDA when present, else CPU;
-    ``pretrained=False`` gives the same architecture with random weights and no download."""
+    ``pretrained=False`` gives the same architecture with random weights and no download;
+    ``preprocess``: one already resolved (``resolve_preprocess``), so it is resolved once."""
     loader = get_loader(spec.loader)
     loader.check_options(spec)
-    return loader.build(spec, resolve_preprocess(spec), device, pretrained)
+    return loader.build(spec, preprocess or resolve_preprocess(spec), device, pretrained)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from raybench.pipeline.failure import IMAGE, STREAM, Failure
 from raybench.pipeline.plan import Cell
 
 #: How many bad image paths an error message names before it says "and N more".
@@ -24,7 +25,7 @@ class CellBuffer:
     embeddings: np.ndarray | None = None
     seen: np.ndarray = field(init=False)
     image_errors: dict[int, str] = field(default_factory=dict)
-    embed_error: str = ""
+    failure: Failure | None = None  # the first embedding failure of a batch of this cell
     num_params: int = -1  # -1: unknown (the embedder did not say)
     count: int = 0
 
@@ -43,7 +44,8 @@ class CellBuffer:
     def complete(self) -> bool:
         return self.count == self.total
 
-    def add(self, rows: np.ndarray, embedding: np.ndarray, image_error, embed_error, num_params) -> int:
+    def add(self, rows: np.ndarray, embedding: np.ndarray, image_error, embed_error, error_kind,
+            num_params) -> int:
         """File a batch's rows of this cell; returns how many were new (a retried batch may repeat)."""
         if self.embeddings is None or self.embeddings.shape[1] != embedding.shape[1]:
             self.embeddings = np.zeros((self.total, embedding.shape[1]), dtype=np.float32)
@@ -54,39 +56,40 @@ class CellBuffer:
         for row, err in zip(rows, np.asarray(image_error)[new]):
             if err:
                 self.image_errors[int(row)] = str(err)
-        errors = [e for e in np.asarray(embed_error)[new] if e]
-        if errors and not self.embed_error:
-            self.embed_error = str(errors[0])
+        failed = [i for i, e in enumerate(np.asarray(embed_error)[new]) if e]
+        if failed and self.failure is None:
+            first = failed[0]
+            self.failure = Failure(str(np.asarray(error_kind)[new][first]), str(np.asarray(embed_error)[new][first]))
         if len(num_params):
             self.num_params = max(self.num_params, int(np.max(num_params)))
         self.count += int(new.sum())
         return int(new.sum())
 
-    def missing_error(self) -> str:
-        return f"the stream ended with {self.total - self.count} of {self.total} images not embedded"
+    def missing(self) -> Failure:
+        return Failure(STREAM, f"the stream ended with {self.total - self.count} of {self.total} images not embedded")
 
 
-def bad_image_error(errors: dict[int, str]) -> str:
+def bad_image_failure(errors: dict[int, str]) -> Failure:
     """One line naming the unreadable images (the first few, and how many more)."""
     messages = [errors[row] for row in sorted(errors)]
     text = "; ".join(messages[:NAMED_PATHS])
     more = len(messages) - NAMED_PATHS
     suffix = f"; and {more} more" if more > 0 else ""
-    return f"{len(messages)} unreadable image(s) (on_bad_image: fail): {text}{suffix}"
+    return Failure(IMAGE, f"{len(messages)} unreadable image(s) (on_bad_image: fail): {text}{suffix}")
 
 
-def finish(buffer: CellBuffer, on_bad_image: str) -> tuple[pa.Table | None, list[str], str | None]:
-    """(table to store, skipped image paths, error): the table mirrors the manifest's rows."""
-    from raybench.pipeline.store import embedding_table
+def finish(buffer: CellBuffer, on_bad_image: str) -> tuple[pa.Table | None, list[str], Failure | None]:
+    """(table to store, skipped image paths, failure): the table mirrors the manifest's rows."""
+    from raybench.rundir.store import embedding_table
 
     data = buffer.cell.data
-    if buffer.embed_error:
-        return None, [], buffer.embed_error
+    if buffer.failure:
+        return None, [], buffer.failure
     if not buffer.complete:
-        return None, [], buffer.missing_error()
+        return None, [], buffer.missing()
     skipped = [data.paths[row] for row in sorted(buffer.image_errors)]
     if skipped and on_bad_image == "fail":
-        return None, [], bad_image_error(buffer.image_errors)
+        return None, [], bad_image_failure(buffer.image_errors)
     index = np.asarray(data.index)
     manifest = data.manifest
     if skipped:

@@ -13,24 +13,26 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Callable
 
 import numpy as np
 
 from raybench.console import notice
+from raybench.errors import RaybenchError
 from raybench.pipeline import reducer as reducers
 from raybench.pipeline.collect import CellBuffer, finish
-from raybench.pipeline.embed import Source, embedding_stream, error_text, is_load_error, write_pixel_cache
+from raybench.pipeline.embed import PixelCaches, Source, embedding_stream
+from raybench.pipeline.failure import DATASET, LOAD, SCORING, STREAM, Failure, error_text, load_failure
 from raybench.pipeline.plan import (
     DONE, EVALUATE, FAILED, Cell, DatasetImages, group_by_model, load_images, plan_cells,
 )
 from raybench.pipeline.progress import Progress, RunMetrics
-from raybench.pipeline.store import RunStore
+from raybench.rundir import provenance
+from raybench.rundir.records import CellMarker, RunRecord
+from raybench.rundir.store import RunStore
 from raybench.specs import MatrixSpec, ModelSpec, Preprocess
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,7 @@ class RunSummary:
     out: str
     rows: list[dict]  # one summary row per cell (reducer.summary_row)
     seconds: float
-    record: dict = field(default_factory=dict)  # what run.json holds
+    record: RunRecord | None = None  # what run.json holds
 
     @property
     def failed(self) -> list[dict]:
@@ -112,7 +114,8 @@ class Tracker:
                 if job is None:  # replaying a finished cell: nothing to redo
                     continue
                 # The reducer died while scoring: it restarts; this cell is recorded as failed.
-                self.submit(self.reducer.fail.remote(job, f"scoring crashed: {type(exc).__name__}"), job)
+                failure = Failure(SCORING, f"scoring crashed: {type(exc).__name__}")
+                self.submit(self.reducer.fail.remote(job, failure), job)
                 continue
             self.progress.cell_finished(reducers.summary_row(result))
 
@@ -122,6 +125,16 @@ class Tracker:
             self.poll(timeout=1.0)
 
 
+@dataclass(frozen=True)
+class PreparedModel:
+    """A model of the run, checked and with its preprocessing resolved once on the driver (the
+    actors get this Preprocess), or the failure that fails all its cells before any actor starts."""
+
+    spec: ModelSpec
+    preprocess: Preprocess | None = None
+    failure: Failure | None = None
+
+
 class Run:
     """One execution of a matrix into a store (state lives here, not in module globals)."""
 
@@ -129,7 +142,6 @@ class Run:
         self.matrix, self.store, self.options, self.echo = matrix, store, options, echo
         self.load_manifest = load_manifest
         self.run_id = uuid.uuid4().hex[:8]
-        self.built_caches: set[str] = set()
 
     # -- the whole run --------------------------------------------------------------------
 
@@ -148,21 +160,21 @@ class Run:
         datasets = self._load_datasets()
         cells = plan_cells(self.matrix, datasets, self.store, self.options.force)
         groups = group_by_model(cells)
-        record = self._record(cells, cluster, start)
-        self.store.write_json("run.json", record)
+        record = self._start_record(cells, cluster, start)
+        self.store.write_record(record)
 
         self.reducer = reducer = reducers.start(self.store, self.matrix.eval, self.matrix.name, self.run_id)
         images = sum(len(c.data.paths) for _, group in groups for c in group)
         self.progress = Progress(len(cells), 0, images, RunMetrics(self.matrix.name), self.echo)
         self.tracker = Tracker(reducer, self.progress)
         self._replay(cells)
-        self.groups = groups
         # On one node the driver sees the actors' files: a missing weights file fails its
         # cells here, before any actor starts.
-        self.preprocesses = {model.name: _resolve_preprocess(model, local_files=cluster.nodes == 1)
-                             for model, _ in groups}
+        prepared = {model.name: _prepare(model, local_files=cluster.nodes == 1) for model, _ in groups}
+        self.caches = PixelCaches(self.store, self.options.pixel_cache, self.options.force, self.echo,
+                                  _sharing(groups, prepared))
         for model, group in groups:
-            self._embed_model(model, group)
+            self._embed_model(prepared[model.name], group)
         self.tracker.wait_all()
         self.progress.close()
 
@@ -170,8 +182,8 @@ class Run:
 
         rows = ray.get(reducer.table.remote())
         ray.kill(reducer)
-        record.update(self._finish_record(rows, start))
-        self.store.write_json("run.json", record)
+        record = provenance.finish_record(record, rows, start)
+        self.store.write_record(record)
         return RunSummary(self.store.uri, rows, time.time() - start, record)
 
     def _load_datasets(self) -> dict[str, DatasetImages]:
@@ -186,29 +198,27 @@ class Run:
             if cell.state == DONE:
                 self.tracker.submit(self.reducer.keep.remote(cell.previous), None)
             elif cell.state == FAILED:
-                self._fail(cell, cell.reason)
+                self._fail(cell, Failure(DATASET, cell.reason))
             elif cell.state == EVALUATE:
-                marker = cell.previous or {}
+                marker: CellMarker = cell.previous
                 job = reducers.job_for(
-                    cell, self.matrix.eval, num_params=marker.get("num_params"),
-                    embed_seconds=marker.get("embed_seconds", 0.0),
-                    skipped_images=tuple(marker.get("skipped_images", ())), device=marker.get("device", ""),
+                    cell, self.matrix.eval, num_params=marker.num_params, embed_seconds=marker.embed_seconds,
+                    skipped_images=marker.skipped_images, device=marker.device,
                 )
                 self.tracker.submit(self.reducer.evaluate.remote(job), job)
 
     # -- one model ------------------------------------------------------------------------
 
-    def _embed_model(self, model: ModelSpec, cells: list[Cell]) -> None:
-        self.progress.start_model(model.name)
-        preprocess = self.preprocesses[model.name]
-        if isinstance(preprocess, str):  # the error text
+    def _embed_model(self, model: PreparedModel, cells: list[Cell]) -> None:
+        self.progress.start_model(model.spec.name)
+        if model.failure:
             for cell in cells:
-                self._fail(cell, preprocess)
+                self._fail(cell, model.failure)
             return
-        spec = dataclasses.replace(model, batch_size=self.options.batch_size or model.batch_size)
+        spec = dataclasses.replace(model.spec, batch_size=self.options.batch_size or model.spec.batch_size)
         pending = list(cells)
         while pending:
-            pending = self._stream_cells(spec, preprocess, pending)
+            pending = self._stream_cells(spec, model.preprocess, pending)
 
     def _stream_cells(self, spec: ModelSpec, preprocess: Preprocess, cells: list[Cell]) -> list[Cell]:
         """Stream ``cells``' images through one actor pool; return the cells left to embed.
@@ -218,8 +228,7 @@ class Run:
         most one restart per cell). A model that fails to load, or a stream that breaks as a
         whole, fails every unfinished cell at once: nothing is gained by loading it again.
         """
-        sources = [Source(i, c.data.paths, self._pixel_cache(c.data, preprocess))
-                   for i, c in enumerate(cells)]
+        sources = [Source(i, c.data.paths, self.caches.files(c.data, preprocess)) for i, c in enumerate(cells)]
         stream = embedding_stream(spec, preprocess, sources, self.store, self.pool,
                                   name=f"{self.matrix.name}:{spec.name}")
         buffers = [CellBuffer(c) for c in cells]
@@ -231,18 +240,18 @@ class Run:
                 self.tracker.poll()
                 if bad is None:
                     continue
-                error = buffers[bad].embed_error  # stop streaming; go on without the failed cell
+                failure = buffers[bad].failure  # stop streaming; go on without the failed cell
                 unfinished = [i for i in range(len(cells)) if i not in finished]
-                failing = unfinished if is_load_error(error) else [bad]  # a load failure is model-wide
+                failing = unfinished if failure.model_wide else [bad]
                 for i in failing:
-                    self._fail(cells[i], error)
+                    self._fail(cells[i], failure)
                 return [cells[i] for i in unfinished if i not in failing]
         except Exception as exc:  # noqa: BLE001 - a broken stream fails this model's cells only
             log.exception("embedding stream of %s failed", spec.name)
-            error = f"embedding {spec.name} failed: {error_text(exc)}"
+            failure = Failure(STREAM, f"embedding {spec.name} failed: {error_text(exc)}")
             for i, cell in enumerate(cells):
                 if i not in finished:
-                    self._fail(cell, error)
+                    self._fail(cell, failure)
             return []
         for i, buffer in enumerate(buffers):
             if i not in finished:
@@ -258,9 +267,9 @@ class Run:
             mask = cells == index
             buffer = buffers[i]
             new = buffer.add(batch["row"][mask], batch["embedding"][mask], batch["image_error"][mask],
-                             batch["embed_error"][mask], batch["num_params"][mask])
+                             batch["embed_error"][mask], batch["error_kind"][mask], batch["num_params"][mask])
             self.progress.add_images(new)
-            if buffer.embed_error:
+            if buffer.failure:
                 return i
             if buffer.complete and i not in finished:
                 finished.add(i)
@@ -273,112 +282,104 @@ class Run:
         # previous one finished (the first also its actors' start and model load).
         now = time.perf_counter()
         embed_seconds, self._last_finish = now - self._last_finish, now
-        table, skipped, error = finish(buffer, self.matrix.on_bad_image)
+        table, skipped, failure = finish(buffer, self.matrix.on_bad_image)
         job = reducers.job_for(cell, self.matrix.eval, num_params=buffer.params,
                                embed_seconds=embed_seconds, skipped_images=tuple(skipped),
                                device=self.pool.device)
-        if error:
-            self.tracker.submit(self.reducer.fail.remote(job, error), job)
+        if failure:
+            self.tracker.submit(self.reducer.fail.remote(job, failure), job)
             return
-        marker = {
-            "key": cell.key, "model": cell.model.name, "dataset": cell.data.name,
-            "spec_hash": job.spec_hash, "manifest_hash": job.manifest_hash,
-            "dim": int(buffer.embeddings.shape[1]), "num_params": job.num_params,
-            "embed_seconds": round(embed_seconds, 3), "skipped_images": skipped,
-            "device": self.pool.device, "written": _now(),
-        }
+        marker = CellMarker(
+            key=cell.key, model=cell.model.name, dataset=cell.data.name, spec_hash=job.spec_hash,
+            manifest_hash=job.manifest_hash, dim=int(buffer.embeddings.shape[1]), rows=table.num_rows,
+            num_params=job.num_params, embed_seconds=round(embed_seconds, 3),
+            skipped_images=tuple(skipped), device=self.pool.device, written=provenance.now(),
+        )
         spec = {"model": dataclasses.asdict(cell.model), "preprocess": dataclasses.asdict(preprocess),
                 "dataset": dataclasses.asdict(cell.data.spec)}
         self.store.write_embeddings(cell.data.name, cell.model.name, table, marker, spec)
         self.tracker.submit(self.reducer.evaluate.remote(job), job)
 
-    def _fail(self, cell: Cell, error: str) -> None:
+    def _fail(self, cell: Cell, failure: Failure) -> None:
         job = reducers.job_for(cell, self.matrix.eval, device=self.pool.device)
-        self.tracker.submit(self.reducer.fail.remote(job, error), job)
-
-    # -- decode once per (dataset, pixel_key) ---------------------------------------------
-
-    def _pixel_cache(self, data: DatasetImages, preprocess: Preprocess) -> tuple[str, ...]:
-        """Parquet files of the dataset's decoded pixels, or () to decode in the stream.
-
-        Used when a committed cache matches the manifest (unless --force, or it recorded
-        unreadable images: they may have been fixed since; a cache built by this run is always
-        used); built first when two or more pending models of this run share the dataset and
-        pixel geometry (see embed.py).
-        """
-        if not self.options.pixel_cache:
-            return ()
-        rel = self.store.pixel_cache_dir(data.name, preprocess.pixel_key)
-        marker = self.store.marker(rel) or {}
-        current = marker.get("key") == data.hash and (
-            rel in self.built_caches or not (self.options.force or marker.get("bad_images")))
-        if not current:
-            sharing = sum(
-                1 for model, group in self.groups
-                if getattr(self.preprocesses[model.name], "pixel_key", None) == preprocess.pixel_key
-                and any(c.data.name == data.name for c in group)
-            )
-            if sharing < 2:
-                return ()
-            try:
-                self.echo(f"decoding {data.name} once for {sharing} models ({preprocess.pixel_key})")
-                write_pixel_cache(self.store, rel, data.paths, preprocess,
-                                  {"key": data.hash, "pixel_key": preprocess.pixel_key, "written": _now()})
-                self.built_caches.add(rel)
-            except Exception as exc:  # noqa: BLE001 - the cache is an optimisation: decode instead
-                log.warning("pixel cache %s not written (%s); decoding per model", rel, exc)
-                return ()
-        return tuple(self.store.parquet_files(rel))
+        self.tracker.submit(self.reducer.fail.remote(job, failure), job)
 
     # -- run.json -------------------------------------------------------------------------
 
-    def _record(self, cells: list[Cell], cluster, start: float) -> dict:
+    def _start_record(self, cells: list[Cell], cluster, start: float) -> RunRecord:
         from raybench.pipeline import runtime
 
-        previous = self.store.read_json("run.json") or {}
-        return {
-            "run": self.matrix.name,
-            "run_id": self.run_id,
-            "previous_run_id": previous.get("run_id"),
-            "status": "running",
-            "out": self.store.uri,
-            "command": sys.argv,
-            "matrix": dataclasses.asdict(self.matrix),
-            "options": dataclasses.asdict(self.options),
-            "versions": runtime.versions(),
-            "git": runtime.git_state(),
-            "cluster": dataclasses.asdict(cluster),
-            "pool": dataclasses.asdict(self.pool),
-            "started": _now(start),
-            "plan": [{"dataset": c.data.name, "model": c.model.name, "state": c.state, "reason": c.reason}
-                     for c in cells],
-        }
-
-    def _finish_record(self, rows: list[dict], start: float) -> dict:
-        failed = [r for r in rows if r["status"] != "ok"]
-        return {
-            "status": "failed" if failed else "finished",
-            "finished": _now(),
-            "seconds": round(time.time() - start, 3),
-            "cells": rows,
-            "summary": {"cells": len(rows), "ok": len(rows) - len(failed), "failed": len(failed)},
-        }
+        try:
+            previous = self.store.read_record()
+        except RaybenchError:  # a damaged run.json is replaced, not trusted
+            previous = None
+        return provenance.start_record(
+            run=self.matrix.name, run_id=self.run_id, out=self.store.uri, started=start,
+            matrix=_matrix_record(self.matrix), previous=previous,
+            plan=[{"dataset": c.data.name, "model": c.model.name, "state": c.state, "reason": c.reason}
+                  for c in cells],
+            options=dataclasses.asdict(self.options), cluster=dataclasses.asdict(cluster),
+            pool=dataclasses.asdict(self.pool), ray_logs=runtime.session_log_dir(),
+        )
 
 
-def _resolve_preprocess(model: ModelSpec, local_files: bool) -> Preprocess | str:
-    """The model's Preprocess, or the text of why it cannot be used (its cells fail): the
-    problems `check_model` finds without building it, then its preprocessing."""
+def _matrix_record(matrix: MatrixSpec) -> dict:
+    """The resolved matrix as run.json records it, each model with its in-domain dataset
+    (``trained_on``), so the report needs nothing but the run directory."""
+    record = dataclasses.asdict(matrix)
+    for model, item in zip(matrix.models, record["models"]):
+        item["trained_on"] = _trained_on(model, [d.name for d in matrix.datasets])
+    return record
+
+
+def _trained_on(model: ModelSpec, datasets: list[str]) -> str | None:
+    """The dataset a supervised model's weights were trained on, or None.
+
+    From, in order: the spec's ``options.trained_on``; else the name convention
+    ``<arch>-<dataset>``, where the last dash-separated part of the name starts exactly one
+    dataset's name (osnet-x1_0-market -> market1501, clipreid-vit-b16-msmt17 -> msmt17), among
+    the run's datasets and the catalog's. Models of the other paradigms have no in-domain dataset.
+    """
+    if model.paradigm != "supervised":
+        return None
+    named = (model.options or {}).get("trained_on")
+    if named:
+        return str(named)
+    from raybench.specs import load_dataset_catalog
+
+    try:
+        catalog = list(load_dataset_catalog())
+    except RaybenchError:
+        catalog = []
+    token = model.name.rsplit("-", 1)[-1].lower()
+    matches = [d for d in dict.fromkeys([*datasets, *catalog]) if len(token) >= 4 and d.lower().startswith(token)]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _prepare(model: ModelSpec, local_files: bool) -> PreparedModel:
+    """Check the model without building it and resolve its preprocessing, once for the run."""
     from raybench.models import check_model, resolve_preprocess
-    from raybench.pipeline.embed import load_error
 
     try:
         check_model(model, local_files)
     except Exception as exc:  # noqa: BLE001 - fails this model's cells only
-        return load_error(model.name, error_text(exc))
+        return PreparedModel(model, failure=load_failure(model.name, error_text(exc)))
     try:
-        return resolve_preprocess(model)
+        return PreparedModel(model, preprocess=resolve_preprocess(model))
     except Exception as exc:  # noqa: BLE001 - fails this model's cells only
-        return f"model {model.name}: cannot resolve its preprocessing: {error_text(exc)}"
+        return PreparedModel(model, failure=Failure(
+            LOAD, f"model {model.name}: cannot resolve its preprocessing: {error_text(exc)}"))
+
+
+def _sharing(groups, prepared: dict[str, PreparedModel]) -> dict[tuple[str, str], int]:
+    """(dataset, pixel_key) -> how many models of this run embed that dataset at that geometry."""
+    counts: dict[tuple[str, str], int] = {}
+    for model, group in groups:
+        pre = prepared[model.name].preprocess
+        for cell in group if pre else ():
+            key = (cell.data.name, pre.pixel_key)
+            counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def _configure_ray_data(progress_bars: bool) -> None:
@@ -390,7 +391,3 @@ def _configure_ray_data(progress_bars: bool) -> None:
     logging.getLogger("ray.data").setLevel(logging.INFO if progress_bars else logging.WARNING)
     if not progress_bars:  # its warning that bars are off: they are, on purpose (progress.py)
         logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
-
-
-def _now(ts: float | None = None) -> str:
-    return datetime.fromtimestamp(ts if ts is not None else time.time(), timezone.utc).isoformat(timespec="seconds")

@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from raybench.pipeline.failure import BATCH, Failure, error_text, load_failure
 from raybench.specs import ModelSpec, Preprocess
 
 #: Rows per decode task: small enough to spread over every CPU and keep blocks a few MB.
@@ -44,17 +45,6 @@ DECODE_ROWS = 64
 WORKER_MEMORY = 300 * 2**20
 #: Loader families that never import torch (their actors skip torch's seconds-long import).
 NUMPY_LOADERS = ("dummy", "color")
-
-
-def load_error(spec_name: str, text: str) -> str:
-    """The ``embed_error`` of a model that failed to load (every batch carries it); the
-    model's name once, even where the error's own text starts with it."""
-    return f"model {spec_name} failed to load: {text.removeprefix(f'model {spec_name!r}: ')}"
-
-
-def is_load_error(error: str) -> bool:
-    """Whether an ``embed_error`` is a load failure (model-wide), not one batch's."""
-    return error.startswith("model ") and " failed to load: " in error
 
 
 @dataclass(frozen=True)
@@ -195,6 +185,47 @@ def unpack_pixels(table, size: tuple[int, int], cell: int) -> dict[str, Any]:
     }
 
 
+class PixelCaches:
+    """The pixel-cache policy of one run: which cells stream a dataset's decoded pixels.
+
+    ``files(data, preprocess)`` gives the Parquet files of the dataset's decoded pixels, or ()
+    to decode in the stream. A committed cache is used when it matches the manifest, unless
+    --force, or it recorded unreadable images (they may have been fixed since; a cache built by
+    this run is always used). One is built first when two or more pending models of this run
+    share the dataset and pixel geometry (``sharing[(dataset, pixel_key)]``, see the module
+    docstring).
+    """
+
+    def __init__(self, store, enabled: bool, force: bool, echo, sharing: dict[tuple[str, str], int]):
+        self.store, self.enabled, self.force, self.echo, self.sharing = store, enabled, force, echo, sharing
+        self.built: set[str] = set()
+
+    def files(self, data, preprocess: Preprocess) -> tuple[str, ...]:
+        import logging
+
+        if not self.enabled:
+            return ()
+        rel = self.store.pixel_cache_dir(data.name, preprocess.pixel_key)
+        marker = self.store.marker(rel) or {}
+        current = marker.get("key") == data.hash and (
+            rel in self.built or not (self.force or marker.get("bad_images")))
+        if not current:
+            sharing = self.sharing.get((data.name, preprocess.pixel_key), 0)
+            if sharing < 2:
+                return ()
+            try:
+                self.echo(f"decoding {data.name} once for {sharing} models ({preprocess.pixel_key})")
+                from raybench.rundir.provenance import now
+
+                write_pixel_cache(self.store, rel, data.paths, preprocess,
+                                  {"key": data.hash, "pixel_key": preprocess.pixel_key, "written": now()})
+                self.built.add(rel)
+            except Exception as exc:  # noqa: BLE001 - the cache is an optimisation: decode instead
+                logging.getLogger(__name__).warning("pixel cache %s not written (%s); decoding per model", rel, exc)
+                return ()
+        return tuple(self.store.parquet_files(rel))
+
+
 def write_pixel_cache(store, rel_dir: str, paths: tuple[str, ...], preprocess: Preprocess,
                       marker: dict) -> None:
     """Decode a dataset once for ``preprocess.pixel_key`` and commit it under ``rel_dir``.
@@ -227,13 +258,25 @@ def _count_bad(store, rel_dir: str) -> int:
 class EmbedWorker:
     """An actor holding one model; ``__call__`` maps a pixel batch to embeddings.
 
+    What it holds (``spec``, ``preprocess``, ``device``, ``threads``) are class attributes of
+    the per-model subclass that ``worker_class`` makes, so the actor is constructed without
+    arguments: nothing goes through the object store for its constructor, and the model is
+    built here, never shipped from the driver. ``preprocess`` is the one the driver resolved.
+
     A model that fails to load, or a batch that fails to embed, does not crash the stream: the
-    error travels in the ``embed_error`` column and fails only the cells it touches. A process
-    that dies (segfault, OOM kill, os._exit) is restarted by Ray and the batch retried.
+    failure travels in the ``embed_error`` and ``error_kind`` columns and fails only the cells
+    it touches (see failure.py). A process that dies (segfault, OOM kill, os._exit) is
+    restarted by Ray and the batch retried.
     """
 
-    def __init__(self, spec: ModelSpec, device: str, threads: int | None = None):
-        self.spec, self.error, self.embedder = spec, "", None
+    spec: ModelSpec
+    preprocess: Preprocess
+    device: str = "cpu"
+    threads: int | None = None
+
+    def __init__(self):
+        spec = self.spec
+        self.failure, self.embedder = None, None
         try:
             import sys
             import warnings
@@ -246,16 +289,16 @@ class EmbedWorker:
                 import torch
 
                 torch.manual_seed(0)  # random weights: the same model in every actor and every run
-            self.embedder = build_embedder(spec, device=device)
-            if threads and "torch" in sys.modules:  # numpy-only models never import torch
-                sys.modules["torch"].set_num_threads(threads)
+            self.embedder = build_embedder(spec, device=self.device, preprocess=self.preprocess)
+            if self.threads and "torch" in sys.modules:  # numpy-only models never import torch
+                sys.modules["torch"].set_num_threads(self.threads)
         except Exception as exc:  # noqa: BLE001 - reported per cell, see the class docstring
-            self.error = load_error(spec.name, error_text(exc))
+            self.failure = load_failure(spec.name, error_text(exc))
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         count = len(batch["row"])
         image_error = batch["image_error"]
-        embed_error = np.full(count, self.error, dtype=object)
+        failure = self.failure
         dim = self.embedder.dim if self.embedder is not None else 1
         embedding = np.zeros((count, dim), dtype=np.float32)
         good = np.array([not e for e in image_error], dtype=bool)
@@ -264,7 +307,7 @@ class EmbedWorker:
                 pixels = np.ascontiguousarray(batch["pixels"][good])  # read-only zero-copy batch
                 embedding[good] = self.embedder.embed(pixels)
             except Exception as exc:  # noqa: BLE001 - fails this batch's cells, not the run
-                embed_error[:] = f"model {self.spec.name} failed to embed: {error_text(exc)}"
+                failure = Failure(BATCH, f"model {self.spec.name} failed to embed: {error_text(exc)}")
         params = getattr(self.embedder, "num_params", None)
         params = -1 if params is None else int(params)  # -1: unknown
         return {
@@ -272,27 +315,26 @@ class EmbedWorker:
             "row": batch["row"],
             "embedding": embedding,
             "image_error": image_error,
-            "embed_error": embed_error,
+            "embed_error": np.full(count, failure.message if failure else "", dtype=object),
+            "error_kind": np.full(count, failure.kind if failure else "", dtype=object),
             "num_params": np.full(count, params, dtype=np.int64),
         }
 
 
-def worker_class(name: str) -> type:
-    """EmbedWorker under a class name that carries ``name`` (the run and the model).
+def worker_class(name: str, spec: ModelSpec, preprocess: Preprocess, pool: "Pool") -> type:
+    """EmbedWorker for one model, under a class name that carries ``name`` (run and model).
 
     Ray Data names a pool's actors after the class it maps with: ``MapWorker(MapBatches(
     EmbedWorker_smoke_color_hist))`` rather than the same generic name for every run and model,
     on the dashboard, in ``ray list actors`` and in the metrics' tags. The subclass is created
-    here, so cloudpickle ships it by value (its base by reference) to the actors.
+    here, so cloudpickle ships it by value, with the model's spec and preprocessing as class
+    attributes, to the actors.
     """
     slug = re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_")
-    return type(f"EmbedWorker_{slug}", (EmbedWorker,), {"__doc__": EmbedWorker.__doc__})
-
-
-def error_text(exc: BaseException) -> str:
-    from raybench.errors import RaybenchError
-
-    return str(exc) if isinstance(exc, RaybenchError) else f"{type(exc).__name__}: {exc}"
+    return type(f"EmbedWorker_{slug}", (EmbedWorker,), {
+        "__doc__": EmbedWorker.__doc__, "spec": spec, "preprocess": preprocess,
+        "device": pool.device, "threads": pool.threads,
+    })
 
 
 def embedding_stream(spec: ModelSpec, preprocess: Preprocess, sources: list[Source], store,
@@ -306,8 +348,7 @@ def embedding_stream(spec: ModelSpec, preprocess: Preprocess, sources: list[Sour
     if pool.gpus:
         resources["num_gpus"] = pool.gpus
     stream = stream.map_batches(
-        worker_class(name or spec.name),
-        fn_constructor_kwargs={"spec": spec, "device": pool.device, "threads": pool.threads},
+        worker_class(name or spec.name, spec, preprocess, pool),
         batch_size=spec.batch_size,
         batch_format="numpy",
         # Ray Data's actor pools restart dead actors and retry their batches (max_restarts=-1,

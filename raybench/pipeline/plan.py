@@ -15,6 +15,7 @@ from typing import Callable
 
 import pyarrow as pa
 
+from raybench.rundir.records import CellMarker, CellResult, RunFileError
 from raybench.specs import DatasetSpec, EvalSpec, MatrixSpec, ModelSpec
 
 #: Only these splits are embedded and stored: scoring never reads the training split.
@@ -51,7 +52,7 @@ class Cell:
     state: str  # DONE, EVALUATE, EMBED or FAILED
     key: str
     reason: str = ""  # why the state (for FAILED, the error)
-    previous: dict | None = field(default=None, compare=False)  # result or marker to reuse
+    previous: CellResult | CellMarker | None = field(default=None, compare=False)  # to reuse
 
     @property
     def label(self) -> str:
@@ -109,17 +110,23 @@ def _plan_one(model: ModelSpec, data: DatasetImages, matrix: MatrixSpec, store, 
     key = cell_key(model, data)
     if force:
         return Cell(model, data, EMBED, key, "--force")
-    marker = store.marker(store.embeddings_dir(data.name, model.name))
-    if not marker or marker.get("key") != key:
+    try:
+        marker = store.cell_marker(data.name, model.name)
+    except RunFileError as exc:
+        return Cell(model, data, EMBED, key, f"invalid embeddings marker ({exc})")
+    if not marker or marker.key != key:
         return Cell(model, data, EMBED, key, "no embeddings" if not marker else "stale embeddings")
-    if marker.get("skipped_images") and matrix.on_bad_image == "fail":
+    if marker.skipped_images and matrix.on_bad_image == "fail":
         return Cell(model, data, EMBED, key, "embedded with skipped images; on_bad_image is fail")
-    result = store.read_result(data.name, model.name)
+    try:
+        result = store.read_result(data.name, model.name)
+    except RunFileError as exc:  # a damaged result is re-scored from the stored embeddings
+        return Cell(model, data, EVALUATE, key, f"invalid result ({exc})", previous=marker)
     fresh = (
         result is not None
-        and result.get("status") == "ok"
-        and result.get("cell_key") == key
-        and result.get("eval_hash") == eval_hash(data.spec, matrix.eval)
+        and result.ok
+        and result.cell_key == key
+        and result.eval_hash == eval_hash(data.spec, matrix.eval)
     )
     if fresh:
         return Cell(model, data, DONE, key, "finished", previous=result)

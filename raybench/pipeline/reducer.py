@@ -3,14 +3,9 @@
 The driver sends "cell ready" (``evaluate``) as soon as a cell's embeddings are committed, and
 goes on embedding; the reducer reads the cell back from the store (so it can live on any node
 that sees the run directory), applies the dataset's protocol with raybench.eval, writes
-results/<dataset>/<model>.json, and keeps a live table of every cell of the run that the CLI
-shows. It is the only writer of result files, so they never race.
-
-Result JSON (one per cell; the report reads it): model, dataset, status ("ok"|"failed"),
-error, mAP, mINP, cmc (fractions 0..1), num_query, num_valid_query, num_gallery, trials,
-spread, protocol, per_query, seconds, embed_seconds, eval_seconds, paradigm, spec_hash,
-num_params, skipped_images; plus cell_key, manifest_hash and eval_hash, which resume uses to
-tell a finished cell from a stale one.
+results/<dataset>/<model>.json (raybench.rundir.records.CellResult), and keeps a live table of
+every cell of the run that the CLI shows. It is the only writer of result files, so they never
+race.
 """
 
 from __future__ import annotations
@@ -19,15 +14,11 @@ import logging
 import time
 from dataclasses import dataclass
 
+from raybench.pipeline.failure import SCORING, Failure, error_text
+from raybench.rundir.records import CellResult, protocol_block
 from raybench.specs import DatasetSpec, EvalSpec
 
 log = logging.getLogger(__name__)
-
-#: Metric keys of a result, None (or empty) when the cell failed.
-METRIC_KEYS = {
-    "mAP": None, "mINP": None, "cmc": [], "num_query": None, "num_valid_query": None,
-    "num_gallery": None, "trials": [], "spread": None, "protocol": None, "per_query": None,
-}
 
 
 @dataclass(frozen=True)
@@ -47,79 +38,64 @@ class CellJob:
     device: str = ""
 
 
-def protocol_summary(dataset: DatasetSpec, spec: EvalSpec) -> dict:
-    """The result's "protocol" block, also for cells that fail before scoring."""
-    return {
-        "camera_filter": dataset.protocol.camera_filter,
-        "cuhk03_metric": dataset.protocol.cuhk03_metric,
-        "trials": dataset.protocol.trials,
-        "distance": spec.distance,
-        "normalize": spec.normalize,
-        "rerank": spec.rerank,
-        "max_rank": spec.max_rank,
-    }
+def result_record(job: CellJob, spec: EvalSpec, metrics: dict | None, failure: Failure | None,
+                  eval_seconds: float = 0.0) -> CellResult:
+    """The cell's result: ``metrics`` are raybench.eval.protocol.score's, None when it failed."""
+    return CellResult(
+        model=job.model, dataset=job.dataset.name, status="failed" if failure else "ok",
+        error=failure.message if failure else None, error_kind=failure.kind if failure else None,
+        protocol=protocol_block(job.dataset.protocol, spec),
+        **_metrics(metrics or {}),
+        seconds=round(job.embed_seconds + eval_seconds, 3), embed_seconds=round(job.embed_seconds, 3),
+        eval_seconds=round(eval_seconds, 3), paradigm=job.paradigm, spec_hash=job.spec_hash,
+        num_params=job.num_params, skipped_images=tuple(job.skipped_images), device=job.device,
+        cell_key=job.cell_key, manifest_hash=job.manifest_hash, eval_hash=job.eval_hash,
+    )
 
 
-def result_record(job: CellJob, spec: EvalSpec, metrics: dict | None, error: str | None,
-                  eval_seconds: float = 0.0) -> dict:
-    """A result with every key of the contract, in a stable order."""
-    return {
-        "model": job.model,
-        "dataset": job.dataset.name,
-        "status": "failed" if error else "ok",
-        "error": error,
-        **METRIC_KEYS,
-        "protocol": protocol_summary(job.dataset, spec),
-        **(metrics or {}),
-        "seconds": round(job.embed_seconds + eval_seconds, 3),
-        "embed_seconds": round(job.embed_seconds, 3),
-        "eval_seconds": round(eval_seconds, 3),
-        "paradigm": job.paradigm,
-        "spec_hash": job.spec_hash,
-        "num_params": job.num_params,
-        "skipped_images": list(job.skipped_images),
-        "device": job.device,
-        "cell_key": job.cell_key,
-        "manifest_hash": job.manifest_hash,
-        "eval_hash": job.eval_hash,
-    }
+def _metrics(metrics: dict) -> dict:
+    out = dict(metrics)
+    for key in ("cmc", "trials"):
+        if key in out:
+            out[key] = tuple(out[key])
+    return out
 
 
-def evaluate_cell(store, job: CellJob, spec: EvalSpec, seed: int = 0) -> dict:
+def evaluate_cell(store, job: CellJob, spec: EvalSpec, seed: int = 0) -> CellResult:
     """Read a committed cell, score it with the dataset's protocol, write its result."""
     from raybench.errors import RaybenchError
 
     start = time.perf_counter()
-    metrics, error = None, None
+    metrics, failure = None, None
     try:
         from raybench.eval.protocol import score
 
         table = store.read_embeddings(job.dataset.name, job.model)
         metrics = score(table, job.dataset.protocol, spec, seed=seed)
     except RaybenchError as exc:
-        error = str(exc)
+        failure = Failure(SCORING, str(exc))
     except Exception as exc:  # noqa: BLE001 - a bug in one cell's scoring must not stop the run
         log.exception("scoring %s x %s failed", job.dataset.name, job.model)
-        error = f"evaluation failed: {type(exc).__name__}: {exc}"
-    result = result_record(job, spec, metrics, error, time.perf_counter() - start)
+        failure = Failure(SCORING, f"evaluation failed: {error_text(exc)}")
+    result = result_record(job, spec, metrics, failure, time.perf_counter() - start)
     store.write_result(result)
     return result
 
 
-def summary_row(result: dict) -> dict:
+def summary_row(result: CellResult) -> dict:
     """One line of the live table: the headline numbers of a result."""
-    cmc = result.get("cmc") or []
+    cmc = result.cmc
     return {
-        "dataset": result["dataset"],
-        "model": result["model"],
-        "status": result["status"],
-        "mAP": result.get("mAP"),
+        "dataset": result.dataset,
+        "model": result.model,
+        "status": result.status,
+        "mAP": result.mAP,
         "R1": cmc[0] if len(cmc) > 0 else None,
         "R5": cmc[4] if len(cmc) > 4 else None,
-        "mINP": result.get("mINP"),
-        "queries": result.get("num_valid_query"),
-        "seconds": result.get("seconds"),
-        "error": result.get("error"),
+        "mINP": result.mINP,
+        "queries": result.num_valid_query,
+        "seconds": result.seconds,
+        "error": result.error,
     }
 
 
@@ -131,28 +107,28 @@ class Reducer:
         self.rows: dict[tuple[str, str], dict] = {}
         self._metrics = None
 
-    def _record(self, result: dict) -> dict:
+    def _record(self, result: CellResult) -> CellResult:
         row = summary_row(result)
         self.rows[(row["dataset"], row["model"])] = row
         self._count(result)
         return result
 
-    def _count(self, result: dict) -> None:
+    def _count(self, result: CellResult) -> None:
         from raybench.pipeline.progress import RunMetrics
 
         if self._metrics is None:
             self._metrics = RunMetrics(self.run)
-        self._metrics.cell(result["model"], result["dataset"], result["status"] == "ok")
+        self._metrics.cell(result.model, result.dataset, result.ok)
 
-    def evaluate(self, job: CellJob) -> dict:
+    def evaluate(self, job: CellJob) -> CellResult:
         return self._record(evaluate_cell(self.store, job, self.spec))
 
-    def fail(self, job: CellJob, error: str) -> dict:
-        result = result_record(job, self.spec, None, error)
+    def fail(self, job: CellJob, failure: Failure) -> CellResult:
+        result = result_record(job, self.spec, None, failure)
         self.store.write_result(result)
         return self._record(result)
 
-    def keep(self, result: dict) -> dict:
+    def keep(self, result: CellResult) -> CellResult:
         """A cell finished by an earlier run: shown in the table, not counted again."""
         row = summary_row(result)
         self.rows[(row["dataset"], row["model"])] = row

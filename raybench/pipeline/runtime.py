@@ -1,5 +1,5 @@
-"""Where a run executes: start or join Ray, size the embedding pool, check the output location,
-and record provenance (versions, git hash) for run.json.
+"""Where a run executes: start or join Ray, size the embedding pool, check the output location
+(provenance for run.json: raybench/rundir/provenance.py).
 
 Local Ray is started with ``address="local"``, never a bare ``ray.init()``, which would silently
 join whatever cluster happens to run on the machine; RAY_ADDRESS (set by Ray Jobs, or by the
@@ -9,17 +9,10 @@ user) joins that cluster instead.
 from __future__ import annotations
 
 import os
-import platform
-import subprocess
 from dataclasses import dataclass
-from importlib import metadata
 
 from raybench.errors import RaybenchError
 from raybench.pipeline.embed import Pool
-
-#: Distributions whose versions go into run.json (read from metadata: nothing is imported).
-VERSIONED = ("raybench", "ray", "torch", "torchvision", "pyarrow", "numpy", "torchreid",
-             "open_clip_torch", "timm", "transformers", "pillow")
 
 SHARED_OUT_ENV = "RAYBENCH_SHARED_OUT"
 
@@ -42,6 +35,18 @@ def connect(run: str, num_cpus: int | None = None, dashboard: bool = False) -> b
         return False
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard, **common)
     return True
+
+
+def session_log_dir() -> str | None:
+    """The log folder of the connected Ray session on this node (where -v's lines come from)."""
+    try:
+        import ray
+
+        context = ray.get_runtime_context()
+        node = ray._private.worker.global_worker.node  # noqa: SLF001 - Ray has no public accessor
+        return node.get_logs_dir_path() if node is not None and context else None
+    except Exception:  # noqa: BLE001 - provenance only: never fail a run over it
+        return None
 
 
 @dataclass(frozen=True)
@@ -91,30 +96,3 @@ def check_out(store, cluster: Cluster, shared: bool = False) -> None:
             "gs://...), or a mount every node shares, declared with --shared-out "
             f"(or {SHARED_OUT_ENV}=1)."
         )
-
-
-def versions() -> dict[str, str | None]:
-    found: dict[str, str | None] = {"python": platform.python_version(), "platform": platform.platform()}
-    for name in VERSIONED:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = None
-    return found
-
-
-def git_state() -> dict[str, object]:
-    """The checkout's commit and whether it had local changes (None outside a git checkout)."""
-    from raybench.paths import PROJECT_ROOT
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", "-C", str(PROJECT_ROOT), *args], capture_output=True,
-                                  text=True, timeout=10)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
-    return {"commit": commit, "dirty": bool(status) if status is not None else None}

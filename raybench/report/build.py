@@ -13,14 +13,17 @@ committed report from the same run gives the same files.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from raybench.console import count
+from raybench.errors import RaybenchError
 from raybench.report import domain, paper, plots, ranklist, tables
 from raybench.report.bootstrap import DEFAULT_BOOTSTRAPS, bootstrap_intervals
 from raybench.report.load import Cell, Run, load_run
+from raybench.rundir.store import RunStore
 
 
 @dataclass(frozen=True)
@@ -36,19 +39,34 @@ class ReportOptions:
 @dataclass
 class Report:
     run: Run
-    out: Path
+    out: Path  # where the files were written on this machine
     rows: list[dict[str, Any]]
     paper_rows: list[dict[str, Any]] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    uploaded_to: str | None = None  # <run>/report on object storage, when the run lives there
 
 
-def build_report(run_dir: str | Path, options: ReportOptions = ReportOptions()) -> Report:
-    run = load_run(run_dir)
-    out = Path(options.out) if options.out else run.root / "report"
-    out.mkdir(parents=True, exist_ok=True)
+def build_report(run_dir: str | Path | RunStore, options: ReportOptions = ReportOptions()) -> Report:
+    """The report of a run directory: a local path or any URI that `raybench run --out` takes.
+
+    It goes to ``options.out``, else to <run>/report: written there for a run on this machine's
+    filesystem; for one on object storage, written to a temporary folder and uploaded.
+    """
+    notes: list[str] = []
+    run = load_run(run_dir, notes)
+    upload = not options.out and not run.store.is_local
+    if options.out:
+        out = Path(options.out)
+    elif upload:
+        import tempfile
+
+        out = Path(tempfile.mkdtemp(prefix="raybench-report-"))
+    else:
+        out = Path(run.store.path("report"))
+    _make_dir(out, run)
     rows = [tables.cell_row(c, _intervals(c, options)) for c in run.cells]
-    report = Report(run=run, out=out, rows=rows)
+    report = Report(run=run, out=out, rows=rows, notes=notes)
     sampled = [f"{c.model} x {c.dataset}" for c in run.cells if c.ok and _cuhk03_metric(c)]
     if sampled:
         report.notes.append("Rank-1 of " + ", ".join(sampled) + " is the classic CUHK03 single-shot "
@@ -59,7 +77,32 @@ def build_report(run_dir: str | Path, options: ReportOptions = ReportOptions()) 
     _write_extras(report, options)
     (out / "results.md").write_text(markdown(report, options))
     report.files.append(out / "results.md")
+    if upload:
+        report.uploaded_to = _upload(report)
     return report
+
+
+def _make_dir(out: Path, run: Run) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".raybench-write-test-{id(out)}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise RaybenchError(f"cannot write the report to {out} ({exc.strerror or exc}); pass --out DIR "
+                            f"to write it elsewhere: raybench report {shlex.quote(run.uri)} --out DIR") from None
+
+
+def _upload(report: Report) -> str:
+    """Copy the report's files into <run>/report on the run's own filesystem."""
+    store = report.run.store
+    for path in report.files:
+        rel = path.relative_to(report.out).as_posix()
+        target = store.path("report", rel)
+        store.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        with store.fs.open_output_stream(target) as dst:
+            dst.write(path.read_bytes())
+    return f"{store.uri.rstrip('/')}/report"
 
 
 def _intervals(cell: Cell, options: ReportOptions) -> dict[str, tuple[float, float]] | None:
@@ -97,7 +140,7 @@ def markdown(report: Report, options: ReportOptions) -> str:
         f"# raybench report: {run.name}",
         *([run.description] if run.description else []),
         f"{count(len(rows), 'cell')} ({tables.status_counts(rows)}) of {count(len(run.models), 'model')} x "
-        f"{count(len(run.datasets), 'dataset')}, from `{run.root}`{_provenance(run, rows)}.",
+        f"{count(len(run.datasets), 'dataset')}, from `{run.uri}`{_provenance(run, rows)}.",
         "## mAP / Rank-1 (%)",
         tables.grid(run, rows, tables.map_r1, failures),
         "## With 95% bootstrap intervals over queries",
@@ -135,12 +178,10 @@ def markdown(report: Report, options: ReportOptions) -> str:
 
 def _provenance(run: Run, rows: list[dict[str, Any]]) -> str:
     """Where the numbers come from: the code's commit and the devices that embedded them."""
-    git = run.info.get("git") or run.info.get("git_hash")
+    git = run.record.git if run.record else {}
     text = ""
-    if isinstance(git, dict) and git.get("commit"):
+    if git.get("commit"):
         text += f", code at git `{str(git['commit'])[:12]}`" + (" with local changes" if git.get("dirty") else "")
-    elif isinstance(git, str):
-        text += f", code at git `{git[:12]}`"
     devices = sorted({r["device"] for r in rows if r.get("device")})
     if devices:
         text += ", embedded on " + ", ".join(f"`{d}`" for d in devices)

@@ -4,11 +4,10 @@ A supervised ReID model is strongest on its own training set's test split (same 
 season, same annotators); every other dataset is a domain shift. The study blurred the two (its
 "MSMT17-trained" OSNet was the Market-1501 checkpoint), so the report keeps them apart.
 
-The training set comes from, in order: `options.trained_on` of the model spec recorded in
-run.json or in configs/models.yaml; else the name convention `<arch>-<dataset>`, where the
-last dash-separated part of the name starts exactly one dataset's name (osnet-x1_0-market ->
-market1501, clipreid-vit-b16-msmt17 -> msmt17, osnet-x0_25-duke -> dukemtmcreid), among the
-run's datasets and the catalog's. Models of the other paradigms have no in-domain dataset.
+The training set is what the run recorded in run.json (each model's ``trained_on``, resolved
+when the run started from the spec's `options.trained_on`, else the name convention
+`<arch>-<dataset>`: osnet-x1_0-market -> market1501); the report reads nothing from configs/.
+Models of the other paradigms have no in-domain dataset.
 """
 
 from __future__ import annotations
@@ -20,31 +19,20 @@ from raybench.report.load import Run
 
 
 def trained_on(run: Run, model: str) -> str | None:
-    """The dataset a supervised model was trained on (in this run or not), or None."""
+    """The dataset a supervised model was trained on (in this run or not), or None: as the
+    run recorded it (run.json's model spec, ``trained_on``), else for a run recorded before
+    that, from ``options.trained_on`` or the name convention among the run's own datasets."""
     if run.paradigm(model) != "supervised":
         return None
-    named = (run.model_spec(model).get("options") or {}).get("trained_on")
-    catalog_models, catalog_datasets = _catalogs()
-    if not named and model in catalog_models:
-        named = (catalog_models[model].options or {}).get("trained_on")
+    spec = run.model_spec(model)
+    if "trained_on" in spec:
+        return spec["trained_on"]
+    named = (spec.get("options") or {}).get("trained_on")
     if named:
         return str(named)
     token = model.rsplit("-", 1)[-1].lower()
-    names = dict.fromkeys([*run.datasets, *catalog_datasets])
-    matches = [d for d in names if len(token) >= 4 and d.lower().startswith(token)]
+    matches = [d for d in run.datasets if len(token) >= 4 and d.lower().startswith(token)]
     return matches[0] if len(matches) == 1 else None
-
-
-def _catalogs() -> tuple[Mapping[str, Any], Sequence[str]]:
-    """The model and dataset catalogs, or empty ones when they cannot be read: the run's own
-    record and the model's name still count."""
-    from raybench.errors import RaybenchError
-    from raybench.specs import load_dataset_catalog, load_model_catalog
-
-    try:
-        return load_model_catalog(), list(load_dataset_catalog())
-    except RaybenchError:
-        return {}, []
 
 
 def supervised_models(run: Run, rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:

@@ -1,18 +1,20 @@
-"""Read a run directory: one result JSON per cell, and run.json for order and model specs.
+"""Read a run directory for the report, through its RunStore (a local path or any URI that
+`raybench run --out` takes): every cell's result and run.json for order and model specs.
 
-A report must never hide a cell. A result file that cannot be parsed becomes a failed cell
-naming the file; a cell that run.json planned but that has no result yet becomes a
-`missing` cell. Nothing here recomputes metrics: the result JSONs are the source of truth.
+A report must never hide a cell. A result file that is not JSON or breaks its contract
+(raybench.rundir.records) becomes an `invalid` cell naming the file and the field; a cell that
+run.json planned but that has no result yet becomes a `missing` cell. Nothing here recomputes
+metrics, and nothing is read from configs/: what the report needs is recorded in the run.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping
 
 from raybench.errors import RaybenchError
+from raybench.rundir.records import RunFileError, RunRecord
+from raybench.rundir.store import RunStore
 
 #: The study's grouping, in the order its tables use.
 PARADIGM_ORDER = ("supervised", "self-supervised", "language-aligned", "baseline")
@@ -20,12 +22,13 @@ PARADIGM_ORDER = ("supervised", "self-supervised", "language-aligned", "baseline
 
 @dataclass(frozen=True)
 class Cell:
-    """One model x dataset result, as the pipeline wrote it (see the result-JSON contract)."""
+    """One model x dataset result: a validated CellResult as its JSON mapping, or, for an
+    invalid or missing one, a mapping with status and error only."""
 
     model: str
     dataset: str
     result: Mapping[str, Any] = field(hash=False)
-    path: Path | None = None
+    path: str | None = None  # the result file, inside the run's filesystem
 
     @property
     def status(self) -> str:
@@ -48,23 +51,25 @@ class Cell:
 class Run:
     """A run directory's cells, with models and datasets in the matrix's order."""
 
-    root: Path
-    info: Mapping[str, Any] = field(hash=False)
+    store: RunStore
+    record: RunRecord | None
     cells: tuple[Cell, ...]
     models: tuple[str, ...]
     datasets: tuple[str, ...]
 
     @property
+    def uri(self) -> str:
+        return self.store.uri
+
+    @property
     def name(self) -> str:
-        matrix = self.info.get("matrix")
-        if isinstance(matrix, Mapping) and matrix.get("name"):
-            return str(matrix["name"])
-        return str(self.info.get("name") or self.root.name)
+        if self.record and self.record.matrix.get("name"):
+            return str(self.record.matrix["name"])
+        return self.store.root.rsplit("/", 1)[-1] or self.store.uri
 
     @property
     def description(self) -> str:
-        matrix = self.info.get("matrix")
-        return str(matrix.get("description") or "") if isinstance(matrix, Mapping) else ""
+        return str(self.record.matrix.get("description") or "") if self.record else ""
 
     def cell(self, model: str, dataset: str) -> Cell | None:
         for cell in self.cells:
@@ -81,7 +86,7 @@ class Run:
 
     def model_spec(self, model: str) -> Mapping[str, Any]:
         """The model's resolved spec as run.json recorded it ({} when absent)."""
-        return _matrix_items(self.info, "models").get(model, {})
+        return self.record.model_specs().get(model, {}) if self.record else {}
 
     def models_by_paradigm(self) -> list[tuple[str, list[str]]]:
         """[(paradigm, [models])] in the study's paradigm order, models in matrix order."""
@@ -92,32 +97,33 @@ class Run:
         return sorted(groups.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
 
 
-def load_run(run_dir: str | Path) -> Run:
-    """All cells of a run directory (results/<dataset>/<model>.json) plus run.json."""
-    if "://" in str(run_dir):
-        raise RaybenchError(f"{run_dir}: `raybench report` reads a local run directory; copy it first "
-                            f"(for example `aws s3 sync` or `gsutil rsync`) and report the copy")
-    root = Path(run_dir)
-    results = root / "results"
-    if not root.is_dir():
-        raise RaybenchError(f"{root}: no such run directory (make one with `raybench run --matrix NAME --out {root}`)")
-    info = _read_json(root / "run.json") if (root / "run.json").is_file() else {}
-    if not isinstance(info, Mapping):
-        info = {}
+def load_run(run_dir: str | RunStore, notes: list[str] | None = None) -> Run:
+    """All cells of a run directory (results/<dataset>/<model>.json) plus run.json.
+
+    ``notes`` receives a line when run.json itself cannot be trusted (the cells still show).
+    """
+    store = run_dir if isinstance(run_dir, RunStore) else RunStore.open(run_dir)
+    if not store.exists(""):
+        raise RaybenchError(f"{store.uri}: no such run directory (make one with "
+                            f"`raybench run --matrix NAME --out {store.uri}`)")
+    try:
+        record = store.read_record()
+    except RunFileError as exc:
+        record = None
+        if notes is not None:
+            notes.append(f"run.json is not usable ({exc}): the matrix's order and model specs are unknown.")
     found = {}
-    for path in sorted(results.glob("*/*.json")) if results.is_dir() else []:
-        if path.name.startswith(".") or path.parent.name.startswith("."):
-            continue  # the store's temporary files (.tmp-*), mid-write
-        cell = _read_cell(path)
+    for rel in store.result_files():
+        cell = _read_cell(store, rel)
         found[(cell.model, cell.dataset)] = cell
-    planned_models = list(_matrix_items(info, "models"))
-    planned_datasets = list(_matrix_items(info, "datasets"))
+    planned_models = list(record.model_specs()) if record else []
+    planned_datasets = list(record.dataset_specs()) if record else []
     models = _ordered(planned_models, [m for m, _ in found])
     datasets = _ordered(planned_datasets, [d for _, d in found])
     if not found and not (planned_models and planned_datasets):
         raise RaybenchError(
-            f"{root}: no results/<dataset>/<model>.json found; is this a run directory "
-            f"(`raybench run --matrix NAME --out {root}`)?"
+            f"{store.uri}: no results/<dataset>/<model>.json found; is this a run directory "
+            f"(`raybench run --matrix NAME --out {store.uri}`)?"
         )
     for model in planned_models:
         for dataset in planned_datasets:
@@ -127,38 +133,19 @@ def load_run(run_dir: str | Path) -> Run:
                     "error": "no result file: the run has not finished this cell",
                 })
     cells = tuple(found[(m, d)] for m in models for d in datasets if (m, d) in found)
-    return Run(root=root, info=info, cells=cells, models=tuple(models), datasets=tuple(datasets))
+    return Run(store=store, record=record, cells=cells, models=tuple(models), datasets=tuple(datasets))
 
 
-def _read_json(path: Path) -> Any:
+def _read_cell(store: RunStore, rel: str) -> Cell:
+    """A cell from its result file; the file's place names the cell, whatever its content."""
+    _, dataset, name = rel.split("/")
+    model = name.removesuffix(".json")
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        return exc
-
-
-def _read_cell(path: Path) -> Cell:
-    """A cell from its result file; the file's place names the cell when its content cannot."""
-    model, dataset = path.stem, path.parent.name
-    data = _read_json(path)
-    if isinstance(data, Exception) or not isinstance(data, Mapping):
-        reason = data if isinstance(data, Exception) else f"expected a JSON object, got {type(data).__name__}"
-        data = {"status": "failed", "error": f"unreadable result file {path}: {reason}"}
-    data = {"model": model, "dataset": dataset, **data}
-    return Cell(str(data["model"]), str(data["dataset"]), data, path)
-
-
-def _matrix_items(info: Mapping[str, Any], key: str) -> dict[str, Mapping[str, Any]]:
-    """Names (and spec mappings when recorded) of run.json's matrix models or datasets."""
-    matrix = info.get("matrix", info)
-    items = matrix.get(key) if isinstance(matrix, Mapping) else None
-    out: dict[str, Mapping[str, Any]] = {}
-    for item in items if isinstance(items, list) else []:
-        if isinstance(item, str):
-            out[item] = {}
-        elif isinstance(item, Mapping) and isinstance(item.get("name"), str):
-            out[item["name"]] = item
-    return out
+        result = store.read_result(dataset, model)
+    except RunFileError as exc:
+        return Cell(model, dataset, {"model": model, "dataset": dataset, "status": "invalid",
+                                     "error": f"invalid result file: {exc}"}, store.path(rel))
+    return Cell(result.model, result.dataset, result.to_json(), store.path(rel))
 
 
 def _ordered(planned: list[str], found: list[str]) -> list[str]:

@@ -62,19 +62,15 @@ def write_ranklists(run: Run, out: Path, n_queries: int, seed: int, notes: list[
     for cell in run.cells:
         if not cell.ok:
             continue
-        folder = run.root / "embeddings" / cell.dataset / cell.model
-        files = sorted(folder.glob("*.parquet")) if (folder / "_SUCCESS").is_file() else []
-        if not files:
-            notes.append(f"No finished embeddings (with _SUCCESS) for {cell.model} x {cell.dataset}: no rank list.")
-            continue
         try:
-            page = cell_page(cell, files, n_queries, seed)
+            meta, emb = load_embeddings(run.store, cell.dataset, cell.model)
+            page = cell_page(cell, meta, emb, n_queries, seed)
         except (OSError, KeyError, ValueError, RaybenchError) as exc:
             # one unreadable embeddings folder (a truncated part, an older layout) costs that
             # cell its page, not the whole report: the tables come from the result JSONs
+            folder = run.store.path(run.store.embeddings_dir(cell.dataset, cell.model))
             notes.append(f"No rank list for {cell.model} x {cell.dataset}: its embeddings in {folder} could "
-                         f"not be read ({type(exc).__name__}: {exc}); delete that folder and run the "
-                         "matrix again to rebuild it.")
+                         f"not be read ({exc}); delete that folder and run the matrix again to rebuild it.")
             continue
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"{_slug(cell.dataset)}__{_slug(cell.model)}.html"
@@ -91,20 +87,14 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)
 
 
-def load_embeddings(files: Sequence[Path]):
-    """(columns as numpy arrays, embeddings [N, dim] float32) of a cell's Parquet parts."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+def load_embeddings(store, dataset: str, model: str):
+    """(columns as numpy arrays, embeddings [N, dim] float32) of a committed cell, read through
+    the store's one reader."""
+    from raybench.rundir.store import embedding_matrix
 
-    table = pa.concat_tables([pq.read_table(f) for f in files])
-    col = table.column("embedding").combine_chunks()
-    if pa.types.is_fixed_size_list(col.type):
-        emb = col.flatten().to_numpy(zero_copy_only=False).reshape(len(col), col.type.list_size)
-    else:
-        emb = np.stack(col.to_numpy(zero_copy_only=False))
+    table = store.read_embeddings(dataset, model)
     meta = {k: table.column(k).to_numpy(zero_copy_only=False) for k in table.column_names if k != "embedding"}
-    return meta, emb.astype(np.float32, copy=False)
+    return meta, embedding_matrix(table)
 
 
 def rank(query, gallery, distance: str = "euclidean", normalize: bool = True):
@@ -162,8 +152,7 @@ def _stored_by_path(per_query: Mapping[str, Any], trial: int | None) -> dict[str
 # HTML
 
 
-def cell_page(cell: Cell, files: Sequence[Path], n_queries: int, seed: int) -> str:
-    meta, emb = load_embeddings(files)
+def cell_page(cell: Cell, meta: Mapping[str, Any], emb, n_queries: int, seed: int) -> str:
     lines, q_idx, g_idx = sample_lines(cell, meta, emb, n_queries, seed)
     thumbs = _Thumbs()
     r = cell.result

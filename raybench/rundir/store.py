@@ -30,8 +30,10 @@ import pyarrow as pa
 
 from raybench.datasets.manifest import SCHEMA as MANIFEST_SCHEMA, TRIAL_FIELD
 from raybench.errors import RaybenchError
+from raybench.rundir.records import CellMarker, CellResult, RunFileError, RunRecord
 
 SUCCESS = "_SUCCESS"
+RUN_JSON = "run.json"
 
 
 def embedding_schema(dim: int, trials: bool = False) -> pa.Schema:
@@ -49,6 +51,30 @@ def embedding_table(manifest: pa.Table, embeddings) -> pa.Table:
     schema = embedding_schema(values.shape[1], "trial" in manifest.column_names)
     columns = [manifest.column(name) for name in schema.names[:-1]] + [column]
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def embedding_matrix(table: pa.Table, where: str = "embeddings"):
+    """The ``embedding`` column as a float32 [rows, dim] array (zero-copy where Arrow allows).
+
+    The one decoder of the stored format, for the scorer, the rank lists and users' scripts;
+    a list column of equal lengths (an older or hand-made file) is accepted too.
+    """
+    import numpy as np
+
+    if "embedding" not in table.column_names:
+        raise RunFileError(where, "embedding", f"no such column (columns: {', '.join(table.column_names)})")
+    col = table.column("embedding").combine_chunks()
+    if col.null_count:
+        raise RunFileError(where, "embedding", f"{col.null_count} rows have no embedding")
+    if pa.types.is_fixed_size_list(col.type):
+        dim = col.type.list_size
+    else:
+        lengths = np.unique(col.value_lengths().to_numpy())
+        if len(lengths) > 1:
+            raise RunFileError(where, "embedding", f"rows have different lengths: {lengths.tolist()[:5]}")
+        dim = int(lengths[0]) if len(lengths) else 0
+    values = col.flatten().to_numpy(zero_copy_only=False)
+    return values.astype(np.float32, copy=False).reshape(len(col), dim)
 
 
 @dataclass(frozen=True)
@@ -104,14 +130,42 @@ class RunStore:
     def read_json(self, rel: str) -> Any | None:
         """The parsed file, or None when it is absent or torn (treated as never written)."""
         try:
+            return self.load_json(rel)
+        except RunFileError:
+            return None
+
+    def load_json(self, rel: str) -> Any | None:
+        """The parsed file, None when it is absent; a file that is not JSON raises RunFileError."""
+        try:
             with self.fs.open_input_stream(self.path(rel)) as src:
-                return json.loads(src.read().decode())
-        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+                raw = src.read()
+        except FileNotFoundError:
             return None
         except OSError as exc:
             if "not found" in str(exc).lower() or "no such file" in str(exc).lower():
                 return None
             raise
+        try:
+            return json.loads(raw.decode())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise RunFileError(self.path(rel), "<file>", f"not valid JSON ({exc})") from None
+
+    def list_files(self, rel_dir: str, suffix: str = "") -> list[str]:
+        """Paths relative to the run directory of the files under ``rel_dir`` (recursive,
+        sorted), leaving out the store's temporary files (``.tmp-*``, mid-write)."""
+        from pyarrow import fs as pafs
+
+        if not self.exists(rel_dir):
+            return []
+        selector = pafs.FileSelector(self.path(rel_dir), recursive=True)
+        base = len(self.path("")) if self.root else 0
+        found = []
+        for info in self.fs.get_file_info(selector):
+            rel = info.path[base:].lstrip("/")
+            if info.type == pafs.FileType.File and rel.endswith(suffix) \
+                    and not any(part.startswith(".") for part in rel.split("/")):
+                found.append(rel)
+        return sorted(found)
 
     # -- directories committed with a _SUCCESS marker -------------------------------------
 
@@ -163,9 +217,17 @@ class RunStore:
     def embeddings_dir(dataset: str, model: str) -> str:
         return f"embeddings/{dataset}/{model}"
 
-    def write_embeddings(self, dataset: str, model: str, table: pa.Table, marker: dict,
+    def cell_marker(self, dataset: str, model: str) -> CellMarker | None:
+        """The _SUCCESS marker of a cell's embeddings; None when not committed. A marker that
+        breaks its contract raises RunFileError (the caller treats the cell as not embedded)."""
+        rel = f"{self.embeddings_dir(dataset, model)}/{SUCCESS}"
+        data = self.load_json(rel)
+        return None if data is None else CellMarker.from_json(data, self.path(rel))
+
+    def write_embeddings(self, dataset: str, model: str, table: pa.Table, marker: CellMarker,
                          spec: dict | None = None) -> None:
-        """Write one cell's embeddings atomically (see the module docstring)."""
+        """Write one cell's embeddings atomically (see the module docstring); ``marker.rows``
+        is the table's."""
         import pyarrow.parquet as pq
 
         rel = self.embeddings_dir(dataset, model)
@@ -175,13 +237,33 @@ class RunStore:
         if spec is not None:
             with self.fs.open_output_stream(self.path(tmp, "spec.json")) as out:
                 out.write(json.dumps(spec, indent=2, default=str).encode() + b"\n")
-        self.commit(tmp, rel, {**marker, "rows": table.num_rows})
+        self.commit(tmp, rel, marker.to_json())
 
     def read_embeddings(self, dataset: str, model: str) -> pa.Table:
+        """A committed cell's embeddings: the one reader (scoring, rank lists, scripts).
+
+        A folder without _SUCCESS, without Parquet parts, with an unreadable (truncated) part
+        or with fewer rows than its marker says raises RunFileError naming the file.
+        """
         import pyarrow.parquet as pq
 
-        files = self.parquet_files(self.embeddings_dir(dataset, model))
-        return pa.concat_tables(pq.read_table(f, filesystem=self.fs) for f in files)
+        rel = self.embeddings_dir(dataset, model)
+        marker = self.cell_marker(dataset, model)
+        if marker is None:
+            raise RunFileError(self.path(rel), SUCCESS, "missing: these embeddings were never committed")
+        files = self.parquet_files(rel)
+        if not files:
+            raise RunFileError(self.path(rel), "part-*.parquet", "missing")
+        tables = []
+        for file in files:
+            try:
+                tables.append(pq.read_table(file, filesystem=self.fs))
+            except (OSError, pa.ArrowException) as exc:
+                raise RunFileError(file, "<file>", f"unreadable Parquet ({exc})") from None
+        table = pa.concat_tables(tables)
+        if table.num_rows != marker.rows:
+            raise RunFileError(self.path(rel), "rows", f"{table.num_rows} rows stored, {marker.rows} committed")
+        return table
 
     # -- results --------------------------------------------------------------------------
 
@@ -189,11 +271,29 @@ class RunStore:
     def result_path(dataset: str, model: str) -> str:
         return f"results/{dataset}/{model}.json"
 
-    def write_result(self, result: dict) -> None:
-        self.write_json(self.result_path(result["dataset"], result["model"]), result)
+    def write_result(self, result: CellResult) -> None:
+        self.write_json(self.result_path(result.dataset, result.model), result.to_json())
 
-    def read_result(self, dataset: str, model: str) -> dict | None:
-        return self.read_json(self.result_path(dataset, model))
+    def read_result(self, dataset: str, model: str) -> CellResult | None:
+        """A cell's result; None when absent. One that is not JSON or breaks the contract
+        raises RunFileError naming the file and the field."""
+        rel = self.result_path(dataset, model)
+        data = self.load_json(rel)
+        return None if data is None else CellResult.from_json(data, self.path(rel))
+
+    def result_files(self) -> list[str]:
+        """results/<dataset>/<model>.json of every cell with a result (relative paths)."""
+        return [f for f in self.list_files("results", ".json") if f.count("/") == 2]
+
+    # -- run.json -------------------------------------------------------------------------
+
+    def write_record(self, record: RunRecord) -> None:
+        self.write_json(RUN_JSON, record.to_json())
+
+    def read_record(self) -> RunRecord | None:
+        """run.json; None when absent; RunFileError when it breaks the contract."""
+        data = self.load_json(RUN_JSON)
+        return None if data is None else RunRecord.from_json(data, self.path(RUN_JSON))
 
     # -- pixel cache ----------------------------------------------------------------------
 
