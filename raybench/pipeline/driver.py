@@ -90,14 +90,32 @@ def run_matrix(matrix: MatrixSpec, out: str, options: RunOptions = RunOptions(),
 
 
 class Tracker:
-    """The reducer calls in flight; results are shown as they come back."""
+    """The reducer calls in flight; results are shown as they come back, and their summary
+    rows kept here (the driver's, so a reducer that restarts loses none of them).
+
+    When the reducer process dies, Ray restarts it and every call it held fails. Scoring a
+    committed cell is idempotent, so each such cell is scored once more; a cell whose second
+    try dies too (most likely the one that kills the reducer) is recorded as failed
+    ("scoring crashed"), and a rerun scores it again from its stored embeddings.
+    """
 
     def __init__(self, reducer, progress: Progress):
         self.reducer, self.progress = reducer, progress
-        self.pending: dict = {}  # ObjectRef -> CellJob
+        self.pending: dict = {}  # ObjectRef -> Call
+        self.rows: dict[tuple[str, str], dict] = {}
 
-    def submit(self, ref, job) -> None:
-        self.pending[ref] = job
+    def evaluate(self, job) -> None:
+        self._submit(_Call(job))
+
+    def fail(self, job, failure: Failure) -> None:
+        self._submit(_Call(job, failure))
+
+    def keep(self, result) -> None:
+        """A cell finished by an earlier run: shown in the table, not scored again."""
+        self.rows[(result.dataset, result.model)] = reducers.summary_row(result)
+
+    def _submit(self, call: "_Call") -> None:
+        self.pending[call.send(self.reducer)] = call
         self.poll()
 
     def poll(self, timeout: float = 0) -> None:
@@ -107,22 +125,49 @@ class Tracker:
             return
         ready, _ = ray.wait(list(self.pending), num_returns=len(self.pending), timeout=timeout)
         for ref in ready:
-            job = self.pending.pop(ref)
+            call = self.pending.pop(ref)
             try:
                 result = ray.get(ref)
             except ray.exceptions.RayError as exc:
-                if job is None:  # replaying a finished cell: nothing to redo
-                    continue
-                # The reducer died while scoring: it restarts; this cell is recorded as failed.
-                failure = Failure(SCORING, f"scoring crashed: {type(exc).__name__}")
-                self.submit(self.reducer.fail.remote(job, failure), job)
+                again = call.retry(exc)  # queued, not submitted: submit polls, and this loop holds ready refs
+                self.pending[again.send(self.reducer)] = again
                 continue
-            self.progress.cell_finished(reducers.summary_row(result))
+            row = reducers.summary_row(result)
+            self.rows[(row["dataset"], row["model"])] = row
+            self.progress.cell_finished(row)
 
-    def wait_all(self) -> None:
-        """Until every cell is scored (the rows are the reducer's table)."""
+    def wait_all(self) -> list[dict]:
+        """Until every cell is scored; the summary rows, sorted by dataset and model."""
         while self.pending:
             self.poll(timeout=1.0)
+        return [self.rows[key] for key in sorted(self.rows)]
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One reducer call: score a committed cell, or record its failure (``failure`` set)."""
+
+    job: reducers.CellJob
+    failure: Failure | None = None
+    tries: int = 1
+    waits: int = 0  # calls refused while the reducer was restarting (ActorUnavailableError)
+
+    def send(self, reducer):
+        if self.failure:
+            return reducer.fail.remote(self.job, self.failure)
+        return reducer.evaluate.remote(self.job)
+
+    def retry(self, exc: Exception) -> "_Call":
+        """The same call once more; after a second crash, the cell's failure. A call refused
+        while the reducer restarts is sent again (for up to a minute) without counting."""
+        import ray
+
+        if isinstance(exc, ray.exceptions.ActorUnavailableError) and self.waits < 120:
+            time.sleep(0.5)
+            return dataclasses.replace(self, waits=self.waits + 1)
+        if self.tries < 2:
+            return dataclasses.replace(self, tries=self.tries + 1)
+        return _Call(self.job, Failure(SCORING, f"scoring crashed: {type(exc).__name__}"), tries=self.tries + 1)
 
 
 @dataclass(frozen=True)
@@ -175,12 +220,11 @@ class Run:
                                   _sharing(groups, prepared))
         for model, group in groups:
             self._embed_model(prepared[model.name], group)
-        self.tracker.wait_all()
+        rows = self.tracker.wait_all()
         self.progress.close()
 
         import ray
 
-        rows = ray.get(reducer.table.remote())
         ray.kill(reducer)
         record = provenance.finish_record(record, rows, start)
         self.store.write_record(record)
@@ -196,7 +240,7 @@ class Run:
         """Cells that need no embedding: finished, failed before starting, or only to re-score."""
         for cell in cells:
             if cell.state == DONE:
-                self.tracker.submit(self.reducer.keep.remote(cell.previous), None)
+                self.tracker.keep(cell.previous)
             elif cell.state == FAILED:
                 self._fail(cell, Failure(DATASET, cell.reason))
             elif cell.state == EVALUATE:
@@ -205,7 +249,7 @@ class Run:
                     cell, self.matrix.eval, num_params=marker.num_params, embed_seconds=marker.embed_seconds,
                     skipped_images=marker.skipped_images, device=marker.device,
                 )
-                self.tracker.submit(self.reducer.evaluate.remote(job), job)
+                self.tracker.evaluate(job)
 
     # -- one model ------------------------------------------------------------------------
 
@@ -287,7 +331,7 @@ class Run:
                                embed_seconds=embed_seconds, skipped_images=tuple(skipped),
                                device=self.pool.device)
         if failure:
-            self.tracker.submit(self.reducer.fail.remote(job, failure), job)
+            self.tracker.fail(job, failure)
             return
         marker = CellMarker(
             key=cell.key, model=cell.model.name, dataset=cell.data.name, spec_hash=job.spec_hash,
@@ -298,11 +342,11 @@ class Run:
         spec = {"model": dataclasses.asdict(cell.model), "preprocess": dataclasses.asdict(preprocess),
                 "dataset": dataclasses.asdict(cell.data.spec)}
         self.store.write_embeddings(cell.data.name, cell.model.name, table, marker, spec)
-        self.tracker.submit(self.reducer.evaluate.remote(job), job)
+        self.tracker.evaluate(job)
 
     def _fail(self, cell: Cell, failure: Failure) -> None:
         job = reducers.job_for(cell, self.matrix.eval, device=self.pool.device)
-        self.tracker.submit(self.reducer.fail.remote(job, failure), job)
+        self.tracker.fail(job, failure)
 
     # -- run.json -------------------------------------------------------------------------
 

@@ -3,9 +3,9 @@
 The driver sends "cell ready" (``evaluate``) as soon as a cell's embeddings are committed, and
 goes on embedding; the reducer reads the cell back from the store (so it can live on any node
 that sees the run directory), applies the dataset's protocol with raybench.eval, writes
-results/<dataset>/<model>.json (raybench.rundir.records.CellResult), and keeps a live table of
-every cell of the run that the CLI shows. It is the only writer of result files, so they never
-race.
+results/<dataset>/<model>.json (raybench.rundir.records.CellResult), and returns it to the
+driver, which keeps the run's table. It is the only writer of result files, so they never race;
+it holds no state that a restart would lose.
 """
 
 from __future__ import annotations
@@ -104,21 +104,16 @@ class Reducer:
 
     def __init__(self, store, spec: EvalSpec, run: str):
         self.store, self.spec, self.run = store, spec, run
-        self.rows: dict[tuple[str, str], dict] = {}
         self._metrics = None
 
     def _record(self, result: CellResult) -> CellResult:
-        row = summary_row(result)
-        self.rows[(row["dataset"], row["model"])] = row
-        self._count(result)
-        return result
-
-    def _count(self, result: CellResult) -> None:
+        """Counted on the dashboard's metrics as it is scored."""
         from raybench.pipeline.progress import RunMetrics
 
         if self._metrics is None:
             self._metrics = RunMetrics(self.run)
         self._metrics.cell(result.model, result.dataset, result.ok)
+        return result
 
     def evaluate(self, job: CellJob) -> CellResult:
         return self._record(evaluate_cell(self.store, job, self.spec))
@@ -127,15 +122,6 @@ class Reducer:
         result = result_record(job, self.spec, None, failure)
         self.store.write_result(result)
         return self._record(result)
-
-    def keep(self, result: CellResult) -> CellResult:
-        """A cell finished by an earlier run: shown in the table, not counted again."""
-        row = summary_row(result)
-        self.rows[(row["dataset"], row["model"])] = row
-        return result
-
-    def table(self) -> list[dict]:
-        return [self.rows[key] for key in sorted(self.rows)]
 
 
 def start(store, spec: EvalSpec, run: str, run_id: str):
