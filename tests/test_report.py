@@ -298,8 +298,8 @@ def test_shipped_paper_reference_loads():
 
 def test_paper_reference_names_are_catalog_names():
     """A misspelt raybench name in the reference would silently drop its cells from paper.md."""
+    from raybench.catalog import load_dataset_catalog, load_model_catalog
     from raybench.report.paper import load_reference
-    from raybench.specs import load_dataset_catalog, load_model_catalog
 
     ref = load_reference()
     models, datasets = set(load_model_catalog()), set(load_dataset_catalog())

@@ -146,6 +146,7 @@ class Run:
         _configure_ray_data(self.options.ray_progress)
 
         datasets = self._load_datasets()
+        self.matrix = _resolve_models(self.matrix)
         cells = plan_cells(self.matrix, datasets, self.store, self.options.force)
         groups = group_by_model(cells)
         record = self._record(cells, cluster, start)
@@ -363,6 +364,24 @@ class Run:
             "cells": rows,
             "summary": {"cells": len(rows), "ok": len(rows) - len(failed), "failed": len(failed)},
         }
+
+
+def _resolve_models(matrix: MatrixSpec) -> MatrixSpec:
+    """``trained:<run>`` references become their runs' specs here, on the machine that runs
+    the driver (the cluster, for a submitted job), before the cells are keyed and recorded:
+    cell keys, run.json and the results then hold the run's own weights, preprocessing,
+    paradigm and training set. A run that cannot be read stays a reference, and the pre-flight
+    check fails its cells with the reason."""
+    from raybench.errors import RaybenchError
+    from raybench.models import resolve_model
+
+    def resolved(model: ModelSpec) -> ModelSpec:
+        try:
+            return resolve_model(model)
+        except RaybenchError:  # reported per model by _resolve_preprocess
+            return model
+
+    return dataclasses.replace(matrix, models=tuple(resolved(m) for m in matrix.models))
 
 
 def _resolve_preprocess(model: ModelSpec, local_files: bool) -> Preprocess | str:

@@ -39,7 +39,7 @@ def _catalogs() -> tuple[Mapping[str, Any], Sequence[str]]:
     """The model and dataset catalogs, or empty ones when they cannot be read: the run's own
     record and the model's name still count."""
     from raybench.errors import RaybenchError
-    from raybench.specs import load_dataset_catalog, load_model_catalog
+    from raybench.catalog import load_dataset_catalog, load_model_catalog
 
     try:
         return load_model_catalog(), list(load_dataset_catalog())
