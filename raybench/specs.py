@@ -289,13 +289,19 @@ def parse_model(data: Any, where: str, base: ModelSpec | None = None) -> ModelSp
         precision=take("precision", str, "fp32", PRECISIONS),
         flip=take("flip", bool, False),
         batch_size=take("batch_size", int, 64),
-        options=dict(take("options", dict, {})),
+        options=_options(f, d),
         description=take("description", str, ""),
     )
     f.done()
     if spec.batch_size <= 0:
         raise SpecError(f"{where}: key 'batch_size' must be positive, got {spec.batch_size}")
     return spec
+
+
+def _options(f: Fields, base: Mapping[str, Any]) -> dict:
+    """An entry's options; over a base entry's (the catalog entry an inline one names), key by
+    key, for models and datasets alike: an inline entry adds or changes options, never drops one."""
+    return {**base.get("options", {}), **f.take("options", dict, {})}
 
 
 def parse_dataset(data: Any, where: str, base: DatasetSpec | None = None) -> DatasetSpec:
@@ -320,7 +326,7 @@ def parse_dataset(data: Any, where: str, base: DatasetSpec | None = None) -> Dat
         layout_dir=take("layout_dir", str, ""),
         root=take("root", (str, type(None)), None),
         protocol=protocol,
-        options={**d.get("options", {}), **take("options", dict, {})} if base else dict(take("options", dict, {})),
+        options=_options(f, d),
         stats=dict(take("stats", dict, {})),
         description=take("description", str, ""),
     )

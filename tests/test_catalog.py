@@ -80,6 +80,21 @@ def test_unknown_loader_or_adapter_is_caught_when_the_matrix_is_read(tmp_path):
     assert outside.models[0].loader == "pkg.mod:LOADER"  # a target outside the package: on trust
 
 
+# --- one override rule for inline entries ------------------------------------------------------
+
+
+def test_an_inline_model_merges_its_options_over_the_catalog_entry(tmp_path):
+    [model] = matrix(tmp_path, "[{name: vit, options: {params: 5}, flip: true}]").models
+    assert dict(model.options) == {"params": 5, "hf_hub": "timm/vit_small_patch16_224.augreg_in21k"}
+    assert model.flip and model.weights == "augreg_in21k"
+
+
+def test_an_inline_dataset_merges_its_options_over_the_catalog_entry(tmp_path):
+    [data] = matrix(tmp_path, "[vit]", "[{name: synth, options: {cameras: 5}, root: /d}]").datasets
+    assert dict(data.options) == {"identities": 20, "cameras": 5}
+    assert data.root == "/d" and data.adapter == "synthetic"
+
+
 # --- trained:<run> -------------------------------------------------------------------------------
 
 RUN_ENTRY = """
