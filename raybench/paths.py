@@ -29,3 +29,9 @@ def data_dir() -> Path | None:
     """The parent of the user's dataset copies: $RAYBENCH_DATA, or None when unset."""
     value = os.environ.get("RAYBENCH_DATA")
     return Path(value) if value else None
+
+
+def trained_dir() -> Path:
+    """Finished `raybench train` runs, one folder each: $RAYBENCH_TRAINED, else runs/train
+    (relative to the working directory, like `raybench run`'s runs/<matrix>)."""
+    return Path(os.environ.get("RAYBENCH_TRAINED", "runs/train"))

@@ -1,7 +1,9 @@
-"""Frozen specs for models, datasets and matrices, loaded from flat YAML and validated.
+"""Frozen specs for models, datasets and matrices, and their parsing from flat YAML.
 
 A spec is data: it names registry keys and values, never code. Validation errors name the
-file, the key and the allowed values, so a typo in a matrix is a one-line fix.
+file, the key and the allowed values, so a typo in a matrix is a one-line fix. This module is
+the schema only (it imports nothing of raybench but its errors): finding config files,
+reading the catalogs and resolving a matrix's names is raybench.catalog's job.
 """
 
 from __future__ import annotations
@@ -287,14 +289,19 @@ def parse_model(data: Any, where: str, base: ModelSpec | None = None) -> ModelSp
         precision=take("precision", str, "fp32", PRECISIONS),
         flip=take("flip", bool, False),
         batch_size=take("batch_size", int, 64),
-        options=dict(take("options", dict, {})),
+        options=_options(f, d),
         description=take("description", str, ""),
     )
     f.done()
-    _check_registered(spec.loader, "loader", where, "raybench.models:LOADERS")
     if spec.batch_size <= 0:
         raise SpecError(f"{where}: key 'batch_size' must be positive, got {spec.batch_size}")
     return spec
+
+
+def _options(f: Fields, base: Mapping[str, Any]) -> dict:
+    """An entry's options; over a base entry's (the catalog entry an inline one names), key by
+    key, for models and datasets alike: an inline entry adds or changes options, never drops one."""
+    return {**base.get("options", {}), **f.take("options", dict, {})}
 
 
 def parse_dataset(data: Any, where: str, base: DatasetSpec | None = None) -> DatasetSpec:
@@ -319,29 +326,12 @@ def parse_dataset(data: Any, where: str, base: DatasetSpec | None = None) -> Dat
         layout_dir=take("layout_dir", str, ""),
         root=take("root", (str, type(None)), None),
         protocol=protocol,
-        options={**d.get("options", {}), **take("options", dict, {})} if base else dict(take("options", dict, {})),
+        options=_options(f, d),
         stats=dict(take("stats", dict, {})),
         description=take("description", str, ""),
     )
     f.done()
-    _check_registered(spec.adapter, "adapter", where, "raybench.datasets:ADAPTERS")
     return spec
-
-
-def _check_registered(value: str, key: str, where: str, registry: str) -> None:
-    """A loader/adapter name must be registered (a "module:attr" target is taken on trust):
-    caught when the spec is read, not on a Ray worker halfway through a run."""
-    from raybench.registry import import_target
-
-    known = import_target(registry)
-    if ":" in value or value in known:
-        return
-    import difflib
-
-    close = difflib.get_close_matches(value, known.names(), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise SpecError(f"{where}: key {key!r} is {value!r}{hint}; allowed: {', '.join(known.names())}, "
-                    "or a 'module:attr' target")
 
 
 def parse_eval(data: Any, where: str) -> EvalSpec:
@@ -361,106 +351,44 @@ def parse_eval(data: Any, where: str) -> EvalSpec:
     return spec
 
 
-def _catalog(path: Path, parse, kind: str) -> dict:
-    data = load_yaml(path)
+def parse_entries(data: Any, where: str, parse, kind: str) -> dict:
+    """A catalog file's content (name -> fields) -> name -> spec, with ``parse`` per entry."""
     if not isinstance(data, Mapping):
-        raise SpecError(f"{path}: expected a mapping of {kind} name -> fields")
+        raise SpecError(f"{where}: expected a mapping of {kind} name -> fields")
     out = {}
     for name, fields in data.items():
         if not isinstance(fields, Mapping):
-            raise SpecError(f"{path}: {kind} {name!r}: expected a mapping of fields")
-        out[name] = parse({"name": name, **fields}, f"{path}: {kind} {name!r}")
+            raise SpecError(f"{where}: {kind} {name!r}: expected a mapping of fields")
+        out[name] = parse({"name": name, **fields}, f"{where}: {kind} {name!r}")
     return out
 
 
-def load_model_catalog(path: str | Path | None = None) -> dict[str, ModelSpec]:
-    """configs/models.yaml: name -> ModelSpec."""
-    from raybench.paths import configs_dir
+# ---------------------------------------------------------------------------------------------
+# Trained runs
 
-    return _catalog(Path(path) if path else configs_dir() / "models.yaml", parse_model, "model")
-
-
-def load_dataset_catalog(path: str | Path | None = None) -> dict[str, DatasetSpec]:
-    """configs/datasets.yaml: name -> DatasetSpec."""
-    from raybench.paths import configs_dir
-
-    return _catalog(Path(path) if path else configs_dir() / "datasets.yaml", parse_dataset, "dataset")
-
-
-def catalog_get(catalog: Mapping[str, Any], name: str, kind: str):
-    """Look a name up in a catalog; an unknown name suggests close ones."""
-    try:
-        return catalog[name]
-    except KeyError:
-        raise UnknownNameError(kind, name, catalog) from None
+#: ``trained:<run>`` in a matrix: a finished `raybench train` run (its folder's model.yaml).
+TRAINED_PREFIX = "trained:"
+#: The loader of such a reference. Parsing never reads the run: it may live only on the
+#: cluster's storage. raybench.models.resolve_model swaps in the run's own entry where the
+#: model is built (and the driver does so before it plans the cells).
+TRAINED = "trained"
+#: What an inline ``{name: trained:<run>, ...}`` entry may not set: the run decides them.
+TRAINED_FIXED = ("loader", "arch", "weights")
+#: A run folder's model: one models.yaml-style entry beside its weights (`raybench train` writes it).
+MODEL_FILE = "model.yaml"
 
 
-def matrix_path(name_or_path: str) -> Path:
-    """A matrix name (configs/matrices/NAME.yaml) or a path to a YAML file."""
-    from raybench.paths import configs_dir
+def trained_reference(ref: str) -> ModelSpec:
+    """``trained:<run>`` -> ModelSpec(loader="trained", arch=<run>), named after the run folder.
 
-    path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.is_file():
-        if not path.exists():
-            raise SpecError(f"{path}: matrix file not found")
-        return path
-    known = {p.stem: p for p in sorted((configs_dir() / "matrices").glob("*.yaml"))}
-    return catalog_get(known, name_or_path, "matrix")
-
-
-def list_matrices() -> list[str]:
-    from raybench.paths import configs_dir
-
-    return sorted(p.stem for p in (configs_dir() / "matrices").glob("*.yaml"))
-
-
-def load_matrix(
-    name_or_path: str,
-    models: Mapping[str, ModelSpec] | None = None,
-    datasets: Mapping[str, DatasetSpec] | None = None,
-) -> MatrixSpec:
-    """A matrix YAML: models and datasets by catalog name, or inline mappings (which may
-    name a catalog entry and override some of its keys)."""
-    path = matrix_path(name_or_path)
-    models = load_model_catalog() if models is None else models
-    datasets = load_dataset_catalog() if datasets is None else datasets
-    f = Fields(load_yaml(path), str(path))
-    name = f.take("name", str, path.stem)
-    model_items = f.take("models", list)
-    dataset_items = f.take("datasets", list)
-    spec = MatrixSpec(
-        name=name,
-        models=tuple(_resolve(item, models, parse_model, f"{path}: models[{i}]", "model")
-                     for i, item in enumerate(model_items)),
-        datasets=tuple(_resolve(item, datasets, parse_dataset, f"{path}: datasets[{i}]", "dataset")
-                       for i, item in enumerate(dataset_items)),
-        eval=parse_eval(f.take("eval", dict, {}), f"{path}: eval"),
-        on_bad_image=f.take("on_bad_image", str, "fail", BAD_IMAGE_POLICIES),
-        source=str(path),
-        description=f.take("description", str, ""),
-    )
-    f.done()
-    for kind, specs in (("model", spec.models), ("dataset", spec.datasets)):
-        names = [s.name for s in specs]
-        dup = {n for n in names if names.count(n) > 1}
-        if dup:
-            raise SpecError(f"{path}: {kind} {sorted(dup)[0]!r} is listed twice")
-        if not specs:
-            raise SpecError(f"{path}: key '{kind}s' is empty")
-    return spec
-
-
-def _resolve(item: Any, catalog: Mapping[str, Any], parse, where: str, kind: str):
-    name = item.get("name") if isinstance(item, Mapping) else item
-    if kind == "model" and isinstance(name, str) and name.startswith("trained:"):
-        # a finished `raybench train` run (its model.yaml); YAML only, no torch
-        from raybench.train.export import trained_model_spec
-
-        base = trained_model_spec(name)
-        return base if isinstance(item, str) else parse({**item, "name": base.name}, where, base)
-    if isinstance(item, str):
-        return catalog_get(catalog, item, kind)
-    if isinstance(item, Mapping) and isinstance(item.get("name"), str):
-        base = catalog.get(item["name"])
-        return parse(item, where, base)
-    raise SpecError(f"{where}: expected a {kind} name or a mapping with a 'name' key, got {item!r}")
+    ``<run>`` is a run name or a path to a run folder or its model.yaml; the spec's name is the
+    folder's name, so a matrix names the same model on every machine. The paradigm says what
+    raybench's recipes train until the run's model.yaml replaces it.
+    """
+    run = ref.removeprefix(TRAINED_PREFIX)
+    folder = Path(run)
+    if folder.name == MODEL_FILE:
+        folder = folder.parent
+    if not folder.name:
+        raise SpecError(f"{ref!r}: expected trained:<run name or run folder>")
+    return ModelSpec(name=folder.name, loader=TRAINED, arch=run, weights=None, paradigm="supervised")

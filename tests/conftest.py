@@ -56,7 +56,7 @@ def real_run(ray_local, tmp_path_factory) -> Path:
     from PIL import Image
 
     from raybench.pipeline.driver import RunOptions, run_matrix
-    from raybench.specs import load_model_catalog
+    from raybench.catalog import load_model_catalog
 
     root = tmp_path_factory.mktemp("real-run")
     alpha, beta = make_market(root / "alpha", seed=1), make_market(root / "beta", seed=2)

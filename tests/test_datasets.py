@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from raybench.catalog import load_dataset_catalog
 from raybench.datasets import ADAPTERS, get_adapter, load_manifest, resolve_root
 from raybench.datasets.common import DatasetNotFoundError
 from raybench.datasets.manifest import compare_stats, split_stats, validate_manifest
 from raybench.errors import DatasetError, SpecError
-from raybench.specs import DatasetSpec, Protocol, load_dataset_catalog
+from raybench.specs import DatasetSpec, Protocol
 
 
 def touch(folder: Path, *names: str) -> None:

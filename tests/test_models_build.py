@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from raybench.catalog import load_model_catalog
 from raybench.errors import SpecError
 from raybench.models import build_embedder
 from raybench.models.images import load_pixels
 from raybench.models.tiny import register_open_clip, save_tiny_hf, tiny_spec
-from raybench.specs import ModelSpec, Preprocess, load_model_catalog
+from raybench.specs import ModelSpec, Preprocess
 
 CATALOG = load_model_catalog()
 TOL = 1e-5

@@ -12,8 +12,9 @@ import sys
 
 import pytest
 
+from raybench.catalog import load_model_catalog
 from raybench.models import LOADERS, build_embedder, get_loader
-from raybench.specs import PARADIGMS, load_model_catalog
+from raybench.specs import PARADIGMS
 
 CATALOG = load_model_catalog()
 STUDY = [
@@ -55,7 +56,7 @@ def test_every_entry_states_preprocess_dim_paradigm_params(name):
 
 
 def test_supervised_models_name_their_training_set():
-    from raybench.specs import load_dataset_catalog
+    from raybench.catalog import load_dataset_catalog
 
     datasets = load_dataset_catalog()
     for name, spec in CATALOG.items():

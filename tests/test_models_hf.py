@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from raybench.catalog import load_model_catalog
 from raybench.models import build_embedder, get_loader
 from raybench.models.hf import preprocess_from_processor
 from raybench.models.images import load_pixels
 from raybench.models.tiny import save_tiny_hf
-from raybench.specs import ModelSpec, load_model_catalog
+from raybench.specs import ModelSpec
 from test_models_catalog import assert_real_size
 
 CATALOG = load_model_catalog()

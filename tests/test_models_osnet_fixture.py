@@ -10,9 +10,9 @@ import pytest
 from PIL import Image
 
 from conftest import MARKET_MINI, OSNET_DIR, needs_fixtures
+from raybench.catalog import load_model_catalog
 from raybench.models import build_embedder
 from raybench.models.images import load_pixels
-from raybench.specs import load_model_catalog
 
 pytestmark = [needs_fixtures, pytest.mark.skipif(not OSNET_DIR.is_dir(), reason=f"{OSNET_DIR} is absent")]
 

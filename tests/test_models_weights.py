@@ -14,9 +14,9 @@ import time
 import pytest
 import torch
 
+from raybench.catalog import load_model_catalog
 from raybench.errors import WeightsUnavailableError
 from raybench.models import build_embedder, get_loader, weights
-from raybench.specs import load_model_catalog
 
 CATALOG = load_model_catalog()
 

@@ -193,7 +193,7 @@ def test_run_command_prints_the_table_and_exits_nonzero_on_failure(ray_local, ma
 @pytest.mark.gpu
 def test_smoke_matrix_embeds_on_the_gpu(ray_local, tmp_path):
     """Local single-GPU mode: with a GPU in the cluster, one actor per GPU, each holding one."""
-    from raybench.specs import load_matrix
+    from raybench.catalog import load_matrix
 
     lines: list[str] = []
     summary = run_matrix(load_matrix("smoke"), str(tmp_path / "run"), RunOptions(), echo=lines.append)

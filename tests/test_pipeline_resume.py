@@ -13,8 +13,8 @@ from pathlib import Path
 
 from pipeline_helpers import make_market
 
+from raybench.catalog import load_matrix
 from raybench.pipeline.driver import RunOptions, run_matrix
-from raybench.specs import load_matrix
 
 DATASETS = ("mkt-a", "mkt-b", "mkt-c")
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from conftest import MARKET_MINI, OSNET_DIR, needs_fixtures
 
+from raybench.catalog import load_matrix
 from raybench.pipeline.driver import RunOptions, run_matrix
-from raybench.specs import load_matrix
 
 # torchreid's evaluate_rank breaks when a query's camera-filtered gallery is shorter than
 # max_rank (ragged CMC rows); the mini gallery has 32 images.

@@ -194,8 +194,8 @@ def test_shipped_paper_reference_loads():
 
 def test_paper_reference_names_are_catalog_names():
     """A misspelt raybench name in the reference would silently drop its cells from paper.md."""
+    from raybench.catalog import load_dataset_catalog, load_model_catalog
     from raybench.report.paper import load_reference
-    from raybench.specs import load_dataset_catalog, load_model_catalog
 
     ref = load_reference()
     models, datasets = set(load_model_catalog()), set(load_dataset_catalog())
@@ -252,16 +252,16 @@ def test_in_domain_is_what_the_run_recorded(stored_run):
     assert trained_on(run, "color-hist") is None and run.model_spec("color-hist")["trained_on"] is None
 
 
-def test_in_domain_from_the_name_convention_is_resolved_when_the_run_starts():
+def test_in_domain_from_the_name_convention_is_resolved_from_the_catalog():
     from pipeline_helpers import dummy_model
 
-    from raybench.pipeline.driver import _trained_on
+    from raybench.catalog import trained_on
 
     supervised = lambda name: dataclasses.replace(dummy_model(name), paradigm="supervised")  # noqa: E731
-    assert _trained_on(supervised("osnet-x0_25-alpha"), ["alpha1501", "beta"]) == "alpha1501"
+    assert trained_on(supervised("osnet-x0_25-alpha"), ["alpha1501", "beta"]) == "alpha1501"
     # a training set outside the run, found in the dataset catalog: every cell is cross-domain
-    assert _trained_on(supervised("osnet-x0_25-msmt17"), ["alpha1501"]) == "msmt17"
-    assert _trained_on(dummy_model("osnet-x0_25-msmt17"), ["msmt17"]) is None  # not supervised
+    assert trained_on(supervised("osnet-x0_25-msmt17"), ["alpha1501"]) == "msmt17"
+    assert trained_on(dummy_model("osnet-x0_25-msmt17"), ["msmt17"]) is None  # not supervised
 
 
 @pytest.mark.parametrize("damage, reason", [

@@ -3,16 +3,9 @@ import textwrap
 
 import pytest
 
+from raybench.catalog import load_matrix, load_model_catalog
 from raybench.errors import SpecError, UnknownNameError
-from raybench.specs import (
-    DatasetSpec,
-    ModelSpec,
-    Preprocess,
-    load_matrix,
-    load_model_catalog,
-    parse_model,
-    parse_preprocess,
-)
+from raybench.specs import DatasetSpec, ModelSpec, Preprocess, parse_model, parse_preprocess
 
 
 def write(tmp_path, name, text):
@@ -149,13 +142,3 @@ def test_matrix_file_errors(tmp_path):
     with pytest.raises(SpecError, match="not valid YAML") as error:
         load_matrix(str(broken), {}, {})
     assert f'in "{broken}", line 2' in str(error.value) and "<unicode string>" not in str(error.value)
-
-
-def test_unknown_loader_or_adapter_is_caught_when_the_spec_is_read(tmp_path):
-    with pytest.raises(SpecError, match=r"m.yaml: model 'x': key 'loader' is 'openclp' \(did you mean 'openclip'\?\); allowed: "):
-        parse_model({"name": "x", "loader": "openclp", "arch": "ViT-B-16", "paradigm": "baseline"}, "m.yaml: model 'x'")
-    assert parse_model({"name": "x", "loader": "pkg.mod:LOADER", "arch": "a", "paradigm": "baseline"}, "w").loader == "pkg.mod:LOADER"
-    from raybench.specs import parse_dataset
-
-    with pytest.raises(SpecError, match=r"key 'adapter' is 'foldr' \(did you mean 'folder'\?\)"):
-        parse_dataset({"name": "mine", "adapter": "foldr"}, "d.yaml: dataset 'mine'")

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from raybench.catalog import load_dataset_catalog
 from raybench.datasets import get_adapter, load_manifest
 from raybench.datasets.cache import build_once
 from raybench.datasets.synthetic import SynthConfig, generate, plan, render_rows
 from raybench.errors import SpecError, UnknownNameError
-from raybench.specs import load_dataset_catalog
 
 SMALL = {"ids": 6, "cams": 3, "images_per_id": 4, "domain": "a", "seed": 3, "distractors": 2, "junk": 2}
 NAME = re.compile(r"^(-1|\d{4})_c(\d)s(\d)_(\d{6})_00\.jpg$")
@@ -177,7 +177,7 @@ def test_raybench_colour_baseline_lands_between_chance_and_perfect(domains, name
     from raybench.eval.rank import evaluate_features
     from raybench.models import build_embedder
     from raybench.models.images import load_pixels
-    from raybench.specs import load_model_catalog
+    from raybench.catalog import load_model_catalog
 
     model = build_embedder(load_model_catalog()["color-hist"], device="cpu")
     query, gallery, labels = query_gallery(domains[name])

@@ -82,11 +82,11 @@ def test_stage2_export_loads_through_the_clipreid_loader(runs):
     from raybench.models import build_embedder
     from raybench.models.tiny import register_open_clip
     from raybench.train.clipmodel import ClipReID, build_clip, vit_features
-    from raybench.train.export import trained_model_spec
+    from raybench.models.trained import run_spec
 
     cfg, result = runs["clipreid_smoke_stage2_textfrozen"]
     register_open_clip()  # the loader builds the tiny tower by its open_clip name
-    spec = trained_model_spec(str(result.out))
+    spec = run_spec(str(result.out))
     assert (spec.loader, spec.arch, spec.dim) == ("clipreid", "raybench-tiny-ViT", 64 + 32)
     embedder = build_embedder(spec, device="cpu")
     pixels = np.random.default_rng(0).integers(0, 256, (3, 64, 32, 3), dtype=np.uint8)

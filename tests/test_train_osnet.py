@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from raybench.specs import load_dataset_catalog
+from raybench.catalog import load_dataset_catalog
 from raybench.train.config import load_train_config
 from raybench.train.sampler import pk_plan
 
@@ -229,11 +229,11 @@ def test_training_really_learns_and_shows_the_domain_gap(run, tmp_path):
     import torch
 
     from raybench.models import build_embedder
-    from raybench.train.export import trained_model_spec
+    from raybench.models.trained import run_spec
     from raybench.train.osnet import build_osnet
 
     cfg, out = run.cfg, run.out
-    spec = trained_model_spec(str(out))
+    spec = run_spec(str(out))
     assert spec.loader == "torchreid" and spec.options["trained_on"] == "synth-a"
     torch.manual_seed(cfg.seed)  # what every worker did right before building the network
     torch.save(build_osnet(cfg.model, 24).state_dict(), tmp_path / "init.pth")
@@ -247,11 +247,12 @@ def test_training_really_learns_and_shows_the_domain_gap(run, tmp_path):
 
 
 def test_the_run_joins_the_ablation_smoke_matrix(run, monkeypatch):
-    from raybench.specs import load_matrix
-    from raybench.train.export import trained_model_spec
+    from raybench.catalog import load_matrix
+    from raybench.models import resolve_model
+    from raybench.models.trained import run_spec
 
     cfg, out = run.cfg, run.out
     monkeypatch.setenv("RAYBENCH_TRAINED", str(out.parent))
     matrix = load_matrix("ablation_smoke")
-    assert matrix.models[0] == trained_model_spec(cfg.name)
+    assert resolve_model(matrix.models[0]) == run_spec(cfg.name)
     assert [d.name for d in matrix.datasets] == ["synth-a", "synth-b"]

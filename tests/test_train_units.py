@@ -1,6 +1,6 @@
 """Training building blocks without Ray: config validation, PK sampling across workers,
 losses against brute force, augmentation, the LR schedule, CLIP-ReID's modules on a tiny
-open_clip CLIP, and `trained:<run>` resolution in matrices."""
+open_clip CLIP, and the ablation matrix's `trained:<run>` names (their resolution: test_catalog.py)."""
 
 from __future__ import annotations
 
@@ -68,14 +68,14 @@ def _minimal(**over):
     ({"dataset": "synth-c"}, "unknown dataset 'synth-c'"),
 ])
 def test_config_errors_name_the_key(over, message):
-    from raybench.specs import load_dataset_catalog
+    from raybench.catalog import load_dataset_catalog
 
     with pytest.raises(RaybenchError, match=message):
         parse_train_config(_minimal(**over), "t.yaml", load_dataset_catalog())
 
 
 def test_config_is_frozen_and_typed():
-    from raybench.specs import load_dataset_catalog
+    from raybench.catalog import load_dataset_catalog
 
     cfg = parse_train_config(_minimal(schedule={"milestones": [2, 4], "warmup_epochs": 1}), "t.yaml",
                              load_dataset_catalog())
@@ -263,30 +263,6 @@ def test_prompt_needs_x_tokens():
 
 
 # --- trained:<run> -------------------------------------------------------------------------------
-
-
-def test_trained_models_resolve_in_matrices(tmp_path, monkeypatch):
-    from raybench.specs import load_matrix
-    from raybench.train.export import trained_model_spec
-
-    run = tmp_path / "runs" / "my-osnet"
-    run.mkdir(parents=True)
-    (run / "model.pth").write_bytes(b"")
-    (run / "model.yaml").write_text(
-        "my-osnet:\n  loader: torchreid\n  arch: osnet_x0_25\n  weights: model.pth\n  paradigm: supervised\n"
-        "  preprocess: {size: [64, 32]}\n  options: {trained_on: synth-a}\n")
-    monkeypatch.setenv("RAYBENCH_TRAINED", str(tmp_path / "runs"))
-    spec = trained_model_spec("trained:my-osnet")
-    assert spec.name == "my-osnet" and Path(spec.weights) == (run / "model.pth").resolve()
-    assert trained_model_spec(str(run)).weights == spec.weights  # a folder path works too
-    matrix = tmp_path / "m.yaml"
-    matrix.write_text("name: m\nmodels: [{name: 'trained:my-osnet', flip: true}]\ndatasets: [synth-a]\n")
-    assert load_matrix(str(matrix)).models[0] == dataclasses.replace(spec, flip=True)
-    matrix.write_text("name: m\nmodels: [color-hist, trained:my-osnet]\ndatasets: [synth-a, synth-b]\n")
-    loaded = load_matrix(str(matrix))
-    assert loaded.models[1] == spec
-    with pytest.raises(SpecError, match="Train it first"):
-        trained_model_spec("trained:nope")
 
 
 def test_ablation_matrix_names_the_recipes_outputs():

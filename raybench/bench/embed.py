@@ -57,7 +57,7 @@ def bench_images() -> list[str]:
 def bench_model(name: str, pretrained: bool):
     """A catalog model; without ``pretrained``, the same architecture with random weights
     (throughput does not depend on the weights' values, and nothing is downloaded)."""
-    from raybench.specs import catalog_get, load_model_catalog
+    from raybench.catalog import catalog_get, load_model_catalog
 
     spec = catalog_get(load_model_catalog(), name, "model")
     return spec if pretrained else dataclasses.replace(spec, name=f"{name}-untrained", weights=None)

@@ -15,7 +15,7 @@ def datasets():
 
 
 def _spec(name: str, root: str | None):
-    from raybench.specs import catalog_get, load_dataset_catalog
+    from raybench.catalog import catalog_get, load_dataset_catalog
 
     spec = catalog_get(load_dataset_catalog(), name, "dataset")
     return dataclasses.replace(spec, root=root) if root else spec
@@ -60,6 +60,7 @@ def info(name: str, root: str | None, as_json: bool):
 def check(root: str | None, as_json: bool):
     """Which of the study's datasets are present, and whether each matches its published statistics."""
     from raybench.console import print_json, print_table
+    from raybench.catalog import load_dataset_catalog
     from raybench.datasets.check import check_all
     from raybench.errors import DatasetError
     from raybench.paths import data_dir
@@ -69,7 +70,7 @@ def check(root: str | None, as_json: bool):
         raise DatasetError("no data folder: pass --root DATA or set RAYBENCH_DATA to the folder holding your dataset copies")
     if not data.is_dir():
         raise DatasetError(f"{data} is not a folder")
-    rows = check_all(data)
+    rows = check_all(data, load_dataset_catalog())
     if as_json:
         print_json(rows)
     else:
@@ -106,7 +107,7 @@ def synth(out, ids, cams, images_per_id, domain, seed, distractors, junk, worker
 def list_datasets(as_json: bool):
     """Datasets in configs/datasets.yaml (inspect one with `raybench datasets info NAME`)."""
     from raybench.console import print_json, print_table
-    from raybench.specs import load_dataset_catalog
+    from raybench.catalog import load_dataset_catalog
 
     from raybench.datasets import GENERATORS
 

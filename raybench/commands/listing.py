@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from raybench.cli import LazyGroup
+from raybench.commands import LazyGroup
 
 
 @click.group(
@@ -24,11 +24,12 @@ def list_group():
 def list_matrices(as_json: bool):
     """Matrices in configs/matrices/ (run one with `raybench run --matrix NAME`)."""
     from raybench.console import print_json, print_table
-    from raybench.specs import Fields, list_matrices as names, load_yaml, matrix_path
+    from raybench.catalog import config_files, matrices_dir
+    from raybench.specs import Fields, load_yaml
 
     rows = []
-    for name in names():
-        data = load_yaml(matrix_path(name)) or {}
+    for name, path in config_files(matrices_dir()).items():
+        data = load_yaml(path) or {}
         f = Fields(data, name)
         rows.append({
             "name": name,

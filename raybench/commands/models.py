@@ -29,7 +29,7 @@ def fetch(names: tuple[str, ...]):
     from raybench.console import notice
     from raybench.errors import RaybenchError, WeightsUnavailableError
     from raybench.models.weights import fetch as fetch_weights
-    from raybench.specs import catalog_get, load_model_catalog
+    from raybench.catalog import catalog_get, load_model_catalog
 
     catalog = load_model_catalog()
     specs = [catalog_get(catalog, name, "model") for name in names]
@@ -50,7 +50,7 @@ def list_models(as_json: bool):
     """Models in configs/models.yaml: loader, weights, paradigm, input size, feature size,
     image-tower parameters, and whether the weights are cached here."""
     from raybench.console import print_json, print_table
-    from raybench.specs import load_model_catalog
+    from raybench.catalog import load_model_catalog
 
     rows = [model_row(spec) for spec in load_model_catalog().values()]
     if as_json:

@@ -53,7 +53,7 @@ def run(matrix_name, out, models, datasets, force, actors, batch_size, threads, 
     """
     from raybench.console import count, notice, print_table
     from raybench.pipeline.driver import RunOptions, run_matrix
-    from raybench.specs import load_matrix
+    from raybench.catalog import load_matrix
 
     matrix = load_matrix(matrix_name).select(_names(models), _names(datasets))
     out = out or f"runs/{matrix.name}"

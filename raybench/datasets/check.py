@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Mapping
 
 from raybench.datasets import GENERATORS, layout_of, load_manifest
 from raybench.datasets.common import DatasetNotFoundError
 from raybench.datasets.manifest import compare_stats
 from raybench.errors import RaybenchError
+from raybench.specs import DatasetSpec
 
 
-def check_all(data: Path, catalog=None) -> list[dict]:
-    """One row per catalog dataset found on disk or expected there (generated ones are skipped):
-    status present-and-matching ``ok``, ``differs``, ``malformed`` or ``missing``."""
-    from raybench.specs import load_dataset_catalog
-
-    catalog = load_dataset_catalog() if catalog is None else catalog
+def check_all(data: Path, catalog: Mapping[str, DatasetSpec]) -> list[dict]:
+    """One row per ``catalog`` dataset found on disk or expected there (generated ones are
+    skipped): status present-and-matching ``ok``, ``differs``, ``malformed`` or ``missing``."""
     return [check_one(spec, data) for spec in catalog.values() if spec.adapter not in GENERATORS]
 
 

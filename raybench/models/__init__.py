@@ -2,7 +2,9 @@
 
 ``LOADERS`` names the families; entries are lazy, so that listing models or resolving a
 spec never imports torch or a model library until a model is built. A spec's ``loader`` may
-also be a ``"module:attr"`` string naming a ``Loader`` outside the package.
+also be a ``"module:attr"`` string naming a ``Loader`` outside the package, or ``trained``:
+a reference to a finished training run (``trained:<run>`` in a matrix), which
+``resolve_model`` turns into the run's own spec where the model is built (trained.py).
 """
 
 from __future__ import annotations
@@ -26,8 +28,21 @@ def get_loader(name: str) -> "Loader":
     return import_target(name) if ":" in name else LOADERS.get(name)
 
 
+def resolve_model(spec: "ModelSpec") -> "ModelSpec":
+    """The spec to build: a ``trained`` reference becomes its run's entry (read here, on the
+    machine that builds the model); any other spec is itself."""
+    from raybench.specs import TRAINED
+
+    if spec.loader != TRAINED:
+        return spec
+    from raybench.models.trained import resolve
+
+    return resolve(spec)
+
+
 def resolve_preprocess(spec: "ModelSpec") -> "Preprocess":
     """The spec's preprocessing, else the weights' own (from the library's config, no weights)."""
+    spec = resolve_model(spec)
     return spec.preprocess or get_loader(spec.loader).default_preprocess(spec)
 
 
@@ -39,6 +54,7 @@ def check_model(spec: "ModelSpec", local_files: bool = True) -> None:
 
     from raybench.errors import WeightsUnavailableError
 
+    spec = resolve_model(spec)
     loader = get_loader(spec.loader)
     loader.check_options(spec)
     source = loader.source(spec) if local_files and spec.weights else None
@@ -51,6 +67,7 @@ def build_embedder(spec: "ModelSpec", device: str | None = None, pretrained: boo
     """Build the model once (per actor). ``device`` defaults to CUDA when present, else CPU;
     ``pretrained=False`` gives the same architecture with random weights and no download;
     ``preprocess``: one already resolved (``resolve_preprocess``), so it is resolved once."""
+    spec = resolve_model(spec)
     loader = get_loader(spec.loader)
     loader.check_options(spec)
     return loader.build(spec, preprocess or resolve_preprocess(spec), device, pretrained)

@@ -203,6 +203,7 @@ class Run:
         _configure_ray_data(self.options.ray_progress)
 
         datasets = self._load_datasets()
+        self.matrix = _resolve_models(self.matrix)
         cells = plan_cells(self.matrix, datasets, self.store, self.options.force)
         groups = group_by_model(cells)
         record = self._start_record(cells, cluster, start)
@@ -370,34 +371,29 @@ class Run:
 def _matrix_record(matrix: MatrixSpec) -> dict:
     """The resolved matrix as run.json records it, each model with its in-domain dataset
     (``trained_on``), so the report needs nothing but the run directory."""
+    from raybench.catalog import trained_on
+
     record = dataclasses.asdict(matrix)
     for model, item in zip(matrix.models, record["models"]):
-        item["trained_on"] = _trained_on(model, [d.name for d in matrix.datasets])
+        item["trained_on"] = trained_on(model, [d.name for d in matrix.datasets])
     return record
 
 
-def _trained_on(model: ModelSpec, datasets: list[str]) -> str | None:
-    """The dataset a supervised model's weights were trained on, or None.
+def _resolve_models(matrix: MatrixSpec) -> MatrixSpec:
+    """``trained:<run>`` references become their runs' specs here, on the machine that runs
+    the driver (the cluster, for a submitted job), before the cells are keyed and recorded:
+    cell keys, run.json and the results then hold the run's own weights, preprocessing,
+    paradigm and training set. A run that cannot be read stays a reference, and the pre-flight
+    check fails its cells with the reason."""
+    from raybench.models import resolve_model
 
-    From, in order: the spec's ``options.trained_on``; else the name convention
-    ``<arch>-<dataset>``, where the last dash-separated part of the name starts exactly one
-    dataset's name (osnet-x1_0-market -> market1501, clipreid-vit-b16-msmt17 -> msmt17), among
-    the run's datasets and the catalog's. Models of the other paradigms have no in-domain dataset.
-    """
-    if model.paradigm != "supervised":
-        return None
-    named = (model.options or {}).get("trained_on")
-    if named:
-        return str(named)
-    from raybench.specs import load_dataset_catalog
+    def resolved(model: ModelSpec) -> ModelSpec:
+        try:
+            return resolve_model(model)
+        except RaybenchError:  # reported per model by _prepare
+            return model
 
-    try:
-        catalog = list(load_dataset_catalog())
-    except RaybenchError:
-        catalog = []
-    token = model.name.rsplit("-", 1)[-1].lower()
-    matches = [d for d in dict.fromkeys([*datasets, *catalog]) if len(token) >= 4 and d.lower().startswith(token)]
-    return matches[0] if len(matches) == 1 else None
+    return dataclasses.replace(matrix, models=tuple(resolved(m) for m in matrix.models))
 
 
 def _prepare(model: ModelSpec, local_files: bool) -> PreparedModel:

@@ -56,14 +56,10 @@ class JobSpec:
 
 def load_job_spec(name_or_path: str) -> JobSpec:
     """jobs/NAME.yaml, or a path to a spec file."""
+    from raybench.catalog import find_config
     from raybench.specs import Fields, load_yaml
 
-    path = Path(name_or_path)
-    if path.suffix not in (".yaml", ".yml"):
-        path = JOBS_DIR / f"{name_or_path}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in JOBS_DIR.glob("*.yaml"))
-        raise SpecError(f"no job spec {name_or_path!r} ({path}); known: {', '.join(known) or 'none'}")
+    path = find_config(name_or_path, JOBS_DIR, "job spec")
     f = Fields(load_yaml(path), str(path))
     spec = JobSpec(
         name=f.take("name", str, path.stem),
@@ -153,26 +149,20 @@ def check_out(out: str | None, uri_ok: bool = True) -> str | None:
 
 def matrix_target(matrix: str) -> tuple[str, str]:
     """(what the driver gets, the run's name); validates the matrix here, before any upload."""
-    from raybench.specs import load_matrix, matrix_path
+    from raybench.catalog import find_config, load_matrix, matrices_dir
 
-    path = matrix_path(matrix)
-    spec = load_matrix(matrix)
+    path = find_config(matrix, matrices_dir(), "matrix")
+    spec = load_matrix(str(path))
     is_file = Path(matrix).suffix in (".yaml", ".yml") or Path(matrix).exists()
     return (project_relative(path, "matrix") if is_file else matrix), spec.name
 
 
 def train_target(config: str) -> tuple[str, str]:
     """(what `raybench train` gets, the run's name): configs/train/NAME.yaml or a project path."""
-    from raybench.paths import configs_dir
-
-    path = Path(config)
-    if path.suffix not in (".yaml", ".yml") and not path.exists():
-        path = configs_dir() / "train" / f"{config}.yaml"
-    if not path.is_file():
-        known = sorted(p.stem for p in (configs_dir() / "train").glob("*.yaml"))
-        raise SpecError(f"no training config {config!r} ({path}); known: {', '.join(known) or 'none'}")
+    from raybench.catalog import find_config, train_configs_dir
     from raybench.specs import load_yaml
 
+    path = find_config(config, train_configs_dir(), "training config")
     data = load_yaml(path)
     name = data.get("name") if isinstance(data, dict) else None
     return project_relative(path, "training config"), name if isinstance(name, str) else path.stem

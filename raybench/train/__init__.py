@@ -6,8 +6,7 @@ source dataset's train split) + sampler.py (PK batches across DDP workers) + aug
 a recipe (recipe.py registry: osnet.py, clipreid.py with clipmodel.py) giving each worker its
 module, batches and loss (losses.py) -> loop.py (the Ray Train worker loop: schedule.py, a
 checkpoint per epoch, resume) -> run.py (the TorchTrainer driver) -> export.py (the run as a
-model: model.yaml + weights; ``trained:<run>`` resolution).
+model: model.yaml + weights, which raybench.models.trained reads back for ``trained:<run>``).
 
-Nothing heavy is imported here: the CLI and matrix resolution use config.py and export.py
-without torch.
+Nothing heavy is imported here: the CLI uses config.py and export.py without torch.
 """

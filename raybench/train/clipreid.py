@@ -173,7 +173,7 @@ class Stage2Task(PKImages):
 
 def prepare_stage2(cfg: TrainConfig) -> TrainConfig:
     """clipreid.stage1 (a run name or folder) -> the absolute path of its clipreid.pth."""
-    from raybench.train.export import run_dir
+    from raybench.models.trained import run_dir
 
     path = Path(cfg.clipreid.stage1)
     path = (path if path.name == WEIGHTS_FILE else run_dir(cfg.clipreid.stage1) / WEIGHTS_FILE).resolve()

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from raybench.catalog import resolve_entry
 from raybench.errors import SpecError
-from raybench.specs import DatasetSpec, Fields, Preprocess, parse_dataset, parse_preprocess
+from raybench.specs import DatasetSpec, Fields, Preprocess, parse_preprocess
 from raybench.train.recipe import RECIPES
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "amsgrad")
@@ -152,15 +153,10 @@ class TrainConfig:
 
 def load_train_config(path: str | Path, datasets: Mapping[str, DatasetSpec] | None = None) -> TrainConfig:
     """configs/train/NAME.yaml (or any path) -> TrainConfig; a bare name looks in configs/train."""
-    from raybench.paths import configs_dir
-    from raybench.specs import catalog_get, load_dataset_catalog, load_yaml
+    from raybench.catalog import find_config, load_dataset_catalog, train_configs_dir
+    from raybench.specs import load_yaml
 
-    path = Path(path)
-    if not path.exists() and path.suffix not in (".yaml", ".yml"):
-        known = {p.stem: p for p in (configs_dir() / "train").glob("*.yaml")}
-        path = catalog_get(known, str(path), "training config (configs/train)")
-    if not path.exists():
-        raise SpecError(f"{path}: training config not found")
+    path = find_config(path, train_configs_dir(), "training config")
     return parse_train_config(load_yaml(path), str(path), load_dataset_catalog() if datasets is None else datasets)
 
 
@@ -170,7 +166,7 @@ def parse_train_config(data: Any, where: str, datasets: Mapping[str, DatasetSpec
     cfg = TrainConfig(
         name=f.take("name", str),
         recipe=f.take("recipe", str, choices=RECIPES.names()),
-        dataset=_dataset(f.take("dataset", (str, dict)), f"{where}: dataset", datasets),
+        dataset=resolve_entry(f.take("dataset", (str, dict)), datasets, f"{where}: dataset", "dataset"),
         model=_model(f.take("model", dict), f"{where}: model"),
         epochs=f.take("epochs", int),
         sampler=_section(SamplerCfg, f.take("sampler", dict, {}), f"{where}: sampler"),
@@ -210,17 +206,6 @@ def _section(cls, data: Any, where: str, **choices):
         values[name] = tuple(value) if isinstance(value, list) else value
     f.done()
     return cls(**values)
-
-
-def _dataset(item: Any, where: str, datasets: Mapping[str, DatasetSpec]) -> DatasetSpec:
-    """A catalog name, or a mapping naming one and overriding keys (e.g. ``root``)."""
-    from raybench.specs import catalog_get
-
-    if isinstance(item, str):
-        return catalog_get(datasets, item, "dataset")
-    if not isinstance(item.get("name"), str):
-        raise SpecError(f"{where}: expected a dataset name or a mapping with a 'name' key")
-    return parse_dataset(item, where, datasets.get(item["name"]))
 
 
 def _model(data: Any, where: str) -> ModelCfg:

@@ -1,0 +1,207 @@
+"""The catalogs and the names in them: configs/models.yaml and datasets.yaml, the matrices,
+and the one rule that turns a config's name or path into its file.
+
+raybench.specs says what a spec is and how YAML becomes one; this module says where specs
+come from: which file a name means, which catalog entry a matrix names, and whether a
+loader or adapter is registered (so a typo fails when the matrix is read, not on a Ray
+worker halfway through a run). A ``trained:<run>`` model stays a reference here
+(specs.trained_reference): the run is read where the model is built (raybench.models.trained).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from raybench.errors import RaybenchError, SpecError, UnknownNameError
+from raybench.paths import configs_dir
+from raybench.specs import (
+    BAD_IMAGE_POLICIES,
+    TRAINED,
+    TRAINED_FIXED,
+    TRAINED_PREFIX,
+    DatasetSpec,
+    Fields,
+    MatrixSpec,
+    ModelSpec,
+    load_yaml,
+    parse_dataset,
+    parse_entries,
+    parse_eval,
+    parse_model,
+    trained_reference,
+)
+
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+# ---------------------------------------------------------------------------------------------
+# Config files by name or path
+
+
+def find_config(name_or_path: str | Path, folder: Path, what: str) -> Path:
+    """A config file from its name (``folder/NAME.yaml``) or a path to it.
+
+    A YAML suffix or an existing file means a path, which must exist; anything else is a name,
+    and an unknown one lists the folder's names, the closest first.
+    """
+    path = Path(name_or_path).expanduser()
+    if path.suffix in YAML_SUFFIXES or path.is_file():
+        if not path.is_file():
+            raise SpecError(f"{path}: {what} file not found")
+        return path
+    return catalog_get(config_files(folder), str(name_or_path), f"{what} (in {folder})")
+
+
+def config_files(folder: Path) -> dict[str, Path]:
+    """NAME -> folder/NAME.yaml, sorted by name."""
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))}
+
+
+def matrices_dir() -> Path:
+    return configs_dir() / "matrices"
+
+
+def train_configs_dir() -> Path:
+    return configs_dir() / "train"
+
+
+def catalog_get(catalog: Mapping[str, Any], name: str, kind: str):
+    """Look a name up in a catalog; an unknown name suggests close ones."""
+    try:
+        return catalog[name]
+    except KeyError:
+        raise UnknownNameError(kind, name, catalog) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# The model and dataset catalogs
+
+
+def load_model_catalog(path: str | Path | None = None) -> dict[str, ModelSpec]:
+    """configs/models.yaml (or ``path``): name -> ModelSpec."""
+    path = Path(path) if path else configs_dir() / "models.yaml"
+    return parse_entries(load_yaml(path), str(path), _checked(parse_model), "model")
+
+
+def load_dataset_catalog(path: str | Path | None = None) -> dict[str, DatasetSpec]:
+    """configs/datasets.yaml (or ``path``): name -> DatasetSpec."""
+    path = Path(path) if path else configs_dir() / "datasets.yaml"
+    return parse_entries(load_yaml(path), str(path), _checked(parse_dataset), "dataset")
+
+
+def check_registered(spec: ModelSpec | DatasetSpec, where: str) -> None:
+    """A spec's loader (model) or adapter (dataset) must be registered; a "module:attr" target
+    is taken on trust, and ``trained`` (a training run) is resolved where the model is built."""
+    if isinstance(spec, ModelSpec):
+        from raybench.models import LOADERS as known
+
+        key, value, also = "loader", spec.loader, (TRAINED,)
+    else:
+        from raybench.datasets import ADAPTERS as known
+
+        key, value, also = "adapter", spec.adapter, ()
+    if ":" in value or value in known or value in also:
+        return
+    import difflib
+
+    close = difflib.get_close_matches(value, known.names(), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise SpecError(f"{where}: key {key!r} is {value!r}{hint}; allowed: {', '.join(known.names())}, "
+                    "or a 'module:attr' target")
+
+
+def _checked(parse):
+    """``parse`` followed by check_registered."""
+    def parse_and_check(data: Any, where: str, base=None):
+        spec = parse(data, where, base)
+        check_registered(spec, where)
+        return spec
+
+    return parse_and_check
+
+
+# ---------------------------------------------------------------------------------------------
+# Matrices
+
+
+def load_matrix(
+    name_or_path: str,
+    models: Mapping[str, ModelSpec] | None = None,
+    datasets: Mapping[str, DatasetSpec] | None = None,
+) -> MatrixSpec:
+    """A matrix YAML: models and datasets by catalog name, or inline mappings (which may
+    name a catalog entry and override some of its keys; see resolve_entry)."""
+    path = find_config(name_or_path, matrices_dir(), "matrix")
+    models = load_model_catalog() if models is None else models
+    datasets = load_dataset_catalog() if datasets is None else datasets
+    f = Fields(load_yaml(path), str(path))
+    name = f.take("name", str, path.stem)
+    model_items = f.take("models", list)
+    dataset_items = f.take("datasets", list)
+    spec = MatrixSpec(
+        name=name,
+        models=tuple(resolve_entry(item, models, f"{path}: models[{i}]", "model")
+                     for i, item in enumerate(model_items)),
+        datasets=tuple(resolve_entry(item, datasets, f"{path}: datasets[{i}]", "dataset")
+                       for i, item in enumerate(dataset_items)),
+        eval=parse_eval(f.take("eval", dict, {}), f"{path}: eval"),
+        on_bad_image=f.take("on_bad_image", str, "fail", BAD_IMAGE_POLICIES),
+        source=str(path),
+        description=f.take("description", str, ""),
+    )
+    f.done()
+    for kind, specs in (("model", spec.models), ("dataset", spec.datasets)):
+        names = [s.name for s in specs]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise SpecError(f"{path}: {kind} {sorted(dup)[0]!r} is listed twice")
+        if not specs:
+            raise SpecError(f"{path}: key '{kind}s' is empty")
+    return spec
+
+
+def resolve_entry(item: Any, catalog: Mapping[str, Any], where: str, kind: str):
+    """One model or dataset of a matrix (or a training config's dataset): a catalog name, or
+    a mapping. A mapping that names a catalog entry overrides the keys it gives; its
+    ``options`` merge over the entry's key by key. A model named ``trained:<run>`` is a
+    reference to that run (nothing is read here), and a mapping may override its keys
+    but loader, arch and weights."""
+    parse = _checked(parse_model if kind == "model" else parse_dataset)
+    name = item.get("name") if isinstance(item, Mapping) else item
+    if not isinstance(name, str):
+        raise SpecError(f"{where}: expected a {kind} name or a mapping with a 'name' key, got {item!r}")
+    if kind == "model" and name.startswith(TRAINED_PREFIX):
+        base = trained_reference(name)
+        if isinstance(item, str):
+            return base
+        fixed = sorted(set(item) & set(TRAINED_FIXED))
+        if fixed:
+            raise SpecError(f"{where}: key {fixed[0]!r}: a {TRAINED_PREFIX}<run> model takes its "
+                            f"{', '.join(TRAINED_FIXED)} from the run")
+        return parse({**item, "name": base.name}, where, base)
+    if isinstance(item, str):
+        return catalog_get(catalog, item, kind)
+    return parse(item, where, catalog.get(name))
+def trained_on(model: ModelSpec, datasets: list[str]) -> str | None:
+    """The dataset a supervised model's weights were trained on, or None.
+
+    From, in order: the spec's ``options.trained_on``; else the name convention
+    ``<arch>-<dataset>``, where the last dash-separated part of the name starts exactly one
+    dataset's name (osnet-x1_0-market -> market1501, clipreid-vit-b16-msmt17 -> msmt17), among
+    the run's datasets and the catalog's. Models of the other paradigms have no in-domain dataset.
+    """
+    if model.paradigm != "supervised":
+        return None
+    named = (model.options or {}).get("trained_on")
+    if named:
+        return str(named)
+    try:
+        catalog = list(load_dataset_catalog())
+    except RaybenchError:
+        catalog = []
+    token = model.name.rsplit("-", 1)[-1].lower()
+    matches = [d for d in dict.fromkeys([*datasets, *catalog]) if len(token) >= 4 and d.lower().startswith(token)]
+    return matches[0] if len(matches) == 1 else None
+
+

@@ -1,0 +1,171 @@
+"""raybench.catalog: config files by name or path, catalog entries named inline, registered
+loaders and adapters, and `trained:<run>` models, which parse without their run and resolve
+where the model is built."""
+
+from __future__ import annotations
+
+import dataclasses
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from raybench.catalog import find_config, load_dataset_catalog, load_matrix, load_model_catalog
+from raybench.errors import SpecError, UnknownNameError
+from raybench.specs import MatrixSpec, ModelSpec
+
+MODELS = """
+vit:
+  loader: timm
+  arch: vit_small_patch16_224
+  weights: augreg_in21k
+  paradigm: self-supervised
+  options: {params: 21665664, hf_hub: timm/vit_small_patch16_224.augreg_in21k}
+"""
+DATASETS = """
+synth:
+  adapter: synthetic
+  options: {identities: 20, cameras: 3}
+"""
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def matrix(tmp_path, models: str, datasets: str = "[synth]") -> MatrixSpec:
+    path = write(tmp_path / "m.yaml", f"name: m\nmodels: {models}\ndatasets: {datasets}\n")
+    return load_matrix(str(path), load_model_catalog(write(tmp_path / "models.yaml", MODELS)),
+                       load_dataset_catalog(write(tmp_path / "datasets.yaml", DATASETS)))
+
+
+# --- one name-or-path lookup ------------------------------------------------------------------
+
+
+def test_find_config_takes_a_name_or_a_path(tmp_path):
+    smoke = write(tmp_path / "configs" / "smoke.yaml", "name: smoke\n")
+    assert find_config("smoke", smoke.parent, "matrix") == smoke
+    assert find_config(str(smoke), tmp_path, "matrix") == smoke  # a path, whatever the folder
+    with pytest.raises(SpecError, match=r"gone.yaml: matrix file not found"):
+        find_config(str(tmp_path / "gone.yaml"), smoke.parent, "matrix")
+    with pytest.raises(UnknownNameError, match=r"unknown matrix \(in .*configs\) 'smoek'. Did you mean 'smoke'"):
+        find_config("smoek", smoke.parent, "matrix")
+
+
+@pytest.mark.parametrize("call, typo, meant", [
+    ("raybench.catalog:load_matrix", "smoek", "smoke"),
+    ("raybench.train.config:load_train_config", "osnet_smok", "osnet_smoke"),
+    ("raybench.pipeline.submit:train_target", "osnet_smok", "osnet_smoke"),
+    ("raybench.pipeline.submit:load_job_spec", "matrx", "matrix"),
+])
+def test_every_config_kind_is_found_by_the_same_rule(call, typo, meant):
+    """Matrices, training configs (run here and submitted) and job specs: a typo suggests."""
+    from raybench.registry import import_target
+
+    with pytest.raises(UnknownNameError, match=f"Did you mean '{meant}'"):
+        import_target(call)(typo)
+
+
+# --- registered names ---------------------------------------------------------------------------
+
+
+def test_unknown_loader_or_adapter_is_caught_when_the_matrix_is_read(tmp_path):
+    with pytest.raises(SpecError, match=r"m.yaml: models\[0\]: key 'loader' is 'openclp' \(did you mean 'openclip'\?\)"):
+        matrix(tmp_path, "[{name: x, loader: openclp, arch: ViT-B-16, paradigm: baseline}]")
+    with pytest.raises(SpecError, match=r"datasets.yaml: dataset 'mine': key 'adapter' is 'foldr' \(did you mean 'folder'\?\)"):
+        load_dataset_catalog(write(tmp_path / "datasets.yaml", "mine: {adapter: foldr}\n"))
+    outside = matrix(tmp_path, "[{name: x, loader: 'pkg.mod:LOADER', arch: a, paradigm: baseline}]")
+    assert outside.models[0].loader == "pkg.mod:LOADER"  # a target outside the package: on trust
+
+
+# --- one override rule for inline entries ------------------------------------------------------
+
+
+def test_an_inline_model_merges_its_options_over_the_catalog_entry(tmp_path):
+    [model] = matrix(tmp_path, "[{name: vit, options: {params: 5}, flip: true}]").models
+    assert dict(model.options) == {"params": 5, "hf_hub": "timm/vit_small_patch16_224.augreg_in21k"}
+    assert model.flip and model.weights == "augreg_in21k"
+
+
+def test_an_inline_dataset_merges_its_options_over_the_catalog_entry(tmp_path):
+    [data] = matrix(tmp_path, "[vit]", "[{name: synth, options: {cameras: 5}, root: /d}]").datasets
+    assert dict(data.options) == {"identities": 20, "cameras": 5}
+    assert data.root == "/d" and data.adapter == "synthetic"
+
+
+# --- trained:<run> -------------------------------------------------------------------------------
+
+RUN_ENTRY = """
+my-osnet:
+  loader: torchreid
+  arch: osnet_x0_25
+  weights: model.pth
+  paradigm: baseline
+  preprocess: {size: [64, 32]}
+  options: {trained_on: synth-a}
+"""
+
+
+@pytest.fixture
+def trained_runs(tmp_path, monkeypatch):
+    """$RAYBENCH_TRAINED with one finished run, my-osnet."""
+    runs = tmp_path / "runs"
+    write(runs / "my-osnet" / "model.yaml", RUN_ENTRY)
+    (runs / "my-osnet" / "model.pth").write_bytes(b"")
+    monkeypatch.setenv("RAYBENCH_TRAINED", str(runs))
+    return runs
+
+
+def test_a_trained_model_parses_without_its_run(tmp_path, monkeypatch):
+    """`raybench submit` from a laptop: the runs live on the cluster's storage only."""
+    from raybench.models import resolve_model
+
+    monkeypatch.setenv("RAYBENCH_TRAINED", str(tmp_path / "nothing-here"))
+    models = matrix(tmp_path, "[trained:my-osnet, {name: 'trained:/cluster/runs/other/model.yaml', flip: true}]").models
+    assert models[0] == ModelSpec(name="my-osnet", loader="trained", arch="my-osnet", weights=None,
+                                  paradigm="supervised")
+    assert (models[1].name, models[1].arch, models[1].flip) == ("other", "/cluster/runs/other/model.yaml", True)
+    with pytest.raises(SpecError, match="no .*nothing-here/my-osnet/model.yaml. Train it first"):
+        resolve_model(models[0])
+
+
+def test_submit_checks_a_matrix_of_trained_runs_that_live_on_the_cluster_only(tmp_path, monkeypatch):
+    from raybench.pipeline.submit import matrix_target
+
+    monkeypatch.setenv("RAYBENCH_TRAINED", str(tmp_path))  # no run here
+    assert matrix_target("ablation") == ("ablation", "ablation")
+
+
+def test_a_trained_model_resolves_to_its_run_where_it_is_built(tmp_path, trained_runs):
+    from raybench.models import resolve_model
+    from raybench.models.trained import run_spec
+
+    [bare] = matrix(tmp_path, "[trained:my-osnet]").models
+    folder = trained_runs / "my-osnet"
+    [changed] = matrix(tmp_path, f"[{{name: 'trained:{folder}', flip: true, options: {{params: 7}}}}]").models
+    spec = resolve_model(bare)
+    assert spec == run_spec(str(folder))  # by name or by folder
+    assert spec.weights == str((folder / "model.pth").resolve())
+    assert (spec.loader, spec.paradigm, spec.preprocess.size) == ("torchreid", "baseline", (64, 32))  # the run's
+    assert spec.spec_hash() != bare.spec_hash()
+    mine = resolve_model(changed)
+    assert mine == dataclasses.replace(spec, flip=True, options={"trained_on": "synth-a", "params": 7})
+
+
+def test_a_trained_entry_cannot_replace_what_its_run_decides(tmp_path):
+    with pytest.raises(SpecError, match=r"models\[0\]: key 'weights': a trained:<run> model takes its loader, arch, weights"):
+        matrix(tmp_path, "[{name: 'trained:my-osnet', weights: other.pth}]")
+
+
+def test_the_driver_keys_cells_by_the_runs_spec(tmp_path, trained_runs):
+    """Cell keys, run.json and results see the run's spec; an unreadable run stays a reference
+    (its cells fail in the pre-flight check, with the reason)."""
+    from raybench.models.trained import run_spec
+    from raybench.pipeline.driver import _resolve_models
+
+    spec = matrix(tmp_path, "[trained:my-osnet, trained:missing, vit]")
+    resolved = _resolve_models(spec)
+    assert resolved.models == (run_spec("my-osnet"), spec.models[1], spec.models[2])
+
