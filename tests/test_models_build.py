@@ -3,15 +3,18 @@ raybench's embedding equals each library's own preprocessing + forward (fp32, 1e
 are normalised exactly once."""
 
 import dataclasses
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from raybench.errors import SpecError
-from raybench.models import build_embedder
+from raybench.models import build_embedder, tiny_spec
+from raybench.models.hf import save_tiny
 from raybench.models.images import load_pixels
-from raybench.models.tiny import register_open_clip, save_tiny_hf, tiny_spec
+from raybench.models.openclip import register_tiny_configs
 from raybench.specs import ModelSpec, Preprocess, load_model_catalog
 
 CATALOG = load_model_catalog()
@@ -52,6 +55,23 @@ def test_every_model_builds_and_returns_its_dim(name):
     assert embedder.num_params > 0 or spec.loader in ("color", "dummy")
 
 
+def test_tiny_open_clip_architectures_build_in_a_fresh_process():
+    """A Ray actor or a new `raybench run` has registered nothing beforehand: the openclip and
+    clipreid builders find raybench's tiny open_clip architecture by themselves (a trained
+    CLIP-ReID smoke model names it in its model.yaml)."""
+    code = (
+        "from raybench.models import build_embedder\n"
+        "from raybench.specs import ModelSpec, Preprocess\n"
+        "for loader in ('openclip', 'clipreid'):\n"
+        "    spec = ModelSpec(name='t', loader=loader, arch='raybench-tiny-ViT', weights=None, paradigm='baseline',\n"
+        "                     preprocess=Preprocess(size=(64, 32)))\n"
+        "    print(loader, build_embedder(spec, device='cpu').dim)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["openclip", "32", "clipreid", "96"]
+
+
 # --- equality with each library's own path ------------------------------------------------------
 
 
@@ -85,12 +105,12 @@ def test_open_clip_equals_encode_image(images, arch, size, mode):
     import open_clip
     import torch
 
-    register_open_clip()
     spec = ModelSpec(name="t", loader="openclip", arch=arch, weights=None, paradigm="language-aligned",
                      preprocess=Preprocess(size=size, mean=(0.48, 0.46, 0.41), std=(0.27, 0.26, 0.28),
                                            interpolation="bicubic",
                                            resize_mode={"shortest": "shortest_crop"}.get(mode, mode)))
     embedder = build_embedder(spec, device="cpu", pretrained=False)
+    register_tiny_configs()  # for open_clip's own path; raybench's builder registers them itself
     model = open_clip.create_model(arch, force_image_size=size).eval()
     if hasattr(model.visual, "trunk"):
         model.visual.trunk.set_input_size(img_size=size)
@@ -148,7 +168,7 @@ def test_hf_equals_transformers_forward(images, tmp_path, kind, pooling, size):
     import transformers
     from torchvision import transforms
 
-    folder = save_tiny_hf(kind, tmp_path / kind)
+    folder = save_tiny(kind, tmp_path / kind)
     pre = Preprocess(size=size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic", resize_mode="squash")
     spec = ModelSpec(name="t", loader="hf", arch=str(folder), weights=str(folder), paradigm="self-supervised",
                      pooling=pooling, preprocess=pre)

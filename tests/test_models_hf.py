@@ -14,9 +14,8 @@ import pytest
 from PIL import Image
 
 from raybench.models import build_embedder, get_loader
-from raybench.models.hf import preprocess_from_processor
+from raybench.models.hf import preprocess_from_processor, save_tiny
 from raybench.models.images import load_pixels
-from raybench.models.tiny import save_tiny_hf
 from raybench.specs import ModelSpec, load_model_catalog
 from test_models_catalog import assert_real_size
 
@@ -142,7 +141,7 @@ def test_hf_embedding_equals_processor_and_forward(tmp_path, images, kind, repo)
     import torch
     import transformers
 
-    folder = save_tiny_hf(kind, tmp_path / kind)
+    folder = save_tiny(kind, tmp_path / kind)
     (folder / "preprocessor_config.json").write_text(json.dumps(HUB[repo]["preprocessor_config.json"]))
     spec = ModelSpec(name="t", loader="hf", arch=str(folder), weights=str(folder), paradigm="self-supervised")
     embedder = build_embedder(spec, device="cpu")

@@ -80,12 +80,10 @@ def test_stage2_freezes_the_text_encoder_only_when_asked(runs, tmp_path, monkeyp
 
 def test_stage2_export_loads_through_the_clipreid_loader(runs):
     from raybench.models import build_embedder
-    from raybench.models.tiny import register_open_clip
     from raybench.train.clipmodel import ClipReID, build_clip, vit_features
     from raybench.train.export import trained_model_spec
 
     cfg, result = runs["clipreid_smoke_stage2_textfrozen"]
-    register_open_clip()  # the loader builds the tiny tower by its open_clip name
     spec = trained_model_spec(str(result.out))
     assert (spec.loader, spec.arch, spec.dim) == ("clipreid", "raybench-tiny-ViT", 64 + 32)
     embedder = build_embedder(spec, device="cpu")

@@ -46,6 +46,12 @@ def check_model(spec: "ModelSpec", local_files: bool = True) -> None:
         raise WeightsUnavailableError(f"model {spec.name!r}: weights file {source.location} does not exist")
 
 
+def tiny_spec(spec: "ModelSpec") -> "ModelSpec":
+    """A small model of ``spec``'s family and code path with random weights (its family's
+    ``Loader.tiny``): what the tests and CPU benchmarks build in place of a catalog model."""
+    return get_loader(spec.loader).tiny(spec)
+
+
 def build_embedder(spec: "ModelSpec", device: str | None = None, pretrained: bool = True) -> "Embedder":
     """Build the model once (per actor). ``device`` defaults to CUDA when present, else CPU;
     ``pretrained=False`` gives the same architecture with random weights and no download."""
