@@ -17,6 +17,7 @@ from raybench.models import build_embedder, get_loader
 from raybench.models.hf import preprocess_from_processor, save_tiny
 from raybench.models.images import load_pixels
 from raybench.specs import ModelSpec, load_model_catalog
+from conftest import write_crops
 from test_models_catalog import assert_real_size
 
 CATALOG = load_model_catalog()
@@ -90,13 +91,7 @@ def hub_cache(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("hf-images")
-    rng = np.random.default_rng(3)
-    paths = []
-    for i, (w, h) in enumerate(SIZES):
-        paths.append(folder / f"{i}.jpg")
-        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(paths[-1], quality=90)
-    return paths
+    return write_crops(tmp_path_factory.mktemp("hf-images"), SIZES, seed=3)
 
 
 def processor(folder):
