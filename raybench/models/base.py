@@ -103,12 +103,12 @@ class Loader:
 TINY_SIZE = (64, 32)
 
 
-def tiny_variant(spec: ModelSpec, **changes) -> ModelSpec:
-    """``spec`` renamed ``<name>-tiny``, without weights, at TINY_SIZE (or ``preprocess``), and
+def tiny_variant(spec: ModelSpec, size: tuple[int, int] = TINY_SIZE, **changes) -> ModelSpec:
+    """``spec`` renamed ``<name>-tiny``, without weights, its preprocessing at ``size``, and
     without the options that describe the real weights (``params``, ``hf_hub``); ``changes``
     (a small ``arch``, its ``dim``, ...) come from the family's ``Loader.tiny``."""
-    base = spec.preprocess or Preprocess(size=TINY_SIZE)
-    params = dict(weights=None, preprocess=replace(base, size=TINY_SIZE),
+    base = spec.preprocess or Preprocess(size=size)
+    params = dict(weights=None, preprocess=replace(base, size=size),
                   options={k: v for k, v in spec.options.items() if k not in ("params", "hf_hub")})
     params.update(changes)
     return replace(spec, name=f"{spec.name}-tiny", **params)

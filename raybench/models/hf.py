@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import replace
 from pathlib import Path
 
 from raybench.errors import SpecError
@@ -194,8 +193,7 @@ def tiny(spec: ModelSpec) -> ModelSpec:
     folder = save_tiny("siglip" if "siglip" in spec.arch else "dinov2")
     width = 32 * (2 if spec.pooling == "both" else 1)
     size = (56, 28) if "dinov2" in spec.arch else TINY_SIZE  # multiples of the patch: 14, 16
-    return tiny_variant(spec, arch=str(folder), weights=str(folder), dim=width,
-                        preprocess=replace(spec.preprocess, size=size))
+    return tiny_variant(spec, size, arch=str(folder), weights=str(folder), dim=width)
 
 
 def save_tiny(kind: str, folder: str | Path | None = None) -> Path:

@@ -119,14 +119,11 @@ def _pooled(model, pooling: str):
 def tiny(spec: ModelSpec) -> ModelSpec:
     """The same timm class with two narrow blocks (``model_kwargs``), at an input that is a
     multiple of its patch."""
-    from dataclasses import replace
-
     width = 96  # DINOv2-g's SwiGLU needs an even hidden size: int(96 * 2.66667) = 256
     dim = width * (2 if spec.pooling == "both" else 1)
     kwargs = {"depth": 2, "embed_dim": width, "num_heads": 2}
     size = (56, 28) if "patch14" in spec.arch else TINY_SIZE
-    return tiny_variant(spec, options={"model_kwargs": kwargs}, dim=dim if spec.pooling else None,
-                        preprocess=replace(spec.preprocess, size=size))
+    return tiny_variant(spec, size, options={"model_kwargs": kwargs}, dim=dim if spec.pooling else None)
 
 
 LOADER = Loader(
