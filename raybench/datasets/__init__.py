@@ -3,8 +3,9 @@
 Each dataset module registers one ``Adapter`` (its ``ADAPTER``): how to parse a copy, the
 layout it expects (for messages) and, for a dataset made on first use instead of found on
 disk (synthetic), how to generate it. ADAPTERS maps names to lazy ``"module:attr"`` targets,
-so listing datasets imports nothing; a spec's adapter may also be a ``"module:attr"`` string
-naming an Adapter of its own.
+so reading and validating specs imports no adapter (`raybench list datasets` imports only the
+generated ones, to label them); a spec's adapter may also be a ``"module:attr"`` string naming
+an Adapter of its own.
 """
 
 from __future__ import annotations
