@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from raybench.catalog import load_dataset_catalog
-from raybench.datasets import ADAPTERS, get_adapter, load_manifest, resolve_root
+from raybench.datasets import ADAPTERS, Adapter, get_adapter, is_generated, load_manifest, resolve_root
 from raybench.datasets.common import DatasetNotFoundError
 from raybench.datasets.manifest import compare_stats, split_stats, validate_manifest
 from raybench.errors import DatasetError, SpecError
@@ -290,10 +290,26 @@ def test_every_registered_adapter_has_a_fake_tree():
     assert set(ADAPTERS.names()) == set(FAKES)
 
 
+@pytest.mark.parametrize("name", sorted(ADAPTERS.names()))
+def test_every_adapter_is_one_adapter_that_states_its_layout(name):
+    adapter = get_adapter(name)
+    assert isinstance(adapter, Adapter) and callable(adapter.parse)
+    assert "/" in adapter.layout, adapter.layout  # a path shape, quoted by every error about a copy
+    generated = adapter.synthesize is not None
+    assert generated == (name == "synthetic")  # only the synthetic data is made, not found
+
+
+def test_a_target_that_names_no_adapter_is_a_spec_error():
+    spec = DatasetSpec(name="mine", adapter="test_datasets:_parse_that_trips", layout_dir="", root=".")
+    with pytest.raises(SpecError, match="'test_datasets:_parse_that_trips' is a function, not a raybench.datasets.Adapter"):
+        load_manifest(spec)
+    assert not is_generated(dataclasses.replace(spec, adapter="test_datasets:adapter_that_trips"))
+
+
 @pytest.mark.parametrize("adapter,build", CASES, ids=[b.__name__ for _, b in CASES])
 def test_adapter_parses_fake_tree(adapter, build, tmp_path):
     root, options, expected, checks = build(tmp_path)
-    table = get_adapter(adapter)(root, **options)
+    table = get_adapter(adapter).parse(root, **options)
     validate_manifest(table, adapter)
     rows = table.to_pylist()
     assert all(Path(r["path"]).is_absolute() and Path(r["path"]).exists() for r in rows)
@@ -310,8 +326,8 @@ def test_adapter_parses_fake_tree(adapter, build, tmp_path):
 
 def test_market_keeps_distractors_and_parent_or_folder_roots_agree(tmp_path):
     root, _, _, _ = fake_market(tmp_path)
-    from_parent = get_adapter("market1501")(root)
-    from_folder = get_adapter("market1501")(root / "Market-1501-v15.09.15")
+    from_parent = get_adapter("market1501").parse(root)
+    from_folder = get_adapter("market1501").parse(root / "Market-1501-v15.09.15")
     assert from_parent.equals(from_folder)
     gallery = [r for r in from_parent.to_pylist() if r["split"] == "gallery"]
     assert [r["pid"] for r in gallery].count(0) == 1 and not any(r["path"].endswith("Thumbs.db") for r in gallery)
@@ -327,17 +343,17 @@ def test_root_may_be_the_canonical_folder_or_its_parent(adapter, build, tmp_path
     root, options, _, _ = build(copy)
     [canonical] = [p for p in copy.iterdir() if p.is_dir()]
     assert root in (copy, canonical)
-    assert get_adapter(adapter)(copy, **options).equals(get_adapter(adapter)(canonical, **options))
+    assert get_adapter(adapter).parse(copy, **options).equals(get_adapter(adapter).parse(canonical, **options))
 
 
 def test_torchreid_style_nesting_is_found(tmp_path):
     fake_market(tmp_path / "market1501")
-    assert get_adapter("market1501")(tmp_path).num_rows == 9
+    assert get_adapter("market1501").parse(tmp_path).num_rows == 9
 
 
 def test_grid_trials_follow_the_partitions(tmp_path):
     base, options, _, _ = fake_grid(tmp_path)
-    table = get_adapter("grid")(base, **options)
+    table = get_adapter("grid").parse(base, **options)
     assert sorted(set(table.column("trial").to_pylist())) == [0, 1, 2]
     for trial, train_ids in enumerate([{1, 2, 3, 4}, {5, 6, 7, 8}, {2, 4, 6, 8}]):
         rows = [r for r in table.to_pylist() if r["trial"] == trial]
@@ -350,7 +366,7 @@ def test_grid_trials_follow_the_partitions(tmp_path):
 def test_celeb_and_last_give_every_image_its_own_camera(tmp_path):
     for adapter, build in (("celebreid", fake_celeb), ("last", fake_last)):
         root, options, _, _ = build(tmp_path / adapter)
-        camids = get_adapter(adapter)(root, **options).column("camid").to_pylist()
+        camids = get_adapter(adapter).parse(root, **options).column("camid").to_pylist()
         assert len(set(camids)) == len(camids)
     catalog = load_dataset_catalog()
     for name in ("celebreid", "last-test", "last-val"):
@@ -367,7 +383,7 @@ def test_pku_split_is_seeded_and_independent_of_file_order(tmp_path, monkeypatch
         # The file system's listing order, simulated: creating files in another order does
         # not change it on ext4 (hash order), so the listing itself is permuted here.
         monkeypatch.setattr(pku, "require_images", lambda *a, **k: [listed(*a, **k)[i] for i in order or range(48)])
-        table = get_adapter("pku")(root, seed=seed)
+        table = get_adapter("pku").parse(root, seed=seed)
         return table, {(Path(r["path"]).name, r["split"]) for r in table.to_pylist()}
 
     first, rows = split(0)
@@ -381,11 +397,11 @@ def test_pku_split_is_seeded_and_independent_of_file_order(tmp_path, monkeypatch
 def test_cuhk03_extracts_once_into_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("RAYBENCH_CACHE", str(tmp_path / "cache"))
     root, options, _, _ = fake_cuhk03(tmp_path / "data")
-    first = get_adapter("cuhk03")(root, **options)
+    first = get_adapter("cuhk03").parse(root, **options)
     images = Path(first.column("path")[0].as_py()).parent
     assert images.is_relative_to(tmp_path / "cache") and len(list(images.glob("*.png"))) == 17
     stamp = images.stat().st_mtime_ns
-    assert get_adapter("cuhk03")(root, **options).equals(first)
+    assert get_adapter("cuhk03").parse(root, **options).equals(first)
     assert images.stat().st_mtime_ns == stamp
     from PIL import Image
 
@@ -399,13 +415,13 @@ def test_cuhk03_extracts_once_into_the_cache(tmp_path, monkeypatch):
 @pytest.mark.parametrize("adapter", sorted(ADAPTERS.names()))
 def test_missing_root_is_a_clear_error(adapter, tmp_path):
     with pytest.raises(DatasetNotFoundError, match="does not exist"):
-        get_adapter(adapter)(tmp_path / "nowhere")
+        get_adapter(adapter).parse(tmp_path / "nowhere")
 
 
 @pytest.mark.parametrize("adapter", sorted(ADAPTERS.names()))
 def test_empty_folder_is_a_clear_error(adapter, tmp_path):
     with pytest.raises(DatasetError, match="[Ee]xpected"):
-        get_adapter(adapter)(tmp_path)
+        get_adapter(adapter).parse(tmp_path)
 
 
 @pytest.mark.parametrize("adapter,folder,name", [
@@ -420,7 +436,7 @@ def test_names_that_do_not_match_are_named(adapter, folder, name, tmp_path):
     touch(tmp_path / folder, name)
     root = tmp_path if adapter != "dukemtmcreid" else tmp_path / "DukeMTMC-reID"
     with pytest.raises(DatasetError, match=f"'{name}'.*naming convention"):
-        get_adapter(adapter)(root)
+        get_adapter(adapter).parse(root)
 
 
 def test_msmt17_bad_list_line_and_missing_image(tmp_path):
@@ -428,10 +444,10 @@ def test_msmt17_bad_list_line_and_missing_image(tmp_path):
     query = root / "MSMT17_V1" / "list_query.txt"
     query.write_text(query.read_text() + "0009/0009_x.jpg 9\n")
     with pytest.raises(DatasetError, match="list_query.txt:3"):
-        get_adapter("msmt17")(root)
+        get_adapter("msmt17").parse(root)
     query.write_text("0009/0009_000_01_0113morning_0001_0.jpg 9\n")
     with pytest.raises(DatasetError, match="1 images listed in list_query.txt are missing"):
-        get_adapter("msmt17")(root)
+        get_adapter("msmt17").parse(root)
 
 
 @pytest.mark.parametrize("drop", ["query_idx", "filelist"])
@@ -439,7 +455,7 @@ def test_cuhk03_config_missing_a_key(drop, tmp_path):
     root, options, _, _ = fake_cuhk03(tmp_path)
     write_cuhk03_config(root / "cuhk03" / "cuhk03_new_protocol_config_labeled.mat", cuhk03_names(CUHK_PAIRS), drop=drop)
     with pytest.raises(DatasetError, match=f"no key '{drop}'"):
-        get_adapter("cuhk03")(root, **options)
+        get_adapter("cuhk03").parse(root, **options)
 
 
 def test_cuhk03_raw_mat_missing_a_variant(tmp_path, monkeypatch):
@@ -447,33 +463,33 @@ def test_cuhk03_raw_mat_missing_a_variant(tmp_path, monkeypatch):
     root, _, _, _ = fake_cuhk03(tmp_path)
     write_cuhk03_raw(root / "cuhk03" / "cuhk03_release" / "cuhk-03.mat", CUHK_PAIRS, with_keys=("labeled",))
     with pytest.raises(DatasetError, match="no key 'detected'"):
-        get_adapter("cuhk03")(root, variant="detected")
+        get_adapter("cuhk03").parse(root, variant="detected")
     assert not list((tmp_path / "cache" / "cuhk03").glob("images_detected*")), "a failed extraction leaves nothing"
     with pytest.raises(DatasetError, match="variant 'both'"):
-        get_adapter("cuhk03")(root, variant="both")
+        get_adapter("cuhk03").parse(root, variant="both")
 
 
 def test_grid_mat_missing_the_partitions(tmp_path):
     base, _, _, _ = fake_grid(tmp_path)
     write_grid_partitions(base / "features_and_partitions.mat", [[1, 2]], key="trainIdx")
     with pytest.raises(DatasetError, match="no key 'trainIdxAll'"):
-        get_adapter("grid")(base)
+        get_adapter("grid").parse(base)
     write_grid_partitions(base / "features_and_partitions.mat", [[1, 2]] * 3)
     with pytest.raises(DatasetError, match="holds 3 partitions, the protocol asks for 10"):
-        get_adapter("grid")(base)
+        get_adapter("grid").parse(base)
 
 
 def test_folder_csv_errors(tmp_path):
     path, _, _, _ = fake_folder_csv(tmp_path)
     path.write_text("path,pid,split\nimg/a.jpg,1,train\n")
     with pytest.raises(DatasetError, match="no column 'camid'"):
-        get_adapter("folder")(path)
+        get_adapter("folder").parse(path)
     path.write_text("path,pid,camid,split\nimg/a.jpg,1,0,test\n")
     with pytest.raises(DatasetError, match="list.csv:2: split 'test'"):
-        get_adapter("folder")(path)
+        get_adapter("folder").parse(path)
     path.write_text("path,pid,camid,split\nimg/zzz.jpg,1,0,query\n")
     with pytest.raises(DatasetError, match="zzz.jpg does not exist"):
-        get_adapter("folder")(path)
+        get_adapter("folder").parse(path)
 
 
 def test_folder_csv_trial_column_must_name_every_rows_trial(tmp_path):
@@ -505,14 +521,18 @@ def test_folder_csv_that_is_not_utf8_is_a_clear_error_and_not_a_crash_of_the_run
     assert "not UTF-8" in load_images(spec, load_manifest).error  # the matrix goes on without it
 
 
-def adapter_that_trips(root: Path, problem: str):
-    """An adapter that did not foresee its input going wrong (resolved as test_datasets:...)."""
+def _parse_that_trips(root: Path, problem: str):
+    """A parser that did not foresee its input going wrong."""
     if problem == "folder":
         (root / "list.txt").mkdir()
         (root / "list.txt").read_text()
     if problem == "encoding":
         b"\xff".decode("utf-8")
     raise ValueError("invalid literal for int() with base 10: 'x'")
+
+
+#: an adapter outside the package, resolved as test_datasets:adapter_that_trips; no layout given
+adapter_that_trips = Adapter(parse=_parse_that_trips)
 
 
 @pytest.mark.parametrize("problem,error", [("folder", "IsADirectoryError"), ("encoding", "UnicodeDecodeError"),
@@ -530,7 +550,7 @@ def test_a_copy_without_gallery_images_is_never_passed_on(tmp_path):
     for path in (root / "Market-1501-v15.09.15" / "bounding_box_test").iterdir():
         path.unlink()
     with pytest.raises(DatasetError, match="no images in .*bounding_box_test"):
-        get_adapter("market1501")(root)
+        get_adapter("market1501").parse(root)
     touch(root / "Market-1501-v15.09.15" / "bounding_box_test", "-1_c1s1_000401_03.jpg")  # junk only
     spec = DatasetSpec(name="m", adapter="market1501", layout_dir="", root=str(root))
     with pytest.raises(DatasetError, match="no gallery images found"):
@@ -571,7 +591,7 @@ def test_catalog_entries_have_registered_adapters_and_options_that_fit():
     import inspect
 
     for name, spec in load_dataset_catalog().items():
-        parse = get_adapter(spec.adapter)
+        parse = get_adapter(spec.adapter).parse
         inspect.signature(parse).bind(Path("."), **spec.options)
         assert spec.description, name
         if spec.adapter != "synthetic":
@@ -584,7 +604,7 @@ def test_catalog_entries_have_registered_adapters_and_options_that_fit():
 
 def test_compare_stats_reports_each_difference(tmp_path):
     root, _, _, _ = fake_market(tmp_path)
-    table = get_adapter("market1501")(root)
+    table = get_adapter("market1501").parse(root)
     assert compare_stats(table, {"query": {"images": 3, "ids": 2}, "images": 9}) == []
     assert compare_stats(table, {"query": {"images": 3368}, "eval_images": 7}) == [
         "query images: 3 (published 3368)", "eval_images: 6 (published 7)"]

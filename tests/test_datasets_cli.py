@@ -134,6 +134,7 @@ def test_list_datasets_json(raybench):
              "pku", "last-test", "last-val", "iustreid"}
     assert study | {"synth-a", "synth-b"} <= set(rows)
     assert rows["grid"]["trials"] == 10 and rows["celebreid"]["camera_filter"] is False
+    assert rows["synth-a"]["folder"] == "(generated)" and rows["market1501"]["folder"] == "Market-1501-v15.09.15"
 
 
 def test_check_reports_present_missing_and_differing_copies(raybench, tmp_path):

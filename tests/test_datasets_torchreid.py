@@ -67,7 +67,7 @@ def test_market1501_fixture_matches_torchreid(reid, tmp_path):
     for split in ("bounding_box_train", "query", "bounding_box_test"):
         link_all(sorted((MARKET_MINI / split).iterdir()), base / split)
     theirs = reid.Market1501(root=str(tmp_path), verbose=False)
-    ours = get_adapter("market1501")(tmp_path)
+    ours = get_adapter("market1501").parse(tmp_path)
     assert_same(ours, theirs)
     assert len(rows(ours, "query")) == len(rows(ours, "gallery")) == len(rows(ours, "train")) == 32
 
@@ -80,7 +80,7 @@ def test_duke_crops_match_torchreid(reid, tmp_path):
     link_all(crops[8:12], base / "query")
     link_all(crops[12:], base / "bounding_box_test")
     theirs = reid.DukeMTMCreID(root=str(tmp_path), verbose=False)
-    ours = get_adapter("dukemtmcreid")(tmp_path / "dukemtmc-reid")
+    ours = get_adapter("dukemtmcreid").parse(tmp_path / "dukemtmc-reid")
     assert_same(ours, theirs)
     assert {camid for _, _, camid in rows(ours, "gallery") + rows(ours, "query")} <= set(range(8))
 
@@ -99,9 +99,9 @@ def test_msmt17_crops_and_lists_match_torchreid(reid, tmp_path):
             lines.append(f"{pid}/{crop.name} {int(pid)}")
         (base / list_name).write_text("\n".join(lines) + "\n")
     theirs = reid.MSMT17(root=str(tmp_path), verbose=False)
-    ours = get_adapter("msmt17")(tmp_path / "msmt17", with_val=False)  # torchreid leaves list_val out
+    ours = get_adapter("msmt17").parse(tmp_path / "msmt17", with_val=False)  # torchreid leaves list_val out
     assert_same(ours, theirs)
-    with_val = get_adapter("msmt17")(tmp_path / "msmt17")
+    with_val = get_adapter("msmt17").parse(tmp_path / "msmt17")
     assert len(rows(with_val, "train")) == 7 and rows(with_val, "gallery") == rows(ours, "gallery")
 
 
@@ -110,7 +110,7 @@ def test_grid_partitions_match_torchreid(reid, tmp_path):
     rng = np.random.default_rng(0)
     train_sets = [sorted(rng.permutation(np.arange(1, 251))[:125].tolist()) for _ in range(10)]
     grid_tree(tmp_path / "grid", persons=250, distractors=775, train_sets=train_sets)
-    ours = get_adapter("grid")(tmp_path / "grid")
+    ours = get_adapter("grid").parse(tmp_path / "grid")
     for trial in (0, 7):
         theirs = reid.GRID(root=str(tmp_path), split_id=trial, verbose=False)
         table = ours.filter(ours.column("trial").to_numpy() == trial)
@@ -124,7 +124,7 @@ def test_cuhk03_new_protocol_matches_torchreid(reid, tmp_path, monkeypatch):
     fake_cuhk03(tmp_path)
     for variant in ("labeled", "detected"):
         theirs = reid.CUHK03(root=str(tmp_path), cuhk03_labeled=variant == "labeled", verbose=False)
-        ours = get_adapter("cuhk03")(tmp_path, variant=variant)
+        ours = get_adapter("cuhk03").parse(tmp_path, variant=variant)
 
         def by_name(records):
             return sorted((Path(p).name, pid, camid) for p, pid, camid in records)

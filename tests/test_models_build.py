@@ -3,6 +3,8 @@ raybench's embedding equals each library's own preprocessing + forward (fp32, 1e
 are normalised exactly once."""
 
 import dataclasses
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,9 +12,10 @@ from PIL import Image
 
 from raybench.catalog import load_model_catalog
 from raybench.errors import SpecError
-from raybench.models import build_embedder
+from raybench.models import build_embedder, tiny_spec
+from raybench.models.hf import save_tiny
 from raybench.models.images import load_pixels
-from raybench.models.tiny import register_open_clip, save_tiny_hf, tiny_spec
+from raybench.models.openclip import register_tiny_configs
 from raybench.specs import ModelSpec, Preprocess
 
 CATALOG = load_model_catalog()
@@ -33,17 +36,6 @@ def random_pixels(preprocess, n=3, seed=0):
     return np.random.default_rng(seed).integers(0, 256, (n, *preprocess.size, 3), dtype=np.uint8)
 
 
-@pytest.fixture(scope="module")
-def images(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("crops")
-    rng = np.random.default_rng(1)
-    paths = []
-    for i, (w, h) in enumerate([(64, 128), (48, 141), (70, 120)]):
-        paths.append(folder / f"{i}.png")
-        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(paths[-1])
-    return paths
-
-
 @pytest.mark.parametrize("name", sorted(CATALOG))
 def test_every_model_builds_and_returns_its_dim(name):
     spec, embedder = tiny_embedder(name)
@@ -51,6 +43,23 @@ def test_every_model_builds_and_returns_its_dim(name):
     assert out.dtype == np.float32 and out.shape == (3, spec.dim) and np.isfinite(out).all()
     assert embedder.dim == spec.dim and embedder.paradigm == CATALOG[name].paradigm
     assert embedder.num_params > 0 or spec.loader in ("color", "dummy")
+
+
+def test_tiny_open_clip_architectures_build_in_a_fresh_process():
+    """A Ray actor or a new `raybench run` has registered nothing beforehand: the openclip and
+    clipreid builders find raybench's tiny open_clip architecture by themselves (a trained
+    CLIP-ReID smoke model names it in its model.yaml)."""
+    code = (
+        "from raybench.models import build_embedder\n"
+        "from raybench.specs import ModelSpec, Preprocess\n"
+        "for loader in ('openclip', 'clipreid'):\n"
+        "    spec = ModelSpec(name='t', loader=loader, arch='raybench-tiny-ViT', weights=None, paradigm='baseline',\n"
+        "                     preprocess=Preprocess(size=(64, 32)))\n"
+        "    print(loader, build_embedder(spec, device='cpu').dim)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["openclip", "32", "clipreid", "96"]
 
 
 # --- equality with each library's own path ------------------------------------------------------
@@ -82,16 +91,16 @@ def assert_close(a, b):
     ("raybench-tiny-SigLIP", (64, 32), "squash"),  # timm tower: resized by timm's set_input_size
     ("raybench-tiny-PE", (64, 32), "squash"),  # PE-Core: timm's Eva with rope, its head as projection
 ])
-def test_open_clip_equals_encode_image(images, arch, size, mode):
+def test_open_clip_equals_encode_image(crops, arch, size, mode):
     import open_clip
     import torch
 
-    register_open_clip()
     spec = ModelSpec(name="t", loader="openclip", arch=arch, weights=None, paradigm="language-aligned",
                      preprocess=Preprocess(size=size, mean=(0.48, 0.46, 0.41), std=(0.27, 0.26, 0.28),
                                            interpolation="bicubic",
                                            resize_mode={"shortest": "shortest_crop"}.get(mode, mode)))
     embedder = build_embedder(spec, device="cpu", pretrained=False)
+    register_tiny_configs()  # for open_clip's own path; raybench's builder registers them itself
     model = open_clip.create_model(arch, force_image_size=size).eval()
     if hasattr(model.visual, "trunk"):
         model.visual.trunk.set_input_size(img_size=size)
@@ -99,8 +108,8 @@ def test_open_clip_equals_encode_image(images, arch, size, mode):
     transform = open_clip.image_transform(size, is_train=False, mean=spec.preprocess.mean, std=spec.preprocess.std,
                                           resize_mode=mode, interpolation="bicubic")
     with torch.no_grad():
-        expected = model.encode_image(torch.stack([transform(Image.open(p)) for p in images]))
-    assert_close(ours(spec, embedder, images), expected)
+        expected = model.encode_image(torch.stack([transform(Image.open(p)) for p in crops]))
+    assert_close(ours(spec, embedder, crops), expected)
 
 
 @pytest.mark.parametrize("arch, pooling", [
@@ -110,7 +119,7 @@ def test_open_clip_equals_encode_image(images, arch, size, mode):
     ("vit_pe_spatial_small_patch16_512", None),
     ("vit_pe_spatial_small_patch16_512", "mean"),  # the catalog's: raybench's pool == timm's own avg pool
 ])
-def test_timm_equals_timm_forward(images, arch, pooling):
+def test_timm_equals_timm_forward(crops, arch, pooling):
     import timm
     import torch
     from timm.data import create_transform
@@ -127,7 +136,7 @@ def test_timm_equals_timm_forward(images, arch, pooling):
     model.load_state_dict(embedder.tower.state_dict())
     transform = create_transform(input_size=(3, *pre.size), crop_pct=1.0, crop_mode="squash",
                                  interpolation="bicubic", mean=pre.mean, std=pre.std)
-    x = torch.stack([transform(Image.open(p).convert("RGB")) for p in images])
+    x = torch.stack([transform(Image.open(p).convert("RGB")) for p in crops])
     with torch.no_grad():
         own = model(x)
         # DINOv2's patch mean after the final norm (its linear-eval convention; timm's avg pool
@@ -139,32 +148,32 @@ def test_timm_equals_timm_forward(images, arch, pooling):
         "mean": own if "pe_spatial" in arch else patch_mean,
         "both": torch.cat([own, patch_mean], 1),
     }[pooling]
-    assert_close(ours(spec, embedder, images), expected)
+    assert_close(ours(spec, embedder, crops), expected)
 
 
 @pytest.mark.parametrize("kind, pooling, size", [("dinov2", "cls", (56, 28)), ("dinov2", "mean", (56, 28)),
                                                   ("dinov2", "both", (56, 28)), ("siglip", None, (64, 32))])
-def test_hf_equals_transformers_forward(images, tmp_path, kind, pooling, size):
+def test_hf_equals_transformers_forward(crops, tmp_path, kind, pooling, size):
     import torch
     import transformers
     from torchvision import transforms
 
-    folder = save_tiny_hf(kind, tmp_path / kind)
+    folder = save_tiny(kind, tmp_path / kind)
     pre = Preprocess(size=size, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), interpolation="bicubic", resize_mode="squash")
     spec = ModelSpec(name="t", loader="hf", arch=str(folder), weights=str(folder), paradigm="self-supervised",
                      pooling=pooling, preprocess=pre)
     embedder = build_embedder(spec, device="cpu")  # loads the saved weights: the local-folder path
     model = transformers.AutoModel.from_pretrained(folder).eval()
-    x = torchvision_input(images, pre, transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC))
+    x = torchvision_input(crops, pre, transforms.Resize(size, interpolation=transforms.InterpolationMode.BICUBIC))
     with torch.no_grad():
         out = model(pixel_values=x, **({"interpolate_pos_encoding": True} if kind == "siglip" else {}))
     patch_mean = out.last_hidden_state[:, 1:].mean(1)  # DINOv2: one CLS token, no registers
     expected = {None: out.pooler_output, "cls": out.pooler_output, "mean": patch_mean,
                 "both": torch.cat([out.pooler_output, patch_mean], 1)}[pooling]
-    assert_close(ours(spec, embedder, images), expected)
+    assert_close(ours(spec, embedder, crops), expected)
 
 
-def test_torchreid_equals_torchreid_test_transform_and_forward(images):
+def test_torchreid_equals_torchreid_test_transform_and_forward(crops):
     import torch
     import torchreid
 
@@ -175,16 +184,16 @@ def test_torchreid_equals_torchreid_test_transform_and_forward(images):
     model.load_state_dict({**model.state_dict(), **state})
     _, transform = torchreid.data.transforms.build_transforms(256, 128)
     with torch.no_grad():
-        expected = model(torch.stack([transform(Image.open(p).convert("RGB")) for p in images]))
-    assert_close(ours(spec, embedder, images), expected)
+        expected = model(torch.stack([transform(Image.open(p).convert("RGB")) for p in crops]))
+    assert_close(ours(spec, embedder, crops), expected)
 
 
-def test_color_hist_equals_a_plain_per_stripe_histogram(images):
+def test_color_hist_equals_a_plain_per_stripe_histogram(crops):
     spec = CATALOG["color-hist"]
     embedder = build_embedder(spec)
-    got = ours(spec, embedder, images)
+    got = ours(spec, embedder, crops)
     assert got.shape[1] == spec.dim == 6 * (8 * 4 + 4)
-    for path, feature in zip(images, got):
+    for path, feature in zip(crops, got):
         hsv = np.asarray(Image.fromarray(load_pixels(path, spec.preprocess)).convert("HSV"))
         parts = []
         rows = np.arange(128)

@@ -11,7 +11,6 @@ import torch.nn.functional as F
 from raybench.errors import WeightsUnavailableError
 from raybench.models import build_embedder
 from raybench.models.clipreid import load_checkpoint
-from raybench.models.tiny import register_open_clip
 from raybench.specs import ModelSpec, Preprocess
 
 TINY = dict(width=64, layers=2, heads=2, embed=32, patch=16, text_width=32, text_layers=1, classes=5)
@@ -104,7 +103,6 @@ def _batch_norm(x, state, name):
 
 
 def spec_for(path, **options):
-    register_open_clip()
     return ModelSpec(name="clipreid-test", loader="clipreid", arch="raybench-tiny-ViT", weights=str(path),
                      paradigm="supervised", preprocess=Preprocess(size=SIZE, mean=(0.5,) * 3, std=(0.5,) * 3),
                      options=options)

@@ -15,9 +15,10 @@ from PIL import Image
 
 from raybench.catalog import load_model_catalog
 from raybench.models import build_embedder, get_loader
-from raybench.models.hf import preprocess_from_processor
+from raybench.models.hf import preprocess_from_processor, save_tiny
 from raybench.models.images import load_pixels
-from raybench.models.tiny import save_tiny_hf
+from conftest import write_crops
+
 from raybench.specs import ModelSpec
 from test_models_catalog import assert_real_size
 
@@ -92,13 +93,7 @@ def hub_cache(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("hf-images")
-    rng = np.random.default_rng(3)
-    paths = []
-    for i, (w, h) in enumerate(SIZES):
-        paths.append(folder / f"{i}.jpg")
-        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(paths[-1], quality=90)
-    return paths
+    return write_crops(tmp_path_factory.mktemp("hf-images"), SIZES, seed=3)
 
 
 def processor(folder):
@@ -143,7 +138,7 @@ def test_hf_embedding_equals_processor_and_forward(tmp_path, images, kind, repo)
     import torch
     import transformers
 
-    folder = save_tiny_hf(kind, tmp_path / kind)
+    folder = save_tiny(kind, tmp_path / kind)
     (folder / "preprocessor_config.json").write_text(json.dumps(HUB[repo]["preprocessor_config.json"]))
     spec = ModelSpec(name="t", loader="hf", arch=str(folder), weights=str(folder), paradigm="self-supervised")
     embedder = build_embedder(spec, device="cpu")

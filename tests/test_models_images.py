@@ -12,22 +12,6 @@ from raybench.specs import Preprocess
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-#: portrait person crops, odd sizes, a landscape one and one smaller than the target
-SIZES = [(64, 128), (50, 131), (97, 61), (20, 30)]
-
-
-@pytest.fixture(scope="module")
-def images(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    paths = []
-    for i, (w, h) in enumerate(SIZES):
-        path = folder / f"{i:04d}_c1s1_000001_00.jpg"
-        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path, quality=90)
-        paths.append(path)
-    return paths
-
-
 def tensor_of(pixels, mean, std):
     """What raybench's embedders feed the model: ToTensor + Normalize of the uint8 pixels."""
     import torch
@@ -37,43 +21,43 @@ def tensor_of(pixels, mean, std):
 
 
 @pytest.mark.parametrize("interpolation", ["bilinear", "bicubic", "nearest"])
-def test_squash_is_torchvision_resize(images, interpolation):
+def test_squash_is_torchvision_resize(crops, interpolation):
     from torchvision import transforms
     from torchvision.transforms import InterpolationMode
 
     pre = Preprocess(size=(256, 128), interpolation=interpolation, resize_mode="squash")
     resize = transforms.Resize((256, 128), interpolation=InterpolationMode(interpolation))
-    for path in images:
+    for path in crops:
         expected = np.asarray(resize(Image.open(path).convert("RGB")))
         assert np.array_equal(load_pixels(path, pre), expected)
 
 
 @pytest.mark.parametrize("interpolation", ["bilinear", "bicubic"])
-def test_shortest_crop_is_open_clip_eval_transform(images, interpolation):
+def test_shortest_crop_is_open_clip_eval_transform(crops, interpolation):
     from open_clip import image_transform
 
     pre = Preprocess(size=(224, 224), mean=CLIP_MEAN, std=CLIP_STD, interpolation=interpolation,
                      resize_mode="shortest_crop")
     transform = image_transform(224, is_train=False, mean=CLIP_MEAN, std=CLIP_STD, resize_mode="shortest",
                                 interpolation=interpolation)
-    for path in images:
+    for path in crops:
         expected = transform(Image.open(path))
         assert float((tensor_of(load_pixels(path, pre), CLIP_MEAN, CLIP_STD) - expected).abs().max()) < 1e-6
 
 
-def test_shortest_crop_is_timm_eval_transform(images):
+def test_shortest_crop_is_timm_eval_transform(crops):
     from timm.data import create_transform
 
     mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
     pre = Preprocess(size=(98, 98), mean=mean, std=std, interpolation="bicubic", resize_mode="shortest_crop")
     transform = create_transform(input_size=(3, 98, 98), crop_pct=1.0, interpolation="bicubic", mean=mean, std=std)
-    for path in images:
+    for path in crops:
         expected = transform(Image.open(path).convert("RGB"))
         assert float((tensor_of(load_pixels(path, pre), mean, std) - expected).abs().max()) < 1e-6
 
 
 @pytest.mark.parametrize("mode, timm_mode", [("shortest_crop", "center"), ("squash", "squash")])
-def test_crop_pct_is_timm_eval_transform(images, mode, timm_mode):
+def test_crop_pct_is_timm_eval_transform(crops, mode, timm_mode):
     """crop_pct < 1: resize to floor(size / crop_pct), then torchvision's centre crop, as timm."""
     from timm.data import create_transform
 
@@ -81,7 +65,7 @@ def test_crop_pct_is_timm_eval_transform(images, mode, timm_mode):
     pre = Preprocess(size=(98, 98), mean=mean, std=std, interpolation="bicubic", resize_mode=mode, crop_pct=0.9)
     transform = create_transform(input_size=(3, 98, 98), crop_pct=0.9, crop_mode=timm_mode, interpolation="bicubic",
                                  mean=mean, std=std)
-    for path in images:
+    for path in crops:
         expected = transform(Image.open(path).convert("RGB"))
         assert float((tensor_of(load_pixels(path, pre), mean, std) - expected).abs().max()) < 1e-6
 
@@ -124,9 +108,9 @@ def test_output_is_uint8_rgb_from_any_mode():
         assert out.dtype == np.uint8 and out.shape == (64, 32, 3)
 
 
-def test_bytes_and_path_agree(images):
+def test_bytes_and_path_agree(crops):
     pre = Preprocess(size=(64, 32), interpolation="bicubic")
-    assert np.array_equal(load_pixels(images[0], pre), load_pixels_bytes(images[0].read_bytes(), pre))
+    assert np.array_equal(load_pixels(crops[0], pre), load_pixels_bytes(crops[0].read_bytes(), pre))
 
 
 def test_unreadable_images_raise_image_error_naming_the_file(tmp_path):

@@ -226,10 +226,8 @@ def test_checkpoints_load_safely(tmp_path):
 def test_an_unsafe_open_clip_checkpoint_is_a_clear_error(tmp_path):
     """open_clip reads a local file with torch.load(weights_only=True) itself; a pickled object
     is raybench's one-line weights error, not open_clip's UnpicklingError."""
-    from raybench.models.tiny import register_open_clip
     from raybench.specs import parse_model
 
-    register_open_clip()
     with open(tmp_path / "clip.pth", "wb") as handle:
         pickle.dump({"a": NotAWeight()}, handle, protocol=2)
     spec = parse_model({"name": "my-clip", "loader": "openclip", "arch": "raybench-tiny-ViT",
@@ -263,7 +261,8 @@ def test_local_checkpoints_for_timm_and_open_clip(tmp_path):
     import timm
     from safetensors.torch import save_file
 
-    from raybench.models.tiny import register_open_clip, tiny_spec
+    from raybench.models import tiny_spec
+    from raybench.models.openclip import register_tiny_configs
 
     spec = tiny_spec(CATALOG["dinov2-b14"])
     model = timm.create_model(spec.arch, num_classes=0, **spec.options["model_kwargs"])
@@ -272,7 +271,7 @@ def test_local_checkpoints_for_timm_and_open_clip(tmp_path):
     model.set_input_size(img_size=spec.preprocess.size)
     assert all(torch.equal(a, b) for a, b in zip(embedder.tower.state_dict().values(), model.state_dict().values()))
 
-    register_open_clip()
+    register_tiny_configs()  # open_clip's own create_model, for the reference checkpoint
     clip = open_clip.create_model("raybench-tiny-ViT")
     torch.save(clip.state_dict(), tmp_path / "clip.pt")
     spec = dataclasses.replace(tiny_spec(CATALOG["clip-vit-b16"]), weights=str(tmp_path / "clip.pt"),

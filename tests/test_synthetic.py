@@ -53,7 +53,7 @@ def test_market_layout_names_and_sizes(tmp_path):
     assert len(set(frames)) == len(frames)
     image = Image.open(next(root.rglob("*.jpg")))
     assert (image.format, image.size, image.mode) == ("JPEG", (64, 128), "RGB")
-    table = get_adapter("synthetic")(root, **SMALL)
+    table = get_adapter("synthetic").parse(root, **SMALL)
     rows = table.to_pylist()
     assert len(rows) == 6 * 4 + 2  # junk (pid -1) dropped by the parser, like Market's
     assert sum(r["pid"] == 0 for r in rows) == 2 and all(r["split"] == "gallery" for r in rows if r["pid"] == 0)

@@ -9,6 +9,9 @@ loader reproduces the trained module's features."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -78,21 +81,59 @@ def test_stage2_freezes_the_text_encoder_only_when_asked(runs, tmp_path, monkeyp
     assert torch.equal(trained["prompt_learner.cls_ctx"], stage1["prompt_learner.cls_ctx"])
 
 
+def _trained_features(cfg, result, pixels: np.ndarray) -> np.ndarray:
+    """CLIP-ReID's own eval feature (CLS after ln_post, and projected, concatenated) of the
+    trained stage-2 module, for uint8 pixels [N, H, W, 3] at the training input size."""
+    from raybench.train.clipmodel import ClipReID, build_clip, vit_features
+
+    state = _weights(result)
+    module = ClipReID(build_clip(cfg.model, load_init=False), state["prompt_learner.cls_ctx"].shape[0],
+                      cfg.clipreid.prompt)
+    module.load_state_dict(state)
+    pre = cfg.model.preprocess
+    x = ((pixels / 255.0 - np.array(pre.mean)) / np.array(pre.std)).astype(np.float32)
+    with torch.no_grad():
+        _, feat, proj = vit_features(module.eval().image_encoder, torch.from_numpy(x).permute(0, 3, 1, 2))
+    return torch.cat([feat, proj], 1).numpy()
+
+
 def test_stage2_export_loads_through_the_clipreid_loader(runs):
     from raybench.models import build_embedder
-    from raybench.models.tiny import register_open_clip
-    from raybench.train.clipmodel import ClipReID, build_clip, vit_features
     from raybench.models.trained import run_spec
 
     cfg, result = runs["clipreid_smoke_stage2_textfrozen"]
-    register_open_clip()  # the loader builds the tiny tower by its open_clip name
     spec = run_spec(str(result.out))
     assert (spec.loader, spec.arch, spec.dim) == ("clipreid", "raybench-tiny-ViT", 64 + 32)
     embedder = build_embedder(spec, device="cpu")
     pixels = np.random.default_rng(0).integers(0, 256, (3, 64, 32, 3), dtype=np.uint8)
-    module = ClipReID(build_clip(cfg.model, load_init=False), 24, cfg.clipreid.prompt)
-    module.load_state_dict(_weights(result))
-    x = torch.from_numpy(((pixels / 255.0 - 0.5) / 0.5).astype(np.float32)).permute(0, 3, 1, 2)
-    with torch.no_grad():
-        _, feat, proj = vit_features(module.image_encoder, x)
-    assert np.abs(embedder.embed(pixels) - torch.cat([feat, proj], 1).numpy()).max() < 1e-4
+    assert np.abs(embedder.embed(pixels) - _trained_features(cfg, result, pixels)).max() < 1e-4
+
+
+def test_a_trained_clipreid_run_scores_in_a_matrix_run_from_a_fresh_process(runs, ray_local, tmp_path):
+    """The issue's reproduction: `raybench run` of a matrix naming the stage-2 run as
+    ``trained:<run>`` beside color-hist, in a new process that registers nothing (its driver
+    and its Ray workers start without this test's imports; the session's Ray is joined, new
+    workers included). The cell must score with the trained weights: its stored embeddings
+    are the trained module's own features of the same images."""
+    import yaml
+
+    from raybench.models.images import load_pixels
+    from raybench.pipeline.store import RunStore
+
+    cfg, result = runs["clipreid_smoke_stage2_textfrozen"]
+    matrix = tmp_path / "trained.yaml"
+    matrix.write_text(yaml.safe_dump({"name": "trained-clipreid", "models": [f"trained:{cfg.name}", "color-hist"],
+                                      "datasets": ["synth-a"]}))
+    env = {**os.environ, "RAYBENCH_TRAINED": str(result.out.parent),
+           "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
+    run = subprocess.run([sys.executable, "-m", "raybench", "run", "--matrix", str(matrix), "--out", str(tmp_path / "run")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    cells = {m: json.loads((tmp_path / "run" / "results" / "synth-a" / f"{m}.json").read_text())
+             for m in (cfg.name, "color-hist")}
+    assert [cells[m]["status"] for m in cells] == ["ok", "ok"], cells[cfg.name]["error"]
+    assert cells[cfg.name]["num_valid_query"] == cells["color-hist"]["num_valid_query"] > 0  # the same queries
+    stored = RunStore.open(tmp_path / "run").read_embeddings("synth-a", cfg.name).slice(0, 6).to_pylist()
+    pixels = np.stack([load_pixels(row["path"], cfg.model.preprocess) for row in stored])
+    embeddings = np.array([row["embedding"] for row in stored], dtype=np.float32)
+    assert np.abs(embeddings - _trained_features(cfg, result, pixels)).max() < 1e-4

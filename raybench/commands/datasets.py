@@ -108,16 +108,16 @@ def list_datasets(as_json: bool):
     """Datasets in configs/datasets.yaml (inspect one with `raybench datasets info NAME`)."""
     from raybench.console import print_json, print_table
     from raybench.catalog import load_dataset_catalog
-
-    from raybench.datasets import GENERATORS
+    from raybench.datasets import is_generated
 
     rows = []
     for name, spec in load_dataset_catalog().items():
-        generated = "(generated)" if spec.adapter in GENERATORS else ""
+        # a custom entry's own root; is_generated imports the adapter, so only where it decides
+        folder = spec.root or spec.layout_dir or ("(generated)" if is_generated(spec) else "")
         rows.append({
             "name": name,
             "adapter": spec.adapter,
-            "folder": spec.root or spec.layout_dir or generated,  # a custom entry's own root
+            "folder": folder,
             "camera_filter": spec.protocol.camera_filter,
             "trials": spec.protocol.trials,
             "description": spec.description,

@@ -1,21 +1,45 @@
 """Datasets: one adapter per dataset turns a user's copy into a manifest (pyarrow.Table).
 
-An adapter is ``parse(root: Path, **options) -> pa.Table`` (see manifest.py for the
-columns). ADAPTERS maps names to lazy ``"module:attr"`` targets, so listing datasets imports
-nothing; a spec's adapter may also be a ``"module:attr"`` string of its own. GENERATORS
-holds the adapters whose data is made on first use (synthetic) instead of found on disk.
+Each dataset module registers one ``Adapter`` (its ``ADAPTER``): how to parse a copy, the
+layout it expects (for messages) and, for a dataset made on first use instead of found on
+disk (synthetic), how to generate it. ADAPTERS maps names to lazy ``"module:attr"`` targets,
+so reading and validating specs imports no adapter (`raybench list datasets` imports only the
+generated ones, to label them); a spec's adapter may also be a ``"module:attr"`` string naming
+an Adapter of its own.
 """
 
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from raybench.errors import DatasetError, RaybenchError, SpecError
 from raybench.registry import Registry, import_target
 
-ADAPTERS: Registry[Callable] = Registry("dataset adapter")
+if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
+
+    from raybench.specs import DatasetSpec
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """What a dataset module registers in ``ADAPTERS``.
+
+    parse(root, **options) -> manifest (see manifest.py for the columns); the options are the
+    spec's ``options``. layout: the expected layout of a copy, quoted in error messages.
+    synthesize(spec) -> root: for a generated dataset, builds the data once (cached) and
+    returns its folder; None for a dataset the user brings.
+    """
+
+    parse: Callable[..., "pa.Table"]
+    layout: str = ""
+    synthesize: Callable[["DatasetSpec"], Path] | None = None
+
+
+ADAPTERS: Registry[Adapter] = Registry("dataset adapter")
 for _name, _module in (
     ("market1501", "market1501"),
     ("dukemtmcreid", "dukemtmc"),
@@ -29,32 +53,34 @@ for _name, _module in (
     ("folder", "folder"),
     ("synthetic", "synthetic"),
 ):
-    ADAPTERS.register(_name, f"raybench.datasets.{_module}:parse")
-
-#: adapter -> "module:attr" of ``materialize(spec) -> Path``, which builds the data once.
-GENERATORS: Registry[Callable] = Registry("dataset generator")
-GENERATORS.register("synthetic", "raybench.datasets.synthetic:materialize")
+    ADAPTERS.register(_name, f"raybench.datasets.{_module}:ADAPTER")
+del _name, _module
 
 
-def get_adapter(name: str) -> Callable:
-    """A registered adapter, or a ``"module:attr"`` target for one outside the package."""
+def get_adapter(name: str) -> Adapter:
+    """A registered adapter, or a ``"module:attr"`` target naming one outside the package."""
     if ":" in name and name not in ADAPTERS:
         try:
-            return import_target(name)
+            adapter = import_target(name)
         except (ImportError, AttributeError) as exc:
             raise SpecError(f"dataset adapter {name!r} cannot be imported: {exc}") from None
+        if not isinstance(adapter, Adapter):
+            raise SpecError(f"dataset adapter {name!r} is a {type(adapter).__name__}, not a "
+                            "raybench.datasets.Adapter(parse=..., layout=...)")
+        return adapter
     return ADAPTERS.get(name)
 
 
-def resolve_root(spec) -> Path:
+def resolve_root(spec: "DatasetSpec") -> Path:
     """Where ``spec``'s copy lives: its own root (from the matrix or --root); else, for a
     generated dataset, the cache folder it is generated into on first use; else
     $RAYBENCH_DATA/<layout_dir> (or $RAYBENCH_DATA itself when that folder is absent, so
     the adapter can find a copy under another canonical name, e.g. MSMT17_V2)."""
     if spec.root:
         return Path(spec.root).expanduser()
-    if spec.adapter in GENERATORS:
-        return GENERATORS.get(spec.adapter)(spec)
+    adapter = get_adapter(spec.adapter)
+    if adapter.synthesize is not None:
+        return adapter.synthesize(spec)
     from raybench.paths import data_dir
 
     data = data_dir()
@@ -62,25 +88,30 @@ def resolve_root(spec) -> Path:
         raise DatasetError(
             f"{spec.name}: no root given and $RAYBENCH_DATA is not set. Set RAYBENCH_DATA to the folder "
             f"holding {spec.layout_dir or 'the dataset'}/, or give the copy's folder as `root:` in the matrix "
-            f"(`--root` for `raybench datasets info`)." + (f" Expected layout: {layout_of(spec)}" if layout_of(spec) else "")
+            f"(`--root` for `raybench datasets info`)." + (f" Expected layout: {adapter.layout}" if adapter.layout else "")
         )
     folder = data / spec.layout_dir if spec.layout_dir else data
     return folder if folder.exists() or not data.is_dir() else data
 
 
-def load_manifest(spec) -> "pa.Table":  # noqa: F821 (pyarrow is imported lazily)
+def is_generated(spec: "DatasetSpec") -> bool:
+    """Whether ``spec``'s data is generated on first use rather than found on disk."""
+    return get_adapter(spec.adapter).synthesize is not None
+
+
+def load_manifest(spec: "DatasetSpec") -> "pa.Table":
     """The validated manifest of ``spec``'s copy: never an empty or half-valid table."""
     from raybench.datasets.manifest import validate_manifest
 
-    parse = get_adapter(spec.adapter)
+    adapter = get_adapter(spec.adapter)
     root = resolve_root(spec)
     options = dict(spec.options)
     try:
-        inspect.signature(parse).bind(root, **options)
+        inspect.signature(adapter.parse).bind(root, **options)
     except TypeError as exc:
         raise SpecError(f"dataset {spec.name}: options {sorted(options)} do not fit adapter {spec.adapter!r} ({exc})") from None
     try:
-        table = parse(root, **options)
+        table = adapter.parse(root, **options)
     except RaybenchError:
         raise
     except (OSError, UnicodeError, ValueError) as exc:
@@ -88,11 +119,7 @@ def load_manifest(spec) -> "pa.Table":  # noqa: F821 (pyarrow is imported lazily
         # still the user's copy at fault, so one line that says where and what was expected.
         raise DatasetError(
             f"{spec.name}: cannot read the copy at {root} ({type(exc).__name__}: {exc}). "
-            f"Expected layout: {layout_of(spec) or 'see the adapter ' + repr(spec.adapter)}"
+            f"Expected layout: {adapter.layout or 'see the adapter ' + repr(spec.adapter)}"
         ) from exc
-    return validate_manifest(table, spec.name, layout_of(spec), trials=spec.protocol.trials)
+    return validate_manifest(table, spec.name, adapter.layout, trials=spec.protocol.trials)
 
-
-def layout_of(spec) -> str:
-    """The adapter's description of the expected layout (its module's LAYOUT), for messages."""
-    return getattr(inspect.getmodule(get_adapter(spec.adapter)), "LAYOUT", "")

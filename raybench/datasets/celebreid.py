@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from raybench.datasets import Adapter
 from raybench.datasets.common import locate, one_camera_per_image, rows_to_manifest, scan
 
 LAYOUT = "Celeb-reID/{train,query,gallery}/1_2_0.jpg"
@@ -35,3 +36,6 @@ def parse(root: Path) -> pa.Table:
     folders = {split: base / split for split in ("train", "query", "gallery")}
     rows = scan(folders, PATTERN, dataset="celebreid", layout=LAYOUT, example="1_2_0.jpg")
     return one_camera_per_image(rows_to_manifest(rows, "celebreid", LAYOUT))
+
+
+ADAPTER = Adapter(parse=parse, layout=LAYOUT)

@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 from typing import Mapping
 
-from raybench.datasets import GENERATORS, layout_of, load_manifest
+from raybench.datasets import get_adapter, is_generated, load_manifest
 from raybench.datasets.common import DatasetNotFoundError
 from raybench.datasets.manifest import compare_stats
 from raybench.errors import RaybenchError
@@ -17,7 +17,7 @@ from raybench.specs import DatasetSpec
 def check_all(data: Path, catalog: Mapping[str, DatasetSpec]) -> list[dict]:
     """One row per ``catalog`` dataset found on disk or expected there (generated ones are
     skipped): status present-and-matching ``ok``, ``differs``, ``malformed`` or ``missing``."""
-    return [check_one(spec, data) for spec in catalog.values() if spec.adapter not in GENERATORS]
+    return [check_one(spec, data) for spec in catalog.values() if not is_generated(spec)]
 
 
 def check_one(spec, data: Path) -> dict:
@@ -36,7 +36,7 @@ def check_one(spec, data: Path) -> dict:
         if folder.exists() or not isinstance(exc, DatasetNotFoundError):
             row.update(status="malformed", detail=str(exc))
         else:
-            row.update(status="missing", detail=f"expected {layout_of(spec)}")
+            row.update(status="missing", detail=f"expected {get_adapter(spec.adapter).layout}")
         return row
     published = {k: v for k, v in spec.stats.items() if k != "source"}
     differences = compare_stats(table, published)

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from raybench.datasets import Adapter
 from raybench.datasets.common import absolute, load_mat_v5, locate, rows_to_manifest
 from raybench.errors import DatasetError
 
@@ -148,3 +149,6 @@ def _walk(mat, variant: str, raw: Path):
             f"cuhk03: {raw.name}['{variant}'] is not laid out as in the release ({type(exc).__name__}: {exc}); "
             f"expected {RAW_SHAPE}. Expected layout: {LAYOUT}"
         ) from None
+
+
+ADAPTER = Adapter(parse=parse, layout=LAYOUT)

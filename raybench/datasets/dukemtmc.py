@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from raybench.datasets import Adapter
 from raybench.datasets.common import market_style
 
 LAYOUT = "DukeMTMC-reID/{bounding_box_train,query,bounding_box_test}/0005_c2_f0046985.jpg"
@@ -30,3 +31,6 @@ PATTERN = re.compile(r"^([-\d]+)_c(\d)")
 def parse(root: Path) -> pa.Table:
     return market_style(root, dataset="dukemtmcreid", layout=LAYOUT, names=NAMES, pattern=PATTERN,
                         example="0005_c2_f0046985.jpg")
+
+
+ADAPTER = Adapter(parse=parse, layout=LAYOUT)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from raybench.datasets import Adapter
 from raybench.datasets.common import MARKET_FOLDERS, absolute, locate, read_text, rows_to_manifest, scan
 from raybench.datasets.manifest import SPLITS
 from raybench.errors import DatasetError
@@ -78,3 +79,6 @@ def _csv_row(record: dict, csv_path: Path, number: int, with_trial: bool) -> dic
         raise DatasetError(f"{where}: image {image} does not exist")
     row["path"] = absolute(image)
     return row
+
+
+ADAPTER = Adapter(parse=parse, layout=LAYOUT)

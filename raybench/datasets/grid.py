@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from raybench.datasets import Adapter
 from raybench.datasets.common import absolute, load_mat_v5, locate, match_name, require_images, rows_to_manifest
 from raybench.errors import DatasetError
 
@@ -82,3 +83,6 @@ def read_partitions(path: Path, trials: int) -> list[set[int]]:
             raise DatasetError(f"grid: {path.name}: partition {trial} lists no or repeated identities")
         sets.append(set(ids.tolist()))
     return sets
+
+
+ADAPTER = Adapter(parse=parse, layout=LAYOUT)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from raybench.datasets import Adapter
 from raybench.datasets.common import market_style
 
 LAYOUT = "IUSTPersonReID/{bounding_box_train,query,bounding_box_test}/0001_c1_s1_000151.jpg"
@@ -31,3 +32,6 @@ PATTERN = re.compile(r"^([-\d]+)_c(\d+)")
 def parse(root: Path) -> pa.Table:
     return market_style(root, dataset="iustreid", layout=LAYOUT, names=NAMES, pattern=PATTERN,
                         example="0001_c12_s1_000151.jpg")
+
+
+ADAPTER = Adapter(parse=parse, layout=LAYOUT)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from raybench.datasets import Adapter
 from raybench.datasets.common import locate, one_camera_per_image, rows_to_manifest, scan
 from raybench.errors import DatasetError
 
@@ -40,3 +41,6 @@ def parse(root: Path, subset: str = "test") -> pa.Table:
     folders = {"train": base / "train", "query": base / subset / "query", "gallery": base / subset / "gallery"}
     rows = scan(folders, PATTERN, dataset="last", layout=LAYOUT, example="000001_0_0.jpg", recursive=True)
     return one_camera_per_image(rows_to_manifest(rows, f"last-{subset}", LAYOUT))
+
+
+ADAPTER = Adapter(parse=parse, layout=LAYOUT)

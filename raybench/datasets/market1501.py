@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from raybench.datasets import Adapter
 from raybench.datasets.common import market_style
 
 LAYOUT = "Market-1501-v15.09.15/{bounding_box_train,query,bounding_box_test}/0002_c1s1_000451_03.jpg"
@@ -29,3 +30,6 @@ PATTERN = re.compile(r"^([-\d]+)_c(\d)")
 def parse(root: Path) -> pa.Table:
     return market_style(root, dataset="market1501", layout=LAYOUT, names=NAMES, pattern=PATTERN,
                         example="0002_c1s1_000451_03.jpg")
+
+
+ADAPTER = Adapter(parse=parse, layout=LAYOUT)

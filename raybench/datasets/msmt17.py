@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from raybench.datasets import Adapter
 from raybench.datasets.common import absolute, find_child, locate, read_text, rows_to_manifest
 from raybench.errors import DatasetError
 
@@ -73,3 +74,6 @@ def _read_list(list_path: Path, folder: Path, split: str) -> list[dict]:
             f"Expected layout: {LAYOUT}"
         )
     return rows
+
+
+ADAPTER = Adapter(parse=parse, layout=LAYOUT)

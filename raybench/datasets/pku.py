@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from raybench.datasets import Adapter
 from raybench.datasets.common import DatasetNotFoundError, absolute, match_name, require_images, rows_to_manifest
 from raybench.errors import DatasetError
 
@@ -87,3 +88,6 @@ def _queries(items: list[tuple[str, int]], seed: int, pid: int, per_camera: int)
         picks = rng.choice(len(paths), size=min(per_camera, len(paths)), replace=False)
         chosen.update(paths[i] for i in sorted(picks))
     return chosen
+
+
+ADAPTER = Adapter(parse=parse, layout=LAYOUT)

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from raybench.datasets import Adapter
 from raybench.datasets.common import market_style
 from raybench.errors import DatasetError, SpecError, UnknownNameError
 
@@ -219,3 +220,6 @@ def _check_params(root: Path, cfg: SynthConfig) -> None:
         key = different[0]
         raise DatasetError(f"synthetic dataset at {root} was generated with {key}={written.get(key)!r}, "
                            f"the spec asks for {key}={expected[key]!r}")
+
+
+ADAPTER = Adapter(parse=parse, layout=LAYOUT, synthesize=materialize)

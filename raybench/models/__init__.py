@@ -62,6 +62,12 @@ def check_model(spec: "ModelSpec", local_files: bool = True) -> None:
         raise WeightsUnavailableError(f"model {spec.name!r}: weights file {source.location} does not exist")
 
 
+def tiny_spec(spec: "ModelSpec") -> "ModelSpec":
+    """A small model of ``spec``'s family and code path with random weights (its family's
+    ``Loader.tiny``): what the tests and CPU benchmarks build in place of a catalog model."""
+    return get_loader(spec.loader).tiny(spec)
+
+
 def build_embedder(spec: "ModelSpec", device: str | None = None, pretrained: bool = True,
                    preprocess: "Preprocess | None" = None) -> "Embedder":
     """Build the model once (per actor). ``device`` defaults to CUDA when present, else CPU;

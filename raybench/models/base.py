@@ -13,7 +13,7 @@ loading torch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
@@ -62,6 +62,10 @@ class Loader:
     weights, or unknown without the library). resolve_source: the same, allowed to ask the
     library (used by `raybench models fetch`, which must fetch what the library will load, not
     a guess); defaults to ``source``.
+    tiny(spec) -> ModelSpec: a small model of the same family and code path with random
+    weights and a small input (tests, CPU benchmarks; see ``tiny_variant``); a weight-free
+    family is its own. Whatever a tiny spec names (e.g. an open_clip config) its family's
+    ``build`` finds by itself, in any process.
     """
 
     build: Callable[..., Embedder]
@@ -70,6 +74,7 @@ class Loader:
     resolve_source: Callable[[ModelSpec], "Source | None"] | None = None
     options: tuple[str, ...] = ()
     pooling: bool = False  # whether the family pools ViT tokens per the spec's ``pooling``
+    tiny: Callable[[ModelSpec], ModelSpec] = lambda spec: spec
 
     def find_source(self, spec: ModelSpec) -> "Source | None":
         """The library's own answer where the family has one (``source`` may be a guess made
@@ -91,6 +96,22 @@ class Loader:
                 f"model {spec.name!r}: unknown option {unknown[0]!r} for loader {spec.loader!r}; "
                 f"allowed: {', '.join(allowed)}"
             )
+
+
+#: The input of every tiny variant unless its family needs another: a 1:2 person crop, a
+#: multiple of every patch size the tiny configs use.
+TINY_SIZE = (64, 32)
+
+
+def tiny_variant(spec: ModelSpec, size: tuple[int, int] = TINY_SIZE, **changes) -> ModelSpec:
+    """``spec`` renamed ``<name>-tiny``, without weights, its preprocessing at ``size``, and
+    without the options that describe the real weights (``params``, ``hf_hub``); ``changes``
+    (a small ``arch``, its ``dim``, ...) come from the family's ``Loader.tiny``."""
+    base = spec.preprocess or Preprocess(size=size)
+    params = dict(weights=None, preprocess=replace(base, size=size),
+                  options={k: v for k, v in spec.options.items() if k not in ("params", "hf_hub")})
+    params.update(changes)
+    return replace(spec, name=f"{spec.name}-tiny", **params)
 
 
 def small_person_preprocess(spec: ModelSpec) -> Preprocess:

@@ -34,7 +34,8 @@ PIXEL_MEAN/STD 0.5, as vit_clipreid.yml.
 from __future__ import annotations
 
 from raybench.errors import SpecError
-from raybench.models.base import Loader, TorchEmbedder, default_device
+from raybench.models.base import Loader, TorchEmbedder, default_device, tiny_variant
+from raybench.models.openclip import model_config
 from raybench.models.weights import check_state_dict, file_source, load_state_dict, local_file
 from raybench.specs import ModelSpec, Preprocess
 
@@ -81,7 +82,7 @@ def _tower(spec: ModelSpec, preprocess: Preprocess, device: str):
     import open_clip
     from torch import nn
 
-    if open_clip.get_model_config(spec.arch) is None:
+    if model_config(spec.arch) is None:
         raise SpecError(f"model {spec.name!r}: unknown open_clip model {spec.arch!r}")
     model = open_clip.create_model(spec.arch, pretrained=None, force_quick_gelu=True, device=device,
                                    force_image_size=preprocess.size, pretrained_text=False)
@@ -128,5 +129,10 @@ def load_checkpoint(tower, state: dict, spec: ModelSpec) -> None:
     tower.load_state_dict(mapped, strict=True)
 
 
+def tiny(spec: ModelSpec) -> ModelSpec:
+    """CLIP-ReID on openclip's tiny ViT (width 64, projection 32: a 96-d feature)."""
+    return tiny_variant(spec, arch="raybench-tiny-ViT", dim=64 + 32)
+
+
 LOADER = Loader(build=build, default_preprocess=default_preprocess, source=source,
-                options=("neck_feat", "stride"))
+                options=("neck_feat", "stride"), tiny=tiny)

@@ -27,7 +27,7 @@ import math
 from pathlib import Path
 
 from raybench.errors import SpecError
-from raybench.models.base import Loader, TorchEmbedder, pool_tokens
+from raybench.models.base import TINY_SIZE, Loader, TorchEmbedder, pool_tokens, tiny_variant
 from raybench.models.weights import classify, hub_access, hub_cache_dir, hub_source
 from raybench.specs import ModelSpec, Preprocess
 
@@ -188,5 +188,35 @@ def _forward(model, spec: ModelSpec, preprocess: Preprocess):
     return pooled if spec.pooling else own
 
 
+def tiny(spec: ModelSpec) -> ModelSpec:
+    """A random tiny DINOv2 or SigLIP vision model saved like a hub folder (see save_tiny)."""
+    folder = save_tiny("siglip" if "siglip" in spec.arch else "dinov2")
+    width = 32 * (2 if spec.pooling == "both" else 1)
+    size = (56, 28) if "dinov2" in spec.arch else TINY_SIZE  # multiples of the patch: 14, 16
+    return tiny_variant(spec, size, arch=str(folder), weights=str(folder), dim=width)
+
+
+def save_tiny(kind: str, folder: str | Path | None = None) -> Path:
+    """A random tiny ``dinov2`` or ``siglip`` vision model, saved with ``save_pretrained``
+    (config + safetensors) into ``folder`` (default: a new temporary folder)."""
+    import tempfile
+
+    import torch
+    import transformers
+
+    configs = {
+        "dinov2": lambda: transformers.Dinov2Model(transformers.Dinov2Config(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+            image_size=56, patch_size=14)),
+        "siglip": lambda: transformers.SiglipVisionModel(transformers.SiglipVisionConfig(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+            image_size=32, patch_size=16)),
+    }
+    folder = Path(folder or tempfile.mkdtemp(prefix=f"raybench-tiny-{kind}-"))
+    torch.manual_seed(0)
+    configs[kind]().save_pretrained(folder)
+    return folder
+
+
 LOADER = Loader(build=build, default_preprocess=default_preprocess, source=source, options=("model_class",),
-                pooling=True)
+                pooling=True, tiny=tiny)

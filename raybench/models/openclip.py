@@ -4,6 +4,11 @@ arch is an open_clip model name (``ViT-B-16``), weights an open_clip pretrained 
 (``openai``), a URL or a local checkpoint. The feature is ``encode_image(x)`` without
 normalisation, i.e. ``model.visual(x)``; only the image tower is kept and counted.
 
+raybench adds three small open_clip architectures of its own (``TINY_CONFIGS``: random-weight
+stand-ins for tests, CPU benchmarks and the CLIP-ReID smoke recipes). They are registered
+through open_clip's own config mechanism by ``model_config`` the first time one is named, so
+any process (a Ray actor, a fresh `raybench run` of a model trained on one) builds them.
+
 Two things open_clip leaves to its caller, done here:
 - QuickGELU: ``create_model("ViT-B-16", pretrained="openai")`` builds plain GELU and only warns,
   although OpenAI's weights were trained with QuickGELU. The tag's own ``quick_gelu`` is applied
@@ -15,11 +20,14 @@ Two things open_clip leaves to its caller, done here:
 
 from __future__ import annotations
 
+import json
 import pickle
+import tempfile
 from dataclasses import replace
+from pathlib import Path
 
 from raybench.errors import SpecError
-from raybench.models.base import Loader, TorchEmbedder, default_device, set_timm_input_size
+from raybench.models.base import Loader, TorchEmbedder, default_device, set_timm_input_size, tiny_variant
 from raybench.models.weights import (
     classify, file_source, hub_access, hub_cache_dir, hub_source, local_file, unsafe_checkpoint,
 )
@@ -28,15 +36,63 @@ from raybench.specs import ModelSpec, Preprocess
 _RESIZE_MODES = {"shortest": "shortest_crop", "squash": "squash", "longest": "pad"}
 _HF_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
+#: A native ViT (CLIP, CLIP-ReID) and two timm-backed towers like SigLIP2 (MAP pool, no
+#: projection; timm's own tiny test ViT) and PE-Core (the Eva class, timm head as projection).
+_TINY_TEXT = {"context_length": 8, "vocab_size": 64, "width": 32, "heads": 2, "layers": 1}
+TINY_CONFIGS = {
+    "raybench-tiny-ViT": {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
+        "text_cfg": _TINY_TEXT,
+    },
+    "raybench-tiny-SigLIP": {
+        "embed_dim": 96,
+        "custom_text": True,
+        "vision_cfg": {"image_size": 160, "timm_model_name": "test_vit3", "timm_model_pretrained": False,
+                       "timm_pool": "map", "timm_proj": "none"},
+        "text_cfg": _TINY_TEXT,
+    },
+    "raybench-tiny-PE": {
+        "embed_dim": 32,
+        "custom_text": True,
+        "vision_cfg": {"image_size": 384, "timm_model_name": "vit_pe_core_tiny_patch16_384",
+                       "timm_model_pretrained": False, "timm_pool": "map", "timm_proj": None},
+        "text_cfg": _TINY_TEXT,
+    },
+}
+
+
+def register_tiny_configs() -> None:
+    """Add TINY_CONFIGS to open_clip's model configs, once per process. open_clip reads
+    architectures from JSON files into its registry; the folder they are written to is not
+    needed afterwards (a rescan skips a path that is gone and keeps what it read)."""
+    import open_clip
+
+    missing = {k: v for k, v in TINY_CONFIGS.items() if open_clip.get_model_config(k) is None}
+    if not missing:
+        return
+    with tempfile.TemporaryDirectory(prefix="raybench-open-clip-") as folder:
+        for name, cfg in missing.items():
+            (Path(folder) / f"{name}.json").write_text(json.dumps(cfg))
+        open_clip.add_model_config(folder)
+
+
+def model_config(arch: str) -> dict | None:
+    """open_clip's config of ``arch`` (None: open_clip has no such model); raybench's tiny
+    architectures are registered on first use, so every builder goes through here."""
+    import open_clip
+
+    if arch in TINY_CONFIGS:
+        register_tiny_configs()
+    return open_clip.get_model_config(arch)
+
 
 def _tag(spec: ModelSpec) -> str | None:
     return spec.weights if spec.weights and classify(spec.weights) == "name" else None
 
 
 def _model_config(arch: str) -> dict:
-    import open_clip
-
-    cfg = open_clip.get_model_config(arch)
+    cfg = model_config(arch)
     if cfg is None:
         raise SpecError(f"unknown open_clip model {arch!r}; see open_clip.list_models()")
     return cfg
@@ -129,10 +185,21 @@ def build(spec: ModelSpec, preprocess: Preprocess, device: str | None, pretraine
     return TorchEmbedder(spec, preprocess, visual, device)
 
 
+def tiny(spec: ModelSpec) -> ModelSpec:
+    """The tiny architecture of the same kind: a native ViT, or a timm tower like PE-Core's or SigLIP2's."""
+    vision = _model_config(spec.arch)["vision_cfg"]
+    if "timm_model_name" not in vision:
+        return tiny_variant(spec, arch="raybench-tiny-ViT", dim=32)
+    if "pe_core" in vision["timm_model_name"]:
+        return tiny_variant(spec, arch="raybench-tiny-PE", dim=32)
+    return tiny_variant(spec, arch="raybench-tiny-SigLIP", dim=96)
+
+
 LOADER = Loader(
     build=build,
     default_preprocess=default_preprocess,
     source=source,
     resolve_source=resolve_source,
     options=("quick_gelu",),
+    tiny=tiny,
 )

@@ -15,7 +15,7 @@ timm's ``set_input_size`` after the weights are loaded, so 1:2 person inputs nee
 from __future__ import annotations
 
 from raybench.errors import SpecError
-from raybench.models.base import Loader, TorchEmbedder, pool_tokens, set_timm_input_size
+from raybench.models.base import TINY_SIZE, Loader, TorchEmbedder, pool_tokens, set_timm_input_size, tiny_variant
 from raybench.models.weights import Source, classify, file_source, hub_access, hub_cache_dir, hub_source, local_file
 from raybench.specs import ModelSpec, Preprocess
 
@@ -116,6 +116,16 @@ def _pooled(model, pooling: str):
     return lambda x: pool_tokens(model.forward_features(x), pooling, prefix)
 
 
+def tiny(spec: ModelSpec) -> ModelSpec:
+    """The same timm class with two narrow blocks (``model_kwargs``), at an input that is a
+    multiple of its patch."""
+    width = 96  # DINOv2-g's SwiGLU needs an even hidden size: int(96 * 2.66667) = 256
+    dim = width * (2 if spec.pooling == "both" else 1)
+    kwargs = {"depth": 2, "embed_dim": width, "num_heads": 2}
+    size = (56, 28) if "patch14" in spec.arch else TINY_SIZE
+    return tiny_variant(spec, size, options={"model_kwargs": kwargs}, dim=dim if spec.pooling else None)
+
+
 LOADER = Loader(
     build=build,
     default_preprocess=default_preprocess,
@@ -123,4 +133,5 @@ LOADER = Loader(
     resolve_source=resolve_source,
     options=("model_kwargs",),
     pooling=True,
+    tiny=tiny,
 )

@@ -15,7 +15,7 @@ ToTensor, ImageNet mean/std.
 from __future__ import annotations
 
 from raybench.errors import SpecError
-from raybench.models.base import Loader, TorchEmbedder
+from raybench.models.base import Loader, TorchEmbedder, tiny_variant
 from raybench.models.weights import check_state_dict, file_source, load_state_dict, local_file
 from raybench.specs import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, Preprocess
 
@@ -64,4 +64,9 @@ def load_backbone(model, state: dict, spec: ModelSpec) -> None:
     model.load_state_dict(state, strict=False)
 
 
-LOADER = Loader(build=build, default_preprocess=default_preprocess, source=source)
+def tiny(spec: ModelSpec) -> ModelSpec:
+    """torchreid's smallest OSNet."""
+    return tiny_variant(spec, arch="osnet_x0_25")
+
+
+LOADER = Loader(build=build, default_preprocess=default_preprocess, source=source, tiny=tiny)

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from raybench.errors import SpecError, WeightsUnavailableError
+from raybench.models.openclip import model_config
 from raybench.train.config import ModelCfg
 
 
@@ -35,11 +36,7 @@ def build_clip(model: ModelCfg, load_init: bool = True):
     checkpoint (only with the arch's own config)."""
     import open_clip
 
-    if model.arch.startswith("raybench-tiny-"):
-        from raybench.models.tiny import register_open_clip
-
-        register_open_clip()
-    base = open_clip.get_model_config(model.arch)
+    base = model_config(model.arch)
     if base is None or "timm_model_name" in base.get("vision_cfg", {}):
         raise SpecError(f"CLIP-ReID needs a native open_clip ViT; {model.arch!r} is not one")
     if model.open_clip_cfg:
