@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from raybench.datasets import Adapter
 from raybench.specs import EvalSpec, MatrixSpec, parse_dataset, parse_model
 
 #: Every key of the per-cell result JSON (team contract).
@@ -46,3 +47,46 @@ def market_dataset(name: str, root: Path) -> object:
 
 def matrix(models, datasets, name: str = "test", **kwargs) -> MatrixSpec:
     return MatrixSpec(name, tuple(models), tuple(datasets), EvalSpec(max_rank=10), **kwargs)
+
+
+# -- datasets the catalog's adapters cannot make: test adapters, named "pipeline_helpers:..." --
+
+#: A gallery image that the "broken" adapter's manifest lists but that does not exist.
+MISSING = "0001_c6s1_999999_00.jpg"
+
+
+def _market(root):
+    from raybench.datasets.market1501 import ADAPTER
+
+    return ADAPTER.parse(root)
+
+
+def _with_missing_image(root):
+    """The Market rows, and one more gallery row naming a file that does not exist."""
+    import pyarrow as pa
+
+    from raybench.datasets.manifest import make_manifest
+
+    row = {"path": str(Path(root) / "bounding_box_test" / MISSING), "pid": 1, "camid": 5, "split": "gallery"}
+    return pa.concat_tables([_market(root), make_manifest([row])])
+
+
+def _two_trials(root):
+    """The Market query and gallery rows twice, as trials 0 and 1."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = _market(root)
+    table = table.filter(pc.is_in(table.column("split"), pa.array(["query", "gallery"])))
+    return pa.concat_tables([table.append_column(pa.field("trial", pa.int16(), nullable=False),
+                                                 pa.array([t] * table.num_rows, pa.int16())) for t in (0, 1)])
+
+
+BROKEN_ADAPTER = Adapter(parse=_with_missing_image, layout="a Market-1501 folder")
+TRIALS_ADAPTER = Adapter(parse=_two_trials, layout="a Market-1501 folder")
+
+
+def custom_dataset(name: str, root: Path, adapter: str, **protocol) -> object:
+    """A dataset read by one of this module's adapters ("BROKEN_ADAPTER", "TRIALS_ADAPTER")."""
+    return parse_dataset({"name": name, "adapter": f"pipeline_helpers:{adapter}", "root": str(root),
+                          **({"protocol": protocol} if protocol else {})}, f"test dataset {name}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from pipeline_helpers import RESULT_KEYS, dummy_model, make_market, market_dataset, matrix
+from pipeline_helpers import MISSING, RESULT_KEYS, custom_dataset, dummy_model, make_market, market_dataset, matrix
 
 from raybench.pipeline.driver import RunOptions, run_matrix
 from raybench.rundir.store import embedding_schema
@@ -90,11 +90,11 @@ def test_bad_images_and_missing_datasets_fail_only_their_cells(ray_local, market
     bad = sorted((broken / "bounding_box_test").glob("*.jpg"))[0]
     bad.write_bytes(b"not a jpeg")
     missing = str(broken / "bounding_box_test" / MISSING)  # listed by the manifest, not on disk
-    datasets = [market_dataset("good", market), market_dataset("broken", broken),
-                market_dataset("absent", tmp_path / "nowhere"), _two_trials(market)]
+    datasets = [market_dataset("good", market), custom_dataset("broken", broken, "BROKEN_ADAPTER"),
+                market_dataset("absent", tmp_path / "nowhere"),
+                custom_dataset("trials", market, "TRIALS_ADAPTER", trials=2)]
     out = f"file://{tmp_path}/run"  # a pyarrow filesystem URI, not a plain path
-    summary = run_matrix(matrix([dummy_model("d")], datasets), out, RunOptions(), echo=_quiet,
-                         load_manifest=_manifests)
+    summary = run_matrix(matrix([dummy_model("d")], datasets), out, RunOptions(), echo=_quiet)
     status = {r["dataset"]: r["status"] for r in summary.rows}
     assert status == {"good": "ok", "broken": "failed", "absent": "failed", "trials": "ok"} and not summary.ok
     # Two trials: the store mirrors the manifest (rows repeated per trial), each image embedded once.
@@ -111,7 +111,7 @@ def test_bad_images_and_missing_datasets_fail_only_their_cells(ray_local, market
     # geometry: the dataset is decoded once, into a pixel cache that records the bad images.
     models = [dummy_model("d"), dummy_model("d4", 4)]
     skip = run_matrix(matrix(models, datasets[1:2], on_bad_image="skip"), str(tmp_path / "skip"),
-                      RunOptions(), echo=_quiet, load_manifest=_manifests)
+                      RunOptions(), echo=_quiet)
     assert skip.ok
     result = _result(tmp_path / "skip", "broken", "d")
     assert sorted(result["skipped_images"]) == sorted([str(bad), missing])
@@ -124,46 +124,9 @@ def test_bad_images_and_missing_datasets_fail_only_their_cells(ray_local, market
     # The user fixes the corrupt image: the rerun under `fail` embeds the cell again and reads
     # the files as they are now (only the missing one is named), not the cache's old errors.
     shutil.copyfile(sorted((market / "bounding_box_test").glob("*.jpg"))[0], bad)
-    rerun = run_matrix(matrix(models[:1], datasets[1:2]), str(tmp_path / "skip"), RunOptions(), echo=_quiet,
-                       load_manifest=_manifests)
+    rerun = run_matrix(matrix(models[:1], datasets[1:2]), str(tmp_path / "skip"), RunOptions(), echo=_quiet)
     (row,) = rerun.failed
     assert missing in row["error"] and str(bad) not in row["error"], row["error"]
-
-
-def _two_trials(root: Path):
-    from raybench.specs import parse_dataset
-
-    return parse_dataset({"name": "trials", "adapter": "market1501", "root": str(root),
-                          "protocol": {"trials": 2}}, "test dataset trials")
-
-
-#: A gallery image that the "broken" dataset's manifest lists but that does not exist.
-MISSING = "0001_c6s1_999999_00.jpg"
-
-
-def _manifests(spec):
-    """The catalog's loader; for "trials", the Market rows twice, as trials 0 and 1; for
-    "broken", one more gallery row naming a file that does not exist."""
-    import dataclasses
-
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from raybench.datasets import load_manifest
-    from raybench.datasets.manifest import make_manifest
-
-    if spec.name == "broken":
-        table = load_manifest(spec)
-        row = {"path": str(Path(spec.root) / "bounding_box_test" / MISSING), "pid": 1, "camid": 5,
-               "split": "gallery"}
-        return pa.concat_tables([table, make_manifest([row])])
-    if spec.name != "trials":
-        return load_manifest(spec)
-    table = load_manifest(dataclasses.replace(spec, protocol=dataclasses.replace(spec.protocol, trials=1)))
-    table = table.filter(pc.is_in(table.column("split"), pa.array(["query", "gallery"])))
-    parts = [table.append_column(pa.field("trial", pa.int16(), nullable=False),
-                                 pa.array([t] * table.num_rows, pa.int16())) for t in (0, 1)]
-    return pa.concat_tables(parts)
 
 
 def test_run_command_prints_the_table_and_exits_nonzero_on_failure(ray_local, market, tmp_path):

@@ -70,18 +70,15 @@ class RunSummary:
 
 
 def run_matrix(matrix: MatrixSpec, out: str, options: RunOptions = RunOptions(),
-               echo: Callable[[str], None] = notice, load_manifest=None) -> RunSummary:
-    """Run every cell of ``matrix`` into the run directory ``out`` (a path or a URI).
-
-    ``echo`` receives the progress lines; ``load_manifest`` stands in for
-    raybench.datasets.load_manifest (tests use it to build manifests the catalog cannot).
-    """
+               echo: Callable[[str], None] = notice) -> RunSummary:
+    """Run every cell of ``matrix`` into the run directory ``out`` (a path or a URI);
+    ``echo`` receives the progress lines."""
     from raybench.pipeline import runtime
 
     store = RunStore.open(out)
     started = runtime.connect(matrix.name, options.num_cpus, options.dashboard)
     try:
-        return Run(matrix, store, options, echo, load_manifest).execute()
+        return Run(matrix, store, options, echo).execute()
     finally:
         if started:
             import ray
@@ -183,9 +180,8 @@ class PreparedModel:
 class Run:
     """One execution of a matrix into a store (state lives here, not in module globals)."""
 
-    def __init__(self, matrix: MatrixSpec, store: RunStore, options: RunOptions, echo, load_manifest):
+    def __init__(self, matrix: MatrixSpec, store: RunStore, options: RunOptions, echo):
         self.matrix, self.store, self.options, self.echo = matrix, store, options, echo
-        self.load_manifest = load_manifest
         self.run_id = uuid.uuid4().hex[:8]
 
     # -- the whole run --------------------------------------------------------------------
@@ -232,10 +228,9 @@ class Run:
         return RunSummary(self.store.uri, rows, time.time() - start, record)
 
     def _load_datasets(self) -> dict[str, DatasetImages]:
-        loader = self.load_manifest
-        if loader is None:
-            from raybench.datasets import load_manifest as loader
-        return {spec.name: load_images(spec, loader) for spec in self.matrix.datasets}
+        from raybench.datasets import load_manifest
+
+        return {spec.name: load_images(spec, load_manifest) for spec in self.matrix.datasets}
 
     def _replay(self, cells: list[Cell]) -> None:
         """Cells that need no embedding: finished, failed before starting, or only to re-score."""
