@@ -40,14 +40,19 @@ def test_both_sides_agree_on_tiny_features():
     ref = bench._worker({"side": "torchreid", "scale": "tiny", "seed": 0, "repeat": 1, "rank_only": False})
     comp = bench.compare(ours, ref)
     assert max(comp["max_abs_diff"].values()) < 1e-6
-    assert comp["speedup"] > 0 and ours["peak_rss_bytes"] > ours["rss_before_bytes"] * 0.5
+    assert comp["speedup"] == pytest.approx(ref["seconds"] / ours["seconds"])  # the two measured times
+    assert ours["peak_rss_bytes"] >= 0.99 * ours["rss_before_bytes"]  # two readings of the same process
     assert ours["rank_only_max_abs_diff_to_features"] < 1e-9
 
 
 def test_cli_group_and_metrics_help():
     from raybench.commands.bench import bench as group
 
-    assert group.lazy == {"embed": "raybench.bench.embed:embed_command"}
+    import click
+
+    listing = CliRunner().invoke(group, ["--help"]).output
+    assert "embed" in listing and "metrics" in listing
+    assert isinstance(group.get_command(click.Context(group), "embed"), click.Command)  # its lazy target imports
     result = CliRunner().invoke(group, ["metrics", "--help"])
     assert result.exit_code == 0 and "--scale" in result.output and "--against" in result.output
     assert "--rerank" in result.output
@@ -80,7 +85,7 @@ def test_rerank_worker_scores_what_dense_reranking_scores():
     phases = ours["seconds_phases"]
     assert set(phases) == {"neighbours", "graph", "build", "rows_and_scoring"}
     assert phases["neighbours"] + phases["graph"] <= phases["build"] <= ours["seconds"]
-    assert ours["peak_rss_bytes"] > 0
+    assert ours["peak_rss_bytes"] >= 0.99 * ours["rss_before_bytes"]  # two readings of the same process
 
 
 def test_cli_rerank_at_tiny_scale_writes_the_record(tmp_path):
@@ -96,7 +101,8 @@ def test_cli_rerank_at_tiny_scale_writes_the_record(tmp_path):
                                 "distance": "euclidean", "normalize": True}
     assert record["command"].endswith("--rerank --seed 0 --repeat 1")
     side = record["raybench"]
-    assert len(side["seconds_all"]) == 1 and side["seconds"] > 0 and side["peak_rss_bytes"] > 0
+    assert len(side["seconds_all"]) == 1 and side["seconds"] == min(side["seconds_all"])
+    assert side["peak_rss_bytes"] >= 0.99 * side["rss_before_bytes"]
     assert side["run_peak_rss_delta_bytes"] is None or side["run_peak_rss_delta_bytes"] < side["peak_rss_bytes"]
     assert 0.5 < side["metrics"]["mAP"] <= 1 and side["metrics"]["num_valid_query"] == SCALES["tiny"].num_query
     assert {"commit", "dirty", "dirty_paths", "ignored_paths"} <= set(record["git"])

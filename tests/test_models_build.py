@@ -42,7 +42,9 @@ def test_every_model_builds_and_returns_its_dim(name):
     out = embedder.embed(random_pixels(spec.preprocess))
     assert out.dtype == np.float32 and out.shape == (3, spec.dim) and np.isfinite(out).all()
     assert embedder.dim == spec.dim and embedder.paradigm == CATALOG[name].paradigm
-    assert embedder.num_params > 0 or spec.loader in ("color", "dummy")
+    tower = getattr(embedder, "tower", None)
+    expected = sum(p.numel() for p in tower.parameters()) if tower is not None else 0
+    assert embedder.num_params == expected and (expected > 0 or spec.loader in ("color", "dummy"))
 
 
 def test_tiny_open_clip_architectures_build_in_a_fresh_process():
