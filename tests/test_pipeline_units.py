@@ -101,6 +101,11 @@ def test_plan_states_follow_the_store(tmp_path):
     stricter = type(stricter)(stricter.name, stricter.models, stricter.datasets, EvalSpec(max_rank=3))
     assert planning.plan_cells(stricter, {"d": data}, store, False)[0].state == "evaluate"
     assert planning.group_by_model(planning.plan_cells(spec, datasets, store, True))[0][0] is model
+    # A truncated embeddings part: the cell is embedded again (its result cannot be re-scored).
+    part = tmp_path / "embeddings/d/m/part-00000.parquet"
+    part.write_bytes(part.read_bytes()[:-30])
+    (cell, _) = planning.plan_cells(spec, datasets, store, False)
+    assert cell.state == "embed" and str(part) in cell.reason and "unreadable Parquet" in cell.reason
 
 
 def _embedded(data):

@@ -233,6 +233,10 @@ def test_unreadable_embeddings_cost_only_their_rank_list(damaged_report):
     (note,) = [n for n in damaged_report.notes if "color-hist x alpha" in n]
     assert "could not be read" in note and "delete that folder" in note
     assert "No rank list for color-hist x alpha" in (damaged_report.out / "results.md").read_text()
+    # and the console says so, naming the truncated file
+    run = damaged_report.run.store.root
+    out = invoke(run, "--bootstraps", "100", "--queries", "1", "--out", f"{run}/report2").output
+    assert "No rank list for color-hist x alpha" in out and "alpha/color-hist/part-00000.parquet" in out
 
 
 def test_classic_cuhk03_rank1_has_no_query_bootstrap_interval(damaged_report):

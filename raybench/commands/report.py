@@ -59,6 +59,8 @@ def report(run_dir: str, fmt: str, show_paper: bool, out: Path | None, reference
     failed = [r for r in result.rows if r["status"] != "ok"]
     for r in failed:
         notice(f"{r['model']} x {r['dataset']} {r['status']}: {r['error']}")
+    for problem in result.problems:  # unreadable files the tables could do without
+        notice(problem)
     from raybench.report.tables import status_counts
 
     notice(f"report: {result.uploaded_to or result.out} ({count(len(result.files), 'file')}; {count(len(result.rows), 'cell')}: {status_counts(result.rows)})")

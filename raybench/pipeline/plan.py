@@ -116,6 +116,10 @@ def _plan_one(model: ModelSpec, data: DatasetImages, matrix: MatrixSpec, store, 
         return Cell(model, data, EMBED, key, f"invalid embeddings marker ({exc})")
     if not marker or marker.key != key:
         return Cell(model, data, EMBED, key, "no embeddings" if not marker else "stale embeddings")
+    try:
+        store.check_embeddings(data.name, marker)
+    except RunFileError as exc:  # a truncated or lost part: embedded again
+        return Cell(model, data, EMBED, key, f"unreadable embeddings ({exc})")
     if marker.skipped_images and matrix.on_bad_image == "fail":
         return Cell(model, data, EMBED, key, "embedded with skipped images; on_bad_image is fail")
     try:

@@ -44,6 +44,8 @@ class Report:
     paper_rows: list[dict[str, Any]] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    #: files of the run that could not be read (also in notes): the console shows these
+    problems: list[str] = field(default_factory=list)
     uploaded_to: str | None = None  # <run>/report on object storage, when the run lives there
 
 
@@ -53,8 +55,8 @@ def build_report(run_dir: str | Path | RunStore, options: ReportOptions = Report
     It goes to ``options.out``, else to <run>/report: written there for a run on this machine's
     filesystem; for one on object storage, written to a temporary folder and uploaded.
     """
-    notes: list[str] = []
-    run = load_run(run_dir, notes)
+    problems: list[str] = []
+    run = load_run(run_dir, problems)
     upload = not options.out and not run.store.is_local
     if options.out:
         out = Path(options.out)
@@ -66,7 +68,7 @@ def build_report(run_dir: str | Path | RunStore, options: ReportOptions = Report
         out = Path(run.store.path("report"))
     _make_dir(out, run)
     rows = [tables.cell_row(c, _intervals(c, options)) for c in run.cells]
-    report = Report(run=run, out=out, rows=rows, notes=notes)
+    report = Report(run=run, out=out, rows=rows, problems=problems)
     sampled = [f"{c.model} x {c.dataset}" for c in run.cells if c.ok and _cuhk03_metric(c)]
     if sampled:
         report.notes.append("Rank-1 of " + ", ".join(sampled) + " is the classic CUHK03 single-shot "
@@ -129,8 +131,9 @@ def _write_extras(report: Report, options: ReportOptions) -> None:
     report.files += files
     if options.ranklists:
         report.files += ranklist.write_ranklists(
-            report.run, report.out / "ranklists", options.ranklist_queries, options.seed, report.notes
+            report.run, report.out / "ranklists", options.ranklist_queries, options.seed, report.problems
         )
+    report.notes += report.problems
 
 
 def markdown(report: Report, options: ReportOptions) -> str:

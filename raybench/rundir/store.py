@@ -239,6 +239,21 @@ class RunStore:
                 out.write(json.dumps(spec, indent=2, default=str).encode() + b"\n")
         self.commit(tmp, rel, marker.to_json())
 
+    def check_embeddings(self, dataset: str, marker: CellMarker) -> None:
+        """Cheaply (Parquet footers only) that a committed cell's files hold the rows its
+        marker says: a truncated or missing part raises RunFileError naming it."""
+        import pyarrow.parquet as pq
+
+        rel = self.embeddings_dir(dataset, marker.model)
+        rows = 0
+        for file in self.parquet_files(rel):
+            try:
+                rows += pq.read_metadata(file, filesystem=self.fs).num_rows
+            except (OSError, pa.ArrowException) as exc:
+                raise RunFileError(file, "<file>", f"unreadable Parquet ({exc})") from None
+        if rows != marker.rows:
+            raise RunFileError(self.path(rel), "rows", f"{rows} rows stored, {marker.rows} committed")
+
     def read_embeddings(self, dataset: str, model: str) -> pa.Table:
         """A committed cell's embeddings: the one reader (scoring, rank lists, scripts).
 
