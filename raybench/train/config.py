@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from raybench.errors import SpecError
-from raybench.specs import DatasetSpec, Fields, Preprocess, parse_dataset, parse_preprocess
+from raybench.specs import PRECISIONS, DatasetSpec, Fields, Preprocess, parse_dataset, parse_preprocess
 from raybench.train.recipe import RECIPES
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "amsgrad")
 DECAYS = ("cosine", "step", "constant")
-PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)
