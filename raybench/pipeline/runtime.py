@@ -1,9 +1,6 @@
-"""Where a run executes: start or join Ray, size the embedding pool, check the output location,
-and record provenance (versions, git hash) for run.json.
-
-Local Ray is started with ``address="local"``, never a bare ``ray.init()``, which would silently
-join whatever cluster happens to run on the machine; RAY_ADDRESS (set by Ray Jobs, or by the
-user) joins that cluster instead.
+"""Where a run executes: size the embedding pool, check the output location, and record
+provenance (versions, git hash) for run.json. Starting or joining Ray is raybench.ray_runtime's
+``connect`` (imported here for the driver), the one place that does it.
 """
 
 from __future__ import annotations
@@ -16,32 +13,13 @@ from importlib import metadata
 
 from raybench.errors import RaybenchError
 from raybench.pipeline.embed import Pool
+from raybench.ray_runtime import connect  # noqa: F401 - the driver's runtime.connect
 
 #: Distributions whose versions go into run.json (read from metadata: nothing is imported).
 VERSIONED = ("raybench", "ray", "torch", "torchvision", "pyarrow", "numpy", "torchreid",
              "open_clip_torch", "timm", "transformers", "pillow")
 
 SHARED_OUT_ENV = "RAYBENCH_SHARED_OUT"
-
-
-def connect(run: str, num_cpus: int | None = None, dashboard: bool = False) -> bool:
-    """Start a local Ray or join RAY_ADDRESS; True when this process started Ray (and must stop it)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    from ray.job_config import JobConfig
-
-    common = {
-        "namespace": "raybench",
-        "job_config": JobConfig(metadata={"job_name": f"raybench-run:{run}", "raybench_run": run}),
-    }
-    address = os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, **common)
-        return False
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard, **common)
-    return True
 
 
 @dataclass(frozen=True)

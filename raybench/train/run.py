@@ -46,6 +46,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, workers: int | None =
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    from raybench.ray_runtime import connect
     from raybench.train.export import default_out, export_run
     from raybench.train.loop import train_worker
     from raybench.train.recipe import RECIPES
@@ -61,7 +62,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, workers: int | None =
     _check_data(cfg)
     _check_resumable(cfg, out)
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2, default=str))
-    started = _connect(cfg.name)
+    started = connect(cfg.name, dashboard=None, kind="train")  # the dashboard's Train view, if installed
     try:
         gpus = _gpus(cfg.gpus_per_worker)
         _check_fits(cfg.workers, gpus, started)
@@ -141,17 +142,6 @@ def _resolve_paths(cfg: TrainConfig) -> TrainConfig:
 
     root = str(resolve_root(cfg.dataset).resolve())
     return cfg.replace(dataset=dataclasses.replace(cfg.dataset, root=root))
-
-
-def _connect(name: str) -> bool:
-    """Join RAY_ADDRESS or start a local Ray (never a bare ray.init()); True if started here."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    address = os.environ.get("RAY_ADDRESS")
-    ray.init(address=address or "local", namespace="raybench", log_to_driver=True)
-    return not address
 
 
 def _check_fits(workers: int, gpus: float, local: bool) -> None:
