@@ -120,7 +120,7 @@ def ray_pipeline(spec, paths: list[str], actors: int | None, threads: int | None
     from raybench.ray_runtime import connect
 
     start = time.perf_counter()
-    started = connect("embed", dashboard=False, kind="bench", log_to_driver=False)
+    started = connect("embed", dashboard=False, kind="bench")
     init_seconds = time.perf_counter() - start if started else None
     try:
         import ray.data

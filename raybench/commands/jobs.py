@@ -117,6 +117,7 @@ def _follow_and_exit(dash, job_id: str, stream=None) -> None:
     """Stream the logs; exit 0 if the job SUCCEEDED, JOB_FAILED_EXIT otherwise."""
     from raybench.console import notice
     from raybench.jobs import submit as jobs
+    from raybench.ray_runtime import JobLog
 
     stream = stream or sys.stdout
 
@@ -124,8 +125,10 @@ def _follow_and_exit(dash, job_id: str, stream=None) -> None:
         stream.write(text)
         stream.flush()
 
+    log = JobLog(write)
     try:
-        status = jobs.follow(dash, job_id, write)
+        status = jobs.follow(dash, job_id, log)
+        log.close()
     except KeyboardInterrupt:
         notice(f"\nstopped following; job {job_id} keeps running "
                f"(stop it: raybench stop {job_id} --address {dash.shown})")
@@ -173,11 +176,14 @@ def status(dash, job_id, as_json):
 def logs(dash, job_id, follow):
     """Print a job's logs (driver stdout and stderr)."""
     from raybench.jobs import submit as jobs
+    from raybench.ray_runtime import JobLog
 
     if follow:
         _follow_and_exit(dash, job_id)
         return
-    click.echo(jobs.job_logs(dash, job_id), nl=False)
+    log = JobLog(lambda text: click.echo(text, nl=False))
+    log(jobs.job_logs(dash, job_id))
+    log.close()
 
 
 @click.command()
