@@ -47,6 +47,7 @@ CONNECT = textwrap.dedent("""
     console.configure_logging(verbose=sys.argv[1] == "-v")
     assert ray_runtime.connect("console-test", num_cpus=1, kind="test")
     logging.getLogger("ray").warning("\\x1b[1m\\x1b[32mcoloured\\x1b[39m\\x1b[22m record")
+    logging.getLogger("ray.data.dataset").warning("Warning: no available CPUs (a Ray Data record)")
     sys.stderr.flush()
     os.write(2, b"[2026-12-03 00:03:38,944 E 1 1] core_worker.cc:1: a native Ray line\\n")
     os.write(2, b"a native line of another library\\n")
@@ -75,10 +76,11 @@ def test_connect_console_policy(flag):
     assert list(Path(logs).glob("python-core-driver-*.log")), logs
     if flag == "-v":
         assert "Started a local Ray instance" in err and "coloured record" in err
+        assert "a Ray Data record" in err
         assert "core_worker.cc:1: a native Ray line" in err
     else:
         assert not RAY_LINE.search(err), err
-        assert "coloured" not in err and "Started a local Ray" not in err
+        assert "coloured" not in err and "Started a local Ray" not in err and "Ray Data" not in err
 
 
 @pytest.mark.slow
