@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from raybench.commands import LazyGroup
+from raybench.commands.lazy import LazyGroup
 from raybench.errors import RaybenchError
 
 COMMANDS = {
@@ -35,7 +35,10 @@ COMMANDS = {
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(package_name="raybench")
-def cli():
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show Ray's own lines too (notices, warnings, worker output, native logs).")
+@click.option("-q", "--quiet", is_flag=True, help="Warnings, errors and results only.")
+def cli(verbose: bool, quiet: bool):
     """raybench: evaluate person re-identification models across datasets, as one
     model x dataset matrix on Ray.
 
@@ -47,7 +50,15 @@ def cli():
     Your data: point $RAYBENCH_DATA at the folder holding your dataset copies, then
       raybench datasets check              # which datasets are present and complete
       raybench run --matrix paper          # the study's 11 models x 9 datasets
+    \b
+    By default the console shows raybench's own lines; Ray's stay in its session log folder.
+    -v shows them here too: raybench -v run ...
     """
+    if verbose and quiet:
+        raise click.UsageError("-v/--verbose and -q/--quiet exclude each other")
+    from raybench.console import configure_logging
+
+    configure_logging(verbose=verbose, quiet=quiet)
 
 
 def main(argv: list[str] | None = None) -> None:

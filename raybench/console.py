@@ -1,10 +1,15 @@
-"""Terminal output shared by every command: tables, JSON, one-line notices."""
+"""Terminal output shared by every command: tables, JSON, one-line notices, and the logging
+set-up that the CLI applies once (``-v``/``-q``)."""
 
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from typing import Any, Iterable, Mapping, Sequence
+
+#: raybench's logger: its level, set by the CLI, also decides what Ray prints (ray_runtime).
+LOGGER = "raybench"
 
 
 def print_json(obj: Any) -> None:
@@ -59,5 +64,42 @@ def count(n: int, noun: str) -> str:
 
 
 def notice(message: str) -> None:
-    """A one-line message for the person at the terminal (stderr, so stdout stays parseable)."""
-    print(message, file=sys.stderr)
+    """A one-line message for the person at the terminal (stderr, so stdout stays parseable);
+    ``-q`` silences it."""
+    if logging.getLogger(LOGGER).level <= logging.INFO:  # NOTSET (library use) included
+        print(message, file=sys.stderr)
+
+
+def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
+    """The CLI's logging, set once per command: raybench's records go to stderr; ``-v`` adds its
+    debug lines and Ray's own (raybench.ray_runtime reads this level), ``-q`` keeps warnings and
+    errors only (notices and progress lines go)."""
+    logger = logging.getLogger(LOGGER)
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    logger.handlers = [h for h in logger.handlers if not isinstance(h, _StderrHandler)]
+    logger.addHandler(_StderrHandler())
+    logger.propagate = False
+
+
+class _StderrHandler(logging.Handler):
+    """Writes to the ``sys.stderr`` of the moment (a test's capture, or the console that
+    raybench.ray_runtime keeps apart from Ray's native output), as ``notice`` does."""
+
+    def __init__(self):
+        super().__init__()
+        self.setFormatter(_Formatter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except Exception:  # noqa: BLE001 - logging must not raise
+            self.handleError(record)
+
+
+class _Formatter(logging.Formatter):
+    """Plain lines like ``notice``'s; warnings and errors say so."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        if record.levelno >= logging.WARNING:
+            return f"{record.levelname.lower()}: {record.message}"
+        return record.message

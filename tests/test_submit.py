@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from raybench.paths import PROJECT_ROOT
+from test_ray_runtime import RAY_LINE
 
 VENV_BIN = Path(sys.executable).parent
 pytestmark = pytest.mark.slow
@@ -283,6 +284,7 @@ def test_submit_smoke_matrix_and_wait(head, tmp_path):
     for cell in cells:
         assert json.loads(cell.read_text())["status"] == "ok", cell
     assert head.token not in result.stdout + result.stderr
+    assert not RAY_LINE.search(result.stdout + result.stderr), result.stdout[-4000:] + result.stderr[-4000:]
 
     # Counters stay on the endpoint after the driver exits; the last export may lag a little.
     deadline = time.monotonic() + 30

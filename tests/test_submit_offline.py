@@ -17,9 +17,9 @@ import pytest
 
 from raybench.errors import RaybenchError, SpecError
 from raybench.paths import PROJECT_ROOT
-from raybench.pipeline import dashboard as dashboard_mod
-from raybench.pipeline import submit as jobs
-from raybench.pipeline.dashboard import ClusterAuthError, ClusterError, dashboard, find_token, parse_headers
+from raybench.jobs import dashboard as dashboard_mod
+from raybench.jobs import submit as jobs
+from raybench.jobs.dashboard import ClusterAuthError, ClusterError, dashboard, find_token, parse_headers
 
 SECRET = "s3cr3t-t0ken-value"
 

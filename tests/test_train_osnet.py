@@ -31,6 +31,7 @@ import pytest
 from raybench.catalog import load_dataset_catalog
 from raybench.train.config import load_train_config
 from raybench.train.sampler import pk_plan
+from test_ray_runtime import RAY_LINE
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not Path("/proc/self/stat").is_file(),
@@ -206,6 +207,8 @@ def test_the_killed_run_resumes_when_the_same_command_runs_again(run):
     assert info["epoch"] == cfg.epochs - 1 and info["world"] == 2 and info["num_classes"] == 24
     assert (out / "model.yaml").is_file() and (out / "model.pth").is_file()
     assert f"trained:{out}" in run.output and "images_per_s" in run.output
+    # the default console: rank 0's own lines, not Ray's (worker prefixes, records, native lines)
+    assert f"epoch {cfg.epochs - 1} done" in run.output and not RAY_LINE.search(run.output), run.output[-3000:]
 
 
 def _map(embedder, dataset):

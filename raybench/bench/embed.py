@@ -117,11 +117,10 @@ def ray_pipeline(spec, paths: list[str], actors: int | None, threads: int | None
     from raybench.models import resolve_preprocess
     from raybench.pipeline import runtime
     from raybench.pipeline.embed import Source, embedding_stream
+    from raybench.ray_runtime import connect
 
     start = time.perf_counter()
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address="local", include_dashboard=False, log_to_driver=False)
+    started = connect("embed", dashboard=False, kind="bench")
     init_seconds = time.perf_counter() - start if started else None
     try:
         import ray.data

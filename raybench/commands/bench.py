@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from raybench.commands import LazyGroup
+from raybench.commands.lazy import LazyGroup
 
 
 @click.group("bench", cls=LazyGroup, lazy={"embed": "raybench.bench.embed:embed_command"})

@@ -1,6 +1,6 @@
 """`raybench submit | status | logs | stop`: run on a Ray cluster through its Jobs API.
 
-Thin: options in, raybench.pipeline.submit does the work. Imports nothing heavy at module
+Thin: options in, raybench.jobs.submit does the work. Imports nothing heavy at module
 level (`raybench --help` lists these commands).
 """
 
@@ -32,7 +32,7 @@ def dashboard_options(func):
                   help="How long to wait for the dashboard to answer (connecting: at most 5 s).")
     @functools.wraps(func)
     def wrapper(address, headers, verify, ca_bundle, timeout, **kwargs):
-        from raybench.pipeline.dashboard import dashboard
+        from raybench.jobs.dashboard import dashboard
 
         dash = dashboard(address, headers, verify=verify, ca_bundle=ca_bundle, timeout=timeout)
         if dash.verify is False and dash.address.startswith("https:"):
@@ -85,7 +85,7 @@ def submit(dash, matrix, train_config, out, wait, runtime_env_file, spec_name, a
     """
     from raybench.console import notice, print_json
     from raybench.errors import SpecError
-    from raybench.pipeline import submit as jobs
+    from raybench.jobs import submit as jobs
 
     if (matrix is None) == (train_config is None):
         raise SpecError("give exactly one of --matrix NAME and --train CONFIG")
@@ -116,7 +116,8 @@ def submit(dash, matrix, train_config, out, wait, runtime_env_file, spec_name, a
 def _follow_and_exit(dash, job_id: str, stream=None) -> None:
     """Stream the logs; exit 0 if the job SUCCEEDED, JOB_FAILED_EXIT otherwise."""
     from raybench.console import notice
-    from raybench.pipeline import submit as jobs
+    from raybench.jobs import submit as jobs
+    from raybench.ray_runtime import JobLog
 
     stream = stream or sys.stdout
 
@@ -124,8 +125,10 @@ def _follow_and_exit(dash, job_id: str, stream=None) -> None:
         stream.write(text)
         stream.flush()
 
+    log = JobLog(write)
     try:
-        status = jobs.follow(dash, job_id, write)
+        status = jobs.follow(dash, job_id, log)
+        log.close()
     except KeyboardInterrupt:
         notice(f"\nstopped following; job {job_id} keeps running "
                f"(stop it: raybench stop {job_id} --address {dash.shown})")
@@ -145,7 +148,7 @@ def _follow_and_exit(dash, job_id: str, stream=None) -> None:
 def status(dash, job_id, as_json):
     """The status of one job, or a table of all jobs on the cluster (newest first)."""
     from raybench.console import print_json, print_table
-    from raybench.pipeline import submit as jobs
+    from raybench.jobs import submit as jobs
 
     if job_id is None:
         rows = jobs.list_jobs(dash)
@@ -172,12 +175,15 @@ def status(dash, job_id, as_json):
 @dashboard_options
 def logs(dash, job_id, follow):
     """Print a job's logs (driver stdout and stderr)."""
-    from raybench.pipeline import submit as jobs
+    from raybench.jobs import submit as jobs
+    from raybench.ray_runtime import JobLog
 
     if follow:
         _follow_and_exit(dash, job_id)
         return
-    click.echo(jobs.job_logs(dash, job_id), nl=False)
+    log = JobLog(lambda text: click.echo(text, nl=False))
+    log(jobs.job_logs(dash, job_id))
+    log.close()
 
 
 @click.command()
@@ -186,7 +192,7 @@ def logs(dash, job_id, follow):
 @dashboard_options
 def stop(dash, job_id, wait):
     """Stop a running job (a finished one is left as it is)."""
-    from raybench.pipeline import submit as jobs
+    from raybench.jobs import submit as jobs
 
     requested, before = jobs.stop(dash, job_id)
     if not requested:

@@ -27,12 +27,11 @@ import numpy as np
 import pyarrow as pa
 
 from raybench.datasets import Adapter
-from raybench.datasets.common import market_style
+from raybench.datasets.common import MARKET_FOLDERS, market_style
 from raybench.errors import DatasetError, SpecError, UnknownNameError
 
 LAYOUT = "{bounding_box_train,query,bounding_box_test}/0001_c1s1_000000_00.jpg + synth.json"
 PATTERN = re.compile(r"^([-\d]+)_c(\d+)")
-FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
 KINDS = {"person": 0, "distractor": 1, "junk": 2}
 CHUNK = 256
 #: Bump whenever the drawing changes what a seed produces: it is part of the cache folder's
@@ -141,7 +140,8 @@ def _write_chunk(args) -> int:
     quality = {cam: int(draw.camera_params(cfg.seed, domain, cam)["quality"]) for cam in set(rows["cam"].tolist())}
     for image, pid, cam, split, frame in zip(images, rows["pid"].tolist(), rows["cam"].tolist(),
                                              rows["split"].tolist(), rows["frame"].tolist()):
-        Image.fromarray(image).save(Path(out) / FOLDERS[split] / file_name(pid, cam, frame), quality=quality[cam])
+        path = Path(out) / MARKET_FOLDERS[split] / file_name(pid, cam, frame)
+        Image.fromarray(image).save(path, quality=quality[cam])
     return len(images)
 
 
@@ -149,7 +149,7 @@ def write_dataset(cfg: SynthConfig, out: Path, workers: int | None = None) -> di
     """Render and write the whole dataset into ``out`` (an existing, empty folder)."""
     rows = plan(cfg)
     rows["frame"] = np.arange(len(rows["kind"]))
-    for folder in FOLDERS.values():
+    for folder in MARKET_FOLDERS.values():
         (out / folder).mkdir(parents=True, exist_ok=True)
     chunks = [(cfg, {k: v[i:i + CHUNK] for k, v in rows.items()}, str(out))
               for i in range(0, len(rows["kind"]), CHUNK)]
@@ -164,7 +164,7 @@ def write_dataset(cfg: SynthConfig, out: Path, workers: int | None = None) -> di
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             written = sum(pool.map(_write_chunk, chunks))
     summary = {"params": dataclasses.asdict(cfg), "draw_version": DRAW_VERSION, "images": written,
-               "splits": {s: int((rows["split"] == s).sum()) for s in FOLDERS}}
+               "splits": {s: int((rows["split"] == s).sum()) for s in MARKET_FOLDERS}}
     (out / "synth.json").write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -206,7 +206,7 @@ def parse(root: Path, **params) -> pa.Table:
     if params:
         _check_params(Path(root), config(params))
     return market_style(root, dataset="synthetic", layout=LAYOUT, names=(), pattern=PATTERN,
-                        example="0001_c1s1_000000_00.jpg", folders=FOLDERS)
+                        example="0001_c1s1_000000_00.jpg")
 
 
 def _check_params(root: Path, cfg: SynthConfig) -> None:

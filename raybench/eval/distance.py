@@ -17,8 +17,8 @@ from typing import Iterator
 import numpy as np
 
 from raybench.errors import EvaluationError
+from raybench.specs import DISTANCES
 
-DISTANCES = ("euclidean", "cosine")
 MIN_CHUNK_ROWS = 64
 #: Default chunk: about this many distance entries (256 MiB of float32) per block of rows; the
 #: GEMM runs ~15% faster on blocks of ~1000 rows than on ~400 (MSMT17's gallery is 82K wide).

@@ -73,10 +73,10 @@ def run_matrix(matrix: MatrixSpec, out: str, options: RunOptions = RunOptions(),
                echo: Callable[[str], None] = notice) -> RunSummary:
     """Run every cell of ``matrix`` into the run directory ``out`` (a path or a URI);
     ``echo`` receives the progress lines."""
-    from raybench.pipeline import runtime
+    from raybench import ray_runtime
 
     store = RunStore.open(out)
-    started = runtime.connect(matrix.name, options.num_cpus, options.dashboard)
+    started = ray_runtime.connect(matrix.name, options.num_cpus, options.dashboard)
     try:
         return Run(matrix, store, options, echo).execute()
     finally:
@@ -347,7 +347,7 @@ class Run:
     # -- run.json -------------------------------------------------------------------------
 
     def _start_record(self, cells: list[Cell], cluster, start: float) -> RunRecord:
-        from raybench.pipeline import runtime
+        from raybench import ray_runtime
 
         try:
             previous = self.store.read_record()
@@ -359,7 +359,7 @@ class Run:
             plan=[{"dataset": c.data.name, "model": c.model.name, "state": c.state, "reason": c.reason}
                   for c in cells],
             options=dataclasses.asdict(self.options), cluster=dataclasses.asdict(cluster),
-            pool=dataclasses.asdict(self.pool), ray_logs=runtime.session_log_dir(),
+            pool=dataclasses.asdict(self.pool), ray_logs=ray_runtime.session_log_dir(),
         )
 
 

@@ -1,9 +1,6 @@
-"""Where a run executes: start or join Ray, size the embedding pool, check the output location
-(provenance for run.json: raybench/rundir/provenance.py).
-
-Local Ray is started with ``address="local"``, never a bare ``ray.init()``, which would silently
-join whatever cluster happens to run on the machine; RAY_ADDRESS (set by Ray Jobs, or by the
-user) joins that cluster instead.
+"""Where a run executes: size the embedding pool and check the output location. Starting or
+joining Ray is raybench.ray_runtime's ``connect``, the one place that does it; provenance for
+run.json is raybench/rundir/provenance.py.
 """
 
 from __future__ import annotations
@@ -15,38 +12,6 @@ from raybench.errors import RaybenchError
 from raybench.pipeline.embed import Pool
 
 SHARED_OUT_ENV = "RAYBENCH_SHARED_OUT"
-
-
-def connect(run: str, num_cpus: int | None = None, dashboard: bool = False) -> bool:
-    """Start a local Ray or join RAY_ADDRESS; True when this process started Ray (and must stop it)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    from ray.job_config import JobConfig
-
-    common = {
-        "namespace": "raybench",
-        "job_config": JobConfig(metadata={"job_name": f"raybench-run:{run}", "raybench_run": run}),
-    }
-    address = os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address, **common)
-        return False
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard, **common)
-    return True
-
-
-def session_log_dir() -> str | None:
-    """The log folder of the connected Ray session on this node (where -v's lines come from)."""
-    try:
-        import ray
-
-        context = ray.get_runtime_context()
-        node = ray._private.worker.global_worker.node  # noqa: SLF001 - Ray has no public accessor
-        return node.get_logs_dir_path() if node is not None and context else None
-    except Exception:  # noqa: BLE001 - provenance only: never fail a run over it
-        return None
 
 
 @dataclass(frozen=True)

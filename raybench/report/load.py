@@ -15,9 +15,8 @@ from typing import Any, Mapping
 from raybench.errors import RaybenchError
 from raybench.rundir.records import RunFileError, RunRecord
 from raybench.rundir.store import RunStore
+from raybench.specs import PARADIGMS
 
-#: The study's grouping, in the order its tables use.
-PARADIGM_ORDER = ("supervised", "self-supervised", "language-aligned", "baseline")
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,7 @@ class Run:
         groups: dict[str, list[str]] = {}
         for model in self.models:
             groups.setdefault(self.paradigm(model), []).append(model)
-        rank = {p: i for i, p in enumerate(PARADIGM_ORDER)}
+        rank = {p: i for i, p in enumerate(PARADIGMS)}  # the study's order
         return sorted(groups.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
 
 

@@ -15,12 +15,11 @@ from typing import Any, Mapping
 
 from raybench.catalog import resolve_entry
 from raybench.errors import SpecError
-from raybench.specs import DatasetSpec, Fields, Preprocess, parse_preprocess
+from raybench.specs import PRECISIONS, DatasetSpec, Fields, Preprocess, parse_preprocess
 from raybench.train.recipe import RECIPES
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "amsgrad")
 DECAYS = ("cosine", "step", "constant")
-PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass(frozen=True)

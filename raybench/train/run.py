@@ -24,6 +24,8 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +48,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, workers: int | None =
     from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    from raybench.ray_runtime import connect, verbose
     from raybench.train.export import default_out, export_run
     from raybench.train.loop import train_worker
     from raybench.train.recipe import RECIPES
@@ -61,7 +64,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, workers: int | None =
     _check_data(cfg)
     _check_resumable(cfg, out)
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2, default=str))
-    started = _connect(cfg.name)
+    started = connect(cfg.name, dashboard=None, kind="train")  # the dashboard's Train view, if installed
     try:
         gpus = _gpus(cfg.gpus_per_worker)
         _check_fits(cfg.workers, gpus, started)
@@ -78,7 +81,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, workers: int | None =
                 logging_config=LoggingConfig(log_level="WARNING"),  # our own lines say enough
             ),
         )
-        with _poll_interval():
+        with _poll_interval(), _echo(out / "train.log", not verbose()):
             result = trainer.fit()
     finally:
         if started:
@@ -106,6 +109,51 @@ def _poll_interval():
         yield
     finally:
         os.environ.pop(POLL_ENV, None)
+
+
+@contextlib.contextmanager
+def _echo(log: Path, on: bool, every_s: float = 0.5):
+    """Print the lines rank 0 adds to train.log while the block runs. Ray forwards worker output
+    to this console only with -v (prefixed ``(RayTrainWorker pid=...)``, among Ray's own lines);
+    by default the run's own lines come this way instead, without their time stamp."""
+    if not on:
+        yield
+        return
+    stop = threading.Event()
+    start = log.stat().st_size if log.exists() else 0
+
+    def follow():
+        offset = start
+        while not stop.wait(every_s):
+            offset = _print_lines(log, offset)
+        _print_lines(log, offset)
+
+    thread = threading.Thread(target=follow, name="raybench-train-log", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _print_lines(log: Path, offset: int) -> int:
+    """Print the whole lines of ``log`` after byte ``offset``; the offset after them."""
+    from raybench.console import notice
+
+    if not log.exists():
+        return offset
+    with open(log, "rb") as fh:
+        fh.seek(offset)
+        chunk = fh.read()
+    whole = chunk[:chunk.rfind(b"\n") + 1]
+    for line in whole.decode(errors="replace").splitlines():
+        notice(STAMP.sub("", line, count=1))
+    return offset + len(whole)
+
+
+#: The time stamp RunLog puts before each line of train.log.
+STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
 
 
 def _check_resumable(cfg: TrainConfig, out: Path) -> None:
@@ -141,17 +189,6 @@ def _resolve_paths(cfg: TrainConfig) -> TrainConfig:
 
     root = str(resolve_root(cfg.dataset).resolve())
     return cfg.replace(dataset=dataclasses.replace(cfg.dataset, root=root))
-
-
-def _connect(name: str) -> bool:
-    """Join RAY_ADDRESS or start a local Ray (never a bare ray.init()); True if started here."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    address = os.environ.get("RAY_ADDRESS")
-    ray.init(address=address or "local", namespace="raybench", log_to_driver=True)
-    return not address
 
 
 def _check_fits(workers: int, gpus: float, local: bool) -> None:

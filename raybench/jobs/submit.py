@@ -4,7 +4,7 @@ Why not plain `ray job submit`: the job needs the project uploaded minus its cac
 point that names a matrix that exists (checked here, before anything is uploaded), and an
 `--out` that means the same on the cluster as here (a URI or an absolute shared path). The job
 specs live in jobs/*.yaml, one per entry point; `--runtime-env FILE` is merged on top.
-Talking to the dashboard (timeouts, token, errors) is raybench.pipeline.dashboard's job.
+Talking to the dashboard (timeouts, token, errors) is raybench.jobs.dashboard's job.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from raybench.errors import SpecError
 from raybench.paths import PROJECT_ROOT
-from raybench.pipeline.dashboard import (
+from raybench.jobs.dashboard import (
     ClusterAuthError,
     Dashboard,
     auth_message,

@@ -178,24 +178,16 @@ def connect(dash: Dashboard):
     """
     from ray.job_submission import JobSubmissionClient
 
+    from raybench.ray_runtime import configure_ray_console
+
     class BoundedClient(JobSubmissionClient):
         def _do_request(self, method, endpoint, **kwargs):
             kwargs.setdefault("timeout", (dash.connect_timeout, dash.timeout))
             return super()._do_request(method, endpoint, **kwargs)
 
-    _quiet_ray_logs()
+    configure_ray_console()  # Ray's client logs each packaging step; -v shows them
     with translate_errors(dash, "connect"), _scoped_env_without("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS"):
         return BoundedClient(dash.address, headers=dict(dash.headers), verify=dash.verify)
-
-
-def _quiet_ray_logs() -> None:
-    """Ray's client logs each packaging step at INFO (some of its loggers set INFO themselves);
-    a terminal only needs the job id and the job's own log."""
-    import logging
-
-    for name in ("ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk",
-                 "ray._private.runtime_env.packaging", "ray._private.runtime_env.working_dir"):
-        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @contextmanager
