@@ -57,8 +57,8 @@ def test_find_config_takes_a_name_or_a_path(tmp_path):
 @pytest.mark.parametrize("call, typo, meant", [
     ("raybench.catalog:load_matrix", "smoek", "smoke"),
     ("raybench.train.config:load_train_config", "osnet_smok", "osnet_smoke"),
-    ("raybench.pipeline.submit:train_target", "osnet_smok", "osnet_smoke"),
-    ("raybench.pipeline.submit:load_job_spec", "matrx", "matrix"),
+    ("raybench.jobs.submit:train_target", "osnet_smok", "osnet_smoke"),
+    ("raybench.jobs.submit:load_job_spec", "matrx", "matrix"),
 ])
 def test_every_config_kind_is_found_by_the_same_rule(call, typo, meant):
     """Matrices, training configs (run here and submitted) and job specs: a typo suggests."""
@@ -132,7 +132,7 @@ def test_a_trained_model_parses_without_its_run(tmp_path, monkeypatch):
 
 
 def test_submit_checks_a_matrix_of_trained_runs_that_live_on_the_cluster_only(tmp_path, monkeypatch):
-    from raybench.pipeline.submit import matrix_target
+    from raybench.jobs.submit import matrix_target
 
     monkeypatch.setenv("RAYBENCH_TRAINED", str(tmp_path))  # no run here
     assert matrix_target("ablation") == ("ablation", "ablation")

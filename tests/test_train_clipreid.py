@@ -118,7 +118,7 @@ def test_a_trained_clipreid_run_scores_in_a_matrix_run_from_a_fresh_process(runs
     import yaml
 
     from raybench.models.images import load_pixels
-    from raybench.pipeline.store import RunStore
+    from raybench.rundir.store import RunStore
 
     cfg, result = runs["clipreid_smoke_stage2_textfrozen"]
     matrix = tmp_path / "trained.yaml"
