@@ -48,6 +48,11 @@ def verbose() -> bool:
     return logging.getLogger(LOGGER).level <= logging.DEBUG  # NOTSET (0) included
 
 
+def joins_cluster() -> bool:
+    """Whether ``connect`` joins a running cluster (RAY_ADDRESS) rather than start a local Ray."""
+    return bool(os.environ.get("RAY_ADDRESS"))
+
+
 def connect(name: str, num_cpus: int | None = None, dashboard: bool | None = False,
             kind: str = "run") -> bool:
     """Start a local Ray or join RAY_ADDRESS; True when this process started Ray (and must stop it).
@@ -70,7 +75,7 @@ def connect(name: str, num_cpus: int | None = None, dashboard: bool | None = Fal
         "log_to_driver": verbose(),
         "job_config": JobConfig(metadata={"job_name": f"raybench-{kind}:{name}", f"raybench_{kind}": name}),
     }
-    address = os.environ.get("RAY_ADDRESS")
+    address = os.environ.get("RAY_ADDRESS") if joins_cluster() else None
     if address:
         ray.init(address=address, **common)
     else:

@@ -59,9 +59,16 @@ def test_sigkill_then_rerun_resumes_without_recomputing(ray_local, tmp_path):
     stamps = {p: p.stat().st_mtime_ns for d in finished for p in (out / "embeddings" / d).rglob("*")}
     results = {d: (out / "results" / d / "slow.json").read_text() for d in finished if (out / "results" / d).exists()}
 
+    assert json.loads((out / "run.json").read_text())["status"] == "running"  # as the killed run left it
     spec = load_matrix(str(matrix))
-    summary = run_matrix(spec, str(out), RunOptions(), echo=lambda _: None)
+    lines: list[str] = []
+    summary = run_matrix(spec, str(out), RunOptions(), echo=lines.append)
     assert summary.ok
+    # The killed run's lock is taken over, and the rerun says and records that it was killed.
+    assert any("no longer alive" in line for line in lines), lines
+    assert any("was killed" in line for line in lines), lines
+    assert json.loads((out / "run.json").read_text())["previous_status"] == "killed"
+    assert any(line.startswith("3 cells: ") and " kept" in line for line in lines), lines
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps, "finished cells were embedded again"
     for dataset, text in results.items():
         assert (out / "results" / dataset / "slow.json").read_text() == text

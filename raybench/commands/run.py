@@ -6,7 +6,7 @@ import click
 
 
 PERCENT = ("mAP", "R1", "R5", "mINP")
-TABLE_COLUMNS = ["dataset", "model", "status", *PERCENT, "queries", "seconds"]
+TABLE_COLUMNS = ["dataset", "model", "status", "this_run", *PERCENT, "queries", "seconds"]
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -63,7 +63,7 @@ def run(matrix_name, out, models, datasets, force, actors, batch_size, threads, 
     notice(f"run {matrix.name}: {len(matrix.models)} model(s) x {len(matrix.datasets)} dataset(s) -> {out}")
     summary = run_matrix(matrix, out, options)
     print_table(_percent(summary.rows), TABLE_COLUMNS, title=f"{matrix.name}: metrics in %",
-                headers={key: f"{key} %" for key in PERCENT})
+                headers={**{key: f"{key} %" for key in PERCENT}, "this_run": "this run"})
     for row in summary.failed:
         notice(f"FAILED {row['dataset']} x {row['model']}: {row['error']}")
     ok = len(summary.rows) - len(summary.failed)

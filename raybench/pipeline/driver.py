@@ -11,6 +11,7 @@ their result JSON; the run goes on, and ``RunSummary.ok`` is False.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -20,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from raybench.console import notice
+from raybench.console import count, notice
 from raybench.errors import RaybenchError
 from raybench.pipeline import reducer as reducers
 from raybench.pipeline.collect import CellBuffer, finish
@@ -69,21 +70,93 @@ class RunSummary:
         return not self.failed
 
 
+class RunInterrupted(RaybenchError):
+    """SIGINT or SIGTERM during a run: finished cells are kept, run.json says "interrupted"."""
+
+    exit_code = 130
+
+
 def run_matrix(matrix: MatrixSpec, out: str, options: RunOptions = RunOptions(),
                echo: Callable[[str], None] = notice) -> RunSummary:
     """Run every cell of ``matrix`` into the run directory ``out`` (a path or a URI);
-    ``echo`` receives the progress lines."""
+    ``echo`` receives the progress lines.
+
+    Before Ray starts: ``out`` must be writable, and, when this call starts a local Ray (one
+    node: the driver sees the actors' files), every model's local weights and every dataset's
+    root must exist (``preflight``): a typo costs a second, not a Ray start. The run holds the
+    directory's lock (rundir/lock.py) until it ends; SIGINT or SIGTERM ends it as
+    ``RunInterrupted``, with finished cells kept and run.json saying so.
+    """
+    import ray
+
     from raybench import ray_runtime
+    from raybench.rundir.lock import RunLock
 
     store = RunStore.open(out)
-    started = ray_runtime.connect(matrix.name, options.num_cpus, options.dashboard)
+    store.check_writable()
+    if not (ray.is_initialized() or ray_runtime.joins_cluster()):
+        preflight(matrix)
+    run_id = uuid.uuid4().hex[:8]
+    lock, dead = RunLock.acquire(store, run_id, echo)
     try:
-        return Run(matrix, store, options, echo).execute()
+        started = ray_runtime.connect(matrix.name, options.num_cpus, options.dashboard)
+        try:
+            with _sigterm_interrupts():  # after ray.init, which installs its own SIGTERM handler
+                return Run(matrix, store, options, echo, run_id).execute()
+        finally:
+            if started:
+                ray.shutdown()
     finally:
-        if started:
-            import ray
+        lock.release()
 
-            ray.shutdown()
+
+def preflight(matrix: MatrixSpec) -> None:
+    """Every model's local weights file and every dataset's root exist, checked on this machine
+    before Ray starts; one RaybenchError lists every problem found."""
+    from raybench.datasets import get_adapter, is_generated, resolve_root
+    from raybench.models import check_model
+
+    problems = []
+    for model in matrix.models:
+        try:
+            check_model(model, local_files=True)
+        except RaybenchError as exc:
+            problems.append(f"model {model.name}: {exc}")
+    for dataset in matrix.datasets:
+        try:
+            if is_generated(dataset):
+                continue
+            root = resolve_root(dataset)
+            if not root.exists():
+                layout = get_adapter(dataset.adapter).layout
+                problems.append(f"dataset {dataset.name}: {root} does not exist"
+                                + (f" (expected layout: {layout})" if layout else ""))
+        except RaybenchError as exc:
+            problems.append(f"dataset {dataset.name}: {exc}")
+    if problems:
+        listing = "\n".join(f"  - {p}" for p in problems)
+        raise RaybenchError(f"{count(len(problems), 'problem')} found before starting Ray:\n{listing}\n"
+                            "Fix them, or leave those models or datasets out with --models / --datasets.")
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM (a scheduler's stop, `kill`) interrupts the run as Ctrl-C does."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class Tracker:
@@ -108,8 +181,8 @@ class Tracker:
         self._submit(_Call(job, failure))
 
     def keep(self, result) -> None:
-        """A cell finished by an earlier run: shown in the table, not scored again."""
-        self.rows[(result.dataset, result.model)] = reducers.summary_row(result)
+        """A cell finished by an earlier run: in the table as kept, not scored again."""
+        self.rows[(result.dataset, result.model)] = {**reducers.summary_row(result), "this_run": "kept"}
 
     def _submit(self, call: "_Call") -> None:
         self.pending[call.send(self.reducer)] = call
@@ -129,7 +202,7 @@ class Tracker:
                 again = call.retry(exc)  # queued, not submitted: submit polls, and this loop holds ready refs
                 self.pending[again.send(self.reducer)] = again
                 continue
-            row = reducers.summary_row(result)
+            row = {**reducers.summary_row(result), "this_run": "scored" if result.ok else "failed"}
             self.rows[(row["dataset"], row["model"])] = row
             self.progress.cell_finished(row)
 
@@ -180,9 +253,8 @@ class PreparedModel:
 class Run:
     """One execution of a matrix into a store (state lives here, not in module globals)."""
 
-    def __init__(self, matrix: MatrixSpec, store: RunStore, options: RunOptions, echo):
-        self.matrix, self.store, self.options, self.echo = matrix, store, options, echo
-        self.run_id = uuid.uuid4().hex[:8]
+    def __init__(self, matrix: MatrixSpec, store: RunStore, options: RunOptions, echo, run_id: str):
+        self.matrix, self.store, self.options, self.echo, self.run_id = matrix, store, options, echo, run_id
 
     # -- the whole run --------------------------------------------------------------------
 
@@ -204,11 +276,23 @@ class Run:
         groups = group_by_model(cells)
         record = self._start_record(cells, cluster, start)
         self.store.write_record(record)
+        self.echo(_plan_line(cells))
 
-        self.reducer = reducer = reducers.start(self.store, self.matrix.eval, self.matrix.name, self.run_id)
+        self.reducer = reducers.start(self.store, self.matrix.eval, self.matrix.name, self.run_id)
         images = sum(len(c.data.paths) for _, group in groups for c in group)
         self.progress = Progress(len(cells), 0, images, RunMetrics(self.matrix.name), self.echo)
-        self.tracker = Tracker(reducer, self.progress)
+        self.tracker = Tracker(self.reducer, self.progress)
+        try:
+            return self._execute(cells, groups, cluster, record, start)
+        except KeyboardInterrupt:
+            finished = len(self.tracker.rows)
+            self.store.write_record(dataclasses.replace(
+                record, status="interrupted", finished=provenance.now(), seconds=round(time.time() - start, 3)))
+            raise RunInterrupted(
+                f"interrupted: {finished} of {count(len(cells), 'cell')} finished and kept in {self.store.uri}; "
+                "rerun the same command to resume") from None
+
+    def _execute(self, cells, groups, cluster, record: RunRecord, start: float) -> RunSummary:
         self._replay(cells)
         # On one node the driver sees the actors' files: a missing weights file fails its
         # cells here, before any actor starts.
@@ -222,7 +306,7 @@ class Run:
 
         import ray
 
-        ray.kill(reducer)
+        ray.kill(self.reducer)
         record = provenance.finish_record(record, rows, start)
         self.store.write_record(record)
         return RunSummary(self.store.uri, rows, time.time() - start, record)
@@ -353,6 +437,10 @@ class Run:
             previous = self.store.read_record()
         except RaybenchError:  # a damaged run.json is replaced, not trusted
             previous = None
+        if previous is not None and previous.status == "running":
+            # this run holds the lock, so the run that wrote "running" is no longer alive
+            self.echo(f"the previous run of {self.store.uri} ({previous.run_id}, started {previous.started}) "
+                      "was killed; resuming from what it finished")
         return provenance.start_record(
             run=self.matrix.name, run_id=self.run_id, out=self.store.uri, started=start,
             matrix=_matrix_record(self.matrix), previous=previous,
@@ -361,6 +449,15 @@ class Run:
             options=dataclasses.asdict(self.options), cluster=dataclasses.asdict(cluster),
             pool=dataclasses.asdict(self.pool), ray_logs=ray_runtime.session_log_dir(),
         )
+
+
+def _plan_line(cells: list[Cell]) -> str:
+    """What the run will do, said before it works: "12 cells: 4 kept, 8 to run (3 to re-score)"."""
+    states = [c.state for c in cells]
+    kept, rescore, failed = states.count(DONE), states.count(EVALUATE), states.count(FAILED)
+    to_run = len(cells) - kept - failed
+    line = f"{count(len(cells), 'cell')}: {kept} kept, {to_run} to run ({rescore} to re-score)"
+    return line + (f", {failed} failed before starting" if failed else "")
 
 
 def _matrix_record(matrix: MatrixSpec) -> dict:

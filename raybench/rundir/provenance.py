@@ -59,7 +59,10 @@ def start_record(*, run: str, run_id: str, out: str, matrix: dict, previous: Run
     """
     return RunRecord(
         run=run, run_id=run_id, status="running", out=out, started=now(started), matrix=matrix,
-        previous_run_id=previous.run_id if previous else None, command=tuple(sys.argv),
+        previous_run_id=previous.run_id if previous else None,
+        # a previous run.json still "running" under a lock this run now holds: killed
+        previous_status=None if previous is None else "killed" if previous.status == "running" else previous.status,
+        command=tuple(sys.argv),
         versions=versions(), git=git_state(), plan=tuple(plan), **context,
     )
 

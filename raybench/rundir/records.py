@@ -261,6 +261,7 @@ class RunRecord:
     started: str
     matrix: Mapping[str, Any] = field(hash=False)
     previous_run_id: str | None = None
+    previous_status: str | None = None  # how the previous run into this directory ended ("killed", ...)
     command: tuple[str, ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict, hash=False)
     versions: Mapping[str, Any] = field(default_factory=dict, hash=False)
@@ -302,6 +303,7 @@ class RunRecord:
             run=r.get("run", str), run_id=r.get("run_id", str), status=r.choice("status", RUN_STATUSES),
             out=r.get("out", str), started=r.get("started", str), matrix=matrix,
             previous_run_id=r.get("previous_run_id", str, default=None, optional=True),
+            previous_status=r.get("previous_status", str, default=None, optional=True),
             command=tuple(r.get("command", list, default=[])),
             options=r.get("options", dict, default={}), versions=r.get("versions", dict, default={}),
             git=r.get("git", dict, default={}), cluster=r.get("cluster", dict, default={}),

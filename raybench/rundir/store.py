@@ -107,6 +107,20 @@ class RunStore:
 
         return isinstance(self.fs, pafs.LocalFileSystem)
 
+    def check_writable(self) -> None:
+        """Create the run directory and write (then delete) a probe file in it: an --out that
+        cannot be written (read-only, permission denied, full disk) is one clear error here,
+        before any work starts."""
+        probe = f".write-test-{uuid.uuid4().hex[:8]}"
+        try:
+            self.fs.create_dir(self.root, recursive=True)
+            with self.fs.open_output_stream(self.path(probe)) as out:
+                out.write(b"raybench")
+            self.fs.delete_file(self.path(probe))
+        except OSError as exc:
+            reason = exc.strerror or str(exc).splitlines()[0]
+            raise RaybenchError(f"--out {self.uri} cannot be written ({reason}); choose another --out") from None
+
     def path(self, *parts: str) -> str:
         return "/".join([self.root, *parts]) if self.root else "/".join(parts)
 
