@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from raybench import ray_runtime
 from raybench.errors import RaybenchError, SpecError
 from raybench.paths import configs_dir
 from raybench.specs import Preprocess
@@ -303,10 +304,10 @@ def test_data_errors_fail_on_the_driver_before_ray_starts(change, error, tmp_pat
     max_failures times before the run ended in a traceback."""
     from raybench.train import run as train_run
 
-    def no_ray(name):
+    def no_ray(*args, **kwargs):
         raise AssertionError("Ray was started for a run that cannot train")
 
-    monkeypatch.setattr(train_run, "_connect", no_ray)
+    monkeypatch.setattr(ray_runtime, "connect", no_ray)
     cfg = load_train_config("osnet_smoke")
     if change.get("dataset") == "missing":
         from raybench.specs import parse_dataset
@@ -332,7 +333,7 @@ def test_imagenet_init_that_cannot_be_fetched_fails_on_the_driver(tmp_path, monk
             raise ConnectionError("drive.google.com: name resolution failed")
         raise AssertionError("only the ImageNet fetch is expected here")
 
-    monkeypatch.setattr(train_run, "_connect", lambda name: pytest.fail("Ray was started"))
+    monkeypatch.setattr(ray_runtime, "connect", lambda *a, **k: pytest.fail("Ray was started"))
     monkeypatch.setattr(torchreid.models, "build_model", offline)
     cfg = load_train_config("osnet_smoke")
     cfg = cfg.replace(model=dataclasses.replace(cfg.model, init="imagenet"))
@@ -349,7 +350,7 @@ def test_clip_init_that_cannot_be_fetched_fails_on_the_driver(tmp_path, monkeypa
     def offline(cfg, **kwargs):
         raise OSError("huggingface.co: name resolution failed")
 
-    monkeypatch.setattr(train_run, "_connect", lambda name: pytest.fail("Ray was started"))
+    monkeypatch.setattr(ray_runtime, "connect", lambda *a, **k: pytest.fail("Ray was started"))
     monkeypatch.setattr(open_clip.pretrained, "download_pretrained", offline)
     cfg = load_train_config("clipreid_vit_b16_msmt17_stage1")
     cfg = cfg.replace(dataset=load_train_config("clipreid_smoke_stage1").dataset)  # synthetic: always there
@@ -412,7 +413,7 @@ def test_a_worker_group_larger_than_the_local_ray_is_refused(tmp_path, monkeypat
 
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
     monkeypatch.setattr(ray, "shutdown", lambda: None)
-    monkeypatch.setattr(train_run, "_connect", lambda name: True)  # "a local Ray started here"
+    monkeypatch.setattr(ray_runtime, "connect", lambda *a, **k: True)  # "a local Ray started here"
     with pytest.raises(RaybenchError, match=r"3 worker\(s\) need 3 CPU\(s\); the Ray cluster has 2 .*--workers 2"):
         train_run.train(load_train_config("osnet_smoke"), out=tmp_path / "out", workers=3)
     with pytest.raises(RaybenchError, match=r"need 1 GPU.*has 0 .*use --gpus-per-worker 0"):
