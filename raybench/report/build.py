@@ -143,7 +143,7 @@ def markdown(report: Report, options: ReportOptions) -> str:
         f"# raybench report: {run.name}",
         *([run.description] if run.description else []),
         f"{count(len(rows), 'cell')} ({tables.status_counts(rows)}) of {count(len(run.models), 'model')} x "
-        f"{count(len(run.datasets), 'dataset')}, from `{run.uri}`{_provenance(run, rows)}.",
+        f"{count(len(run.datasets), 'dataset')}, from `{run.label}`{_provenance(run, rows)}.",
         "## mAP / Rank-1 (%)",
         tables.grid(run, rows, tables.map_r1, failures),
         "## With 95% bootstrap intervals over queries",

@@ -56,6 +56,8 @@ class Run:
     models: tuple[str, ...]
     datasets: tuple[str, ...]
 
+    label: str = ""  # the run directory as the user named it (a relative path stays relative)
+
     @property
     def uri(self) -> str:
         return self.store.uri
@@ -132,7 +134,8 @@ def load_run(run_dir: str | RunStore, notes: list[str] | None = None) -> Run:
                     "error": "no result file: the run has not finished this cell",
                 })
     cells = tuple(found[(m, d)] for m in models for d in datasets if (m, d) in found)
-    return Run(store=store, record=record, cells=cells, models=tuple(models), datasets=tuple(datasets))
+    label = store.uri if isinstance(run_dir, RunStore) else str(run_dir)
+    return Run(store=store, record=record, cells=cells, models=tuple(models), datasets=tuple(datasets), label=label)
 
 
 def _read_cell(store: RunStore, rel: str) -> Cell:
