@@ -7,6 +7,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -15,6 +16,7 @@ from raybench.datasets import get_adapter, has_captions, load_captions, load_man
 from raybench.datasets.check import check_one
 from raybench.datasets.manifest import CAPTION_SCHEMA, caption_stats, make_captions, validate_captions
 from raybench.errors import DatasetError
+from raybench.specs import DatasetSpec
 from test_datasets import PEDES_ENTRIES, caption_copy, fake_cuhkpedes, fake_icfgpedes, fake_rstpreid
 
 TEXT = {"cuhkpedes": fake_cuhkpedes, "icfgpedes": fake_icfgpedes, "rstpreid": fake_rstpreid}
@@ -132,3 +134,69 @@ def test_image_only_adapters_have_no_captions(tmp_path):
     spec = load_dataset_catalog()["market1501"]
     with pytest.raises(DatasetError, match="has no captions"):
         load_captions(dataclasses.replace(spec, root=str(tmp_path)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Synthetic captions: written from what was drawn, offline
+
+
+SYNTH = {"ids": 8, "cams": 3, "images_per_id": 4, "domain": "a", "seed": 2, "distractors": 3, "junk": 2}
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory):
+    from raybench.datasets.synthetic import generate
+
+    return generate(tmp_path_factory.mktemp("synth") / "s", workers=1, **SYNTH)
+
+
+def test_synthetic_captions_cover_every_person_image_and_validate(synth_root):
+    spec = DatasetSpec(name="synth-text", adapter="synthetic", layout_dir="", root=str(synth_root), options=SYNTH)
+    captions = load_captions(spec)
+    manifest = load_manifest(spec)
+    persons = {r["path"]: (r["pid"], r["split"]) for r in manifest.to_pylist() if r["pid"] > 0}
+    got = {r["path"]: (r["pid"], r["split"]) for r in captions.to_pylist()}
+    assert captions.num_rows == len(got) == SYNTH["ids"] * SYNTH["images_per_id"]  # one per person image
+    assert got == {path: (pid, "train" if split == "train" else "query") for path, (pid, split) in persons.items()}
+    assert caption_stats(captions)["images"] == sum(s != "train" for _, s in persons.values())
+
+
+def test_synthetic_captions_name_what_was_drawn(synth_root):
+    from raybench.datasets.synthcaption import colour_name
+    from raybench.datasets.synthdraw import DOMAINS, identity_params
+
+    accessories = {"backpack": 0, "handbag": 1, "scarf": 2, "hat": 3}  # their colours in acc_colour
+    lower = ("trousers", "shorts", "skirt")
+    sleeves = set()
+    for record in json.loads((synth_root / "captions.json").read_text()):
+        ident = identity_params(SYNTH["seed"], DOMAINS["a"], record["id"])
+        [caption] = record["captions"]
+        sleeve = "long" if ident["long_sleeves"] else "short"
+        assert f"{colour_name(ident['upper'])} {sleeve}-sleeved top" in caption
+        assert f"{colour_name(ident['lower'])} {lower[int(ident['lower_type'])]}" in caption
+        assert f"{'long' if ident['long_hair'] else 'short'} " in caption.split(" hair")[0][-20:]
+        for key, index in accessories.items():
+            drawn = f"a {colour_name(ident['acc_colour'][index])} {key}" in caption
+            assert drawn == bool(ident[key]) == (f" {key}" in caption), (key, caption)
+        sleeves.add(sleeve)
+    assert sleeves == {"long", "short"}  # the copy holds both, so the check above is not vacuous
+
+
+@pytest.mark.parametrize("rgb,name", [((180, 40, 40), "red"), ((40, 60, 120), "navy"), ((235, 235, 230), "white"),
+                                      ((30, 30, 35), "black"), ((60, 120, 60), "green"), ((240, 140, 50), "orange")])
+def test_palette_colours_get_their_names(rgb, name):
+    from raybench.datasets.synthcaption import colour_name
+
+    jitter = np.random.default_rng(0).normal(0, 10, 3)  # synthdraw jitters each colour (sigma 14)
+    assert colour_name(rgb) == colour_name(np.asarray(rgb) + jitter) == name
+
+
+def test_a_synthetic_copy_without_captions_says_so(synth_root, tmp_path):
+    import shutil
+
+    from raybench.datasets.synthetic import captions
+
+    copy = shutil.copytree(synth_root, tmp_path / "old")
+    (copy / "captions.json").unlink()
+    with pytest.raises(DatasetError, match="has no captions.json"):
+        captions(copy)
