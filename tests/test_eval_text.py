@@ -107,3 +107,21 @@ def test_errors_name_the_problem():
         evaluate_t2i(np.ones(3), [1], [1, 1, 1])
     with pytest.raises(EvaluationError, match="similarity is 2 x 3 but there are 1 text and 3 image pids"):
         evaluate_t2i(np.ones((2, 3)), [1], [1, 1, 1])
+
+
+def test_bench_t2i_records_the_metrics_of_its_similarities(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from raybench.bench.text import similarities
+    from raybench.commands.bench import bench
+
+    out = tmp_path / "t2i.json"
+    result = CliRunner().invoke(bench, ["t2i", "--size", "tiny", "--chunk-size", "50", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    record = json.loads(out.read_text())
+    similarity, text_pids, image_pids = similarities(400, 300)
+    assert record["metrics"] == pytest.approx(brute_force(similarity, text_pids.tolist(), image_pids.tolist()), abs=1e-12)
+    assert (record["num_captions"], record["num_images"], record["chunk_size"]) == (400, 300, 50)
+    assert record["seconds"] > 0 and record["traced_peak_mib"] >= 0
