@@ -61,7 +61,9 @@ def test_datasets_check_compares_caption_counts(tmp_path):
     assert check_one(small, tmp_path) == {"dataset": "cuhk-pedes", "folder": str(tmp_path / "CUHK-PEDES"), "status": "ok",
                                           "detail": "3 manifest rows and 7 captions match the published statistics"}
     off = dataclasses.replace(small, stats={**small.stats, "captions": {"captions": 6, "ids": 2}})
-    assert check_one(off, tmp_path)["detail"] == "query captions captions: 7 (published 6)"
+    assert check_one(off, tmp_path)["detail"] == "query captions: 7 (published 6)"
+    more = dataclasses.replace(small, stats={**small.stats, "captions": {"ids": 3, "images": 4}})
+    assert check_one(more, tmp_path)["detail"] == "caption ids: 2 (published 3); captioned images: 3 (published 4)"
     assert check_one(spec, tmp_path / "elsewhere")["status"] == "missing"
 
 

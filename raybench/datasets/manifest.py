@@ -190,5 +190,6 @@ def caption_stats(captions: pa.Table) -> dict[str, int]:
 def compare_caption_stats(captions: pa.Table, published: Mapping[str, Any]) -> list[str]:
     """Where the query captions differ from the published ``captions``/``ids``/``images``."""
     found = caption_stats(captions)
-    return [f"query captions {key}: {found[key]} (published {value})"
+    labels = {"captions": "query captions", "ids": "caption ids", "images": "captioned images"}
+    return [f"{labels.get(key, key)}: {found.get(key)} (published {value})"
             for key, value in published.items() if found.get(key) != value]
