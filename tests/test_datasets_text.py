@@ -202,3 +202,18 @@ def test_a_synthetic_copy_without_captions_says_so(synth_root, tmp_path):
     (copy / "captions.json").unlink()
     with pytest.raises(DatasetError, match="has no captions.json"):
         captions(copy)
+
+
+def test_datasets_info_counts_the_captions(tmp_path):
+    from click.testing import CliRunner
+
+    from raybench.cli import cli as main
+
+    fake_rstpreid(tmp_path)
+    args = ["datasets", "info", "rstpreid", "--root", str(tmp_path)]
+    text = CliRunner().invoke(main, args)
+    assert text.exit_code == 0, text.output
+    assert "query captions: 6 of 2 ids, written for 3 images" in text.output
+    info = json.loads(CliRunner().invoke(main, args + ["--json"]).output)
+    assert info["captions"] == {"captions": 6, "ids": 2, "images": 3}
+    assert info["splits"]["gallery"] == {"images": 3, "ids": 2, "cameras": 3} and info["splits"]["query"]["images"] == 0
