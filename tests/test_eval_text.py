@@ -47,9 +47,10 @@ def irra_rank(similarity, q_pids, g_pids, max_rank=10, stable=False):
 
 def random_case(seed, ties):
     rng = np.random.default_rng(seed)
-    images_per_id = rng.integers(1, 5, size=rng.integers(3, 12))  # identities with one image included
+    images_per_id = rng.integers(1, 5, size=rng.integers(3, 12))
+    images_per_id[0] = 1  # always an identity with a single image
     image_pids = rng.permutation(np.repeat(np.arange(len(images_per_id)) * 3 + 1, images_per_id))
-    text_pids = rng.choice(np.unique(image_pids), size=rng.integers(5, 30))
+    text_pids = np.append(rng.choice(np.unique(image_pids), size=rng.integers(5, 30)), 1)  # 1: the single image
     shape = (len(text_pids), len(image_pids))
     similarity = (rng.integers(0, 4, shape) / 4 if ties else rng.random(shape)).astype(np.float32)
     return similarity, text_pids, image_pids
