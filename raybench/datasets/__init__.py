@@ -33,6 +33,7 @@ class Adapter:
     synthesize(spec) -> root: for a generated dataset, builds the data once (cached) and
     returns its folder; None for a dataset the user brings. captions(root, **options) -> the
     caption table (manifest.CAPTION_SCHEMA) for a dataset with text queries; None otherwise.
+    A dataset with captions may have a manifest without image queries (the captions are).
     """
 
     parse: Callable[..., "pa.Table"]
