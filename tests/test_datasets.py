@@ -277,11 +277,69 @@ def fake_synthetic(tmp: Path):
     return tmp / "synth", params, None, {}
 
 
+def caption_copy(tmp: Path, folder: str, annotation: str, path_key: str, entries: list[tuple]) -> Path:
+    """A text-to-person copy: folder/imgs/<path> (empty files) and the annotation JSON with the
+    real field names; entries are (path, id, split, captions)."""
+    import json
+
+    base = tmp / folder
+    touch(base / "imgs", *(path for path, _, _, _ in entries))
+    records = [{path_key: path, "id": pid, "split": split, "captions": captions} for path, pid, split, captions in entries]
+    (base / annotation).write_text(json.dumps(records))
+    return base
+
+
+# (path, id, split, captions) of a CUHK-PEDES-like copy: ids from 1, a val split, an image
+# with three captions, an identity with one image; train and val images must not be read.
+PEDES_ENTRIES = [
+    ("CUHK01/0001001.png", 1, "train", ["a man in a black coat", "black coat, grey trousers"]),
+    ("CUHK03/2_10_1.jpg", 7, "val", ["a girl in a red dress", "red dress"]),
+    ("CUHK01/0005001.png", 5, "test", ["a woman with a blue bag", "blue bag, white shirt"]),
+    ("Market/0005_c2s1_000101_01.jpg", 5, "test", ["she wears a white shirt", "white shirt", "blue shoulder bag"]),
+    ("test_query/p6_s1.jpg", 6, "test", ["a boy in green shorts", "green shorts and sandals"]),
+]
+
+
+def fake_cuhkpedes(tmp: Path):
+    caption_copy(tmp, "CUHK-PEDES", "reid_raw.json", "file_path", PEDES_ENTRIES)
+    expected = {"train": (0, 0, 0), "query": (0, 0, 0), "gallery": (3, 2, 3)}
+    return tmp, {}, expected, {("gallery", "p6_s1.jpg"): (6, 2)}
+
+
+def fake_icfgpedes(tmp: Path):
+    entries = [("train/0001/0001_002_01_0303morning_0030_1.jpg", 1, "train", ["a man in a black coat"]),
+               ("test/3103/3103_001_05_0303morning_0011_0.jpg", 3103, "test", ["a woman in a long beige coat"]),
+               ("test/3103/3103_014_03_0303noon_0002_1.jpg", 3103, "test", ["beige coat and a black bag"]),
+               ("test/3104/3104_007_01_0303afternoon_0135_0.jpg", 3104, "test", ["a man in a blue jacket"])]
+    # the spelling of IRRA's README (its loader reads ICFG-PEDES.json)
+    base = caption_copy(tmp, "ICFG-PEDES", "ICFG_PEDES.json", "file_path", entries)
+    expected = {"train": (0, 0, 0), "query": (0, 0, 0), "gallery": (3, 2, 3)}
+    return base, {}, expected, {("gallery", "3104_007_01_0303afternoon_0135_0.jpg"): (3104, 2)}
+
+
+def fake_rstpreid(tmp: Path, subset: str = "test"):
+    entries = [("0000_c5_0015.jpg", 0, "train", ["a man", "a man in black"]),
+               ("3701_c14_0007.jpg", 3701, "val", ["a woman in red", "red coat"]),
+               ("3901_c1_0011.jpg", 3901, "test", ["a man in a white shirt", "white shirt, jeans"]),
+               ("3901_c7_0030.jpg", 3901, "test", ["white shirt", "jeans and a white shirt"]),
+               ("3902_c3_0002.jpg", 3902, "test", ["a girl with a pink umbrella", "pink umbrella"])]
+    caption_copy(tmp, "RSTPReid", "data_captions.json", "img_path", entries)
+    expected = ({"train": (0, 0, 0), "query": (0, 0, 0), "gallery": (3, 2, 3)} if subset == "test"
+                else {"train": (0, 0, 0), "query": (0, 0, 0), "gallery": (1, 1, 1)})
+    checks = {("gallery", "3901_c7_0030.jpg"): (3901, 1)} if subset == "test" else {("gallery", "3701_c14_0007.jpg"): (3701, 0)}
+    return tmp, {"subset": subset}, expected, checks
+
+
+def fake_rstpreid_val(tmp: Path):
+    return fake_rstpreid(tmp, "val")
+
+
 FAKES = {
     "market1501": [fake_market], "dukemtmcreid": [fake_duke], "iustreid": [fake_iust],
     "msmt17": [fake_msmt, fake_msmt_v2], "cuhk03": [fake_cuhk03, fake_cuhk03_detected], "grid": [fake_grid],
     "celebreid": [fake_celeb], "pku": [fake_pku], "last": [fake_last, fake_last_val],
     "folder": [fake_folder, fake_folder_csv], "synthetic": [fake_synthetic],
+    "cuhkpedes": [fake_cuhkpedes], "icfgpedes": [fake_icfgpedes], "rstpreid": [fake_rstpreid, fake_rstpreid_val],
 }
 CASES = [(name, build) for name, builds in FAKES.items() for build in builds]
 
@@ -310,7 +368,7 @@ def test_a_target_that_names_no_adapter_is_a_spec_error():
 def test_adapter_parses_fake_tree(adapter, build, tmp_path):
     root, options, expected, checks = build(tmp_path)
     table = get_adapter(adapter).parse(root, **options)
-    validate_manifest(table, adapter)
+    validate_manifest(table, adapter, captioned=get_adapter(adapter).captions is not None)
     rows = table.to_pylist()
     assert all(Path(r["path"]).is_absolute() and Path(r["path"]).exists() for r in rows)
     assert all(r["pid"] >= 0 for r in rows), "junk (pid -1) must be dropped"

@@ -46,7 +46,8 @@ def test_images_do_not_depend_on_batching():
 
 def test_market_layout_names_and_sizes(tmp_path):
     root = generate(tmp_path / "s", workers=1, **SMALL)
-    assert sorted(p.name for p in root.iterdir()) == ["bounding_box_test", "bounding_box_train", "query", "synth.json"]
+    assert sorted(p.name for p in root.iterdir()) == ["bounding_box_test", "bounding_box_train", "captions.json", "query",
+                                                      "synth.json"]
     names = [p.name for p in root.rglob("*.jpg")]
     assert all(NAME.match(n) for n in names), names
     frames = [NAME.match(n).group(4) for n in names]

@@ -1,4 +1,4 @@
-"""`raybench bench metrics|embed`: performance benchmarks against the peers."""
+"""`raybench bench metrics|embed|t2i`: performance benchmarks against the peers."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import click
 from raybench.commands.lazy import LazyGroup
 
 
-@click.group("bench", cls=LazyGroup, lazy={"embed": "raybench.bench.embed:embed_command"})
+@click.group("bench", cls=LazyGroup, lazy={"embed": "raybench.bench.embed:embed_command",
+                                          "t2i": "raybench.bench.text:t2i_command"})
 def bench():
-    """Benchmarks against the peers: rank metrics vs torchreid, embedding vs a plain torch loop."""
+    """Benchmarks against the peers: rank metrics vs torchreid, embedding vs a plain torch loop;
+    text-to-image scoring's time and memory at a text-to-person test set's size."""
 
 
 #: The --scale choices: features.SCALES' names (kept literal so that --help imports no numpy).

@@ -32,9 +32,9 @@ def info(name: str, root: str | None, as_json: bool):
     the numbers are those of the first trial.
     """
     from raybench.console import print_json, print_table
-    from raybench.datasets import load_manifest, resolve_root
+    from raybench.datasets import has_captions, load_captions, load_manifest, resolve_root
     from raybench.datasets.common import absolute
-    from raybench.datasets.manifest import SPLITS, split_stats, trial_ids
+    from raybench.datasets.manifest import SPLITS, caption_stats, split_stats, trial_ids
 
     spec = _spec(name, root)
     where = absolute(resolve_root(spec))
@@ -42,8 +42,11 @@ def info(name: str, root: str | None, as_json: bool):
     table = load_manifest(spec)
     trials = trial_ids(table)
     stats = split_stats(table, trials[0])
+    captions = caption_stats(load_captions(spec)) if has_captions(spec) else None
     if as_json:
-        print_json({"dataset": spec.name, "root": where, "splits": {s: stats[s] for s in ("query", "gallery", "train")}})
+        extra = {"captions": captions} if captions else {}
+        print_json({"dataset": spec.name, "root": where, "splits": {s: stats[s] for s in ("query", "gallery", "train")},
+                    **extra})
         return
     title = f"{spec.name} at {where}"
     if trials[0] is not None:
@@ -52,6 +55,8 @@ def info(name: str, root: str | None, as_json: bool):
     cameras = len(set(table.column("camid").to_pylist()))
     filtering = "on" if spec.protocol.camera_filter else "off (no camera semantics)"
     click.echo(f"cameras overall: {cameras}; camera filtering: {filtering}; trials: {spec.protocol.trials}")
+    if captions:
+        click.echo(f"query captions: {captions['captions']} of {captions['ids']} ids, written for {captions['images']} images")
 
 
 @datasets.command("check")

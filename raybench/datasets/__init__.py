@@ -31,12 +31,15 @@ class Adapter:
     parse(root, **options) -> manifest (see manifest.py for the columns); the options are the
     spec's ``options``. layout: the expected layout of a copy, quoted in error messages.
     synthesize(spec) -> root: for a generated dataset, builds the data once (cached) and
-    returns its folder; None for a dataset the user brings.
+    returns its folder; None for a dataset the user brings. captions(root, **options) -> the
+    caption table (manifest.CAPTION_SCHEMA) for a dataset with text queries; None otherwise.
+    A dataset with captions may have a manifest without image queries (the captions are).
     """
 
     parse: Callable[..., "pa.Table"]
     layout: str = ""
     synthesize: Callable[["DatasetSpec"], Path] | None = None
+    captions: Callable[..., "pa.Table"] | None = None
 
 
 ADAPTERS: Registry[Adapter] = Registry("dataset adapter")
@@ -52,6 +55,9 @@ for _name, _module in (
     ("iustreid", "iustreid"),
     ("folder", "folder"),
     ("synthetic", "synthetic"),
+    ("cuhkpedes", "cuhkpedes"),
+    ("icfgpedes", "icfgpedes"),
+    ("rstpreid", "rstpreid"),
 ):
     ADAPTERS.register(_name, f"raybench.datasets.{_module}:ADAPTER")
 del _name, _module
@@ -104,14 +110,37 @@ def load_manifest(spec: "DatasetSpec") -> "pa.Table":
     from raybench.datasets.manifest import validate_manifest
 
     adapter = get_adapter(spec.adapter)
+    table = _read(spec, adapter, adapter.parse)
+    return validate_manifest(table, spec.name, adapter.layout, trials=spec.protocol.trials,
+                             captioned=adapter.captions is not None)
+
+
+def has_captions(spec: "DatasetSpec") -> bool:
+    """Whether ``spec``'s dataset has captions (text queries)."""
+    return get_adapter(spec.adapter).captions is not None
+
+
+def load_captions(spec: "DatasetSpec") -> "pa.Table":
+    """The validated caption table of ``spec``'s copy, checked against its manifest."""
+    from raybench.datasets.manifest import validate_captions
+
+    adapter = get_adapter(spec.adapter)
+    if adapter.captions is None:
+        raise DatasetError(f"{spec.name}: adapter {spec.adapter!r} has no captions (not a text-to-person dataset)")
+    return validate_captions(_read(spec, adapter, adapter.captions), load_manifest(spec), spec.name, adapter.layout)
+
+
+def _read(spec: "DatasetSpec", adapter: Adapter, reader: Callable[..., "pa.Table"]) -> "pa.Table":
+    """``reader(root, **options)`` on ``spec``'s copy; a copy the reader cannot read is a
+    DatasetError that says where and what was expected."""
     root = resolve_root(spec)
     options = dict(spec.options)
     try:
-        inspect.signature(adapter.parse).bind(root, **options)
+        inspect.signature(reader).bind(root, **options)
     except TypeError as exc:
         raise SpecError(f"dataset {spec.name}: options {sorted(options)} do not fit adapter {spec.adapter!r} ({exc})") from None
     try:
-        table = adapter.parse(root, **options)
+        return reader(root, **options)
     except RaybenchError:
         raise
     except (OSError, UnicodeError, ValueError) as exc:
@@ -121,5 +150,3 @@ def load_manifest(spec: "DatasetSpec") -> "pa.Table":
             f"{spec.name}: cannot read the copy at {root} ({type(exc).__name__}: {exc}). "
             f"Expected layout: {adapter.layout or 'see the adapter ' + repr(spec.adapter)}"
         ) from exc
-    return validate_manifest(table, spec.name, adapter.layout, trials=spec.protocol.trials)
-

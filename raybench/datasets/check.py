@@ -7,9 +7,9 @@ import dataclasses
 from pathlib import Path
 from typing import Mapping
 
-from raybench.datasets import get_adapter, is_generated, load_manifest
+from raybench.datasets import get_adapter, has_captions, is_generated, load_captions, load_manifest
 from raybench.datasets.common import DatasetNotFoundError
-from raybench.datasets.manifest import compare_stats
+from raybench.datasets.manifest import compare_caption_stats, compare_stats
 from raybench.errors import RaybenchError
 from raybench.specs import DatasetSpec
 
@@ -30,21 +30,26 @@ def check_one(spec, data: Path) -> dict:
         folder = data / spec.layout_dir if spec.layout_dir else data
         root = folder if folder.exists() else data
     row = {"dataset": spec.name, "folder": str(folder), "status": "ok", "detail": ""}
+    located = dataclasses.replace(spec, root=str(root))
     try:
-        table = load_manifest(dataclasses.replace(spec, root=str(root)))
+        table = load_manifest(located)
+        captions = load_captions(located) if has_captions(spec) else None
     except RaybenchError as exc:
         if folder.exists() or not isinstance(exc, DatasetNotFoundError):
             row.update(status="malformed", detail=str(exc))
         else:
             row.update(status="missing", detail=f"expected {get_adapter(spec.adapter).layout}")
         return row
-    published = {k: v for k, v in spec.stats.items() if k != "source"}
+    published = {k: v for k, v in spec.stats.items() if k not in ("source", "captions")}
     differences = compare_stats(table, published)
+    if captions is not None:
+        differences += compare_caption_stats(captions, spec.stats.get("captions") or {})
     if differences:
         more = f" (+{len(differences) - 3} more)" if len(differences) > 3 else ""
         row.update(status="differs", detail="; ".join(differences[:3]) + more)
-    elif not published:
+    elif not spec.stats.keys() - {"source"}:
         row["detail"] = "no published statistics to compare"
     else:
-        row["detail"] = f"{table.num_rows} manifest rows match the published statistics"
+        more = f" and {captions.num_rows} captions" if captions is not None else ""
+        row["detail"] = f"{table.num_rows} manifest rows{more} match the published statistics"
     return row

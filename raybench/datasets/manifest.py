@@ -3,6 +3,13 @@
 Columns: path (string, absolute), pid (int32), camid (int32, 0-based), split (string: train,
 query or gallery) and, for datasets with several published splits, trial (int16): then an
 image appears once per trial, with its role in that trial.
+
+A dataset with captions (text-to-person retrieval) also has a caption table, kept beside the
+manifest: caption (string), pid (int32), path (string: the image the caption was written
+for, as the manifest spells it) and split (string: ``query`` for the captions that are
+evaluated as text queries, ``train`` for captions of training images). Text-to-image
+retrieval ranks every non-train image of the manifest for each query caption: a caption
+dataset's manifest holds its test images in split ``gallery`` and no image queries.
 """
 
 from __future__ import annotations
@@ -22,6 +29,13 @@ SCHEMA = pa.schema([
     pa.field("split", pa.string(), nullable=False),
 ])
 TRIAL_FIELD = pa.field("trial", pa.int16(), nullable=False)
+CAPTION_SPLITS = ("train", "query")
+CAPTION_SCHEMA = pa.schema([
+    pa.field("caption", pa.string(), nullable=False),
+    pa.field("pid", pa.int32(), nullable=False),
+    pa.field("path", pa.string(), nullable=False),
+    pa.field("split", pa.string(), nullable=False),
+])
 
 
 def make_manifest(rows: Iterable[Mapping[str, Any]] | Mapping[str, list]) -> pa.Table:
@@ -36,11 +50,13 @@ def make_manifest(rows: Iterable[Mapping[str, Any]] | Mapping[str, list]) -> pa.
     return pa.table({name: columns.get(name, []) for name in schema.names}, schema=schema)
 
 
-def validate_manifest(table: pa.Table, dataset: str, layout: str = "", trials: int | None = None) -> pa.Table:
+def validate_manifest(table: pa.Table, dataset: str, layout: str = "", trials: int | None = None,
+                      captioned: bool = False) -> pa.Table:
     """Check schema, splits and contents; an empty evaluation set is an error, never passed on.
 
     With ``trials``, the table must hold exactly that many trials (0..trials-1), each with
-    query and gallery images.
+    query and gallery images. ``captioned``: the queries are captions (a caption table), so
+    the manifest needs gallery images only.
     """
     expected = SCHEMA.append(TRIAL_FIELD) if "trial" in table.column_names else SCHEMA
     if not table.schema.equals(expected):
@@ -51,7 +67,7 @@ def validate_manifest(table: pa.Table, dataset: str, layout: str = "", trials: i
     unknown = splits - set(SPLITS)
     if unknown:
         raise DatasetError(f"{dataset}: unknown split {sorted(unknown)[0]!r}; allowed: {', '.join(SPLITS)}")
-    for split in ("query", "gallery"):
+    for split in ("gallery",) if captioned else ("query", "gallery"):
         if split not in splits:
             raise DatasetError(f"{dataset}: no {split} images found.{where}")
     if pc.any(pc.less(table.column("pid"), 0)).as_py():
@@ -126,3 +142,54 @@ def compare_stats(table: pa.Table, published: Mapping[str, Any]) -> list[str]:
         if key in published and published[key] != value:
             differences.append(f"{key}: {value} (published {published[key]})")
     return differences
+
+
+def make_captions(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
+    """A caption table from records ({"caption", "pid", "path", "split"})."""
+    rows = list(rows)
+    return pa.table({name: [r[name] for r in rows] for name in CAPTION_SCHEMA.names}, schema=CAPTION_SCHEMA)
+
+
+def validate_captions(captions: pa.Table, manifest: pa.Table, dataset: str, layout: str = "") -> pa.Table:
+    """Check a caption table against its manifest: schema, splits, at least one query caption,
+    no empty caption, and every query caption written for an evaluated (non-train) image of
+    the manifest, with that image's pid."""
+    if not captions.schema.equals(CAPTION_SCHEMA):
+        raise DatasetError(f"{dataset}: caption table schema is {captions.schema}, expected {CAPTION_SCHEMA}")
+    where = f" Expected layout: {layout}" if layout else ""
+    unknown = set(captions.column("split").to_pylist()) - set(CAPTION_SPLITS)
+    if unknown:
+        raise DatasetError(f"{dataset}: unknown caption split {sorted(unknown)[0]!r}; allowed: {', '.join(CAPTION_SPLITS)}")
+    images = {path: pid for path, pid, split in zip(manifest.column("path").to_pylist(), manifest.column("pid").to_pylist(),
+                                                    manifest.column("split").to_pylist()) if split != "train"}
+    queries = 0
+    for row in captions.to_pylist():
+        if not row["caption"].strip():
+            raise DatasetError(f"{dataset}: an empty caption for {row['path']}.{where}")
+        if row["split"] != "query":
+            continue
+        queries += 1
+        if row["path"] not in images:
+            raise DatasetError(f"{dataset}: a query caption describes {row['path']}, which is not an evaluated "
+                               f"image of the manifest.{where}")
+        if images[row["path"]] != row["pid"]:
+            raise DatasetError(f"{dataset}: a caption of {row['path']} has pid {row['pid']}, the image has pid "
+                               f"{images[row['path']]}.{where}")
+    if not queries:
+        raise DatasetError(f"{dataset}: no query captions found.{where}")
+    return captions
+
+
+def caption_stats(captions: pa.Table) -> dict[str, int]:
+    """Query captions, the identities they describe and the images they were written for."""
+    query = captions.filter(pc.equal(captions.column("split"), "query"))
+    return {"captions": query.num_rows, "ids": len(set(query.column("pid").to_pylist())),
+            "images": len(set(query.column("path").to_pylist()))}
+
+
+def compare_caption_stats(captions: pa.Table, published: Mapping[str, Any]) -> list[str]:
+    """Where the query captions differ from the published ``captions``/``ids``/``images``."""
+    found = caption_stats(captions)
+    labels = {"captions": "query captions", "ids": "caption ids", "images": "captioned images"}
+    return [f"{labels.get(key, key)}: {found.get(key)} (published {value})"
+            for key, value in published.items() if found.get(key) != value]
