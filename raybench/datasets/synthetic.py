@@ -192,7 +192,7 @@ def caption_records(cfg: SynthConfig, rows: dict[str, np.ndarray]) -> list[dict]
             continue
         ident = idents.setdefault(key, synthdraw.identity_params(cfg.seed, domain, key))
         caption = synthcaption.describe(ident, synthcaption.caption_rng(cfg.seed, domain.code, frame))
-        records.append({"file_path": f"{FOLDERS[split]}/{file_name(pid, cam, frame)}", "id": pid, "split": split,
+        records.append({"file_path": f"{MARKET_FOLDERS[split]}/{file_name(pid, cam, frame)}", "id": pid, "split": split,
                         "captions": [caption]})
     return records
 
