@@ -199,12 +199,26 @@ class Tracker:
             try:
                 result = ray.get(ref)
             except ray.exceptions.RayError as exc:
+                self._await_reducer()
                 again = call.retry(exc)  # queued, not submitted: submit polls, and this loop holds ready refs
                 self.pending[again.send(self.reducer)] = again
                 continue
             row = {**reducers.summary_row(result), "this_run": "scored" if result.ok else "failed"}
             self.rows[(row["dataset"], row["model"])] = row
             self.progress.cell_finished(row)
+
+    def _await_reducer(self, limit: float = 120.0) -> None:
+        """Until the reducer answers again (Ray restarts it in a few seconds), so that a call
+        sent again is not refused while it restarts: a refusal then would count as a crash."""
+        import ray
+
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            try:
+                ray.get(self.reducer.ready.remote(), timeout=limit)
+                return
+            except ray.exceptions.RayError:
+                time.sleep(0.5)
 
     def wait_all(self) -> list[dict]:
         """Until every cell is scored; the summary rows, sorted by dataset and model."""
@@ -220,7 +234,6 @@ class _Call:
     job: reducers.CellJob
     failure: Failure | None = None
     tries: int = 1
-    waits: int = 0  # calls refused while the reducer was restarting (ActorUnavailableError)
 
     def send(self, reducer):
         if self.failure:
@@ -228,13 +241,7 @@ class _Call:
         return reducer.evaluate.remote(self.job)
 
     def retry(self, exc: Exception) -> "_Call":
-        """The same call once more; after a second crash, the cell's failure. A call refused
-        while the reducer restarts is sent again (for up to a minute) without counting."""
-        import ray
-
-        if isinstance(exc, ray.exceptions.ActorUnavailableError) and self.waits < 120:
-            time.sleep(0.5)
-            return dataclasses.replace(self, waits=self.waits + 1)
+        """The same call once more; after a second crash, the cell's failure."""
         if self.tries < 2:
             return dataclasses.replace(self, tries=self.tries + 1)
         return _Call(self.job, Failure(SCORING, f"scoring crashed: {type(exc).__name__}"), tries=self.tries + 1)

@@ -115,6 +115,10 @@ class Reducer:
         self._metrics.cell(result.model, result.dataset, result.ok)
         return result
 
+    def ready(self) -> bool:
+        """Answers once the actor is up (after a restart, too)."""
+        return True
+
     def evaluate(self, job: CellJob) -> CellResult:
         return self._record(evaluate_cell(self.store, job, self.spec))
 
