@@ -135,8 +135,10 @@ def _run_with_fault(cluster, spec, out: Path, actor_prefix: str, run: str) -> tu
                     "on_that_node": sorted(a["ActorClassName"] for a in _actors("")
                                            if a["State"] == "ALIVE" and a["Address"]["NodeID"] == node_id)}
             if node_id != cluster.head_node.node_id:  # else: not removed, and the test fails below
+                removed = time.perf_counter()
                 cluster.remove_node(next(n for n in cluster.worker_nodes if n.node_id == node_id))
                 cluster.add_node(num_cpus=2)
+                seen["back_after_s"] = _back(actor_prefix, node_id, removed, thread)
             break
         time.sleep(0.1)
     thread.join(timeout=180)
@@ -150,10 +152,21 @@ def _run_with_fault(cluster, spec, out: Path, actor_prefix: str, run: str) -> tu
     assert seen.get("node"), f"the run finished before {actor_prefix} could be found: no fault happened"
     assert seen["node"] != cluster.head_node.node_id, f"{actor_prefix} lived on the head: that is head loss"
     assert seen["cells_committed"] < len(DATASETS) - 1, "the stream had (almost) ended before the fault"
+    assert seen["back_after_s"] is not None, f"{actor_prefix} never came back on another node"
     lost = {"Reducer" if name == "Reducer" else "embedding" for name in seen["on_that_node"]
             if name == "Reducer" or "EmbedWorker" in name}
     assert len(lost) == 1, f"the node held both the reducer and the embedding actor: {seen['on_that_node']}"
     return outcome["summary"], seen
+
+
+def _back(prefix: str, lost: str, since: float, thread: threading.Thread) -> float | None:
+    """Seconds from ``since`` until an actor named ``prefix``... is alive on a node other than
+    ``lost``; None if the run ended first."""
+    while thread.is_alive():
+        if any(a["State"] == "ALIVE" and a["Address"]["NodeID"] != lost for a in _actors(prefix)):
+            return round(time.perf_counter() - since, 1)
+        time.sleep(0.1)
+    return None
 
 
 class _Filler:
