@@ -3,6 +3,11 @@ cluster/ configures it, and two workers) loses the node of its embedding actor, 
 reducer, in the middle of the stream. The run must finish with every cell ok and equal to a
 run without the fault, each result file holding its own cell and nothing else in results/.
 
+The two actors are kept on different workers (a filler actor and a label on each worker, see
+``_run_with_fault``), so that each case loses one of them only. Without raybench's placement
+of the reducer (runtime.reducer_selector) it would live on the head, and losing it would be
+head loss, which no run survives.
+
 The cluster is this module's own Ray (ray.cluster_utils.Cluster): the session's local Ray is
 shut down first, and this module leaves Ray shut down (conftest's ray_local starts it again
 for the modules after it).
@@ -10,6 +15,7 @@ for the modules after it).
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -39,13 +45,23 @@ def cluster():
     nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
     try:
         for _ in range(2):
-            nodes.add_node(num_cpus=2)
+            _add_worker(nodes)
         nodes.wait_for_nodes()
         ray.init(address=nodes.address, log_to_driver=False)
         yield nodes
     finally:
         ray.shutdown()
         nodes.shutdown()
+
+
+_WORKERS = itertools.count()
+#: A label on each worker node, its own value on each: the tests' placement of the reducer.
+LABEL = "raybench-test/worker"
+
+
+def _add_worker(cluster):
+    """A worker node with two CPUs, as an autoscaler would add."""
+    return cluster.add_node(num_cpus=2, labels={LABEL: f"w{next(_WORKERS)}"})
 
 
 @pytest.fixture(scope="module")
@@ -88,22 +104,46 @@ def _actors(prefix: str) -> list[dict]:
             if (a["Name"] or "").startswith(prefix) or a["ActorClassName"].startswith(prefix)]
 
 
-def _run_with_fault(cluster, spec, out: Path, actor_prefix: str, run: str) -> tuple[object, dict]:
-    """Run ``spec`` in a thread; once its first cell is committed (embedded and handed to the
-    reducer, which is then scoring it) and others remain, remove the worker node that holds the
-    (alive) actor named ``actor_prefix``..., then add a fresh worker (as an autoscaler would).
-    The run's summary, and what was seen at the removal.
+def _run_with_fault(cluster, spec, out: Path, lose: str, monkeypatch) -> tuple[object, dict]:
+    """Run ``spec`` in a thread; once its first cell is committed (embedded and sent to the
+    reducer, which is then scoring it) and others remain, remove the worker node that holds
+    the embedding actor (``lose="embedding"``) or the reducer (``"reducer"``), then add a fresh
+    worker (as an autoscaler would). The run's summary, and what was seen.
 
-    The embedding actor and the reducer are kept on different nodes, so that each case loses
-    one of them only: as soon as the reducer is up (it starts before the stream), a filler actor
-    takes every CPU of its node, and the embedding actor (one CPU) goes to the other worker.
+    Each case loses one of the two actors only: a filler actor takes both CPUs of one worker
+    ("home"), so the embedding actor (one CPU) and the decode tasks run on the other; the
+    reducer's label selector, raybench's own (which keeps it off the head: checked here) plus
+    "not that other worker", puts it on home, and after a loss on the fresh worker.
     """
     import dataclasses
 
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+    from raybench.pipeline import runtime
+
+    run = f"{lose}loss"
     spec = dataclasses.replace(spec, name=run)
+    head = cluster.head_node.node_id
+    home, other = sorted(n.node_id for n in cluster.worker_nodes)[:2]
+    labels = {n["NodeID"]: n["Labels"].get(LABEL) for n in ray.nodes() if n["Alive"]}
+    class Filler:  # defined here, so that it travels by value (workers cannot import this module)
+        def ready(self) -> bool:
+            return True
+
+    filler = ray.remote(num_cpus=2)(Filler).options(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(home, soft=False)).remote()
+    ray.get(filler.ready.remote(), timeout=60)
+    seen: dict = {}
+    own = runtime.reducer_selector
+
+    def selector():
+        seen["selector"] = own()
+        return {**(seen["selector"] or {}), LABEL: f"!{labels[other]}"}
+
+    monkeypatch.setattr(runtime, "reducer_selector", selector)
+    prefix = f"MapWorker(MapBatches(EmbedWorker_{run}_{MODEL}))" if lose == "embedding" \
+        else f"raybench-reducer:{run}:"
     outcome: dict = {}
 
     def drive():
@@ -115,47 +155,40 @@ def _run_with_fault(cluster, spec, out: Path, actor_prefix: str, run: str) -> tu
     start = time.perf_counter()
     thread = threading.Thread(target=drive, name="raybench-run")
     thread.start()
-    seen: dict = {}
-    filler = None
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and thread.is_alive():
-        if filler is None:
-            reducers = [a for a in _actors(f"raybench-reducer:{run}:") if a["State"] == "ALIVE"]
-            if reducers and reducers[0]["Address"]["NodeID"] != cluster.head_node.node_id:
-                filler = ray.remote(num_cpus=2)(_Filler).options(scheduling_strategy=NodeAffinitySchedulingStrategy(
-                    reducers[0]["Address"]["NodeID"], soft=False)).remote()
         committed = list(out.glob("embeddings/*/*/_SUCCESS"))
-        alive = [a for a in _actors(actor_prefix) if a["State"] == "ALIVE"]
+        alive = [a for a in _actors(prefix) if a["State"] == "ALIVE"]
         if committed and alive:
             (actor,) = alive
             node_id = actor["Address"]["NodeID"]
-            seen = {"actor": actor["ActorID"], "node": node_id, "cells_committed": len(committed),
-                    "cells_scored": len(list(out.glob("results/*/*.json"))),
-                    "at_s": round(time.perf_counter() - start, 1),
-                    "on_that_node": sorted(a["ActorClassName"] for a in _actors("")
-                                           if a["State"] == "ALIVE" and a["Address"]["NodeID"] == node_id)}
-            if node_id != cluster.head_node.node_id:  # else: not removed, and the test fails below
+            seen.update({
+                "actor": actor["ActorID"], "node": node_id, "cells_committed": len(committed),
+                "cells_scored": len(list(out.glob("results/*/*.json"))), "at_s": round(time.perf_counter() - start, 1),
+                "on_that_node": sorted(a["ActorClassName"] for a in _actors("")
+                                       if a["State"] == "ALIVE" and a["Address"]["NodeID"] == node_id)})
+            if node_id != head:  # else: not removed, and the test fails below
                 removed = time.perf_counter()
                 cluster.remove_node(next(n for n in cluster.worker_nodes if n.node_id == node_id))
-                cluster.add_node(num_cpus=2)
-                seen["back_after_s"] = _back(actor_prefix, node_id, removed, thread)
+                _add_worker(cluster)
+                seen["back_after_s"] = _back(prefix, node_id, removed, thread)
             break
         time.sleep(0.1)
     thread.join(timeout=180)
-    if filler is not None:
-        ray.kill(filler)
+    ray.kill(filler)
     assert not thread.is_alive(), "the run did not finish after the node was lost"
     if "error" in outcome:
         raise outcome["error"]
     seen["run_s"] = round(time.perf_counter() - start, 1)
     print(f"{run}: {seen}")
-    assert seen.get("node"), f"the run finished before {actor_prefix} could be found: no fault happened"
-    assert seen["node"] != cluster.head_node.node_id, f"{actor_prefix} lived on the head: that is head loss"
+    assert seen["selector"] == {"ray.io/node-id": f"!{head}"}, "raybench would leave the reducer on the head"
+    assert seen.get("node"), f"the run finished before {prefix} could be found: no fault happened"
+    assert seen["node"] != head, f"{prefix} lived on the head: that is head loss"
+    assert seen["node"] == (other if lose == "embedding" else home), seen
     assert seen["cells_committed"] < len(DATASETS) - 1, "the stream had (almost) ended before the fault"
-    assert seen["back_after_s"] is not None, f"{actor_prefix} never came back on another node"
-    lost = {"Reducer" if name == "Reducer" else "embedding" for name in seen["on_that_node"]
-            if name == "Reducer" or "EmbedWorker" in name}
-    assert len(lost) == 1, f"the node held both the reducer and the embedding actor: {seen['on_that_node']}"
+    assert seen["back_after_s"] is not None, f"{prefix} never came back on another node"
+    both = {"Reducer", f"MapWorker(MapBatches(EmbedWorker_{run}_{MODEL}))"}
+    assert not both <= set(seen["on_that_node"]), f"the node held both actors: {seen['on_that_node']}"
     return outcome["summary"], seen
 
 
@@ -167,10 +200,6 @@ def _back(prefix: str, lost: str, since: float, thread: threading.Thread) -> flo
             return round(time.perf_counter() - since, 1)
         time.sleep(0.1)
     return None
-
-
-class _Filler:
-    """An actor that takes every CPU of a worker node (see _run_with_fault)."""
 
 
 def _check_results(out: Path, summary, expected: dict) -> None:
@@ -187,10 +216,10 @@ def _check_results(out: Path, summary, expected: dict) -> None:
     assert not [p for p in out.rglob("*") if p.name.startswith(".tmp")], "a staging file was left behind"
 
 
-def test_losing_the_node_of_the_embedding_actor_mid_stream(cluster, spec, expected, tmp_path):
+def test_losing_the_node_of_the_embedding_actor_mid_stream(cluster, spec, expected, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    prefix = f"MapWorker(MapBatches(EmbedWorker_embedloss_{MODEL}))"
-    summary, seen = _run_with_fault(cluster, spec, out, prefix, "embedloss")
+    prefix = f"MapWorker(MapBatches(EmbedWorker_embeddingloss_{MODEL}))"
+    summary, seen = _run_with_fault(cluster, spec, out, "embedding", monkeypatch)
     _check_results(out, summary, expected)
     # The actor went on elsewhere: restarted by Ray (same actor), or replaced by Ray Data.
     after = [a for a in _actors(prefix) if a["Address"]["NodeID"] != seen["node"]]
@@ -199,11 +228,11 @@ def test_losing_the_node_of_the_embedding_actor_mid_stream(cluster, spec, expect
     print(f"embedding actors after the loss: {restarts}, on {[a['Address']['NodeID'][:8] for a in after]}")
 
 
-def test_losing_the_node_of_the_reducer_mid_run(cluster, spec, expected, tmp_path):
+def test_losing_the_node_of_the_reducer_mid_run(cluster, spec, expected, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    summary, seen = _run_with_fault(cluster, spec, out, "raybench-reducer:reduceloss:", "reduceloss")
+    summary, seen = _run_with_fault(cluster, spec, out, "reducer", monkeypatch)
     _check_results(out, summary, expected)
-    (reducer,) = [a for a in _actors("raybench-reducer:reduceloss:") if a["ActorID"] == seen["actor"]]
+    (reducer,) = [a for a in _actors("raybench-reducer:reducerloss:") if a["ActorID"] == seen["actor"]]
     assert reducer["NumRestarts"] >= 1, reducer  # the same named actor, restarted
     assert reducer["Address"]["NodeID"] not in (seen["node"], cluster.head_node.node_id), reducer
     print(f"reducer restarted {reducer['NumRestarts']} time(s), now on {reducer['Address']['NodeID'][:8]}")
