@@ -52,15 +52,31 @@ def pytest_configure(config):
         os.environ.pop(name, None)
 
 
-@pytest.fixture(scope="session")
-def ray_local():
-    """One local Ray for the whole session (address='local': never joins another cluster)."""
+def _local_ray():
     import ray
 
     if not ray.is_initialized():
         ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
+    return ray
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray for the whole session (address='local': never joins another cluster).
+
+    A module with a Ray of its own (test_pipeline_nodes.py: a cluster of several nodes) shuts
+    this one down and leaves Ray shut down; the next test that asks for ray_local starts it
+    again (``_ray_local_up``)."""
+    yield _local_ray()
+    import ray
+
     ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _ray_local_up(request):
+    if "ray_local" in request.fixturenames:
+        _local_ray()
 
 
 #: The real small run that the report tests read (``real_run``): three models x two datasets.

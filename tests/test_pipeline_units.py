@@ -13,7 +13,7 @@ from raybench.pipeline.collect import CellBuffer, finish
 from raybench.pipeline.failure import BATCH, IMAGE, LOAD, STREAM, Failure
 from raybench.pipeline.progress import Progress, format_seconds
 from raybench.pipeline.reducer import job_for, result_record, summary_row
-from raybench.pipeline.runtime import Cluster, check_out, plan_pool
+from raybench.pipeline.runtime import Cluster, check_out, plan_pool, reducer_selector
 from raybench.rundir.records import CellMarker, CellResult
 from raybench.rundir.store import RunStore
 from raybench.specs import EvalSpec
@@ -139,6 +139,15 @@ def test_pools_keep_a_cpu_for_decoding_and_use_every_gpu():
     gpu = plan_pool(Cluster(2, 32, 2, 16))
     assert (gpu.actors, gpu.gpus, gpu.device) == (2, 1, "cuda")
     assert plan_pool(Cluster(1, 16, 1, 16), actors=4).actors == 1
+
+
+def test_the_reducer_keeps_off_a_driver_node_that_takes_no_work():
+    # a head with num-cpus 0 and workers (cluster/): anywhere but the head
+    assert reducer_selector("head", {"head": 0, "w1": 8, "w2": 8}) == {"ray.io/node-id": "!head"}
+    assert reducer_selector("laptop", {"laptop": 2}) is None  # one node with CPUs: beside the driver
+    assert reducer_selector("head", {"head": 4, "w1": 8}) is None  # a head that takes work
+    assert reducer_selector("head", {"head": 0}) is None  # no worker yet: nowhere else to go
+    assert reducer_selector("head", {"head": 0, "gpu": 0}) is None
 
 
 def test_node_local_out_is_refused_on_a_multi_node_cluster(tmp_path, monkeypatch):

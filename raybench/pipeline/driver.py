@@ -285,7 +285,8 @@ class Run:
         self.store.write_record(record)
         self.echo(_plan_line(cells))
 
-        self.reducer = reducers.start(self.store, self.matrix.eval, self.matrix.name, self.run_id)
+        self.reducer = reducers.start(self.store, self.matrix.eval, self.matrix.name, self.run_id,
+                                      label_selector=runtime.reducer_selector())
         images = sum(len(c.data.paths) for _, group in groups for c in group)
         self.progress = Progress(len(cells), 0, images, RunMetrics(self.matrix.name), self.echo)
         self.tracker = Tracker(self.reducer, self.progress)

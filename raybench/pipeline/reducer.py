@@ -128,16 +128,20 @@ class Reducer:
         return self._record(result)
 
 
-def start(store, spec: EvalSpec, run: str, run_id: str):
+def start(store, spec: EvalSpec, run: str, run_id: str, label_selector: dict[str, str] | None = None):
     """The run's reducer actor, named after the run (visible as such on the dashboard).
 
     It takes no CPU slot (scoring is short and must not starve the decode tasks on a small
-    machine), restarts if its process dies, and does not retry the call that killed it.
+    machine), restarts if its process dies (or its node is lost: on another node), and does not
+    retry the call that killed it. ``label_selector``: the nodes it may live on
+    (runtime.reducer_selector).
     """
     import ray
 
+    placement = {"label_selector": label_selector} if label_selector else {}
     actor = ray.remote(Reducer).options(
-        name=f"raybench-reducer:{run}:{run_id}", num_cpus=0, max_restarts=-1, max_task_retries=0
+        name=f"raybench-reducer:{run}:{run_id}", num_cpus=0, max_restarts=-1, max_task_retries=0,
+        **placement,
     )
     return actor.remote(store, spec, run)
 

@@ -51,6 +51,30 @@ def plan_pool(cluster: Cluster, actors: int | None = None, threads: int | None =
     return Pool(actors=count, gpus=0, cpus=fits, threads=threads or max(1, node_cpus // count))
 
 
+def reducer_selector(driver: str | None = None, node_cpus: dict[str, float] | None = None) -> dict[str, str] | None:
+    """Where the run's reducer may live: a label selector that keeps it off the driver's node
+    when that node takes no work and another node can, else None (anywhere).
+
+    The reducer reserves no CPU (it must not starve the decode tasks on a small machine), and
+    Ray places such an actor beside its owner, on the driver's node: under Ray Jobs, the head.
+    Every head in cluster/ is started with num-cpus 0 so that no pipeline work competes with
+    the GCS and the dashboard there, and scoring a large cell is minutes of torch on every core
+    of the node; with this selector it runs on a worker instead, where Ray restarts it on
+    another worker if that one is lost (the driver sends its calls again), rather than on the
+    head, whose loss ends the run anyway. A node with CPUs (a laptop, a head that takes work),
+    or a cluster with no other node with CPUs yet, leaves the reducer where Ray puts it.
+    ``driver`` (a node id) and ``node_cpus`` (node id -> CPUs, alive nodes) default to Ray's.
+    """
+    if driver is None or node_cpus is None:
+        import ray
+
+        driver = ray.get_runtime_context().get_node_id()
+        node_cpus = {n["NodeID"]: n.get("Resources", {}).get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")}
+    if node_cpus.get(driver, 1.0) > 0 or not any(c > 0 for node, c in node_cpus.items() if node != driver):
+        return None
+    return {"ray.io/node-id": f"!{driver}"}
+
+
 def check_out(store, cluster: Cluster, shared: bool = False) -> None:
     """A node-local --out on a multi-node cluster would scatter the cells over the nodes' disks."""
     shared = shared or os.environ.get(SHARED_OUT_ENV, "").lower() in ("1", "true", "yes")
