@@ -346,3 +346,16 @@ def test_not_a_run_directory_is_one_line(tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "no results" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_run_folder_the_report_cannot_write_suggests_out(stored_run, tmp_path, capsys):
+    from raybench.cli import main
+
+    run = _copy(stored_run, tmp_path)
+    (run / "report").write_text("a file where the report folder would go")
+    with pytest.raises(SystemExit) as exc:
+        main(["report", str(run), "--no-ranklists"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"cannot write the report to {run}/report" in err
+    assert f"raybench report {run} --out DIR" in err
