@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from raybench.cli import COMMANDS, cli
+from raybench.cli import COMMANDS
 
 
 def run_cli(*args, env=None):

@@ -96,7 +96,7 @@ def test_a_reducer_that_dies_while_scoring_fails_only_that_cell(ray_local, marke
 
     import crashing_reducer
     from raybench.pipeline import plan, reducer
-    from raybench.pipeline.driver import Tracker
+    from raybench.pipeline.tracker import Tracker
     from raybench.pipeline.progress import Progress
 
     out = tmp_path / "run"

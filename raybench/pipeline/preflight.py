@@ -1,0 +1,37 @@
+"""Checks made before Ray starts, on the machine that runs the driver: a typo in a weights
+path or a dataset root costs a second, not a Ray start and a failed cell."""
+
+from __future__ import annotations
+
+from raybench.console import count
+from raybench.errors import RaybenchError
+from raybench.specs import MatrixSpec
+
+
+def preflight(matrix: MatrixSpec) -> None:
+    """Every model's local weights file and every dataset's root exist, checked on this machine
+    before Ray starts; one RaybenchError lists every problem found."""
+    from raybench.datasets import get_adapter, is_generated, resolve_root
+    from raybench.models import check_model
+
+    problems = []
+    for model in matrix.models:
+        try:
+            check_model(model, local_files=True)
+        except RaybenchError as exc:
+            problems.append(f"model {model.name}: {exc}")
+    for dataset in matrix.datasets:
+        try:
+            if is_generated(dataset):
+                continue
+            root = resolve_root(dataset)
+            if not root.exists():
+                layout = get_adapter(dataset.adapter).layout
+                problems.append(f"dataset {dataset.name}: {root} does not exist"
+                                + (f" (expected layout: {layout})" if layout else ""))
+        except RaybenchError as exc:
+            problems.append(f"dataset {dataset.name}: {exc}")
+    if problems:
+        listing = "\n".join(f"  - {p}" for p in problems)
+        raise RaybenchError(f"{count(len(problems), 'problem')} found before starting Ray:\n{listing}\n"
+                            "Fix them, or leave those models or datasets out with --models / --datasets.")
