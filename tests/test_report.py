@@ -346,3 +346,45 @@ def test_not_a_run_directory_is_one_line(tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "no results" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_ranklist_cameras_are_the_file_names_cameras(report):
+    """Manifests hold camid 0-based; the page shows the camera the file is named with
+    (Market's ``0002_c1s6_...`` is camera 1, not 0)."""
+    page = (report.out / "ranklists" / "beta__osnet-tiny-alpha.html").read_text()
+    figures = re.findall(r"title='([^']+)'>.*?<figcaption>(.*?)</figcaption>", page)
+    assert len(figures) == 4 * 11
+    for path, caption in figures:
+        named = re.search(r"_c(\d+)", Path(path).name)
+        shown = re.search(r"cam (\d+)", caption)
+        assert named and shown, (path, caption)
+        assert shown.group(1) == named.group(1), (path, caption)
+
+
+def test_ranklist_shows_no_camera_for_datasets_without_cameras():
+    from raybench.report.ranklist import camera_label
+
+    assert camera_label(0) == "cam 1"
+    assert camera_label(5, cameras=False) == ""
+
+
+def test_domain_plot_value_labels_never_sit_under_the_legend(tmp_path):
+    """Tall bars at the right (where the legend used to be) keep their value labels visible."""
+    from raybench.report.plots import _domain_panel, _pyplot
+
+    plt = _pyplot()
+    datasets = ["market1501", "dukemtmc", "msmt17", "cuhk03"]
+    values = {"market1501": 0.35, "dukemtmc": 0.97, "msmt17": 0.95, "cuhk03": 0.99}
+    by_cell = {("m", d): {"mAP": v, "mAP_ci_lo": v - 0.01, "mAP_ci_hi": min(1.0, v + 0.01)}
+               for d, v in values.items()}
+    fig, ax = plt.subplots(figsize=(3.2, 3.8), layout="constrained")
+    _domain_panel(ax, "m", "market1501", datasets, by_cell)
+    fig.savefig(tmp_path / "panel.png")
+    renderer = fig.canvas.get_renderer()
+    legend = ax.get_legend().get_window_extent(renderer)
+    labels = [t for t in ax.texts if re.fullmatch(r"\d+\.\d", t.get_text())]
+    assert len(labels) == 4
+    for text in labels:
+        assert not legend.overlaps(text.get_window_extent(renderer)), text.get_text()
+    assert not legend.overlaps(ax.title.get_window_extent(renderer))
+    plt.close(fig)
