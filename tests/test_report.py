@@ -388,3 +388,32 @@ def test_domain_plot_value_labels_never_sit_under_the_legend(tmp_path):
         assert not legend.overlaps(text.get_window_extent(renderer)), text.get_text()
     assert not legend.overlaps(ax.title.get_window_extent(renderer))
     plt.close(fig)
+
+
+def test_results_md_counts_skipped_images_and_marks_shared_stream_seconds(stored_run, tmp_path):
+    """Images left out by ``on_bad_image: skip`` are counted with their first paths, and the
+    seconds of a cell that shared its embedding stream carry a mark and a footnote."""
+    from raybench.report.build import ReportOptions, build_report
+
+    run = _copy(stored_run, tmp_path)
+    target = run / "results" / "alpha" / "color-hist.json"
+    data = json.loads(target.read_text())
+    data["skipped_images"] = [f"/data/alpha/query/000{i}_c1s1_01.jpg" for i in range(5)]
+    data["stream_cells"] = 2
+    target.write_text(json.dumps(data))
+    for other in (run / "results").glob("*/*.json"):  # results written before stream_cells existed
+        if other != target:
+            old = json.loads(other.read_text())
+            old.pop("stream_cells", None)
+            other.write_text(json.dumps(old))
+    report = build_report(run, ReportOptions(paper=Path("/nonexistent.yaml"), ranklists=False, bootstraps=100))
+    text = (report.out / "results.md").read_text()
+    assert len(re.findall(r"\d\.\d\* \|", text)) == 1
+    assert ("- alpha x color-hist: 5 skipped image(s): /data/alpha/query/0000_c1s1_01.jpg, "
+            "/data/alpha/query/0001_c1s1_01.jpg, /data/alpha/query/0002_c1s1_01.jpg and 2 more") in text
+    assert text.count("skipped image(s)") == 1  # only the cell that skipped some
+    assert f"{data['seconds']:.1f}* |" in text
+    assert "* embedded in one stream with other datasets of the same model" in text
+    rows = {(r["model"], r["dataset"]): r for r in report.rows}
+    assert rows[("color-hist", "alpha")]["stream_cells"] == 2
+    assert rows[("color-hist", "beta")]["stream_cells"] == 1
