@@ -26,6 +26,7 @@ from raybench.pipeline import reducer as reducers
 from raybench.pipeline.collect import CellBuffer, finish
 from raybench.pipeline.embed import PixelCaches, Source, embedding_stream
 from raybench.pipeline.failure import DATASET, LOAD, SCORING, STREAM, Failure, error_text, load_failure
+from raybench.pipeline.oversize import oversize_warnings
 from raybench.pipeline.plan import (
     DONE, EVALUATE, FAILED, Cell, DatasetImages, group_by_model, load_images, plan_cells,
 )
@@ -202,6 +203,8 @@ class Run:
         self.matrix = _resolve_models(self.matrix)
         cells = plan_cells(self.matrix, datasets, self.store, self.options.force)
         groups = group_by_model(cells)
+        for line in oversize_warnings({c.data.name: c.data for _, group in groups for c in group}.values()):
+            self.echo(line)
         record = self._start_record(cells, cluster, start)
         self.store.write_record(record)
 
