@@ -466,3 +466,31 @@ def test_another_raybench_version_on_the_cluster_is_named():
 def test_a_check_that_does_not_finish_is_stopped_and_the_job_goes_ahead():
     version, client, sub = _check(["PENDING"], "", timeout=0.05)
     assert version is None and client.stopped == [f"{sub.submission_id}-check"]
+
+
+def test_a_head_that_just_started_is_given_time_for_its_job_agent():
+    """Right after `ray start --head` the Jobs API answers 500 "No available agent": try again."""
+    from raybench import __version__
+    from raybench.jobs.dashboard import ClusterError
+
+    class _Starting(_FakeJobs):
+        def __init__(self, refusals, *args):
+            super().__init__(*args)
+            self.refusals = refusals
+
+        def submit_job(self, **kwargs):
+            if self.refusals:
+                self.refusals -= 1
+                raise RuntimeError("Request failed with status code 500: No available agent to submit job, "
+                                   "please try again later..")
+            return super().submit_job(**kwargs)
+
+    from raybench.jobs.dashboard import dashboard
+    from raybench.jobs.submit import submit_job
+
+    dash = dashboard("http://127.0.0.1:1")
+    client = _Starting(2, ["SUCCEEDED"], f"raybench-check {__version__} /p\n")
+    assert submit_job(dash, client, "submit", poll_s=0.01, submission_id="j") == "j"
+    assert client.refusals == 0 and len(client.submitted) == 1
+    with pytest.raises(ClusterError, match="No available agent"):
+        submit_job(dash, _Starting(99, ["SUCCEEDED"], ""), "submit", wait_s=0.05, poll_s=0.01, submission_id="j")

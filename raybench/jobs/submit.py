@@ -216,11 +216,29 @@ def _check_checkout() -> None:
 
 def submit(dash: Dashboard, sub: Submission) -> str:
     """Upload the working_dir and start the job; returns its submission id."""
-    client = connect(dash)
-    with translate_errors(dash, "submit the job"):
-        return client.submit_job(entrypoint=sub.entrypoint, submission_id=sub.submission_id,
-                                 runtime_env=dict(sub.runtime_env), metadata=dict(sub.metadata),
-                                 **sub.resources)
+    return submit_job(dash, connect(dash), "submit the job", entrypoint=sub.entrypoint,
+                      submission_id=sub.submission_id, runtime_env=dict(sub.runtime_env),
+                      metadata=dict(sub.metadata), **sub.resources)
+
+
+#: How long a submission waits for the head's job agent (it answers a few seconds after
+#: `ray start --head` returns, up to half a minute on a loaded machine).
+AGENT_WAIT_S = 60.0
+
+
+def submit_job(dash: Dashboard, client, action: str, wait_s: float = AGENT_WAIT_S, poll_s: float = 1.0,
+               **kwargs) -> str:
+    """``client.submit_job(**kwargs)``, tried again while a head that just started says "No
+    available agent to submit job"."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with translate_errors(dash, action):
+                return client.submit_job(**kwargs)
+        except ClusterError as exc:
+            if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(poll_s)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,10 +303,9 @@ def check_cluster(dash: Dashboard, sub: Submission, client=None, timeout: float 
 
     client = client or connect(dash)
     check_id = f"{sub.submission_id}-check"
-    with translate_errors(dash, "check the cluster's Python"):
-        client.submit_job(entrypoint=check_entrypoint(), submission_id=check_id,
-                          runtime_env=dict(sub.runtime_env), metadata={"raybench_check": sub.submission_id},
-                          entrypoint_num_cpus=0)
+    submit_job(dash, client, "check the cluster's Python", entrypoint=check_entrypoint(), submission_id=check_id,
+               runtime_env=dict(sub.runtime_env), metadata={"raybench_check": sub.submission_id},
+               entrypoint_num_cpus=0)
     deadline = time.monotonic() + timeout
     while True:
         with translate_errors(dash, f"get the status of {check_id}"):
