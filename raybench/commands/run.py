@@ -86,7 +86,8 @@ def closing_lines(summary) -> list[str]:
                             for r in summary.rows if r["status"] == "ok")
     if skipped:
         total = sum(len(r.get("skipped_images") or []) for r in summary.rows if r["status"] == "ok")
-        lines.append(f"{count(total, 'image')} could not be read and were skipped (on_bad_image: skip):")
+        verb = "was" if total == 1 else "were"
+        lines.append(f"{count(total, 'image')} could not be read and {verb} skipped (on_bad_image: skip):")
         lines += [f"  {line}" for line in skipped]
     lines += [f"FAILED {row['dataset']} x {row['model']}: {row['error']}" for row in summary.failed]
     ok = len(summary.rows) - len(summary.failed)
