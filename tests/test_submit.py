@@ -276,6 +276,8 @@ def test_submit_smoke_matrix_and_wait(head, tmp_path):
     info = head.api(f"/api/jobs/{job_id}")
     assert info["status"] == "SUCCEEDED"
     assert head.api(f"/api/jobs/{job_id}-check")["status"] == "SUCCEEDED"  # the cluster was checked first
+    listed = cli(head, "status", "--json")
+    assert [row["job"] for row in json.loads(listed.stdout) if row["job"].startswith(job_id)] == [job_id]
     assert info["entrypoint"] == f"python -m raybench run --matrix smoke --out {out}"
     assert info["metadata"]["target"] == "smoke"
     cells = sorted((out / "results").glob("*/*.json"))

@@ -350,11 +350,12 @@ def job_info(dash: Dashboard, job_id: str, client=None) -> dict[str, Any]:
 
 
 def list_jobs(dash: Dashboard) -> list[dict[str, Any]]:
-    """All jobs on the cluster, newest first."""
+    """All jobs on the cluster, newest first, minus the check jobs that ``submit`` ran."""
     client = connect(dash)
     with translate_errors(dash, "list jobs"):
         jobs = client.list_jobs()
-    jobs = [j for j in jobs if getattr(j, "submission_id", None)]  # drivers not started as Jobs
+    jobs = [j for j in jobs if getattr(j, "submission_id", None)  # drivers not started as Jobs
+            and "raybench_check" not in (getattr(j, "metadata", None) or {})]  # submit's checks
     return [job_row(j) for j in sorted(jobs, key=lambda j: j.start_time or 0, reverse=True)]
 
 
