@@ -80,6 +80,9 @@ def connect(name: str, num_cpus: int | None = None, dashboard: bool | None = Fal
         ray.init(address=address, **common)
     else:
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard, **common)
+        from raybench import ray_watchdog
+
+        ray_watchdog.start()  # a killed driver's Ray ends within seconds, not a minute later
     if not verbose():
         _NativeStderr.install()
     return not address

@@ -72,3 +72,47 @@ def test_counts_agree_with_their_noun():
     from raybench.console import count
 
     assert [count(n, "cell") for n in (0, 1, 2, 1234)] == ["0 cells", "1 cell", "2 cells", "1,234 cells"]
+
+
+def _summary(out, rows):
+    from raybench.pipeline.driver import RunSummary
+
+    base = {"status": "ok", "mAP": 0.5, "R1": 0.6, "R5": 0.7, "mINP": 0.2, "queries": 10,
+            "seconds": 4.0, "stream_cells": 1, "skipped_images": [], "error": None}
+    return RunSummary(out=out, rows=[{**base, **row} for row in rows], seconds=9.0)
+
+
+def test_run_closing_lines_quote_the_report_hint_for_the_shell():
+    import shlex
+
+    from raybench.commands.run import closing_lines
+
+    lines = closing_lines(_summary("runs/my run", [{"dataset": "a", "model": "m"}]))
+    hint = lines[-1].split("(raybench report ", 1)[1].rstrip(")")
+    assert hint == "'runs/my run'" and shlex.split(hint) == ["runs/my run"]
+    plain = closing_lines(_summary("runs/smoke", [{"dataset": "a", "model": "m"}]))[-1]
+    assert plain.endswith("(raybench report runs/smoke)")
+
+
+def test_run_closing_lines_count_skipped_images_and_name_the_first():
+    from raybench.commands.run import closing_lines
+
+    paths = [f"/d/q/{i:04d}_c1s1.jpg" for i in range(4)]
+    lines = closing_lines(_summary("runs/x", [
+        {"dataset": "a", "model": "m", "skipped_images": paths},
+        {"dataset": "b", "model": "m"},
+    ]))
+    assert lines[0] == "4 images could not be read and were skipped (on_bad_image: skip):"
+    assert lines[1] == "  a x m: 4 skipped image(s): /d/q/0000_c1s1.jpg, /d/q/0001_c1s1.jpg, /d/q/0002_c1s1.jpg and 1 more"
+    assert lines[-1].startswith("2 cells: 2 ok, 1 with skipped images, 0 failed")
+
+
+def test_run_table_marks_seconds_shared_by_one_stream():
+    """Two cells embedded in one stream are charged their share of it: the table says so."""
+    from raybench.commands.run import _percent, closing_lines
+
+    rows = [{"dataset": "a", "model": "m", "stream_cells": 2}, {"dataset": "b", "model": "m", "stream_cells": 2},
+            {"dataset": "a", "model": "n", "stream_cells": 1}]
+    assert [r["seconds"] for r in _percent(_summary("o", rows).rows)] == ["4.0*", "4.0*", "4.0"]
+    assert closing_lines(_summary("o", rows))[0].startswith("* embedded in one stream with other datasets")
+    assert not closing_lines(_summary("o", rows[2:]))[0].startswith("*")

@@ -666,3 +666,22 @@ def test_compare_stats_reports_each_difference(tmp_path):
     assert compare_stats(table, {"query": {"images": 3, "ids": 2}, "images": 9}) == []
     assert compare_stats(table, {"query": {"images": 3368}, "eval_images": 7}) == [
         "query images: 3 (published 3368)", "eval_images: 6 (published 7)"]
+
+
+def test_regexes_in_errors_read_as_written_not_double_escaped(tmp_path):
+    """A pattern in an error is the one in the YAML or the adapter, backslashes single."""
+    fake_market(tmp_path)
+    touch(tmp_path / "Market-1501-v15.09.15/query", "person1.jpg")
+    with pytest.raises(DatasetError) as caught:
+        get_adapter("market1501").parse(tmp_path)
+    assert r"naming convention '^([-\d]+)_c(\d)'" in str(caught.value)
+    assert "\\\\" not in str(caught.value)
+
+    root, _, _, _ = fake_folder(tmp_path / "folder")
+    for pattern, reason in [(r"([-\d]+_c(\d+)", "is not a regular expression"),
+                            (r"([-\d]+)_c\d+", "needs two groups")]:
+        spec = DatasetSpec(name="mine", adapter="folder", layout_dir="", root=str(root),
+                           options={"pattern": pattern})
+        with pytest.raises(DatasetError) as caught:
+            load_manifest(spec)
+        assert f"pattern '{pattern}' {reason}" in str(caught.value)

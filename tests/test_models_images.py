@@ -125,6 +125,24 @@ def test_unreadable_images_raise_image_error_naming_the_file(tmp_path):
         load_pixels_bytes(b"garbage", pre, "shard-3/x.jpg")
 
 
+def test_a_zero_byte_image_is_named_as_empty(tmp_path):
+    """PIL's "cannot identify image file" hides why; a truncated copy often leaves 0 bytes."""
+    pre = Preprocess(size=(64, 32))
+    empty = tmp_path / "0002_c1s1_000451_03.jpg"
+    empty.write_bytes(b"")
+    with pytest.raises(ImageError) as caught:
+        load_pixels(empty, pre)
+    assert str(caught.value) == f"cannot read image {empty}: empty file (0 bytes)"
+    with pytest.raises(ImageError) as caught:
+        load_pixels_bytes(b"", pre, "shard-3/x.jpg")
+    assert str(caught.value) == "cannot read image shard-3/x.jpg: empty file (0 bytes)"
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not a jpeg")
+    with pytest.raises(ImageError) as caught:
+        load_pixels(broken, pre)
+    assert "empty" not in str(caught.value)
+
+
 def _png(image, fmt="PNG"):
     buffer = io.BytesIO()
     image.save(buffer, fmt)

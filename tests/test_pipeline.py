@@ -221,3 +221,38 @@ def test_a_cell_the_model_cannot_embed_fails_alone(ray_local, market, tmp_path):
         assert _result(tmp_path / "run", name, "nowhere")["error"] == (
             f"model nowhere failed to load: weights file {missing} does not exist")  # named once
     assert _result(tmp_path / "run", "b", "picky")["mAP"] == _result(tmp_path / "run", "a", "picky")["mAP"]
+
+
+def test_empty_and_oversize_images_are_named_where_people_look(ray_local, market, tmp_path):
+    """A zero-byte crop is skipped as "empty file (0 bytes)" and counted under the table; a
+    full-size frame among the crops gets a warning naming it before anything is embedded."""
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    from raybench.commands.run import closing_lines
+
+    copy = tmp_path / "mine"
+    shutil.copytree(market, copy)
+    gallery = sorted((copy / "bounding_box_test").glob("*.jpg"))
+    empty, frame = gallery[0], gallery[1]
+    empty.write_bytes(b"")
+    noise = np.random.default_rng(0).integers(0, 256, (1200, 1000, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(frame, format="PNG")  # ~3.6 MB among crops of a few hundred bytes
+    lines: list[str] = []
+    data = market_dataset("mine", copy)
+    summary = run_matrix(matrix([dummy_model("d")], [data], on_bad_image="skip"), str(tmp_path / "run"),
+                         RunOptions(), echo=lines.append)
+    assert summary.ok
+    warnings = [line for line in lines if line.startswith("warning: mine:")]
+    assert len(warnings) == 1 and f"1 image(s) far larger than its usual crops" in warnings[0]
+    assert str(frame) in warnings[0] and str(empty) not in warnings[0]
+    assert _result(tmp_path / "run", "mine", "d")["skipped_images"] == [str(empty)]
+    closing = closing_lines(summary)
+    assert closing[0] == "1 image could not be read and was skipped (on_bad_image: skip):"
+    assert closing[1] == f"  mine x d: 1 skipped image(s): {empty}"
+
+    failed = run_matrix(matrix([dummy_model("d")], [data]), str(tmp_path / "fail"), RunOptions(), echo=_quiet)
+    (row,) = failed.failed
+    assert f"cannot read image {empty}: empty file (0 bytes)" in row["error"]

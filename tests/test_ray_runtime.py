@@ -152,3 +152,76 @@ def test_job_log_keeps_the_jobs_own_lines(monkeypatch):
     for chunk in chunks:
         log(chunk)
     assert "".join(written) == "".join(chunks)
+
+
+def _wait_gone(pids: dict[int, int], limit: float) -> float | None:
+    """Seconds until none of ``pids`` (pid: start time) runs, or None after ``limit``."""
+    import time
+
+    from raybench.ray_watchdog import _stat
+
+    start = time.monotonic()
+    while time.monotonic() - start < limit:
+        alive = [p for p, t in pids.items() if (s := _stat(p)) is not None and s[2] == t and s[0] != "Z"]
+        if not alive:
+            return time.monotonic() - start
+        time.sleep(0.2)
+    return None
+
+
+def test_watchdog_ends_what_a_killed_driver_left():
+    """A driver (here a plain Python that starts a `sleep`) killed with SIGKILL: its child ends too."""
+    import signal
+    import time
+
+    from raybench.ray_watchdog import descendants
+
+    code = ("import subprocess, sys, time; from raybench import ray_watchdog; "
+            "subprocess.Popen(['sleep', '300']); ray_watchdog.start(); print('ready', flush=True); time.sleep(300)")
+    driver = subprocess.Popen([sys.executable, "-c", code], env=_env(), stdout=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    try:
+        assert driver.stdout.readline().strip() == "ready"
+        time.sleep(1.5)  # the watchdog has seen the child
+        left = {p: t for p, t in descendants(driver.pid).items()}
+        assert len(left) == 2  # the sleep and the watchdog
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+        assert _wait_gone(left, 10) is not None
+    finally:
+        if driver.poll() is None:
+            os.kill(driver.pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_a_local_ray_does_not_outlive_a_killed_driver_by_more_than_seconds():
+    """Without the watchdog, the raylet's agents outlive a SIGKILLed driver by about 64 s (they
+    try to report the raylet's death to the dead GCS for a fixed minute); with it, about 3 s."""
+    import signal
+    import time
+
+    from raybench.ray_watchdog import descendants
+
+    code = ("import time; from raybench import ray_runtime; ray_runtime.connect('watchdog-test', num_cpus=1); "
+            "print('ready', flush=True); time.sleep(600)")
+    driver = subprocess.Popen([sys.executable, "-c", code], env=_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    left: dict[int, int] = {}
+    try:
+        assert driver.stdout.readline().strip() == "ready"
+        time.sleep(3)  # the agents are up and the watchdog has seen them
+        left = descendants(driver.pid)
+        names = " ".join(open(f"/proc/{p}/cmdline").read() for p in left if os.path.exists(f"/proc/{p}/cmdline"))
+        assert "raylet" in names and "gcs_server" in names
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait()
+        took = _wait_gone(left, 30)
+        assert took is not None, "Ray's processes outlived the killed driver by over 30 s"
+    finally:
+        if driver.poll() is None:
+            os.kill(driver.pid, signal.SIGKILL)
+        for pid in {**left, **descendants(driver.pid)}:  # none still runs, unless the test failed
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass

@@ -359,3 +359,74 @@ def test_a_run_folder_the_report_cannot_write_suggests_out(stored_run, tmp_path,
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"cannot write the report to {run}/report" in err
     assert f"raybench report {run} --out DIR" in err
+
+
+def test_ranklist_cameras_are_the_file_names_cameras(report):
+    """Manifests hold camid 0-based; the page shows the camera the file is named with
+    (Market's ``0002_c1s6_...`` is camera 1, not 0)."""
+    page = (report.out / "ranklists" / "beta__osnet-tiny-alpha.html").read_text()
+    figures = re.findall(r"title='([^']+)'>.*?<figcaption>(.*?)</figcaption>", page)
+    assert len(figures) == 4 * 11
+    for path, caption in figures:
+        named = re.search(r"_c(\d+)", Path(path).name)
+        shown = re.search(r"cam (\d+)", caption)
+        assert named and shown, (path, caption)
+        assert shown.group(1) == named.group(1), (path, caption)
+
+
+def test_ranklist_shows_no_camera_for_datasets_without_cameras():
+    from raybench.report.ranklist import camera_label
+
+    assert camera_label(0) == "cam 1"
+    assert camera_label(5, cameras=False) == ""
+
+
+def test_domain_plot_value_labels_never_sit_under_the_legend(tmp_path):
+    """Tall bars at the right (where the legend used to be) keep their value labels visible."""
+    from raybench.report.plots import _domain_panel, _pyplot
+
+    plt = _pyplot()
+    datasets = ["market1501", "dukemtmc", "msmt17", "cuhk03"]
+    values = {"market1501": 0.35, "dukemtmc": 0.97, "msmt17": 0.95, "cuhk03": 0.99}
+    by_cell = {("m", d): {"mAP": v, "mAP_ci_lo": v - 0.01, "mAP_ci_hi": min(1.0, v + 0.01)}
+               for d, v in values.items()}
+    fig, ax = plt.subplots(figsize=(3.2, 3.8), layout="constrained")
+    _domain_panel(ax, "m", "market1501", datasets, by_cell)
+    fig.savefig(tmp_path / "panel.png")
+    renderer = fig.canvas.get_renderer()
+    legend = ax.get_legend().get_window_extent(renderer)
+    labels = [t for t in ax.texts if re.fullmatch(r"\d+\.\d", t.get_text())]
+    assert len(labels) == 4
+    for text in labels:
+        assert not legend.overlaps(text.get_window_extent(renderer)), text.get_text()
+    assert not legend.overlaps(ax.title.get_window_extent(renderer))
+    plt.close(fig)
+
+
+def test_results_md_counts_skipped_images_and_marks_shared_stream_seconds(stored_run, tmp_path):
+    """Images left out by ``on_bad_image: skip`` are counted with their first paths, and the
+    seconds of a cell that shared its embedding stream carry a mark and a footnote."""
+    from raybench.report.build import ReportOptions, build_report
+
+    run = _copy(stored_run, tmp_path)
+    target = run / "results" / "alpha" / "color-hist.json"
+    data = json.loads(target.read_text())
+    data["skipped_images"] = [f"/data/alpha/query/000{i}_c1s1_01.jpg" for i in range(5)]
+    data["stream_cells"] = 2
+    target.write_text(json.dumps(data))
+    for other in (run / "results").glob("*/*.json"):  # results written before stream_cells existed
+        if other != target:
+            old = json.loads(other.read_text())
+            old.pop("stream_cells", None)
+            other.write_text(json.dumps(old))
+    report = build_report(run, ReportOptions(paper=Path("/nonexistent.yaml"), ranklists=False, bootstraps=100))
+    text = (report.out / "results.md").read_text()
+    assert len(re.findall(r"\d\.\d\* \|", text)) == 1
+    assert ("- alpha x color-hist: 5 skipped image(s): /data/alpha/query/0000_c1s1_01.jpg, "
+            "/data/alpha/query/0001_c1s1_01.jpg, /data/alpha/query/0002_c1s1_01.jpg and 2 more") in text
+    assert text.count("skipped image(s)") == 1  # only the cell that skipped some
+    assert f"{data['seconds']:.1f}* |" in text
+    assert "* embedded in one stream with other datasets of the same model" in text
+    rows = {(r["model"], r["dataset"]): r for r in report.rows}
+    assert rows[("color-hist", "alpha")]["stream_cells"] == 2
+    assert rows[("color-hist", "beta")]["stream_cells"] == 1

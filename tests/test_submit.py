@@ -275,6 +275,9 @@ def test_submit_smoke_matrix_and_wait(head, tmp_path):
     assert f"dashboard: {head.url}/#/jobs/{job_id}" in result.stdout
     info = head.api(f"/api/jobs/{job_id}")
     assert info["status"] == "SUCCEEDED"
+    assert head.api(f"/api/jobs/{job_id}-check")["status"] == "SUCCEEDED"  # the cluster was checked first
+    listed = cli(head, "status", "--json")
+    assert [row["job"] for row in json.loads(listed.stdout) if row["job"].startswith(job_id)] == [job_id]
     assert info["entrypoint"] == f"python -m raybench run --matrix smoke --out {out}"
     assert info["metadata"]["target"] == "smoke"
     cells = sorted((out / "results").glob("*/*.json"))
@@ -309,3 +312,26 @@ def test_submit_wait_fails_when_the_driver_fails(as_client, capsys, tmp_path):
     assert "no-such-model" in out  # the driver's own error, in the job's log
     job_id = re.search(r"submitted job (\S+)", out).group(1)
     assert job_status(as_client, job_id) == "FAILED" and f"job {job_id} FAILED" in err
+
+
+def test_a_cluster_whose_python_lacks_raybenchs_environment_gets_no_job(as_client, capsys, tmp_path):
+    """The head's `python` is the system one (no click, no ray): one line naming the fix, and
+    no job is submitted, instead of a job that dies with ModuleNotFoundError."""
+    system_python = shutil.which("python3", path="/usr/bin:/bin")
+    if system_python is None:
+        pytest.skip("no system python3 to stand in for a head without the project's environment")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").symlink_to(system_python)
+    env_file = tmp_path / "bare.yaml"
+    env_file.write_text(json.dumps({"env_vars": {"PATH": f"{bin_dir}:/usr/bin:/bin", "PYTHONPATH": ""}}))
+    before = {row["submission_id"] for row in as_client.api("/api/jobs/")}
+    code, out, err = invoke(capsys, as_client, "submit", "--matrix", "smoke", "--out", str(tmp_path / "o"),
+                            "--runtime-env", str(env_file), "--wait")
+    assert code != 0
+    lines = [line for line in err.splitlines() if "cannot import" in line]
+    assert len(lines) == 1, err
+    assert "cannot import 'click', which raybench needs: start the head from the project's environment" in lines[0]
+    assert "submitted job" not in out and "Traceback" not in out + err
+    new = {row["submission_id"] for row in as_client.api("/api/jobs/")} - before
+    assert len(new) == 1 and new.pop().endswith("-check")  # only the check ran

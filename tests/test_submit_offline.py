@@ -391,3 +391,106 @@ def test_the_log_tail_verifies_tls_the_same_way(https_dashboard):
     with pytest.raises(ssl.SSLCertVerificationError):
         handshake(ssl.create_default_context())
     handshake(jobs._ssl_context(dashboard(address, ca_bundle=str(cert), environ={})))
+
+
+# --- the cluster check before a submission -----------------------------------------------------
+
+
+class _FakeJobs:
+    """The few Jobs API calls check_cluster makes, with a scripted end of the check job."""
+
+    def __init__(self, statuses, logs):
+        self.statuses, self.logs, self.submitted, self.stopped = list(statuses), logs, [], []
+
+    def submit_job(self, **kwargs):
+        self.submitted.append(kwargs)
+        return kwargs["submission_id"]
+
+    def get_job_status(self, job_id):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(value=self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0])
+
+    def get_job_logs(self, job_id):
+        return self.logs
+
+    def stop_job(self, job_id):
+        self.stopped.append(job_id)
+        return True
+
+
+def _check(statuses, logs, timeout=5.0):
+    from raybench.jobs.dashboard import dashboard
+    from raybench.jobs.submit import build_submission, check_cluster, load_job_spec
+
+    sub = build_submission(load_job_spec("matrix"), "smoke", "smoke", "/shared/out")
+    client = _FakeJobs(statuses, logs)
+    return check_cluster(dashboard("http://127.0.0.1:1"), sub, client=client, timeout=timeout, poll_s=0.01), client, sub
+
+
+def test_the_check_job_runs_with_the_real_jobs_runtime_env_and_reads_the_version():
+    from raybench import __version__
+
+    version, client, sub = _check(["PENDING", "RUNNING", "SUCCEEDED"],
+                                  f"raybench-check {__version__} /opt/venv/bin/python\n")
+    assert version == __version__
+    (check,) = client.submitted
+    assert check["runtime_env"] == dict(sub.runtime_env) and check["submission_id"] == f"{sub.submission_id}-check"
+    assert check["entrypoint"].startswith("python -c ") and "raybench.cli" in check["entrypoint"]
+
+
+@pytest.mark.parametrize("logs, says", [
+    ("Traceback (most recent call last):\n  File \"<string>\", line 1\nModuleNotFoundError: No module named 'raybench'\n",
+     "the cluster's Python cannot import raybench: start the head from the project's environment"),
+    ("Traceback (most recent call last):\nModuleNotFoundError: No module named 'click'\n",
+     "the cluster's Python cannot import 'click', which raybench needs: start the head from the project's environment"),
+    ("/bin/sh: 1: python: not found\n", "the cluster has no `python` on its PATH"),
+])
+def test_a_cluster_that_cannot_import_raybench_is_one_line_naming_the_fix(logs, says):
+    from raybench.jobs.submit import ClusterEnvironmentError
+
+    with pytest.raises(ClusterEnvironmentError) as caught:
+        _check(["FAILED"], logs)
+    message = str(caught.value)
+    assert message.startswith(says) and "\n" not in message
+    assert "--runtime-env FILE" in message and "install raybench 0.1.0 in the cluster's image" in message
+
+
+def test_another_raybench_version_on_the_cluster_is_named():
+    from raybench.jobs.submit import ClusterEnvironmentError
+
+    with pytest.raises(ClusterEnvironmentError, match=r"imports raybench 0\.0\.9, this is raybench 0\.1\.0"):
+        _check(["SUCCEEDED"], "raybench-check 0.0.9 /usr/bin/python3\n")
+
+
+def test_a_check_that_does_not_finish_is_stopped_and_the_job_goes_ahead():
+    version, client, sub = _check(["PENDING"], "", timeout=0.05)
+    assert version is None and client.stopped == [f"{sub.submission_id}-check"]
+
+
+def test_a_head_that_just_started_is_given_time_for_its_job_agent():
+    """Right after `ray start --head` the Jobs API answers 500 "No available agent": try again."""
+    from raybench import __version__
+    from raybench.jobs.dashboard import ClusterError
+
+    class _Starting(_FakeJobs):
+        def __init__(self, refusals, *args):
+            super().__init__(*args)
+            self.refusals = refusals
+
+        def submit_job(self, **kwargs):
+            if self.refusals:
+                self.refusals -= 1
+                raise RuntimeError("Request failed with status code 500: No available agent to submit job, "
+                                   "please try again later..")
+            return super().submit_job(**kwargs)
+
+    from raybench.jobs.dashboard import dashboard
+    from raybench.jobs.submit import submit_job
+
+    dash = dashboard("http://127.0.0.1:1")
+    client = _Starting(2, ["SUCCEEDED"], f"raybench-check {__version__} /p\n")
+    assert submit_job(dash, client, "submit", poll_s=0.01, submission_id="j") == "j"
+    assert client.refusals == 0 and len(client.submitted) == 1
+    with pytest.raises(ClusterError, match="No available agent"):
+        submit_job(dash, _Starting(99, ["SUCCEEDED"], ""), "submit", wait_s=0.05, poll_s=0.01, submission_id="j")

@@ -68,9 +68,12 @@ def _unverified_once(dash) -> None:
 @click.option("--spec", "spec_name", default=None, metavar="NAME|PATH",
               help="The Ray Jobs spec (jobs/NAME.yaml); default: jobs/matrix.yaml or jobs/train.yaml.")
 @click.option("--json", "as_json", is_flag=True, help="Print the submission as JSON.")
+@click.option("--check/--no-check", default=True, show_default=True,
+              help="First run a one-line job with the same runtime_env that imports raybench: a cluster "
+                   "whose Python cannot is named with the fix before the real job is sent.")
 @dashboard_options
 @click.argument("driver_args", nargs=-1, type=click.UNPROCESSED, metavar="[-- DRIVER_ARGS...]")
-def submit(dash, matrix, train_config, out, wait, runtime_env_file, spec_name, as_json, driver_args):
+def submit(dash, matrix, train_config, out, wait, runtime_env_file, spec_name, as_json, check, driver_args):
     """Run a matrix (or a training run) on a Ray cluster as a Ray Job.
 
     \b
@@ -100,6 +103,8 @@ def submit(dash, matrix, train_config, out, wait, runtime_env_file, spec_name, a
     if out is None:
         notice("note: no --out: results stay in the job's working directory on the head node; "
                "give a URI or a shared path to keep them")
+    if check and jobs.check_cluster(dash, sub) is None:
+        notice(f"note: the cluster check did not finish in {jobs.CHECK_TIMEOUT_S:g} s; submitting anyway")
     job_id = jobs.submit(dash, sub)
     if as_json:
         print_json({"job_id": job_id, "dashboard": dash.job_url(job_id), "entrypoint": sub.entrypoint})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 import click
 
 
@@ -51,7 +53,7 @@ def run(matrix_name, out, models, datasets, force, actors, batch_size, threads, 
       raybench run --matrix paper --out runs/paper     # needs $RAYBENCH_DATA and weights
       raybench run --matrix paper --models osnet-x1_0-market --datasets market1501
     """
-    from raybench.console import count, notice, print_table
+    from raybench.console import notice, print_table
     from raybench.pipeline.driver import RunOptions, run_matrix
     from raybench.catalog import load_matrix
 
@@ -64,13 +66,36 @@ def run(matrix_name, out, models, datasets, force, actors, batch_size, threads, 
     summary = run_matrix(matrix, out, options)
     print_table(_percent(summary.rows), TABLE_COLUMNS, title=f"{matrix.name}: metrics in %",
                 headers={**{key: f"{key} %" for key in PERCENT}, "this_run": "this run"})
-    for row in summary.failed:
-        notice(f"FAILED {row['dataset']} x {row['model']}: {row['error']}")
-    ok = len(summary.rows) - len(summary.failed)
-    notice(f"{count(len(summary.rows), 'cell')}: {ok} ok, {len(summary.failed)} failed, in {summary.seconds:.1f} s. "
-           f"Results: {summary.out}/results (raybench report {summary.out})")
+    for line in closing_lines(summary):
+        notice(line)
     if summary.failed:
         click.get_current_context().exit(1)
+
+
+def closing_lines(summary) -> list[str]:
+    """What the console says under the table: shared stream seconds, skipped images, failures,
+    the counts, and how to build the report (the path shell-quoted, so it can be pasted)."""
+    from raybench.console import count
+    from raybench.report.tables import skipped_lines, stream_note
+
+    lines = []
+    note = stream_note(summary.rows)
+    if note:
+        lines.append(note)
+    skipped = skipped_lines((r["model"], r["dataset"], r.get("skipped_images") or [])
+                            for r in summary.rows if r["status"] == "ok")
+    if skipped:
+        total = sum(len(r.get("skipped_images") or []) for r in summary.rows if r["status"] == "ok")
+        verb = "was" if total == 1 else "were"
+        lines.append(f"{count(total, 'image')} could not be read and {verb} skipped (on_bad_image: skip):")
+        lines += [f"  {line}" for line in skipped]
+    lines += [f"FAILED {row['dataset']} x {row['model']}: {row['error']}" for row in summary.failed]
+    ok = len(summary.rows) - len(summary.failed)
+    skipped_text = f", {len(skipped)} with skipped images" if skipped else ""
+    lines.append(f"{count(len(summary.rows), 'cell')}: {ok} ok{skipped_text}, {len(summary.failed)} failed, "
+                 f"in {summary.seconds:.1f} s. Results: {summary.out}/results "
+                 f"(raybench report {shlex.quote(str(summary.out))})")
+    return lines
 
 
 def _percent(rows: list[dict]) -> list[dict]:
@@ -82,6 +107,6 @@ def _percent(rows: list[dict]) -> list[dict]:
             if row.get(key) is not None:
                 row[key] = f"{100 * row[key]:.2f}"
         if isinstance(row.get("seconds"), (int, float)):
-            row["seconds"] = f"{row['seconds']:.1f}"
+            row["seconds"] = f"{row['seconds']:.1f}" + ("*" if (row.get("stream_cells") or 1) > 1 else "")
         scaled.append(row)
     return scaled

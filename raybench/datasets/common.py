@@ -75,13 +75,19 @@ def require_images(folder: Path, dataset: str, layout: str, recursive: bool = Fa
     return images
 
 
+def as_written(pattern: str | re.Pattern) -> str:
+    """A regex quoted as it is written in YAML or Python source: ``'(\\d+)_c(\\d)'``, not
+    repr's doubled backslashes, so that it can be compared with (and pasted into) a config."""
+    return f"'{pattern.pattern if isinstance(pattern, re.Pattern) else pattern}'"
+
+
 def match_name(pattern: re.Pattern, path: Path, dataset: str, example: str) -> re.Match:
     """Match a file's name (never its folders) against the dataset's naming convention."""
     found = pattern.search(path.name)
     if found is None:
         raise DatasetError(
             f"{dataset}: file name {path.name!r} in {path.parent} does not follow the naming "
-            f"convention {pattern.pattern!r} (for example {example!r})"
+            f"convention {as_written(pattern)} (for example {example!r})"
         )
     return found
 

@@ -22,7 +22,8 @@ from pathlib import Path
 import pyarrow as pa
 
 from raybench.datasets import Adapter
-from raybench.datasets.common import MARKET_FOLDERS, absolute, locate, read_text, rows_to_manifest, scan
+from raybench.datasets.common import (MARKET_FOLDERS, absolute, as_written, locate, read_text, rows_to_manifest,
+                                       scan)
 from raybench.datasets.manifest import SPLITS
 from raybench.errors import DatasetError
 
@@ -41,9 +42,9 @@ def parse(root: Path, pattern: str = r"^([-\d]+)_c(\d+)") -> pa.Table:
     try:
         regex = re.compile(pattern)
     except re.error as exc:
-        raise DatasetError(f"folder: pattern {pattern!r} is not a regular expression ({exc})") from None
+        raise DatasetError(f"folder: pattern {as_written(pattern)} is not a regular expression ({exc})") from None
     if regex.groups < 2:
-        raise DatasetError(f"folder: pattern {pattern!r} needs two groups: pid and camera")
+        raise DatasetError(f"folder: pattern {as_written(pattern)} needs two groups: pid and camera")
     rows = scan({split: base / sub for split, sub in folders.items()}, regex, dataset="folder",
                 layout=LAYOUT, example="0002_c1s1_000451_03.jpg")
     return rows_to_manifest(rows, "folder", LAYOUT)

@@ -23,6 +23,7 @@ from raybench.errors import SpecError
 from raybench.paths import PROJECT_ROOT
 from raybench.jobs.dashboard import (
     ClusterAuthError,
+    ClusterError,
     Dashboard,
     auth_message,
     connect,
@@ -215,11 +216,108 @@ def _check_checkout() -> None:
 
 def submit(dash: Dashboard, sub: Submission) -> str:
     """Upload the working_dir and start the job; returns its submission id."""
-    client = connect(dash)
-    with translate_errors(dash, "submit the job"):
-        return client.submit_job(entrypoint=sub.entrypoint, submission_id=sub.submission_id,
-                                 runtime_env=dict(sub.runtime_env), metadata=dict(sub.metadata),
-                                 **sub.resources)
+    return submit_job(dash, connect(dash), "submit the job", entrypoint=sub.entrypoint,
+                      submission_id=sub.submission_id, runtime_env=dict(sub.runtime_env),
+                      metadata=dict(sub.metadata), **sub.resources)
+
+
+#: How long a submission waits for the head's job agent (it answers a few seconds after
+#: `ray start --head` returns, up to half a minute on a loaded machine).
+AGENT_WAIT_S = 60.0
+
+
+def submit_job(dash: Dashboard, client, action: str, wait_s: float = AGENT_WAIT_S, poll_s: float = 1.0,
+               **kwargs) -> str:
+    """``client.submit_job(**kwargs)``, tried again while a head that just started says "No
+    available agent to submit job"."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            with translate_errors(dash, action):
+                return client.submit_job(**kwargs)
+        except ClusterError as exc:
+            if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(poll_s)
+
+
+# ---------------------------------------------------------------------------------------------
+# Before submitting: can the cluster's Python run raybench?
+
+#: How long the check job may take (its runtime_env is the real job's: the upload is shared).
+CHECK_TIMEOUT_S = 120.0
+CHECK_MARK = "raybench-check"
+#: What a job needs: the package, its CLI and the pipeline's own imports (click, numpy, pyarrow, ray).
+CHECK_IMPORTS = ("raybench", "raybench.cli", "raybench.pipeline.driver")
+
+
+class ClusterEnvironmentError(ClusterError):
+    """The cluster's Python cannot run this raybench; the message says how to fix it."""
+
+
+def check_entrypoint() -> str:
+    """A one-line job that imports what the real job imports and prints raybench's version."""
+    modules = ", ".join(f'"{m}"' for m in CHECK_IMPORTS)
+    code = (f"import importlib, sys; [importlib.import_module(m) for m in ({modules})]; "
+            f'import raybench; print("{CHECK_MARK}", raybench.__version__, sys.executable)')
+    return f"python -c {shlex.quote(code)}"
+
+
+def check_verdict(status: str, logs: str, version: str) -> str:
+    """The cluster's raybench version from the check job's end; ClusterEnvironmentError (one line
+    naming the fix) when its Python cannot import raybench, lacks a dependency, or has another version."""
+    fix = ("start the head from the project's environment (`. .venv/bin/activate && ray start --head`), "
+           f"install raybench {version} in the cluster's image, or ship the environment in "
+           "--runtime-env FILE (working_dir: ., pip: [...])")
+    if status == "SUCCEEDED":
+        found = re.search(rf"^{CHECK_MARK} (\S+) (\S+)", logs, re.MULTILINE)
+        if found is None:
+            raise ClusterEnvironmentError(f"the cluster check job printed no version: {_last_line(logs)}")
+        if found.group(1) != version:
+            raise ClusterEnvironmentError(
+                f"the cluster's Python ({found.group(2)}) imports raybench {found.group(1)}, this is "
+                f"raybench {version}: {fix}")
+        return found.group(1)
+    missing = re.findall(r"No module named '([^']+)'", logs)
+    if missing and missing[-1].split(".")[0] == "raybench":
+        raise ClusterEnvironmentError(f"the cluster's Python cannot import raybench: {fix}")
+    if missing:
+        raise ClusterEnvironmentError(
+            f"the cluster's Python cannot import {missing[-1]!r}, which raybench needs: {fix}")
+    if "not found" in _last_line(logs):  # the shell found no `python`
+        raise ClusterEnvironmentError(f"the cluster has no `python` on its PATH ({_last_line(logs)}): {fix}")
+    raise ClusterEnvironmentError(f"the cluster check job ended {status}: {_last_line(logs) or 'no output'}")
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def check_cluster(dash: Dashboard, sub: Submission, client=None, timeout: float = CHECK_TIMEOUT_S,
+                  poll_s: float = 0.5) -> str | None:
+    """Run ``check_entrypoint`` with the job's runtime_env and judge it (``check_verdict``);
+    returns the cluster's raybench version, None when the check did not end within ``timeout``
+    (a busy cluster: the job is submitted anyway)."""
+    from raybench import __version__
+
+    client = client or connect(dash)
+    check_id = f"{sub.submission_id}-check"
+    submit_job(dash, client, "check the cluster's Python", entrypoint=check_entrypoint(), submission_id=check_id,
+               runtime_env=dict(sub.runtime_env), metadata={"raybench_check": sub.submission_id},
+               entrypoint_num_cpus=0)
+    deadline = time.monotonic() + timeout
+    while True:
+        with translate_errors(dash, f"get the status of {check_id}"):
+            status = client.get_job_status(check_id).value
+        if status in TERMINAL:
+            break
+        if time.monotonic() > deadline:
+            with translate_errors(dash, f"stop {check_id}"):
+                client.stop_job(check_id)
+            return None
+        time.sleep(poll_s)
+    return check_verdict(status, job_logs(dash, check_id, client), __version__)
 
 
 def job_row(info) -> dict[str, Any]:
@@ -252,11 +350,12 @@ def job_info(dash: Dashboard, job_id: str, client=None) -> dict[str, Any]:
 
 
 def list_jobs(dash: Dashboard) -> list[dict[str, Any]]:
-    """All jobs on the cluster, newest first."""
+    """All jobs on the cluster, newest first, minus the check jobs that ``submit`` ran."""
     client = connect(dash)
     with translate_errors(dash, "list jobs"):
         jobs = client.list_jobs()
-    jobs = [j for j in jobs if getattr(j, "submission_id", None)]  # drivers not started as Jobs
+    jobs = [j for j in jobs if getattr(j, "submission_id", None)  # drivers not started as Jobs
+            and "raybench_check" not in (getattr(j, "metadata", None) or {})]  # submit's checks
     return [job_row(j) for j in sorted(jobs, key=lambda j: j.start_time or 0, reverse=True)]
 
 

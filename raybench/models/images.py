@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +64,19 @@ def _decode(source, label: str) -> Image.Image:
     except FileNotFoundError:
         raise ImageError(label, "file not found") from None
     except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        if _empty(source):  # PIL says "cannot identify image file", which hides the cause
+            raise ImageError(label, "empty file (0 bytes)") from None
         raise ImageError(label, str(exc) or type(exc).__name__) from None
+
+
+def _empty(source) -> bool:
+    """Whether the file (a path or a BytesIO) has no bytes; asked only after a decode failed."""
+    if isinstance(source, io.BytesIO):
+        return source.getbuffer().nbytes == 0
+    try:
+        return os.stat(source).st_size == 0
+    except OSError:
+        return False
 
 
 def resize_pixels(image: Image.Image, preprocess: Preprocess) -> np.ndarray:

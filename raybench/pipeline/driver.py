@@ -27,6 +27,7 @@ from raybench.pipeline import reducer as reducers
 from raybench.pipeline.collect import CellBuffer, finish
 from raybench.pipeline.embed import PixelCaches, Source, embedding_stream
 from raybench.pipeline.failure import DATASET, LOAD, STREAM, Failure, error_text, load_failure
+from raybench.pipeline.oversize import oversize_warnings
 from raybench.pipeline.plan import (
     DONE, EVALUATE, FAILED, Cell, DatasetImages, group_by_model, load_images, plan_cells,
 )
@@ -166,6 +167,8 @@ class Run:
         self.matrix = _resolve_models(self.matrix)
         cells = plan_cells(self.matrix, datasets, self.store, self.options.force)
         groups = group_by_model(cells)
+        for line in oversize_warnings({c.data.name: c.data for _, group in groups for c in group}.values()):
+            self.echo(line)
         record = self._start_record(cells, cluster, start)
         self.store.write_record(record)
         self.echo(_plan_line(cells))
@@ -220,7 +223,7 @@ class Run:
                 marker: CellMarker = cell.previous
                 job = reducers.job_for(
                     cell, self.matrix.eval, num_params=marker.num_params, embed_seconds=marker.embed_seconds,
-                    skipped_images=marker.skipped_images, device=marker.device,
+                    skipped_images=marker.skipped_images, device=marker.device, stream_cells=marker.stream_cells,
                 )
                 self.tracker.evaluate(job)
 
@@ -250,7 +253,7 @@ class Run:
                                   name=f"{self.matrix.name}:{spec.name}")
         buffers = [CellBuffer(c) for c in cells]
         finished: set[int] = set()
-        self._last_finish = time.perf_counter()
+        self._last_finish, self._stream_size = time.perf_counter(), len(cells)
         try:
             for batch in stream.iter_batches(batch_size=None, batch_format="numpy"):
                 bad = self._file_batch(batch, buffers, finished, preprocess)
@@ -302,7 +305,7 @@ class Run:
         table, skipped, failure = finish(buffer, self.matrix.on_bad_image)
         job = reducers.job_for(cell, self.matrix.eval, num_params=buffer.params,
                                embed_seconds=embed_seconds, skipped_images=tuple(skipped),
-                               device=self.pool.device)
+                               device=self.pool.device, stream_cells=self._stream_size)
         if failure:
             self.tracker.fail(job, failure)
             return
@@ -311,6 +314,7 @@ class Run:
             manifest_hash=job.manifest_hash, dim=int(buffer.embeddings.shape[1]), rows=table.num_rows,
             num_params=job.num_params, embed_seconds=round(embed_seconds, 3),
             skipped_images=tuple(skipped), device=self.pool.device, written=provenance.now(),
+            stream_cells=self._stream_size,
         )
         spec = {"model": dataclasses.asdict(cell.model), "preprocess": dataclasses.asdict(preprocess),
                 "dataset": dataclasses.asdict(cell.data.spec)}

@@ -35,6 +35,7 @@ class CellJob:
     num_params: int | None = None
     embed_seconds: float = 0.0
     skipped_images: tuple[str, ...] = ()
+    stream_cells: int = 1  # see CellResult.stream_cells
     device: str = ""
 
 
@@ -49,7 +50,7 @@ def result_record(job: CellJob, spec: EvalSpec, metrics: dict | None, failure: F
         seconds=round(job.embed_seconds + eval_seconds, 3), embed_seconds=round(job.embed_seconds, 3),
         eval_seconds=round(eval_seconds, 3), paradigm=job.paradigm, spec_hash=job.spec_hash,
         num_params=job.num_params, skipped_images=tuple(job.skipped_images), device=job.device,
-        cell_key=job.cell_key, manifest_hash=job.manifest_hash, eval_hash=job.eval_hash,
+        stream_cells=job.stream_cells, cell_key=job.cell_key, manifest_hash=job.manifest_hash, eval_hash=job.eval_hash,
     )
 
 
@@ -95,6 +96,8 @@ def summary_row(result: CellResult) -> dict:
         "mINP": result.mINP,
         "queries": result.num_valid_query,
         "seconds": result.seconds,
+        "stream_cells": result.stream_cells,
+        "skipped_images": list(result.skipped_images),
         "error": result.error,
     }
 

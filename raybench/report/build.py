@@ -155,6 +155,14 @@ def markdown(report: Report, options: ReportOptions) -> str:
     ]
     if failures:
         parts += ["## Cells that did not finish", tables.failure_list(failures)]
+    skipped = tables.skipped_lines((c.model, c.dataset, list(c.result.get("skipped_images") or []))
+                                   for c in run.cells if c.ok)
+    if skipped:
+        parts += ["## Skipped images",
+                  "Images that could not be read were left out of these cells (`on_bad_image: skip`); "
+                  "their metrics are over the remaining images. Every path is in the cell's result JSON "
+                  "(`skipped_images`).",
+                  "\n".join(f"- {line}" for line in skipped)]
     parts += ["## Details", tables.details(rows)]
     figures = [(p.name, plots.CAPTIONS.get(p.name, p.stem)) for p in report.files if p.suffix == ".png"]
     if figures:

@@ -149,8 +149,10 @@ def _domain_panel(ax, model: str, home: str, datasets: list[str], by_cell) -> No
     if cross:
         ax.axhline(float(np.mean(cross)), color=CROSS_DOMAIN, linestyle="--", linewidth=1,
                    label=f"cross-domain mean {np.mean(cross):.1f}")
-        ax.legend(fontsize=7, loc="upper right")
+        # Above the axes, between them and the title: inside, it hid the value labels of tall bars.
+        ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False,
+                  borderaxespad=0.1, handlelength=2.5)
     ax.set_xticks(x, datasets, rotation=30, ha="right", fontsize=8)
     ax.set_ylim(0, 112)
     where = "" if home in datasets else " (not in this run)"
-    ax.set_title(f"{model}\ntrained on {home}{where}", fontsize=9)
+    ax.set_title(f"{model}\ntrained on {home}{where}", fontsize=9, pad=20 if cross else 6)

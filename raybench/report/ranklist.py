@@ -174,23 +174,34 @@ def cell_page(cell: Cell, meta: Mapping[str, Any], emb, n_queries: int, seed: in
         "<b style='color:#d62728'>red</b> another identity (pid 0 = distractor). "
         "AP and first-match rank are the result's.</p>",
     ]
+    cameras = bool(protocol.get("camera_filter", True))
     for line in lines:
-        parts.append(_line_html(line, meta, thumbs))
+        parts.append(_line_html(line, meta, thumbs, cameras))
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def _line_html(line: Shown, meta: Mapping[str, Any], thumbs: "_Thumbs") -> str:
-    path, pid, cam = meta["path"][line.query], meta["pid"][line.query], meta["camid"][line.query]
+def camera_label(camid: int, cameras: bool = True) -> str:
+    """The camera as the dataset's file names number it: manifests hold camid 0-based (every
+    adapter subtracts 1 from the file's 1-based camera, e.g. Market's ``_c1s6_`` is camid 0), so
+    the page adds it back. Datasets without cameras (camid is a row number) show none."""
+    return f"cam {int(camid) + 1}" if cameras else ""
+
+
+def _line_html(line: Shown, meta: Mapping[str, Any], thumbs: "_Thumbs", cameras: bool = True) -> str:
+    path, pid = meta["path"][line.query], meta["pid"][line.query]
+    cam = camera_label(meta["camid"][line.query], cameras)
     ap, first = line.stored.get("ap"), line.stored.get("first_match", line.first_match)
-    text = f"query<br>pid {pid} &middot; cam {cam}<br>AP {_pct(ap)}<br>first match #{first or '-'}"
+    cam_text = f" &middot; {cam}" if cam else ""
+    text = f"query<br>pid {pid}{cam_text}<br>AP {_pct(ap)}<br>first match #{first or '-'}"
     if line.stored.get("first_match") not in (None, line.first_match):
         text += f"<br><span class='warn'>(#{line.first_match} here: ties or re-ranking)</span>"
     cells = [f"<div class='q'>{_figure('query', path, text, thumbs)}</div><div class='sep'></div>"]
     for k, gi in enumerate(line.top, 1):
-        g_pid, g_cam = meta["pid"][gi], meta["camid"][gi]
+        g_pid, g_cam = meta["pid"][gi], camera_label(meta["camid"][gi], cameras)
         cls = "hit" if g_pid == pid else "miss"
-        cells.append(_figure(cls, meta["path"][gi], f"#{k}<br>pid {g_pid}<br>cam {g_cam}", thumbs))
+        caption = f"#{k}<br>pid {g_pid}" + (f"<br>{g_cam}" if g_cam else "")
+        cells.append(_figure(cls, meta["path"][gi], caption, thumbs))
     return "<div class='row'>" + "".join(cells) + "</div>"
 
 

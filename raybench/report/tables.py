@@ -29,7 +29,7 @@ COLUMNS: dict[str, Callable[[str], Any]] = {
     "num_trials": int, "mAP_std": float, "R1_std": float,
     "num_query": int, "num_valid_query": int, "num_gallery": int,
     "num_params": int, "seconds": float, "embed_seconds": float, "eval_seconds": float,
-    "skipped_images": int, "distance": str, "camera_filter": _flag, "device": str, "spec_hash": str,
+    "skipped_images": int, "stream_cells": int, "distance": str, "camera_filter": _flag, "device": str, "spec_hash": str,
     "error": str,
 }
 RANKS = (1, 5, 10, 20)
@@ -56,6 +56,7 @@ def cell_row(cell: Cell, interval: Mapping[str, tuple[float, float]] | None) -> 
         **{k: r.get(k) for k in ("num_query", "num_valid_query", "num_gallery", "num_params")},
         **{k: _num(r.get(k)) for k in ("seconds", "embed_seconds", "eval_seconds")},
         "skipped_images": len(r.get("skipped_images") or []),
+        "stream_cells": r.get("stream_cells") or 1,
         "distance": protocol.get("distance"),
         "camera_filter": protocol.get("camera_filter") if isinstance(protocol.get("camera_filter"), bool) else None,
         "device": r.get("device") or None,
@@ -179,10 +180,45 @@ def details(rows: Sequence[Mapping[str, Any]]) -> str:
     lines = [
         [r["model"], r["dataset"], pct(r["mINP"]), pct(r["R5"]), pct(r["R10"]),
          f"{_count(r['num_valid_query'])} / {_count(r['num_query'])}", _count(r["num_gallery"]),
-         _count(r["num_trials"]), "-" if r["seconds"] is None else f"{r['seconds']:.1f}"]
+         _count(r["num_trials"]), seconds_text(r)]
         for r in rows if r["status"] == "ok"
     ]
-    return md_table(header, lines, align="r")
+    note = stream_note([r for r in rows if r["status"] == "ok"])
+    return md_table(header, lines, align="r") + (f"\n\n{note}" if note else "")
+
+
+#: How many skipped image paths a summary names per cell before "and N more".
+SKIPPED_NAMED = 3
+
+
+def skipped_lines(cells: Iterable[tuple[str, str, Sequence[str]]]) -> list[str]:
+    """One line per (model, dataset, skipped paths) with any: how many images the cell left out
+    (``on_bad_image: skip``) and the first few paths. For the console and results.md alike."""
+    lines = []
+    for model, dataset, paths in cells:
+        if not paths:
+            continue
+        named = ", ".join(paths[:SKIPPED_NAMED])
+        more = len(paths) - SKIPPED_NAMED
+        lines.append(f"{dataset} x {model}: {len(paths):,} skipped image(s): {named}"
+                     + (f" and {more:,} more" if more > 0 else ""))
+    return lines
+
+
+def stream_note(rows: Sequence[Mapping[str, Any]]) -> str | None:
+    """The footnote for seconds marked ``*``: cells embedded in one stream share its time."""
+    if any((r.get("stream_cells") or 1) > 1 for r in rows):
+        return ("* embedded in one stream with other datasets of the same model: the seconds are "
+                "this cell's share of the stream (the time since the previous cell of it finished), "
+                "not a separate cost.")
+    return None
+
+
+def seconds_text(row: Mapping[str, Any]) -> str:
+    """Seconds with one decimal, marked ``*`` when shared with a stream's other cells."""
+    if row.get("seconds") is None:
+        return "-"
+    return f"{row['seconds']:.1f}" + ("*" if (row.get("stream_cells") or 1) > 1 else "")
 
 
 def _count(value: Any) -> str:

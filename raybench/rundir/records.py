@@ -152,6 +152,9 @@ class CellResult:
     spec_hash: str = ""
     num_params: int | None = None
     skipped_images: tuple[str, ...] = ()
+    #: cells embedded in one Ray Data stream with this one; above 1, embed_seconds is this
+    #: cell's share of the stream (the time since the previous cell of it finished)
+    stream_cells: int = 1
     device: str = ""
     cell_key: str = ""
     manifest_hash: str = ""
@@ -190,6 +193,7 @@ class CellResult:
             paradigm=r.get("paradigm", str, default=""), spec_hash=r.get("spec_hash", str, default=""),
             num_params=r.count("num_params", optional=True) if "num_params" in r.data else None,
             skipped_images=tuple(r.get("skipped_images", list, default=[])),
+            stream_cells=r.get("stream_cells", int, default=1),
             device=r.get("device", str, default=""), cell_key=r.get("cell_key", str, default=""),
             manifest_hash=r.get("manifest_hash", str, default=""),
             eval_hash=r.get("eval_hash", str, default=""), schema_version=r.version(),
@@ -221,6 +225,7 @@ class CellMarker:
     num_params: int | None = None
     embed_seconds: float = 0.0
     skipped_images: tuple[str, ...] = ()
+    stream_cells: int = 1  # as CellResult.stream_cells
     device: str = ""
     written: str = ""
     schema_version: int = SCHEMA_VERSION
@@ -238,6 +243,7 @@ class CellMarker:
             num_params=r.count("num_params", optional=True) if "num_params" in r.data else None,
             embed_seconds=r.seconds("embed_seconds"),
             skipped_images=tuple(r.get("skipped_images", list, default=[])),
+            stream_cells=r.get("stream_cells", int, default=1),
             device=r.get("device", str, default=""), written=r.get("written", str, default=""),
             schema_version=r.version(),
         )
