@@ -106,26 +106,14 @@ def evaluate_cell(store, job: CellJob, spec: EvalSpec, seed: int = 0) -> CellRes
 def text_metrics(images, captions) -> dict:
     """The ``text`` block: ``captions`` (store.text_schema) against the unique evaluated
     images of ``images`` (an embedding table), cosine similarity."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    from raybench.eval.text import evaluate_t2i, unit_rows
+    from raybench.rundir.store import embedding_matrix, text_gallery
 
-    from raybench.eval.text import evaluate_t2i
-    from raybench.rundir.store import embedding_matrix
-
-    images = images.filter(pc.not_equal(images.column("split"), "train"))
-    _, first = np.unique(np.asarray(images.column("path").to_pylist(), dtype=object), return_index=True)
-    images = images.take(pa.array(np.sort(first)))
-    res = evaluate_t2i(_unit(embedding_matrix(captions, "text embeddings")) @ _unit(embedding_matrix(images)).T,
+    images = text_gallery(images)
+    res = evaluate_t2i(unit_rows(embedding_matrix(captions, "text embeddings")) @ unit_rows(embedding_matrix(images)).T,
                        captions.column("pid").to_numpy(), images.column("pid").to_numpy())
     return {"r1": res.r1, "r5": res.r5, "r10": res.r10, "mAP": res.mAP, "mINP": res.mINP,
             "num_captions": res.num_captions, "num_images": res.num_images}
-
-
-def _unit(x):
-    import numpy as np
-
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def summary_row(result: CellResult) -> dict:

@@ -75,6 +75,17 @@ def embedding_table(manifest: pa.Table, embeddings) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
+def text_gallery(table: pa.Table) -> pa.Table:
+    """The images a caption is ranked against: every evaluated (non-train) image of an
+    embedding table once (its first row), in table order."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    table = table.filter(pc.not_equal(table.column("split"), "train"))
+    _, first = np.unique(np.asarray(table.column("path").to_pylist(), dtype=object), return_index=True)
+    return table.take(pa.array(np.sort(first)))
+
+
 def embedding_matrix(table: pa.Table, where: str = "embeddings"):
     """The ``embedding`` column as a float32 [rows, dim] array (zero-copy where Arrow allows).
 
