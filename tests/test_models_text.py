@@ -68,3 +68,60 @@ def test_color_words_put_a_colour_in_its_body_part():
     np.testing.assert_allclose(np.linalg.norm(texts, axis=1), 1.0, rtol=1e-5)
     sim = texts @ images.T
     assert sim[0, 0] > sim[0, 1] + 0.05 and sim[1, 1] > sim[1, 0] + 0.05
+
+
+def _tiny_hf_clip(folder):
+    """A random tiny CLIPModel saved like a hub repo, with a CLIP BPE tokenizer over single
+    letters (written here: no download)."""
+    import json
+    import string
+
+    import torch
+    import transformers
+
+    letters = list(string.ascii_lowercase) + [".", ",", "-"]
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for token in letters + [f"{c}</w>" for c in letters]:
+        vocab[token] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = transformers.CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=24)
+    torch.manual_seed(0)
+    config = transformers.CLIPConfig(
+        text_config={"vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                     "num_attention_heads": 2, "max_position_embeddings": 24, "bos_token_id": 0, "eos_token_id": 1,
+                     "pad_token_id": 1, "projection_dim": 16},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                       "image_size": 32, "patch_size": 16, "projection_dim": 16},
+        projection_dim=16)
+    transformers.CLIPModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_hf_clip_text_equals_get_text_features(tmp_path):
+    import torch
+    import transformers
+
+    from raybench.specs import parse_model
+
+    folder = _tiny_hf_clip(tmp_path)
+    spec = parse_model({"name": "hf-clip-tiny", "loader": "hf", "arch": str(folder), "weights": str(folder),
+                        "paradigm": "language-aligned", "options": {"text": True},
+                        "preprocess": {"size": [32, 32]}}, "test")
+    embedder = build_embedder(spec, device="cpu")
+    assert has_text_tower(spec) and embeds_text(embedder) and embedder.dim == 16
+    model = transformers.CLIPModel.from_pretrained(folder).eval()
+    tokens = transformers.AutoTokenizer.from_pretrained(folder)(CAPTIONS, padding=True, truncation=True,
+                                                                return_tensors="pt")
+    assert tokens["input_ids"].shape[1] == 24  # the long captions are cut at the context length
+    with torch.no_grad():
+        out = model.get_text_features(**tokens)
+    expected = (out if isinstance(out, torch.Tensor) else out.pooler_output).numpy()
+    got = embedder.embed_text(CAPTIONS)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    assert np.abs(expected[0] - expected[1]).max() > 1e-3
+    # the same checkpoint without the option embeds images only
+    assert not embeds_text(build_embedder(parse_model({**{"name": "v", "loader": "hf", "arch": str(folder),
+                                                          "weights": str(folder), "paradigm": "baseline",
+                                                          "preprocess": {"size": [32, 32]}}}, "test"), device="cpu"))
