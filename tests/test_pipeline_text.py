@@ -187,3 +187,18 @@ def test_the_report_shows_text_retrieval(text_run):
     rows = {(r["model"], r["dataset"]): r for r in json.loads((report.out / "results.json").read_text())}
     assert rows[("clip-tiny", "pedes")]["T2I_mAP"] == pytest.approx(_result(out, "pedes", "clip-tiny")["text"]["mAP"])
     assert rows[("color-hist", "pedes")]["i2i_rule"] == "leave-one-out"
+
+
+def test_image_models_on_captioned_datasets_show_no_text_table():
+    """The smoke run (image models on synth-a/b, which carry captions) keeps its report: no
+    text table unless some cell scored captions."""
+    from types import SimpleNamespace
+
+    from raybench.report.tables import text_datasets
+
+    run = SimpleNamespace(datasets=("syn", "pedes", "market"))
+    rows = [{"dataset": "syn", "text_status": "no text tower"}, {"dataset": "market", "text_status": None}]
+    assert text_datasets(run, rows) == []
+    rows.append({"dataset": "pedes", "text_status": "ok"})
+    rows.append({"dataset": "syn", "text_status": "ok"})
+    assert text_datasets(run, rows) == ["syn", "pedes"]

@@ -7,7 +7,7 @@ import click
 
 PERCENT = ("mAP", "R1", "R5", "mINP", "T2I_R1", "T2I_mAP")
 TABLE_COLUMNS = ["dataset", "model", "status", "this_run", "mAP", "R1", "R5", "mINP", "queries", "seconds"]
-#: Shown when a dataset of the run has captions: text-to-image numbers, or why there are none.
+#: Shown when a cell of the run scored captions: text-to-image numbers, or why a cell has none.
 TEXT_COLUMNS = ["T2I_R1", "T2I_mAP", "text"]
 
 
@@ -65,7 +65,7 @@ def run(matrix_name, out, models, datasets, force, actors, batch_size, threads, 
     notice(f"run {matrix.name}: {len(matrix.models)} model(s) x {len(matrix.datasets)} dataset(s) -> {out}")
     summary = run_matrix(matrix, out, options)
     columns = TABLE_COLUMNS
-    if any(row.get("text") for row in summary.rows):
+    if any(row.get("text") == "ok" for row in summary.rows):  # a model with a text tower on captions
         columns = [*TABLE_COLUMNS[:-2], *TEXT_COLUMNS, *TABLE_COLUMNS[-2:]]
     print_table(_percent(summary.rows), columns, title=f"{matrix.name}: metrics in %",
                 headers={**{key: f"{key} %" for key in PERCENT}, "this_run": "this run", "T2I_R1": "T2I R1 %",

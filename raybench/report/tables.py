@@ -80,8 +80,9 @@ def _text_columns(result: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def text_datasets(run: Run, rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The run's datasets with captions (some cell has a text status), in matrix order."""
-    found = {r["dataset"] for r in rows if r.get("text_status")}
+    """The run's datasets with text-to-image numbers (some model has a text tower), in matrix
+    order: a run of image models only on captioned datasets (the smoke run) shows no text table."""
+    found = {r["dataset"] for r in rows if r.get("text_status") == "ok"}
     return [d for d in run.datasets if d in found]
 
 
