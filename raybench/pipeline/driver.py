@@ -341,6 +341,8 @@ class Run:
                 self._fail(cell, model.failure)
             return
         spec = dataclasses.replace(model.spec, batch_size=self.options.batch_size or model.spec.batch_size)
+        if not any(cell.text for cell in cells):
+            spec = _without_text(spec)
         pending = list(cells)
         while pending:
             pending = self._stream_cells(spec, model.preprocess, pending)
@@ -494,6 +496,17 @@ def _resolve_models(matrix: MatrixSpec) -> MatrixSpec:
             return model
 
     return dataclasses.replace(matrix, models=tuple(resolved(m) for m in matrix.models))
+
+
+def _without_text(spec: ModelSpec) -> ModelSpec:
+    """The spec its actors build when none of its pending cells has captions: a model with a
+    text tower is built without it (option ``text: false``), so image cells hold and load
+    exactly what they did before captions existed. The cells keep their own spec and keys."""
+    from raybench.models import has_text_tower
+
+    if not has_text_tower(spec):
+        return spec
+    return dataclasses.replace(spec, options={**spec.options, "text": False})
 
 
 def _prepare(model: ModelSpec, local_files: bool) -> PreparedModel:
