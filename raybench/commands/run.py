@@ -7,8 +7,10 @@ import shlex
 import click
 
 
-PERCENT = ("mAP", "R1", "R5", "mINP")
-TABLE_COLUMNS = ["dataset", "model", "status", "this_run", *PERCENT, "queries", "seconds"]
+PERCENT = ("mAP", "R1", "R5", "mINP", "T2I_R1", "T2I_mAP")
+TABLE_COLUMNS = ["dataset", "model", "status", "this_run", "mAP", "R1", "R5", "mINP", "queries", "seconds"]
+#: Shown when a cell of the run scored captions: text-to-image numbers, or why a cell has none.
+TEXT_COLUMNS = ["T2I_R1", "T2I_mAP", "text"]
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -64,8 +66,12 @@ def run(matrix_name, out, models, datasets, force, actors, batch_size, threads, 
                          dashboard=dashboard, ray_progress=ray_progress)
     notice(f"run {matrix.name}: {len(matrix.models)} model(s) x {len(matrix.datasets)} dataset(s) -> {out}")
     summary = run_matrix(matrix, out, options)
-    print_table(_percent(summary.rows), TABLE_COLUMNS, title=f"{matrix.name}: metrics in %",
-                headers={**{key: f"{key} %" for key in PERCENT}, "this_run": "this run"})
+    columns = TABLE_COLUMNS
+    if any(row.get("text") == "ok" for row in summary.rows):  # a model with a text tower on captions
+        columns = [*TABLE_COLUMNS[:-2], *TEXT_COLUMNS, *TABLE_COLUMNS[-2:]]
+    print_table(_percent(summary.rows), columns, title=f"{matrix.name}: metrics in %",
+                headers={**{key: f"{key} %" for key in PERCENT}, "this_run": "this run", "T2I_R1": "T2I R1 %",
+                         "T2I_mAP": "T2I mAP %"})
     for line in closing_lines(summary):
         notice(line)
     if summary.failed:

@@ -7,6 +7,13 @@ normalisation, CMC length and re-ranking. ``score`` applies both, trial by trial
 every metric key of the per-cell result (raybench.rundir.records.CellResult): the pipeline adds
 the model, dataset, status, protocol block and timings.
 
+A dataset without image queries (a text-to-person dataset: CUHK-PEDES, ICFG-PEDES, RSTPReid,
+whose manifests hold test images only, each its own camera) has no query/gallery split by
+camera. raybench then scores image-to-image leave-one-out (``LEAVE_ONE_OUT``): every test
+image is a query against all the other test images; a query whose identity has no other image
+is not valid (``num_valid_query`` counts the rest). This is what camera filtering does when
+each image is its own camera, so it runs on the same rank engine.
+
 With several trials, mAP, mINP and the CMC are the means over trials (the CMC cut to the
 shortest trial's length), the query and gallery counts are per-trial means, and ``spread``
 holds the sample standard deviations (ddof=1) of mAP and rank-1 over trials.
@@ -14,6 +21,7 @@ holds the sample standard deviations (ddof=1) of mAP and rank-1 over trials.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -23,10 +31,23 @@ from raybench.rundir.store import embedding_matrix
 from raybench.specs import EvalSpec, Protocol
 
 
+LEAVE_ONE_OUT = "leave-one-out"
+
+
+def has_queries(table) -> bool:
+    """Whether an embedding table has image queries (else image-to-image is leave-one-out)."""
+    import pyarrow.compute as pc
+
+    return bool(pc.any(pc.equal(table.column("split"), "query")).as_py())
+
+
 def score(table, protocol: Protocol, spec: EvalSpec, seed: int = 0, device: str | None = None) -> dict[str, Any]:
     """Metrics of an embedding table: manifest columns (path, pid, camid, split[, trial]) plus
-    ``embedding`` (fixed_size_list<float32>[dim])."""
+    ``embedding`` (fixed_size_list<float32>[dim]). A table without queries and without trials
+    is scored leave-one-out (module docstring)."""
     cols = _columns(table)
+    if not (cols["split"] == "query").any() and cols["trial"] is None:
+        cols, protocol = _leave_one_out(cols), replace(protocol, camera_filter=True)
     trials = _trials(cols, protocol)
     results, per_query = [], []
     for t in trials:
@@ -41,6 +62,17 @@ def score(table, protocol: Protocol, spec: EvalSpec, seed: int = 0, device: str 
         per_query.append(_per_query(t, res, cols["path"][query]))
     out = _aggregate(results)
     out["per_query"] = {k: [x for pq in per_query for x in pq[k]] for k in per_query[0]}
+    return out
+
+
+def _leave_one_out(cols: dict) -> dict:
+    """Every gallery row twice, as a query and as a gallery image, each with its own camera
+    (its row number), so camera filtering removes exactly the query itself."""
+    rows = np.flatnonzero(cols["split"] == "gallery")
+    out = {key: np.concatenate([cols[key][rows], cols[key][rows]]) for key in ("path", "pid", "embedding")}
+    out["camid"] = np.concatenate([rows, rows])
+    out["split"] = np.array(["query"] * len(rows) + ["gallery"] * len(rows), dtype=object)
+    out["trial"] = None
     return out
 
 

@@ -77,3 +77,9 @@ def evaluate_t2i(similarity, text_pids, image_pids, max_rank: int = 10, *,
     r1, r5, r10 = (float(np.mean(first <= k)) for k in (1, 5, 10))
     return TextRetrievalResult(r1=r1, r5=r5, r10=r10, mAP=rank.mAP, mINP=rank.mINP, cmc=rank.cmc,
                                num_captions=T, num_images=G, ap=rank.ap, inp=rank.inp, first_match=first)
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (a zero row stays zero): captions and images are compared
+    by the cosine of their embeddings, as open_clip's retrieval does."""
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)

@@ -77,3 +77,14 @@ def build_embedder(spec: "ModelSpec", device: str | None = None, pretrained: boo
     loader = get_loader(spec.loader)
     loader.check_options(spec)
     return loader.build(spec, preprocess or resolve_preprocess(spec), device, pretrained)
+
+
+def has_text_tower(spec: "ModelSpec") -> bool:
+    """Whether ``spec``'s model embeds captions (its family's ``Loader.text``), without
+    building it; a spec the family cannot read has none (its cells fail on the image side)."""
+    from raybench.errors import RaybenchError
+
+    try:
+        return bool(get_loader(spec.loader).text(resolve_model(spec)))
+    except RaybenchError:
+        return False

@@ -50,6 +50,13 @@ class Embedder(Protocol):
         ...
 
 
+def embeds_text(embedder: Any) -> bool:
+    """Whether an Embedder has a text side: ``has_text`` true and ``embed_text(captions:
+    list[str]) -> float32 [N, dim]`` into the same space as ``embed`` (the family's own
+    tokenizer and context length; raw features, L2-normalised at scoring as for images)."""
+    return bool(getattr(embedder, "has_text", False)) and callable(getattr(embedder, "embed_text", None))
+
+
 @dataclass(frozen=True)
 class Loader:
     """What a loader family registers in ``raybench.models.LOADERS``.
@@ -66,6 +73,9 @@ class Loader:
     weights and a small input (tests, CPU benchmarks; see ``tiny_variant``); a weight-free
     family is its own. Whatever a tiny spec names (e.g. an open_clip config) its family's
     ``build`` finds by itself, in any process.
+    text(spec) -> bool: whether the model built from ``spec`` has a text tower (decided from
+    the spec and the library's config, without building it): its cells on caption datasets
+    embed the captions too (Embedder.embed_text).
     """
 
     build: Callable[..., Embedder]
@@ -75,6 +85,7 @@ class Loader:
     options: tuple[str, ...] = ()
     pooling: bool = False  # whether the family pools ViT tokens per the spec's ``pooling``
     tiny: Callable[[ModelSpec], ModelSpec] = lambda spec: spec
+    text: Callable[[ModelSpec], bool] = lambda spec: False
 
     def find_source(self, spec: ModelSpec) -> "Source | None":
         """The library's own answer where the family has one (``source`` may be a guess made
@@ -124,6 +135,7 @@ class NumpyEmbedder:
 
     num_params = 0
     device = "cpu"
+    has_text = False
 
     def __init__(self, spec: ModelSpec, preprocess: Preprocess):
         self.spec, self.preprocess, self.paradigm = spec, preprocess, spec.paradigm
@@ -189,11 +201,14 @@ class TorchEmbedder:
 
     ``tower`` is the image tower (an nn.Module: it is moved to the device, put in eval mode and
     counted); ``forward`` maps normalised float input [N, 3, H, W] to features [N, D] (often the
-    tower itself, or the tower plus a pooling step).
+    tower itself, or the tower plus a pooling step). ``text``, for a model with a text tower:
+    captions -> features [N, D] in the image space, on the device (the family tokenizes); its
+    modules are moved and frozen with ``text_modules`` and not counted in ``num_params``.
     """
 
     def __init__(self, spec: ModelSpec, preprocess: Preprocess, tower: Any, device: str | None,
-                 forward: Callable[["torch.Tensor"], "torch.Tensor"] | None = None):
+                 forward: Callable[["torch.Tensor"], "torch.Tensor"] | None = None,
+                 text: Callable[[list[str]], "torch.Tensor"] | None = None, text_modules: Any = None):
         import torch
 
         self.spec, self.preprocess, self.paradigm = spec, preprocess, spec.paradigm
@@ -201,6 +216,10 @@ class TorchEmbedder:
         self.tower = tower.to(self.device).eval().requires_grad_(False)
         self._forward = forward or self.tower
         self.num_params = count_params(self.tower)
+        if text_modules is not None:
+            text_modules.to(self.device).eval().requires_grad_(False)
+        self.text_modules = text_modules
+        self._text, self.has_text = text, text is not None
         shape = (1, 3, 1, 1)
         self._mean = torch.tensor(preprocess.mean, dtype=torch.float32, device=self.device).view(shape)
         self._std = torch.tensor(preprocess.std, dtype=torch.float32, device=self.device).view(shape)
@@ -239,6 +258,21 @@ class TorchEmbedder:
                 f"model {self.spec.name!r} declares dim {self.dim} but gives features of shape "
                 f"{list(out.shape)}; fix 'dim' in its spec"
             )
+        return out.cpu().numpy()
+
+    def embed_text(self, captions: list[str]) -> np.ndarray:
+        """Captions -> float32 [N, dim], with the image side's autocast."""
+        import torch
+
+        if self._text is None:
+            raise SpecError(f"model {self.spec.name!r} has no text tower")
+        enabled = self._autocast is not None
+        dtype = getattr(torch, self._autocast) if enabled else None
+        with torch.inference_mode(), torch.autocast(device_type="cuda", dtype=dtype, enabled=enabled):
+            out = self._text(list(captions)).float()
+        if out.ndim != 2 or out.shape[1] != self.dim:
+            raise SpecError(f"model {self.spec.name!r}: text features of shape {list(out.shape)}, "
+                            f"the image features have dim {self.dim}")
         return out.cpu().numpy()
 
     def _probe_dim(self) -> int:

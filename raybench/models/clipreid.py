@@ -27,6 +27,12 @@ so ``cv_embed`` is not applied. The released ViT-CLIP-ReID checkpoints were trai
 and are unaffected; SIE-OLP checkpoints embed without their camera term (option ``stride: 12``
 gives their overlapping patches).
 
+Text: none ("no text tower" on caption datasets). The checkpoints do keep ``text_encoder.*``,
+but it is OpenAI CLIP's text transformer, frozen in training and fed learned prompts; the
+feature raybench scores is the 1280-d concatenation above (or its BN-necked form), which is not
+in the text tower's 512-d space. Scoring captions against the projected half alone would be a
+new model, not the released one, so raybench does not do it.
+
 Preprocessing: INPUT.SIZE_TEST [256, 128] with torchvision's Resize (bilinear squash) and
 PIXEL_MEAN/STD 0.5, as vit_clipreid.yml.
 """

@@ -13,9 +13,21 @@ numpy only: it runs anywhere, without torch or a GPU, and gives the floor any le
 should clear. Mean/std of the preprocess are not used (only as the pad colour). On the smoke
 matrix's synthetic domains it scores mAP 0.45 (synth-a) and 0.31 (synth-b); a per-channel
 16-bin variant scored 0.29 and 0.18, since its 16 brightness bins mostly encode the camera.
+
+A free text side (option ``text: true``; the catalog's ``color-words``): a caption's colour
+words become a histogram in the same space. A caption is cut into clauses (at commas and
+"and"); a clause naming a garment or body part (top, trousers, hair, ...) puts the colours it
+names into that part's stripes (head: the top sixth; upper body: down to 55% of the height;
+lower body: the rest), each colour at the hue x saturation and value bins its reference RGB
+(``COLOUR_WORDS``) falls in; a stripe no clause names stays uniform. Then the same square
+root and unit norm as an image. Crude on purpose: it knows no grammar, and a real caption's
+"light blue" or "khaki" is only as good as the table; it gives the text-to-image table a
+floor that costs nothing and runs offline.
 """
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 from PIL import Image
@@ -25,6 +37,25 @@ from raybench.models.base import Loader, NumpyEmbedder, check_pixels, small_pers
 from raybench.specs import ModelSpec, Preprocess
 
 OPTIONS = {"stripes": 6, "hue_bins": 8, "sat_bins": 4, "value_bins": 4}
+#: Reference RGB of the colour words a caption may use (synthcaption's names and a few more).
+COLOUR_WORDS = {
+    "black": (28, 28, 32), "white": (232, 232, 228), "grey": (128, 128, 132), "gray": (128, 128, 132),
+    "dark grey": (62, 62, 70), "dark gray": (62, 62, 70), "navy": (38, 48, 100), "blue": (80, 135, 195),
+    "light blue": (150, 190, 225), "dark blue": (30, 50, 120), "red": (180, 40, 40), "maroon": (110, 30, 40),
+    "green": (60, 120, 60), "dark green": (45, 70, 55), "yellow": (228, 198, 60), "mustard": (190, 160, 60),
+    "pink": (200, 120, 160), "brown": (110, 80, 55), "dark brown": (60, 40, 25), "orange": (238, 140, 50),
+    "purple": (118, 64, 128), "beige": (172, 132, 92), "khaki": (170, 160, 110), "blond": (180, 150, 100),
+    "blonde": (180, 150, 100),
+}
+#: Body part -> (top, bottom) fraction of the image height, and the words that name it.
+PARTS = {
+    "head": ((0.0, 1 / 6), ("hair", "hat", "cap", "helmet")),
+    "upper": ((1 / 6, 0.55), ("top", "shirt", "t-shirt", "jacket", "coat", "sweater", "hoodie", "blouse",
+                              "vest", "dress", "scarf", "backpack", "sleeved")),
+    "lower": ((0.55, 1.0), ("trousers", "pants", "jeans", "shorts", "skirt", "shoes", "boots", "legs")),
+}
+_COLOUR_RE = re.compile(r"\b(" + "|".join(sorted(map(re.escape, COLOUR_WORDS), key=len, reverse=True)) + r")\b")
+_CLAUSES = re.compile(r",|;|\.|\band\b|\bwith\b")
 
 
 class StripeHistogram(NumpyEmbedder):
@@ -67,6 +98,44 @@ class StripeHistogram(NumpyEmbedder):
         feature = np.sqrt(hist).reshape(n, self.dim) / np.sqrt(2 * self.stripes)
         return feature.astype(np.float32)
 
+    @property
+    def has_text(self) -> bool:
+        return bool(self.spec.options.get("text", False))
+
+    def embed_text(self, captions: list[str]) -> np.ndarray:
+        """Captions -> float32 [N, dim] in the image histograms' space (module docstring)."""
+        if not self.has_text:
+            raise SpecError(f"model {self.spec.name!r} has no text side (option text: true)")
+        out = np.zeros((len(captions), self.dim), np.float32)
+        for i, caption in enumerate(captions):
+            out[i] = self._caption_feature(caption)
+        return out
+
+    def _caption_feature(self, caption: str) -> np.ndarray:
+        width = self.joint + self.value_bins
+        hist = np.zeros((self.stripes, width))
+        for clause in _CLAUSES.split(caption.lower()):
+            colours = _COLOUR_RE.findall(clause)
+            words = set(re.findall(r"[a-z-]+", clause))
+            for (top, bottom), names in PARTS.values():
+                if not colours or not words.intersection(names):
+                    continue
+                rows = range(int(top * self.stripes), max(int(top * self.stripes) + 1, int(round(bottom * self.stripes))))
+                for colour in colours:
+                    hs, value = self._bins(COLOUR_WORDS[colour])
+                    hist[list(rows), hs] += 1
+                    hist[list(rows), self.joint + value] += 1
+        empty = hist[:, :self.joint].sum(-1) == 0
+        hist[empty] = 1.0  # a stripe no clause names: uniform
+        hist = np.concatenate([hist[:, :self.joint] / hist[:, :self.joint].sum(-1, keepdims=True),
+                               hist[:, self.joint:] / hist[:, self.joint:].sum(-1, keepdims=True)], axis=-1)
+        return (np.sqrt(hist).reshape(self.dim) / np.sqrt(2 * self.stripes)).astype(np.float32)
+
+    def _bins(self, rgb) -> tuple[int, int]:
+        """The joint hue x saturation bin and the value bin of one colour, as ``embed`` bins a pixel."""
+        h, s, v = (int(c) for c in np.asarray(Image.new("RGB", (1, 1), tuple(rgb)).convert("HSV")).reshape(3))
+        return ((h * self.hue_bins) >> 8) * self.sat_bins + ((s * self.sat_bins) >> 8), (v * self.value_bins) >> 8
+
     def __repr__(self) -> str:
         return (f"StripeHistogram({self.spec.name!r}, stripes={self.stripes}, "
                 f"hs={self.hue_bins}x{self.sat_bins}, value={self.value_bins})")
@@ -76,4 +145,5 @@ def build(spec: ModelSpec, preprocess: Preprocess, device: str | None = None, pr
     return StripeHistogram(spec, preprocess)
 
 
-LOADER = Loader(build=build, default_preprocess=small_person_preprocess, options=tuple(OPTIONS))
+LOADER = Loader(build=build, default_preprocess=small_person_preprocess, options=(*OPTIONS, "text"),
+                text=lambda spec: bool(spec.options.get("text", False)))

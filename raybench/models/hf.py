@@ -6,6 +6,13 @@ Only the vision tower is built: CLIP checkpoints load into ``CLIPVisionModelWith
 and SigLIP into ``SiglipVisionModel`` (option ``model_class`` names another transformers
 class), so the parameter count is the image tower's.
 
+Text (option ``text: true``, CLIP and SigLIP checkpoints): the checkpoint's text tower
+(``CLIPTextModelWithProjection``'s ``text_embeds``, ``SiglipTextModel``'s ``pooler_output``:
+what ``CLIPModel``/``SiglipModel.get_text_features`` give) on captions tokenized by the repo's
+own tokenizer, padded as the family was trained (``_TEXT``: CLIP to the longest caption,
+SigLIP to ``max_length``), truncated at the tokenizer's context length. The option is stated,
+not guessed from the config, so planning a run reads no file.
+
 Features: with ``pooling`` unset, the model's own embedding (``image_embeds`` when it has a
 projection, else ``pooler_output``: DINOv2's normalised CLS token, SigLIP's attention pool);
 with ``pooling``, raybench pools ``last_hidden_state`` (prefix tokens = tokens - patches).
@@ -27,12 +34,15 @@ import math
 from pathlib import Path
 
 from raybench.errors import SpecError
-from raybench.models.base import TINY_SIZE, Loader, TorchEmbedder, pool_tokens, tiny_variant
+from raybench.models.base import TINY_SIZE, Loader, TorchEmbedder, default_device, pool_tokens, tiny_variant
 from raybench.models.weights import classify, hub_access, hub_cache_dir, hub_source
 from raybench.specs import ModelSpec, Preprocess
 
 #: checkpoints of a vision-language model load into their vision tower only
 _VISION_CLASSES = {"clip": "CLIPVisionModelWithProjection", "siglip": "SiglipVisionModel"}
+#: model_type -> (text tower class, its feature, the padding the family was trained with)
+_TEXT = {"clip": ("CLIPTextModelWithProjection", "text_embeds", "longest"),
+         "siglip": ("SiglipTextModel", "pooler_output", "max_length")}
 _HF_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 _RESAMPLE = {0: "nearest", 2: "bilinear", 3: "bicubic"}
 _PROCESSOR = "preprocessor_config.json"
@@ -157,7 +167,37 @@ def build(spec: ModelSpec, preprocess: Preprocess, device: str | None, pretraine
     else:
         vision = config.vision_config if name != "AutoModel" and hasattr(config, "vision_config") else config
         model = cls.from_config(vision) if name == "AutoModel" else cls(vision)
-    return TorchEmbedder(spec, preprocess, model, device, forward=_forward(model, spec, preprocess))
+    if not has_text(spec):
+        return TorchEmbedder(spec, preprocess, model, device, forward=_forward(model, spec, preprocess))
+    encode, tower = _text_side(spec, config, pretrained, device or default_device())
+    return TorchEmbedder(spec, preprocess, model, device, forward=_forward(model, spec, preprocess),
+                         text=encode, text_modules=tower)
+
+
+def has_text(spec: ModelSpec) -> bool:
+    return bool(spec.options.get("text", False))
+
+
+def _text_side(spec: ModelSpec, config, pretrained: bool, device: str):
+    """(captions -> features, the text tower) of a CLIP or SigLIP checkpoint."""
+    import transformers
+
+    if config.model_type not in _TEXT:
+        raise SpecError(f"model {spec.name!r}: option text is for CLIP and SigLIP checkpoints, "
+                        f"{spec.arch} is a {config.model_type!r} model")
+    name, output, padding = _TEXT[config.model_type]
+    cls = getattr(transformers, name)
+    location = spec.weights if pretrained and spec.weights else spec.arch
+    with hub_access(spec, _source_of(location)):
+        tower = cls.from_pretrained(location, cache_dir=hub_cache_dir()) if pretrained and spec.weights \
+            else cls(config.text_config)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(location, cache_dir=hub_cache_dir())
+
+    def encode(captions: list[str]):
+        tokens = tokenizer(captions, padding=padding, truncation=True, return_tensors="pt").to(device)
+        return getattr(tower(**tokens), output)
+
+    return encode, tower
 
 
 def _forward(model, spec: ModelSpec, preprocess: Preprocess):
@@ -218,5 +258,5 @@ def save_tiny(kind: str, folder: str | Path | None = None) -> Path:
     return folder
 
 
-LOADER = Loader(build=build, default_preprocess=default_preprocess, source=source, options=("model_class",),
-                pooling=True, tiny=tiny)
+LOADER = Loader(build=build, default_preprocess=default_preprocess, source=source, options=("model_class", "text"),
+                pooling=True, tiny=tiny, text=has_text)

@@ -2,7 +2,11 @@
 
 arch is an open_clip model name (``ViT-B-16``), weights an open_clip pretrained tag
 (``openai``), a URL or a local checkpoint. The feature is ``encode_image(x)`` without
-normalisation, i.e. ``model.visual(x)``; only the image tower is kept and counted.
+normalisation, i.e. ``model.visual(x)``; only the image tower is counted. The text tower is
+kept too (option ``text: false`` drops it): captions are tokenized by open_clip's own
+tokenizer for the architecture (``open_clip.get_tokenizer(arch)``, the model's context length)
+and embedded with ``model.encode_text`` without normalisation, as images are; scoring
+L2-normalises both sides, as open_clip's retrieval evaluation does.
 
 raybench adds three small open_clip architectures of its own (``TINY_CONFIGS``: random-weight
 stand-ins for tests, CPU benchmarks and the CLIP-ReID smoke recipes). They are registered
@@ -38,7 +42,9 @@ _HF_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 #: A native ViT (CLIP, CLIP-ReID) and two timm-backed towers like SigLIP2 (MAP pool, no
 #: projection; timm's own tiny test ViT) and PE-Core (the Eva class, timm head as projection).
-_TINY_TEXT = {"context_length": 8, "vocab_size": 64, "width": 32, "heads": 2, "layers": 1}
+#: Their text towers take CLIP's BPE vocabulary (the tokenizer ships with open_clip, so tiny
+#: models embed captions offline; see ``_tokenizer``).
+_TINY_TEXT = {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1}
 TINY_CONFIGS = {
     "raybench-tiny-ViT": {
         "embed_dim": 32,
@@ -182,7 +188,33 @@ def build(spec: ModelSpec, preprocess: Preprocess, device: str | None, pretraine
     visual = model.visual
     if timm_tower:
         set_timm_input_size(visual.trunk, preprocess.size)
-    return TorchEmbedder(spec, preprocess, visual, device)
+    if not has_text(spec):
+        return TorchEmbedder(spec, preprocess, visual, device)
+    tokenizers = []  # made on the first captions: building the image side never needs it
+
+    def encode(captions: list[str]):
+        if not tokenizers:
+            tokenizers.append(_tokenizer(spec))
+        return model.encode_text(tokenizers[0](captions).to(device))
+
+    return TorchEmbedder(spec, preprocess, visual, device, text=encode, text_modules=model)
+
+
+def has_text(spec: ModelSpec) -> bool:
+    """A text tower in the architecture's config, unless option ``text`` is false."""
+    return bool(spec.options.get("text", True)) and "text_cfg" in _model_config(spec.arch)
+
+
+def _tokenizer(spec: ModelSpec):
+    """open_clip's tokenizer of the architecture at its context length. raybench's tiny
+    architectures use CLIP's BPE tokenizer (shipped with open_clip): open_clip would give the
+    tiny SigLIP, by its name, the Gemma tokenizer, a download. A real SigLIP2's or PE-Core's
+    tokenizer comes from the hub (cached under $RAYBENCH_WEIGHTS like the weights)."""
+    import open_clip
+
+    if spec.arch in TINY_CONFIGS:
+        return open_clip.SimpleTokenizer(context_length=TINY_CONFIGS[spec.arch]["text_cfg"]["context_length"])
+    return open_clip.get_tokenizer(spec.arch, cache_dir=hub_cache_dir())
 
 
 def tiny(spec: ModelSpec) -> ModelSpec:
@@ -200,6 +232,7 @@ LOADER = Loader(
     default_preprocess=default_preprocess,
     source=source,
     resolve_source=resolve_source,
-    options=("quick_gelu",),
+    options=("quick_gelu", "text"),
     tiny=tiny,
+    text=has_text,
 )

@@ -2,7 +2,8 @@
 
 Rows arrive in any order and from any actor; each cell keeps a float32 [unique images, dim]
 array and a mask of the rows seen, so memory is one cell's embeddings (a few hundred MB for the
-largest datasets), never its pixels. A cell is complete when every unique image has arrived.
+largest datasets), never its pixels. A cell is complete when every unique image has arrived,
+and, for a cell that embeds its dataset's captions, every query caption (``add_text``).
 """
 
 from __future__ import annotations
@@ -28,9 +29,13 @@ class CellBuffer:
     failure: Failure | None = None  # the first embedding failure of a batch of this cell
     num_params: int = -1  # -1: unknown (the embedder did not say)
     count: int = 0
+    text_embeddings: np.ndarray | None = None  # [captions, dim], a text cell only
+    text_seen: np.ndarray = field(init=False)
 
     def __post_init__(self):
         self.seen = np.zeros(len(self.cell.data.paths), dtype=bool)
+        captions = self.cell.data.captions.num_rows if self.cell.text else 0
+        self.text_seen = np.zeros(captions, dtype=bool)
 
     @property
     def total(self) -> int:
@@ -42,7 +47,19 @@ class CellBuffer:
 
     @property
     def complete(self) -> bool:
-        return self.count == self.total
+        return self.count == self.total and bool(self.text_seen.all())
+
+    def add_text(self, rows: np.ndarray, embedding: np.ndarray, embed_error, error_kind) -> int:
+        """File a batch's caption rows of this cell; returns how many were new."""
+        if self.text_embeddings is None or self.text_embeddings.shape[1] != embedding.shape[1]:
+            self.text_embeddings = np.zeros((len(self.text_seen), embedding.shape[1]), dtype=np.float32)
+        new = ~self.text_seen[rows]
+        self.text_embeddings[rows[new]] = embedding[new]
+        self.text_seen[rows[new]] = True
+        failed = [i for i, e in enumerate(np.asarray(embed_error)[new]) if e]
+        if failed and self.failure is None:
+            self.failure = Failure(str(np.asarray(error_kind)[new][failed[0]]), str(np.asarray(embed_error)[new][failed[0]]))
+        return int(new.sum())
 
     def add(self, rows: np.ndarray, embedding: np.ndarray, image_error, embed_error, error_kind,
             num_params) -> int:
@@ -66,6 +83,9 @@ class CellBuffer:
         return int(new.sum())
 
     def missing(self) -> Failure:
+        if self.count == self.total:
+            left = int((~self.text_seen).sum())
+            return Failure(STREAM, f"the stream ended with {left} of {len(self.text_seen)} captions not embedded")
         return Failure(STREAM, f"the stream ended with {self.total - self.count} of {self.total} images not embedded")
 
 
@@ -96,3 +116,12 @@ def finish(buffer: CellBuffer, on_bad_image: str) -> tuple[pa.Table | None, list
         keep = ~np.isin(index, np.array(sorted(buffer.image_errors)))
         manifest, index = manifest.filter(pa.array(keep)), index[keep]
     return embedding_table(manifest, buffer.embeddings[index]), skipped, None
+
+
+def finish_text(buffer: CellBuffer) -> pa.Table | None:
+    """The caption table to store beside a finished text cell's images; None for other cells."""
+    from raybench.rundir.store import text_table
+
+    if not buffer.cell.text:
+        return None
+    return text_table(buffer.cell.data.captions, buffer.text_embeddings)

@@ -24,7 +24,7 @@ import numpy as np
 from raybench.console import count, notice
 from raybench.errors import RaybenchError
 from raybench.pipeline import reducer as reducers
-from raybench.pipeline.collect import CellBuffer, finish
+from raybench.pipeline.collect import CellBuffer, finish, finish_text
 from raybench.pipeline.embed import PixelCaches, Source, embedding_stream
 from raybench.pipeline.failure import DATASET, LOAD, STREAM, Failure, error_text, load_failure
 from raybench.pipeline.oversize import oversize_warnings
@@ -208,9 +208,10 @@ class Run:
         return RunSummary(self.store.uri, rows, time.time() - start, record)
 
     def _load_datasets(self) -> dict[str, DatasetImages]:
-        from raybench.datasets import load_manifest
+        from raybench.datasets import has_captions, load_captions, load_manifest
 
-        return {spec.name: load_images(spec, load_manifest) for spec in self.matrix.datasets}
+        return {spec.name: load_images(spec, load_manifest, load_captions if has_captions(spec) else None)
+                for spec in self.matrix.datasets}
 
     def _replay(self, cells: list[Cell]) -> None:
         """Cells that need no embedding: finished, failed before starting, or only to re-score."""
@@ -236,6 +237,8 @@ class Run:
                 self._fail(cell, model.failure)
             return
         spec = dataclasses.replace(model.spec, batch_size=self.options.batch_size or model.spec.batch_size)
+        if not any(cell.text for cell in cells):
+            spec = _without_text(spec)
         pending = list(cells)
         while pending:
             pending = self._stream_cells(spec, model.preprocess, pending)
@@ -248,7 +251,9 @@ class Run:
         most one restart per cell). A model that fails to load, or a stream that breaks as a
         whole, fails every unfinished cell at once: nothing is gained by loading it again.
         """
-        sources = [Source(i, c.data.paths, self.caches.files(c.data, preprocess)) for i, c in enumerate(cells)]
+        sources = [Source(i, c.data.paths, self.caches.files(c.data, preprocess),
+                          tuple(c.data.captions.column("caption").to_pylist()) if c.text else ())
+                   for i, c in enumerate(cells)]
         stream = embedding_stream(spec, preprocess, sources, self.store, self.pool,
                                   name=f"{self.matrix.name}:{spec.name}")
         buffers = [CellBuffer(c) for c in cells]
@@ -282,12 +287,16 @@ class Run:
         """File a batch into its cells; finish cells that became complete; return the index of
         a cell the model failed to embed, if any."""
         cells = batch["cell"]
+        text = batch["text"]
         for index in np.unique(cells):
             i = int(index)
-            mask = cells == index
             buffer = buffers[i]
+            mask, captions = (cells == index) & ~text, (cells == index) & text
             new = buffer.add(batch["row"][mask], batch["embedding"][mask], batch["image_error"][mask],
                              batch["embed_error"][mask], batch["error_kind"][mask], batch["num_params"][mask])
+            if captions.any():
+                buffer.add_text(batch["row"][captions], batch["embedding"][captions], batch["embed_error"][captions],
+                                batch["error_kind"][captions])
             self.progress.add_images(new)
             if buffer.failure:
                 return i
@@ -315,10 +324,11 @@ class Run:
             num_params=job.num_params, embed_seconds=round(embed_seconds, 3),
             skipped_images=tuple(skipped), device=self.pool.device, written=provenance.now(),
             stream_cells=self._stream_size,
+            text_rows=cell.data.captions.num_rows if cell.text else None,
         )
         spec = {"model": dataclasses.asdict(cell.model), "preprocess": dataclasses.asdict(preprocess),
                 "dataset": dataclasses.asdict(cell.data.spec)}
-        self.store.write_embeddings(cell.data.name, cell.model.name, table, marker, spec)
+        self.store.write_embeddings(cell.data.name, cell.model.name, table, marker, spec, text=finish_text(buffer))
         self.tracker.evaluate(job)
 
     def _fail(self, cell: Cell, failure: Failure) -> None:
@@ -383,6 +393,17 @@ def _resolve_models(matrix: MatrixSpec) -> MatrixSpec:
             return model
 
     return dataclasses.replace(matrix, models=tuple(resolved(m) for m in matrix.models))
+
+
+def _without_text(spec: ModelSpec) -> ModelSpec:
+    """The spec its actors build when none of its pending cells has captions: a model with a
+    text tower is built without it (option ``text: false``), so image cells hold and load
+    exactly what they did before captions existed. The cells keep their own spec and keys."""
+    from raybench.models import has_text_tower
+
+    if not has_text_tower(spec):
+        return spec
+    return dataclasses.replace(spec, options={**spec.options, "text": False})
 
 
 def _prepare(model: ModelSpec, local_files: bool) -> PreparedModel:

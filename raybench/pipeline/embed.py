@@ -8,6 +8,14 @@ per actor (in the actor's ``__init__``, never shipped from the driver: ray issue
       -> map_batches(EmbedWorker_<run>_<model>, pool)  actors: the model's normalisation and forward
       -> the driver, which files rows into cells (collect.py) and writes each finished cell
 
+Captions travel the same stream, so a model with a text tower embeds a caption dataset's
+text queries in the actors that hold it (loaded once): after a cell's image blocks come its
+caption blocks (``_caption_blocks``: the ``caption`` column set, no path), which the decode
+stage passes through with blank pixels, and ``EmbedWorker`` sends to ``embed_text``; the
+``text`` column tells the driver which rows are captions (``row`` then indexes the cell's
+captions). Blank pixels keep one batch format through the stream (a caption row costs the
+model's H x W x 3 bytes of zeros in flight, never a forward pass).
+
 Ray Data streams blocks through these operators with backpressure, so memory stays bounded by
 a few blocks per operator, whatever the dataset's size; decoding overlaps the forward passes.
 Unreadable images never fail a task: ``decode_batch`` returns zeros and names the path in the
@@ -68,6 +76,7 @@ class Source:
     cell: int
     paths: tuple[str, ...]
     cache_files: tuple[str, ...] = ()
+    captions: tuple[str, ...] = ()  # text queries to embed after the images (a text cell)
 
 
 def _describe(exc: BaseException, path: str) -> str:
@@ -96,16 +105,27 @@ def decode_batch(batch: dict[str, Any], preprocess: Preprocess) -> dict[str, Any
 
 def _path_blocks(paths: tuple[str, ...], cell: int) -> list:
     """(cell, row, path) tables of DECODE_ROWS rows: one decode task each."""
+    return _row_blocks(paths, cell, "path")
+
+
+def _caption_blocks(captions: tuple[str, ...], cell: int) -> list:
+    """(cell, row, caption) tables of DECODE_ROWS captions; ``row`` indexes the captions."""
+    return _row_blocks(captions, cell, "caption")
+
+
+def _row_blocks(values: tuple[str, ...], cell: int, column: str) -> list:
+    """Work tables of DECODE_ROWS rows with ``values`` in ``column`` and the other string
+    columns (path, cache, caption) blank."""
     import pyarrow as pa
 
     blocks = []
-    for start in range(0, len(paths), DECODE_ROWS):
-        chunk = paths[start:start + DECODE_ROWS]
+    for start in range(0, len(values), DECODE_ROWS):
+        chunk = values[start:start + DECODE_ROWS]
+        blank = pa.array([""] * len(chunk), pa.string())
         blocks.append(pa.table({
             "cell": pa.array(np.full(len(chunk), cell, dtype=np.int16)),
             "row": pa.array(np.arange(start, start + len(chunk), dtype=np.int32)),
-            "path": pa.array(chunk, pa.string()),
-            "cache": pa.array([""] * len(chunk), pa.string()),
+            **{name: pa.array(chunk, pa.string()) if name == column else blank for name in ("path", "cache", "caption")},
         }))
     return blocks
 
@@ -115,22 +135,35 @@ def _cache_blocks(files: tuple[str, ...], cell: int) -> list:
     import pyarrow as pa
 
     return [pa.table({"cell": pa.array([cell], pa.int16()), "row": pa.array([-1], pa.int32()),
-                      "path": pa.array([""]), "cache": pa.array([f])}) for f in files]
+                      "path": pa.array([""]), "cache": pa.array([f]), "caption": pa.array([""])}) for f in files]
 
 
 def load_block(batch: dict[str, Any], preprocess: Preprocess, fs=None) -> dict[str, Any]:
     """Work rows -> decoded pixels: decode the image paths, read the pixel-cache files named.
 
-    Ray Data may bundle several small blocks into one batch, so both kinds can arrive together.
+    Ray Data may bundle several small blocks into one batch, so every kind can arrive together.
+    Caption rows pass through with blank pixels (``text`` true; see the module docstring).
     """
     import pyarrow.parquet as pq
 
+    captions = batch.get("caption", np.full(len(batch["row"]), "", dtype=object))
+    is_text = np.array([bool(c) for c in captions], dtype=bool)
     is_cache = np.array([bool(c) for c in batch["cache"]], dtype=bool)
     parts = []
-    if (~is_cache).any():
-        parts.append(decode_batch({k: v[~is_cache] for k, v in batch.items()}, preprocess))
+    images = ~is_cache & ~is_text
+    if images.any():
+        parts.append(decode_batch({k: v[images] for k, v in batch.items()}, preprocess))
     for file, cell in zip(batch["cache"][is_cache], batch["cell"][is_cache]):
         parts.append(unpack_pixels(pq.read_table(str(file), filesystem=fs), preprocess.size, int(cell)))
+    for part in parts:
+        part["caption"] = np.full(len(part["row"]), "", dtype=object)
+        part["text"] = np.zeros(len(part["row"]), dtype=bool)
+    if is_text.any():
+        count = int(is_text.sum())
+        parts.append({"cell": batch["cell"][is_text], "row": batch["row"][is_text],
+                      "pixels": np.zeros((count, *preprocess.size, 3), dtype=np.uint8),
+                      "image_error": np.full(count, "", dtype=object),
+                      "caption": np.asarray(captions[is_text], dtype=object), "text": np.ones(count, dtype=bool)})
     if len(parts) == 1:
         return parts[0]
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
@@ -144,6 +177,7 @@ def pixel_stream(sources: list["Source"], preprocess: Preprocess, store=None):
     for source in sources:
         blocks += _cache_blocks(source.cache_files, source.cell) if source.cache_files \
             else _path_blocks(source.paths, source.cell)
+        blocks += _caption_blocks(source.captions, source.cell)
     return ray.data.from_arrow(blocks).map_batches(
         load_block, fn_kwargs={"preprocess": preprocess, "fs": store.fs if store else None},
         batch_size=None, num_cpus=1, memory=decode_memory(preprocess),
@@ -298,14 +332,18 @@ class EmbedWorker:
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         count = len(batch["row"])
         image_error = batch["image_error"]
+        text = batch["text"] if "text" in batch else np.zeros(count, dtype=bool)
         failure = self.failure
         dim = self.embedder.dim if self.embedder is not None else 1
         embedding = np.zeros((count, dim), dtype=np.float32)
-        good = np.array([not e for e in image_error], dtype=bool)
-        if self.embedder is not None and good.any():
+        good = np.array([not e for e in image_error], dtype=bool) & ~text
+        if self.embedder is not None and (good.any() or text.any()):
             try:
-                pixels = np.ascontiguousarray(batch["pixels"][good])  # read-only zero-copy batch
-                embedding[good] = self.embedder.embed(pixels)
+                if good.any():
+                    pixels = np.ascontiguousarray(batch["pixels"][good])  # read-only zero-copy batch
+                    embedding[good] = self.embedder.embed(pixels)
+                if text.any():
+                    embedding[text] = self.embedder.embed_text([str(c) for c in batch["caption"][text]])
             except Exception as exc:  # noqa: BLE001 - fails this batch's cells, not the run
                 failure = Failure(BATCH, f"model {self.spec.name} failed to embed: {error_text(exc)}")
         params = getattr(self.embedder, "num_params", None)
@@ -314,6 +352,7 @@ class EmbedWorker:
             "cell": batch["cell"],
             "row": batch["row"],
             "embedding": embedding,
+            "text": text,
             "image_error": image_error,
             "embed_error": np.full(count, failure.message if failure else "", dtype=object),
             "error_kind": np.full(count, failure.kind if failure else "", dtype=object),

@@ -4,10 +4,15 @@ A cell is one (model, dataset) pair: the unit of work, of caching and of failure
 the model's spec hash (everything that changes the embeddings) plus a hash of the dataset's
 evaluated manifest rows, so new weights or a different copy of the images recompute it, while
 a new batch size or a renamed description does not.
+
+A dataset with captions (text queries) adds them to its cells: a cell of a model with a text
+tower embeds the query captions too (``Cell.text``), and its key adds a hash of them; a cell
+of a model without one is an image cell whose result says "no text tower".
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -39,6 +44,8 @@ class DatasetImages:
     index: object = None  # numpy int64 [rows]
     hash: str = ""
     error: str | None = None  # the manifest could not be loaded: every cell of it fails
+    captions: pa.Table | None = None  # the query captions (caption, pid, path, split); None: no text
+    text_hash: str = ""
 
     @property
     def name(self) -> str:
@@ -53,14 +60,24 @@ class Cell:
     key: str
     reason: str = ""  # why the state (for FAILED, the error)
     previous: CellResult | CellMarker | None = field(default=None, compare=False)  # to reuse
+    text: bool = False  # embed and score the dataset's captions (a model with a text tower)
+
+    @property
+    def text_status(self) -> str | None:
+        """None on a dataset without captions; "ok" when the cell embeds them; else why not."""
+        if self.data.captions is None:
+            return None
+        return "ok" if self.text else "no text tower"
 
     @property
     def label(self) -> str:
         return f"{self.data.name} x {self.model.name}"
 
 
-def load_images(spec: DatasetSpec, load_manifest: Callable[[DatasetSpec], pa.Table]) -> DatasetImages:
-    """Load and index a dataset's manifest; a user error becomes the cells' error, not a crash."""
+def load_images(spec: DatasetSpec, load_manifest: Callable[[DatasetSpec], pa.Table],
+                load_captions: Callable[[DatasetSpec], pa.Table] | None = None) -> DatasetImages:
+    """Load and index a dataset's manifest (and, with ``load_captions``, its query captions);
+    a user error becomes the cells' error, not a crash."""
     import numpy as np
     import pyarrow.compute as pc
 
@@ -68,12 +85,18 @@ def load_images(spec: DatasetSpec, load_manifest: Callable[[DatasetSpec], pa.Tab
 
     try:
         table = load_manifest(spec)
+        captions = load_captions(spec) if load_captions else None
     except RaybenchError as exc:
         return DatasetImages(spec, None, error=str(exc))
     table = table.filter(pc.is_in(table.column("split"), pa.array(EVAL_SPLITS))).combine_chunks()
     paths = pc.unique(table.column("path"))
     index = pc.index_in(table.column("path"), value_set=paths).to_numpy().astype(np.int64)
-    return DatasetImages(spec, table, tuple(paths.to_pylist()), index, manifest_hash(table))
+    text_hash = ""
+    if captions is not None:
+        captions = captions.filter(pc.equal(captions.column("split"), "query")).combine_chunks()
+        text_hash = manifest_hash(captions)
+    return DatasetImages(spec, table, tuple(paths.to_pylist()), index, manifest_hash(table),
+                         captions=captions, text_hash=text_hash)
 
 
 def manifest_hash(table: pa.Table) -> str:
@@ -91,23 +114,35 @@ def eval_hash(dataset: DatasetSpec, spec: EvalSpec) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def cell_key(model: ModelSpec, data: DatasetImages) -> str:
-    return f"{model.spec_hash()}-{data.hash}"
+def cell_key(model: ModelSpec, data: DatasetImages, text: bool = False) -> str:
+    """Spec hash + manifest hash (+ the query captions' hash for a cell that embeds them: an
+    image cell's key does not change when a dataset gains captions)."""
+    key = f"{model.spec_hash()}-{data.hash}"
+    return f"{key}-{data.text_hash}" if text else key
 
 
 def plan_cells(matrix: MatrixSpec, datasets: dict[str, DatasetImages], store, force: bool) -> list[Cell]:
     """Every cell of the matrix with its state, in matrix order (models outer)."""
+    from raybench.models import has_text_tower
+
+    text = {model.name: has_text_tower(model) for model in matrix.models}
     return [
-        _plan_one(model, datasets[dataset.name], matrix, store, force)
+        _plan_one(model, datasets[dataset.name], matrix, store, force, text[model.name])
         for model in matrix.models
         for dataset in matrix.datasets
     ]
 
 
-def _plan_one(model: ModelSpec, data: DatasetImages, matrix: MatrixSpec, store, force: bool) -> Cell:
+def _plan_one(model: ModelSpec, data: DatasetImages, matrix: MatrixSpec, store, force: bool,
+              text_tower: bool = False) -> Cell:
     if data.error:
         return Cell(model, data, FAILED, "", data.error)
-    key = cell_key(model, data)
+    text = text_tower and data.captions is not None
+    planned = _plan_state(model, data, matrix, store, force, cell_key(model, data, text))
+    return dataclasses.replace(planned, text=text)
+
+
+def _plan_state(model: ModelSpec, data: DatasetImages, matrix: MatrixSpec, store, force: bool, key: str) -> Cell:
     if force:
         return Cell(model, data, EMBED, key, "--force")
     try:

@@ -117,6 +117,8 @@ class Progress:
             r1 = row.get("R1")
             r1_text = f"  R1 {100 * r1:.2f}%" if r1 is not None else ""
             text = f"done   {row['dataset']} x {row['model']}: mAP {100 * row['mAP']:.2f}%{r1_text}"
+            if row.get("T2I_R1") is not None:
+                text += f"  text R1 {100 * row['T2I_R1']:.2f}% mAP {100 * row['T2I_mAP']:.2f}%"
         if self.tty:
             sys.stderr.write("\r\033[K")
         self.echo(f"[{self.cells_done}/{self.cells_total}] {text}")

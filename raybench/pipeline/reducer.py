@@ -6,6 +6,15 @@ that sees the run directory), applies the dataset's protocol with raybench.eval,
 results/<dataset>/<model>.json (raybench.rundir.records.CellResult), and returns it to the
 driver, which keeps the run's table. It is the only writer of result files, so they never race;
 it holds no state that a restart would lose.
+
+A cell of a dataset with captions is scored on both sides. Text-to-image: the query captions'
+embeddings against every evaluated (non-train) image once, cosine similarity (both sides
+L2-normalised, as open_clip's retrieval does), with raybench.eval.text.evaluate_t2i; the
+result's ``text`` block. A model without a text tower gets ``text_status`` "no text tower"
+and no text block; the cell is still scored image-to-image and is not a failure.
+Image-to-image on the same images: the dataset's query/gallery split where it has one
+(synthetic); a text-to-person dataset has no image queries and no camera split, so raybench
+scores it leave-one-out (raybench.eval.protocol.LEAVE_ONE_OUT, recorded as ``i2i_rule``).
 """
 
 from __future__ import annotations
@@ -37,16 +46,22 @@ class CellJob:
     skipped_images: tuple[str, ...] = ()
     stream_cells: int = 1  # see CellResult.stream_cells
     device: str = ""
+    text_status: str | None = None  # plan.Cell.text_status: None, "ok" (score the captions) or why not
 
 
 def result_record(job: CellJob, spec: EvalSpec, metrics: dict | None, failure: Failure | None,
                   eval_seconds: float = 0.0) -> CellResult:
-    """The cell's result: ``metrics`` are raybench.eval.protocol.score's, None when it failed."""
+    """The cell's result: ``metrics`` are raybench.eval.protocol.score's, None when it failed
+    (plus ``text`` and ``i2i_rule`` on a caption dataset, see the module docstring)."""
+    metrics = dict(metrics or {})
+    text = metrics.pop("text", None)
+    i2i_rule = metrics.pop("i2i_rule", None)
     return CellResult(
+        text=text, text_status=None if failure else job.text_status, i2i_rule=i2i_rule,
         model=job.model, dataset=job.dataset.name, status="failed" if failure else "ok",
         error=failure.message if failure else None, error_kind=failure.kind if failure else None,
         protocol=protocol_block(job.dataset.protocol, spec),
-        **_metrics(metrics or {}),
+        **_metrics(metrics),
         seconds=round(job.embed_seconds + eval_seconds, 3), embed_seconds=round(job.embed_seconds, 3),
         eval_seconds=round(eval_seconds, 3), paradigm=job.paradigm, spec_hash=job.spec_hash,
         num_params=job.num_params, skipped_images=tuple(job.skipped_images), device=job.device,
@@ -71,8 +86,14 @@ def evaluate_cell(store, job: CellJob, spec: EvalSpec, seed: int = 0) -> CellRes
     try:
         from raybench.eval.protocol import score
 
+        from raybench.eval.protocol import LEAVE_ONE_OUT, has_queries
+
         table = store.read_embeddings(job.dataset.name, job.model)
         metrics = score(table, job.dataset.protocol, spec, seed=seed)
+        if not has_queries(table):
+            metrics["i2i_rule"] = LEAVE_ONE_OUT
+        if job.text_status == "ok":
+            metrics["text"] = text_metrics(table, store.read_text_embeddings(job.dataset.name, job.model))
     except RaybenchError as exc:
         failure = Failure(SCORING, str(exc))
     except Exception as exc:  # noqa: BLE001 - a bug in one cell's scoring must not stop the run
@@ -81,6 +102,19 @@ def evaluate_cell(store, job: CellJob, spec: EvalSpec, seed: int = 0) -> CellRes
     result = result_record(job, spec, metrics, failure, time.perf_counter() - start)
     store.write_result(result)
     return result
+
+
+def text_metrics(images, captions) -> dict:
+    """The ``text`` block: ``captions`` (store.text_schema) against the unique evaluated
+    images of ``images`` (an embedding table), cosine similarity."""
+    from raybench.eval.text import evaluate_t2i, unit_rows
+    from raybench.rundir.store import embedding_matrix, text_gallery
+
+    images = text_gallery(images)
+    res = evaluate_t2i(unit_rows(embedding_matrix(captions, "text embeddings")) @ unit_rows(embedding_matrix(images)).T,
+                       captions.column("pid").to_numpy(), images.column("pid").to_numpy())
+    return {"r1": res.r1, "r5": res.r5, "r10": res.r10, "mAP": res.mAP, "mINP": res.mINP,
+            "num_captions": res.num_captions, "num_images": res.num_images}
 
 
 def summary_row(result: CellResult) -> dict:
@@ -95,6 +129,9 @@ def summary_row(result: CellResult) -> dict:
         "R5": cmc[4] if len(cmc) > 4 else None,
         "mINP": result.mINP,
         "queries": result.num_valid_query,
+        "T2I_R1": (result.text or {}).get("r1"),
+        "T2I_mAP": (result.text or {}).get("mAP"),
+        "text": result.text_status,
         "seconds": result.seconds,
         "stream_cells": result.stream_cells,
         "skipped_images": list(result.skipped_images),
@@ -161,5 +198,6 @@ def job_for(cell, spec: EvalSpec, **extra) -> CellJob:
         cell_key=cell.key,
         manifest_hash=cell.data.hash,
         eval_hash=eval_hash(cell.data.spec, spec),
+        text_status=cell.text_status,
         **extra,
     )

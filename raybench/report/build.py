@@ -3,9 +3,11 @@
     report/
       results.md  results.csv  results.json     every cell, every metric (fractions in csv/json)
       heatmap_map.png  heatmap_rank1.png        mAP and Rank-1 (%) per model x dataset
+      heatmap_t2i_r1.png                        text-to-image Rank-1 (%), caption datasets only
       domain_map.png                            supervised models: in-domain vs cross-domain mAP
       paper.md  paper.csv                       ours vs the study's published numbers
       ranklists/index.html, <dataset>__<model>.html   top-10 galleries of sampled queries
+      ranklists/<dataset>__<model>__text.html  sampled captions and their top-10 images
 
 The output depends only on the run directory and the options (no dates), so regenerating a
 committed report from the same run gives the same files.
@@ -153,6 +155,14 @@ def markdown(report: Report, options: ReportOptions) -> str:
         "not evidence of a better model.",
         tables.grid(run, rows, tables.intervals, failures),
     ]
+    captioned = tables.text_datasets(run, rows)
+    if captioned:
+        parts += ["## Text-to-image retrieval: R1 / R5 / R10 / mAP (%)",
+                  "Each query caption ranks every test image by cosine similarity (IRRA's protocol, "
+                  "raybench.eval.text); \"no text tower\": the model embeds images only (its image-to-image "
+                  "numbers above still count). On a dataset without image queries the image-to-image "
+                  "numbers are leave-one-out over the test images (raybench.eval.protocol).",
+                  tables.grid(run, rows, tables.t2i, failures, datasets=captioned)]
     if failures:
         parts += ["## Cells that did not finish", tables.failure_list(failures)]
     skipped = tables.skipped_lines((c.model, c.dataset, list(c.result.get("skipped_images") or []))

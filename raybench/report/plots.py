@@ -17,7 +17,10 @@ from raybench.report.load import Run
 DPI = 120
 HEATMAPS = {"mAP": ("heatmap_map.png", "mAP"), "R1": ("heatmap_rank1.png", "Rank-1")}
 #: file -> alt text, for the Markdown that shows the figures
+#: Text-to-image Rank-1 over the run's caption datasets (only when it has some).
+T2I_HEATMAP = ("T2I_R1", "heatmap_t2i_r1.png", "Text-to-image Rank-1")
 CAPTIONS = {"heatmap_map.png": "mAP heatmap", "heatmap_rank1.png": "Rank-1 heatmap",
+            "heatmap_t2i_r1.png": "text-to-image Rank-1 heatmap",
             "domain_map.png": "in-domain vs cross-domain mAP of supervised models"}
 STATUS_COLOUR = "#d9d9d9"
 IN_DOMAIN, CROSS_DOMAIN = "#e6550d", "#3182bd"
@@ -51,6 +54,12 @@ def write_heatmaps(run: Run, rows: Sequence[Mapping[str, Any]], out: Path) -> li
         heatmap(models, list(run.datasets), values, [run.paradigm(m) for m in models],
                 f"{label} (%), {run.name}", path)
         files.append(path)
+    captioned = tables.text_datasets(run, rows)
+    if captioned:
+        key, name, label = T2I_HEATMAP
+        models, values = tables.pivot(run, rows, key, captioned)
+        heatmap(models, captioned, values, [run.paradigm(m) for m in models], f"{label} (%), {run.name}", out / name)
+        files.append(out / name)
     return files
 
 

@@ -9,7 +9,9 @@ The ranking is recomputed for the sampled queries with the metrics' own distance
 cell's recorded protocol (distance, L2 normalisation, same-camera filtering; the first trial of
 multi-trial datasets; no re-ranking).
 The numbers on the page (AP, rank of the first true match) are the result JSON's; the page
-says so where its own ranking disagrees with them.
+says so where its own ranking disagrees with them. A dataset without image queries (scored
+leave-one-out) samples its test images as queries, each ranked against the others. A cell
+with text queries also gets a caption page (textrank.py).
 """
 
 from __future__ import annotations
@@ -76,6 +78,17 @@ def write_ranklists(run: Run, out: Path, n_queries: int, seed: int, notes: list[
         path = out / f"{_slug(cell.dataset)}__{_slug(cell.model)}.html"
         path.write_text(page)
         pages.append((cell, path))
+        if cell.result.get("text"):
+            from raybench.report.textrank import text_page
+
+            try:
+                page = text_page(cell, run.store, n_queries, seed)
+            except (OSError, KeyError, ValueError, RaybenchError) as exc:
+                notes.append(f"No caption rank list for {cell.model} x {cell.dataset}: {exc}")
+                continue
+            path = out / f"{_slug(cell.dataset)}__{_slug(cell.model)}__text.html"
+            path.write_text(page)
+            pages.append((cell, path))
     if not pages:
         return []
     index = out / "index.html"
@@ -119,6 +132,9 @@ def sample_lines(cell: Cell, meta: Mapping[str, Any], emb, n_queries: int, seed:
         in_trial = meta["trial"] == trial
     q_idx = np.flatnonzero(in_trial & (meta["split"] == "query"))
     g_idx = np.flatnonzero(in_trial & (meta["split"] == "gallery"))
+    leave_one_out = not len(q_idx)
+    if leave_one_out:  # each test image a query against the others (eval.protocol)
+        q_idx = g_idx
     stored = _stored_by_path(per_query, trial)
     candidates = [i for i, p in enumerate(meta["path"][q_idx]) if p in stored] if stored else list(range(len(q_idx)))
     rng = np.random.default_rng(seed)
@@ -129,7 +145,9 @@ def sample_lines(cell: Cell, meta: Mapping[str, Any], emb, n_queries: int, seed:
     for row, qi in enumerate(chosen):
         q_pid, q_cam = meta["pid"][q_idx[qi]], meta["camid"][q_idx[qi]]
         order = np.argsort(dist[row], kind="stable")
-        if protocol.get("camera_filter", True):
+        if leave_one_out:
+            order = order[g_idx[order] != q_idx[qi]]
+        elif protocol.get("camera_filter", True):
             order = order[~((g_pid[order] == q_pid) & (g_cam[order] == q_cam))]
         hits = np.flatnonzero(g_pid[order] == q_pid)
         lines.append(Shown(query=int(q_idx[qi]), top=tuple(int(g_idx[j]) for j in order[:TOP_K]),
@@ -239,14 +257,20 @@ def _thumbnail(path: str) -> str | None:
 
 
 def _index_page(run: Run, pages: Sequence[tuple[Cell, Path]]) -> str:
+    def numbers(cell: Cell, path: Path) -> tuple[str, Any, Any]:
+        if path.name.endswith("__text.html"):  # text queries: the text-to-image numbers
+            text = cell.result.get("text") or {}
+            return "text queries", text.get("mAP"), text.get("r1")
+        return "images", cell.result.get("mAP"), (cell.result.get("cmc") or [None])[0]
+
     rows = "".join(
-        f"<tr><td><a href='{_e(p.name)}'>{_e(c.model)}</a></td><td>{_e(c.dataset)}</td>"
-        f"<td>{_pct(c.result.get('mAP'))}</td><td>{_pct((c.result.get('cmc') or [None])[0])}</td></tr>"
-        for c, p in pages
+        f"<tr><td><a href='{_e(p.name)}'>{_e(c.model)}</a></td><td>{_e(c.dataset)}</td><td>{kind}</td>"
+        f"<td>{_pct(mAP)}</td><td>{_pct(r1)}</td></tr>"
+        for c, p in pages for kind, mAP, r1 in [numbers(c, p)]
     )
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>Rank lists: {_e(run.name)}</title>"
             f"<style>{CSS}</style></head><body><h1>Rank lists: {_e(run.name)}</h1>"
-            "<table><tr><th>model</th><th>dataset</th><th>mAP %</th><th>Rank-1 %</th></tr>"
+            "<table><tr><th>model</th><th>dataset</th><th>queries</th><th>mAP %</th><th>Rank-1 %</th></tr>"
             f"{rows}</table></body></html>\n")
 
 

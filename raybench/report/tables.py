@@ -30,6 +30,9 @@ COLUMNS: dict[str, Callable[[str], Any]] = {
     "num_query": int, "num_valid_query": int, "num_gallery": int,
     "num_params": int, "seconds": float, "embed_seconds": float, "eval_seconds": float,
     "skipped_images": int, "stream_cells": int, "distance": str, "camera_filter": _flag, "device": str, "spec_hash": str,
+    "i2i_rule": str,
+    "T2I_R1": float, "T2I_R5": float, "T2I_R10": float, "T2I_mAP": float, "T2I_mINP": float,
+    "num_captions": int, "num_text_images": int, "text_status": str,
     "error": str,
 }
 RANKS = (1, 5, 10, 20)
@@ -61,9 +64,34 @@ def cell_row(cell: Cell, interval: Mapping[str, tuple[float, float]] | None) -> 
         "camera_filter": protocol.get("camera_filter") if isinstance(protocol.get("camera_filter"), bool) else None,
         "device": r.get("device") or None,
         "spec_hash": r.get("spec_hash"),
+        **_text_columns(r if cell.ok else {}),
         "error": None if cell.ok else (cell.error or f"status {cell.status!r} without an error message"),
     }
     return {**row, "cmc": cmc}
+
+
+def _text_columns(result: Mapping[str, Any]) -> dict[str, Any]:
+    """The text-to-image columns of a cell (None on an image-only dataset or a failed cell)."""
+    text = result.get("text") or {}
+    return {"i2i_rule": result.get("i2i_rule"),
+            "T2I_R1": _num(text.get("r1")), "T2I_R5": _num(text.get("r5")), "T2I_R10": _num(text.get("r10")),
+            "T2I_mAP": _num(text.get("mAP")), "T2I_mINP": _num(text.get("mINP")),
+            "num_captions": text.get("num_captions"), "num_text_images": text.get("num_images"),
+            "text_status": result.get("text_status")}
+
+
+def text_datasets(run: Run, rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The run's datasets with text-to-image numbers (some model has a text tower), in matrix
+    order: a run of image models only on captioned datasets (the smoke run) shows no text table."""
+    found = {r["dataset"] for r in rows if r.get("text_status") == "ok"}
+    return [d for d in run.datasets if d in found]
+
+
+def t2i(row: Mapping[str, Any]) -> str:
+    """Text-to-image R1 / R5 / R10 / mAP, or why the cell has none."""
+    if row.get("T2I_R1") is None:
+        return str(row.get("text_status") or "-")
+    return " / ".join(pct(row[f"T2I_{k}"]) for k in ("R1", "R5", "R10", "mAP"))
 
 
 def status_counts(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -134,19 +162,22 @@ def _escape(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def grid(run: Run, rows: Sequence[Mapping[str, Any]], fmt, failures: list[Mapping[str, Any]] | None = None) -> str:
-    """The study's layout: rows grouped by paradigm, a column per dataset, ``fmt(row)`` in cells.
+def grid(run: Run, rows: Sequence[Mapping[str, Any]], fmt, failures: list[Mapping[str, Any]] | None = None,
+         datasets: Sequence[str] | None = None) -> str:
+    """The study's layout: rows grouped by paradigm, a column per dataset (``datasets``, default
+    the run's), ``fmt(row)`` in cells.
 
     A failed or missing cell shows ``failed [n]``; its row is appended to ``failures`` so the
     caller can list the reasons under the table.
     """
+    datasets = list(run.datasets if datasets is None else datasets)
     by_cell = {(r["model"], r["dataset"]): r for r in rows}
     lines = []
     for paradigm, models in run.models_by_paradigm():
-        lines.append([f"**{paradigm}**"] + [""] * len(run.datasets))
+        lines.append([f"**{paradigm}**"] + [""] * len(datasets))
         for model in models:
             line = [model]
-            for dataset in run.datasets:
+            for dataset in datasets:
                 row = by_cell.get((model, dataset))
                 if row is None:
                     line.append("")
@@ -158,7 +189,7 @@ def grid(run: Run, rows: Sequence[Mapping[str, Any]], fmt, failures: list[Mappin
                 else:
                     line.append(fmt(row))
             lines.append(line)
-    return md_table(["model", *run.datasets], lines, align="r")
+    return md_table(["model", *datasets], lines, align="r")
 
 
 def map_r1(row: Mapping[str, Any]) -> str:
@@ -232,15 +263,18 @@ def failure_list(failures: Sequence[Mapping[str, Any]]) -> str:
     )
 
 
-def pivot(run: Run, rows: Sequence[Mapping[str, Any]], key: str) -> tuple[list[str], list[list[Any]]]:
-    """(models in paradigm order, [[row[key] or a status string per dataset]]) for heatmaps."""
+def pivot(run: Run, rows: Sequence[Mapping[str, Any]], key: str,
+          datasets: Sequence[str] | None = None) -> tuple[list[str], list[list[Any]]]:
+    """(models in paradigm order, [[row[key] or a status string per dataset]]) for heatmaps;
+    an ok cell without the value (a model without a text tower) shows its ``text_status``."""
     by_cell = {(r["model"], r["dataset"]): r for r in rows}
     models = [m for _, group in run.models_by_paradigm() for m in group]
     values = []
     for model in models:
         line = []
-        for dataset in run.datasets:
+        for dataset in run.datasets if datasets is None else datasets:
             row = by_cell.get((model, dataset))
-            line.append(None if row is None else row[key] if row["status"] == "ok" else row["status"])
+            value = None if row is None else row[key] if row["status"] == "ok" else row["status"]
+            line.append(row.get("text_status") if row is not None and value is None else value)
         values.append(line)
     return models, values

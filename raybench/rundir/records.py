@@ -123,12 +123,36 @@ def _cmc(reader: _Reader, key: str = "cmc") -> tuple[float, ...]:
 
 # -- results/<dataset>/<model>.json -------------------------------------------------------------
 
+#: The keys of a result's ``text`` block (text-to-image retrieval, raybench.eval.text).
+TEXT_FRACTIONS = ("r1", "r5", "r10", "mAP", "mINP")
+TEXT_COUNTS = ("num_captions", "num_images")
+
+
+def _text_block(reader: _Reader) -> Mapping[str, Any] | None:
+    block = reader.get("text", dict, default=None, optional=True)
+    if block is None:
+        return None
+    inner = _Reader(block, f"{reader.where}: text")
+    out: dict[str, Any] = {key: inner.fraction(key) for key in TEXT_FRACTIONS}
+    out.update({key: inner.count(key) for key in TEXT_COUNTS})
+    if not out["r1"] <= out["r5"] + 1e-9 <= out["r10"] + 2e-9:
+        inner.fail("r5", f"r1 {out['r1']}, r5 {out['r5']}, r10 {out['r10']} must not decrease")
+    if out["num_captions"] < 1 or out["num_images"] < 1:
+        inner.fail("num_captions", "a scored text block has captions and images")
+    return out
+
+
 
 @dataclass(frozen=True)
 class CellResult:
     """One cell's result. Metrics are fractions in [0, 1]; they are None (cmc empty) when the
     cell failed. ``cell_key``, ``manifest_hash`` and ``eval_hash`` tell resume whether the
-    result still matches the embeddings and the eval block."""
+    result still matches the embeddings and the eval block.
+
+    On a dataset with captions: ``text`` holds the text-to-image metrics (``TEXT_FRACTIONS``
+    and ``TEXT_COUNTS``), ``text_status`` is "ok", or why there are none ("no text tower");
+    both are None on an image-only dataset. ``i2i_rule`` says how image-to-image was scored
+    when the dataset has no image queries ("leave-one-out")."""
 
     model: str
     dataset: str
@@ -159,6 +183,9 @@ class CellResult:
     cell_key: str = ""
     manifest_hash: str = ""
     eval_hash: str = ""
+    text: Mapping[str, Any] | None = field(default=None, hash=False)
+    text_status: str | None = None
+    i2i_rule: str | None = None
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -196,8 +223,12 @@ class CellResult:
             stream_cells=r.get("stream_cells", int, default=1),
             device=r.get("device", str, default=""), cell_key=r.get("cell_key", str, default=""),
             manifest_hash=r.get("manifest_hash", str, default=""),
-            eval_hash=r.get("eval_hash", str, default=""), schema_version=r.version(),
+            eval_hash=r.get("eval_hash", str, default=""),
+            text=_text_block(r), text_status=r.get("text_status", str, default=None, optional=True),
+            i2i_rule=r.get("i2i_rule", str, default=None, optional=True), schema_version=r.version(),
         )
+        if ok and result.text_status == "ok" and result.text is None:
+            r.fail("text", "is missing where text_status is 'ok'")
         if not ok and not result.error:
             r.fail("error", f"is empty in a {status} result: a failed cell says why")
         if ok and not result.cmc:
@@ -213,7 +244,9 @@ class CellResult:
 @dataclass(frozen=True)
 class CellMarker:
     """A committed cell's embeddings: ``key`` (spec hash + manifest hash) says which model and
-    which images they are of; a reader trusts the folder only when the key is the expected one."""
+    which images they are of; a reader trusts the folder only when the key is the expected one.
+    ``text_rows``: the caption embeddings committed beside the images (text-*.parquet), None
+    for a cell without text."""
 
     key: str
     model: str
@@ -228,6 +261,7 @@ class CellMarker:
     stream_cells: int = 1  # as CellResult.stream_cells
     device: str = ""
     written: str = ""
+    text_rows: int | None = None
     schema_version: int = SCHEMA_VERSION
 
     def to_json(self) -> dict[str, Any]:
@@ -245,6 +279,7 @@ class CellMarker:
             skipped_images=tuple(r.get("skipped_images", list, default=[])),
             stream_cells=r.get("stream_cells", int, default=1),
             device=r.get("device", str, default=""), written=r.get("written", str, default=""),
+            text_rows=r.count("text_rows", optional=True) if "text_rows" in r.data else None,
             schema_version=r.version(),
         )
         if marker.dim < 1:

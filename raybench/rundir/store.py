@@ -3,7 +3,7 @@
 Layout::
 
     run.json                                   resolved matrix, versions, git hash, timings
-    embeddings/<dataset>/<model>/part-00000.parquet, spec.json, _SUCCESS
+    embeddings/<dataset>/<model>/part-00000.parquet, [text-00000.parquet], spec.json, _SUCCESS
     results/<dataset>/<model>.json             one result per cell
     cache/pixels/<dataset>/<pixel_key>/part-*.parquet, _SUCCESS   decoded pixels, shared by models
 
@@ -13,6 +13,11 @@ trusts a directory only when ``_SUCCESS`` is there and carries the key it expect
 spec hash and the manifest's hash). A half-written cell never looks finished, and a stale one
 (other weights, other images) is recomputed. JSON files are written to a temporary name and
 moved, so they are either the old or the new version, never a torn one.
+
+A cell of a dataset with captions, for a model with a text tower, also holds the captions'
+embeddings (``text-*.parquet``: caption, pid, path, split, embedding; ``text_schema``),
+committed under the same _SUCCESS (whose ``text_rows`` counts them) and read with
+``read_text_embeddings``.
 
 The embedding Parquet is plain Arrow (``fixed_size_list<float32>[dim]``, not Ray's tensor
 extension type), so pyarrow, pandas and duckdb read it without Ray.
@@ -42,6 +47,23 @@ def embedding_schema(dim: int, trials: bool = False) -> pa.Schema:
     return schema.append(pa.field("embedding", pa.list_(pa.float32(), dim), nullable=False))
 
 
+def text_schema(dim: int) -> pa.Schema:
+    """The declared schema of embeddings/<dataset>/<model>/text-*.parquet."""
+    from raybench.datasets.manifest import CAPTION_SCHEMA
+
+    return CAPTION_SCHEMA.append(pa.field("embedding", pa.list_(pa.float32(), dim), nullable=False))
+
+
+def text_table(captions: pa.Table, embeddings) -> pa.Table:
+    """Caption rows (manifest.CAPTION_SCHEMA) + their embeddings as a table of ``text_schema``."""
+    import numpy as np
+
+    values = np.ascontiguousarray(embeddings, dtype=np.float32)
+    column = pa.FixedSizeListArray.from_arrays(pa.array(values.reshape(-1)), values.shape[1])
+    schema = text_schema(values.shape[1])
+    return pa.Table.from_arrays([captions.column(name) for name in schema.names[:-1]] + [column], schema=schema)
+
+
 def embedding_table(manifest: pa.Table, embeddings) -> pa.Table:
     """Manifest rows + their embeddings (float32 [rows, dim]) as a table of the declared schema."""
     import numpy as np
@@ -51,6 +73,17 @@ def embedding_table(manifest: pa.Table, embeddings) -> pa.Table:
     schema = embedding_schema(values.shape[1], "trial" in manifest.column_names)
     columns = [manifest.column(name) for name in schema.names[:-1]] + [column]
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+def text_gallery(table: pa.Table) -> pa.Table:
+    """The images a caption is ranked against: every evaluated (non-train) image of an
+    embedding table once (its first row), in table order."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    table = table.filter(pc.not_equal(table.column("split"), "train"))
+    _, first = np.unique(np.asarray(table.column("path").to_pylist(), dtype=object), return_index=True)
+    return table.take(pa.array(np.sort(first)))
 
 
 def embedding_matrix(table: pa.Table, where: str = "embeddings"):
@@ -218,12 +251,13 @@ class RunStore:
         self.fs.delete_dir(self.path(tmp_dir))
         self.write_json(f"{rel_dir}/{SUCCESS}", marker)
 
-    def parquet_files(self, rel_dir: str) -> list[str]:
-        """Full paths (inside ``fs``) of the Parquet parts of a directory, sorted."""
+    def parquet_files(self, rel_dir: str, prefix: str = "") -> list[str]:
+        """Full paths (inside ``fs``) of the Parquet parts of a directory (those whose name
+        starts with ``prefix``), sorted."""
         from pyarrow import fs as pafs
 
         infos = self.fs.get_file_info(pafs.FileSelector(self.path(rel_dir)))
-        return sorted(i.path for i in infos if i.base_name.endswith(".parquet"))
+        return sorted(i.path for i in infos if i.base_name.endswith(".parquet") and i.base_name.startswith(prefix))
 
     # -- embeddings -----------------------------------------------------------------------
 
@@ -239,15 +273,20 @@ class RunStore:
         return None if data is None else CellMarker.from_json(data, self.path(rel))
 
     def write_embeddings(self, dataset: str, model: str, table: pa.Table, marker: CellMarker,
-                         spec: dict | None = None) -> None:
+                         spec: dict | None = None, text: pa.Table | None = None) -> None:
         """Write one cell's embeddings atomically (see the module docstring); ``marker.rows``
-        is the table's."""
+        is the table's, ``marker.text_rows`` the caption table's (``text``, text_schema)."""
         import pyarrow.parquet as pq
 
+        if (text is None) != (marker.text_rows is None) or (text is not None and text.num_rows != marker.text_rows):
+            raise RaybenchError(f"{dataset} x {model}: the marker's text_rows ({marker.text_rows}) do not match "
+                                f"the caption embeddings ({None if text is None else text.num_rows} rows)")
         rel = self.embeddings_dir(dataset, model)
         tmp = self.staging_dir(rel)
         pq.write_table(table, self.path(tmp, "part-00000.parquet"), filesystem=self.fs,
                        compression="zstd")
+        if text is not None:
+            pq.write_table(text, self.path(tmp, "text-00000.parquet"), filesystem=self.fs, compression="zstd")
         if spec is not None:
             with self.fs.open_output_stream(self.path(tmp, "spec.json")) as out:
                 out.write(json.dumps(spec, indent=2, default=str).encode() + b"\n")
@@ -259,14 +298,15 @@ class RunStore:
         import pyarrow.parquet as pq
 
         rel = self.embeddings_dir(dataset, marker.model)
-        rows = 0
-        for file in self.parquet_files(rel):
-            try:
-                rows += pq.read_metadata(file, filesystem=self.fs).num_rows
-            except (OSError, pa.ArrowException) as exc:
-                raise RunFileError(file, "<file>", f"unreadable Parquet ({exc})") from None
-        if rows != marker.rows:
-            raise RunFileError(self.path(rel), "rows", f"{rows} rows stored, {marker.rows} committed")
+        for prefix, field_name, expected in (("part-", "rows", marker.rows), ("text-", "text_rows", marker.text_rows)):
+            rows = 0
+            for file in self.parquet_files(rel, prefix):
+                try:
+                    rows += pq.read_metadata(file, filesystem=self.fs).num_rows
+                except (OSError, pa.ArrowException) as exc:
+                    raise RunFileError(file, "<file>", f"unreadable Parquet ({exc})") from None
+            if rows != (expected or 0):
+                raise RunFileError(self.path(rel), field_name, f"{rows} rows stored, {expected or 0} committed")
 
     def read_embeddings(self, dataset: str, model: str) -> pa.Table:
         """A committed cell's embeddings: the one reader (scoring, rank lists, scripts).
@@ -274,15 +314,26 @@ class RunStore:
         A folder without _SUCCESS, without Parquet parts, with an unreadable (truncated) part
         or with fewer rows than its marker says raises RunFileError naming the file.
         """
+        return self._read_parts(dataset, model, "part-", lambda marker: marker.rows, "rows")
+
+    def read_text_embeddings(self, dataset: str, model: str) -> pa.Table:
+        """A committed cell's caption embeddings (text_schema), read as ``read_embeddings``
+        reads the images'; a cell committed without captions raises RunFileError."""
+        return self._read_parts(dataset, model, "text-", lambda marker: marker.text_rows, "text_rows")
+
+    def _read_parts(self, dataset: str, model: str, prefix: str, expected, field_name: str) -> pa.Table:
         import pyarrow.parquet as pq
 
         rel = self.embeddings_dir(dataset, model)
         marker = self.cell_marker(dataset, model)
         if marker is None:
             raise RunFileError(self.path(rel), SUCCESS, "missing: these embeddings were never committed")
-        files = self.parquet_files(rel)
+        rows = expected(marker)
+        if rows is None:
+            raise RunFileError(self.path(rel, SUCCESS), field_name, "absent: this cell was committed without captions")
+        files = self.parquet_files(rel, prefix)
         if not files:
-            raise RunFileError(self.path(rel), "part-*.parquet", "missing")
+            raise RunFileError(self.path(rel), f"{prefix}*.parquet", "missing")
         tables = []
         for file in files:
             try:
@@ -290,8 +341,8 @@ class RunStore:
             except (OSError, pa.ArrowException) as exc:
                 raise RunFileError(file, "<file>", f"unreadable Parquet ({exc})") from None
         table = pa.concat_tables(tables)
-        if table.num_rows != marker.rows:
-            raise RunFileError(self.path(rel), "rows", f"{table.num_rows} rows stored, {marker.rows} committed")
+        if table.num_rows != rows:
+            raise RunFileError(self.path(rel), field_name, f"{table.num_rows} rows stored, {rows} committed")
         return table
 
     # -- results --------------------------------------------------------------------------

@@ -1,0 +1,216 @@
+"""Text queries through the whole pipeline: a text_smoke-like matrix (synthetic captions and a
+CUHK-PEDES-layout copy of them x colour words, a tiny random open_clip CLIP and color-hist)
+run with run_matrix on the session's local Ray. Caption embeddings are stored beside the
+images and equal the model's own embed_text; the text-to-image metrics equal evaluate_t2i
+recomputed here from the stored Parquet; a model without a text tower is an ok image cell
+that says "no text tower"; a second run keeps every cell without embedding again; the report
+has the text table, the heatmap and the caption rank lists."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from raybench.catalog import load_model_catalog
+from raybench.specs import EvalSpec, MatrixSpec, parse_dataset, parse_model
+
+SYNTH = {"ids": 10, "cams": 3, "images_per_id": 4, "domain": "a", "seed": 3}
+MODELS = load_model_catalog()
+
+
+def _clip():
+    return parse_model({"name": "clip-tiny", "loader": "openclip", "arch": "raybench-tiny-ViT", "weights": None,
+                        "paradigm": "language-aligned", "batch_size": 16, "preprocess": {"size": [64, 32]}}, "test")
+
+
+def _pedes_copy(synth_root, out):
+    """A CUHK-PEDES-layout copy of the synthetic test images and their captions."""
+    records = json.loads((synth_root / "captions.json").read_text())
+    entries = []
+    for r in records:
+        if r["split"] == "train":
+            continue
+        target = out / "imgs" / r["file_path"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(synth_root / r["file_path"], target)
+        entries.append({"file_path": r["file_path"], "id": r["id"], "split": "test", "captions": r["captions"]})
+    (out / "reid_raw.json").write_text(json.dumps(entries))
+    return out
+
+
+@pytest.fixture(scope="module")
+def text_run(ray_local, tmp_path_factory):
+    from raybench.datasets import resolve_root
+    from raybench.pipeline.driver import RunOptions, run_matrix
+
+    synth = parse_dataset({"name": "syn", "adapter": "synthetic", "protocol": {"camera_filter": True},
+                           "options": SYNTH}, "test")
+    tmp = tmp_path_factory.mktemp("text")
+    pedes = parse_dataset({"name": "pedes", "adapter": "cuhkpedes", "protocol": {"camera_filter": False},
+                           "root": str(_pedes_copy(resolve_root(synth), tmp / "CUHK-PEDES"))}, "test")
+    spec = MatrixSpec("text-test", (MODELS["color-words"], _clip(), MODELS["color-hist"]), (synth, pedes),
+                      EvalSpec(distance="cosine", max_rank=10))
+    out = tmp / "run"
+    lines: list[str] = []
+    first = run_matrix(spec, str(out), RunOptions(), echo=lines.append)
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("embeddings/*/*/*.parquet")}
+    again: list[str] = []
+    second = run_matrix(spec, str(out), RunOptions(), echo=again.append)
+    return spec, out, first, second, stamps, again
+
+
+def _result(out, dataset, model):
+    return json.loads((out / "results" / dataset / f"{model}.json").read_text())
+
+
+def test_text_cells_store_caption_embeddings_beside_the_images(text_run):
+    from raybench.datasets import load_captions
+    from raybench.rundir.store import RunStore
+
+    spec, out, first, *_ = text_run
+    assert first.ok, first.failed
+    store = RunStore.open(str(out))
+    for data in spec.datasets:
+        captions = load_captions(data)
+        query = captions.filter(pc.equal(captions.column("split"), "query"))
+        for model in ("color-words", "clip-tiny"):
+            table = store.read_text_embeddings(data.name, model)
+            assert table.column_names == ["caption", "pid", "path", "split", "embedding"]
+            assert table.column("caption").to_pylist() == query.column("caption").to_pylist()
+            assert table.column("pid").to_pylist() == query.column("pid").to_pylist()
+            assert store.cell_marker(data.name, model).text_rows == query.num_rows > 0
+        # color-hist has no text tower: nothing but its images
+        assert store.cell_marker(data.name, "color-hist").text_rows is None
+        assert [p.name for p in (out / "embeddings" / data.name / "color-hist").glob("*.parquet")] == ["part-00000.parquet"]
+
+
+def test_stored_caption_embeddings_are_the_models_own(text_run):
+    """The stream's row bookkeeping: each stored caption row is that caption's embed_text."""
+    import torch
+
+    from raybench.models import build_embedder
+
+    spec, out, *_ = text_run
+    table = pq.read_table(out / "embeddings" / "syn" / "clip-tiny" / "text-00000.parquet")
+    torch.manual_seed(0)  # as the embedding actors build a model without weights
+    embedder = build_embedder(_clip(), device="cpu")
+    captions = table.column("caption").to_pylist()
+    stored = np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
+    np.testing.assert_allclose(stored, embedder.embed_text(captions), rtol=1e-4, atol=1e-5)
+    assert np.abs(stored[0] - stored[1:]).max() > 1e-3
+
+
+@pytest.mark.parametrize("dataset", ["syn", "pedes"])
+@pytest.mark.parametrize("model", ["color-words", "clip-tiny"])
+def test_text_metrics_equal_evaluate_t2i_on_the_stored_parquet(text_run, dataset, model):
+    from raybench.eval.text import evaluate_t2i
+
+    _, out, *_ = text_run
+    folder = out / "embeddings" / dataset / model
+    images = pq.read_table(folder / "part-00000.parquet").to_pandas()
+    images = images[images.split != "train"].drop_duplicates("path")
+    captions = pq.read_table(folder / "text-00000.parquet").to_pandas()
+    img = np.stack(images.embedding.to_numpy()).astype(np.float64)
+    txt = np.stack(captions.embedding.to_numpy()).astype(np.float64)
+    img /= np.linalg.norm(img, axis=1, keepdims=True)
+    txt /= np.linalg.norm(txt, axis=1, keepdims=True)
+    expected = evaluate_t2i(txt @ img.T, captions.pid.to_numpy(), images.pid.to_numpy())
+    result = _result(out, dataset, model)
+    assert result["status"] == "ok" and result["text_status"] == "ok"
+    text = result["text"]
+    assert (text["num_captions"], text["num_images"]) == (len(captions), len(images))
+    for key in ("r1", "r5", "r10", "mAP", "mINP"):
+        assert text[key] == pytest.approx(getattr(expected, key), abs=1e-6), key
+
+
+def test_colour_words_beat_chance_on_synthetic_captions(text_run):
+    """The colour baseline's text side finds the described person far above chance (1 in 10 ids)."""
+    _, out, *_ = text_run
+    assert _result(out, "syn", "color-words")["text"]["r1"] > 0.3
+
+
+def test_no_text_tower_is_an_ok_image_cell(text_run):
+    _, out, first, *_ = text_run
+    for dataset in ("syn", "pedes"):
+        result = _result(out, dataset, "color-hist")
+        assert result["status"] == "ok" and result["text_status"] == "no text tower" and result["text"] is None
+        assert result["mAP"] == pytest.approx(_result(out, dataset, "color-words")["mAP"])  # same images, same feature
+    row = next(r for r in first.rows if (r["dataset"], r["model"]) == ("pedes", "color-hist"))
+    assert row["status"] == "ok" and row["text"] == "no text tower" and row["T2I_R1"] is None
+
+
+def test_a_dataset_without_image_queries_is_scored_leave_one_out(text_run):
+    """Every test image a query against the others; an identity with one image has no valid query."""
+    from raybench.eval.rank import evaluate_features
+
+    _, out, *_ = text_run
+    result = _result(out, "pedes", "color-hist")
+    assert result["i2i_rule"] == "leave-one-out" and _result(out, "syn", "color-hist")["i2i_rule"] is None
+    table = pq.read_table(out / "embeddings" / "pedes" / "color-hist" / "part-00000.parquet")
+    emb = np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
+    pids = table.column("pid").to_numpy()
+    cams = np.arange(len(pids))  # each image its own camera: the filter drops the query itself only
+    expected = evaluate_features(emb, emb, pids, pids, cams, cams, max_rank=10, camera_filter=True,
+                                 distance="cosine", normalize=True)
+    assert result["num_query"] == result["num_gallery"] == len(pids)
+    assert result["mAP"] == pytest.approx(expected.mAP) and result["cmc"][0] == pytest.approx(expected.cmc[0])
+
+
+def test_a_rerun_keeps_text_cells_without_embedding_again(text_run):
+    _, out, first, second, stamps, again = text_run
+    assert second.ok and {r["this_run"] for r in second.rows} == {"kept"}
+    assert any("6 cells: 6 kept, 0 to run" in line for line in again)
+    assert {p: p.stat().st_mtime_ns for p in out.glob("embeddings/*/*/*.parquet")} == stamps
+    assert [(r["T2I_R1"], r["text"]) for r in second.rows] == [(r["T2I_R1"], r["text"]) for r in first.rows]
+
+
+def test_the_report_shows_text_retrieval(text_run):
+    from raybench.report.build import ReportOptions, build_report
+
+    _, out, *_ = text_run
+    report = build_report(out, ReportOptions(ranklist_queries=3))
+    md = (report.out / "results.md").read_text()
+    section = md.split("## Text-to-image retrieval")[1].split("\n## ")[0]
+    words = _result(out, "syn", "color-words")["text"]
+    assert f"| color-words | {100 * words['r1']:.1f} / {100 * words['r5']:.1f} / {100 * words['r10']:.1f} / " \
+           f"{100 * words['mAP']:.1f} |" in section
+    assert "| color-hist | no text tower | no text tower |" in section
+    assert (report.out / "heatmap_t2i_r1.png").is_file()
+    page = (report.out / "ranklists" / "syn__color-words__text.html").read_text()
+    captions = pq.read_table(out / "embeddings" / "syn" / "color-words" / "text-00000.parquet").column("caption")
+    assert sum(c in page for c in captions.to_pylist()) >= 3 and page.count("<figure") == 30
+    rows = {(r["model"], r["dataset"]): r for r in json.loads((report.out / "results.json").read_text())}
+    assert rows[("clip-tiny", "pedes")]["T2I_mAP"] == pytest.approx(_result(out, "pedes", "clip-tiny")["text"]["mAP"])
+    assert rows[("color-hist", "pedes")]["i2i_rule"] == "leave-one-out"
+
+
+def test_image_models_on_captioned_datasets_show_no_text_table():
+    """The smoke run (image models on synth-a/b, which carry captions) keeps its report: no
+    text table unless some cell scored captions."""
+    from types import SimpleNamespace
+
+    from raybench.report.tables import text_datasets
+
+    run = SimpleNamespace(datasets=("syn", "pedes", "market"))
+    rows = [{"dataset": "syn", "text_status": "no text tower"}, {"dataset": "market", "text_status": None}]
+    assert text_datasets(run, rows) == []
+    rows.append({"dataset": "pedes", "text_status": "ok"})
+    rows.append({"dataset": "syn", "text_status": "ok"})
+    assert text_datasets(run, rows) == ["syn", "pedes"]
+
+
+def test_a_model_with_no_caption_cell_is_built_without_its_text_tower():
+    """Image-only runs of a CLIP build and hold the image tower only, as before captions."""
+    from raybench.models import build_embedder, has_text_tower
+    from raybench.models.base import embeds_text
+    from raybench.pipeline.driver import _without_text
+
+    clip = _without_text(_clip())
+    assert clip.options["text"] is False and not has_text_tower(clip)
+    assert not embeds_text(build_embedder(clip, device="cpu"))
+    assert _without_text(MODELS["osnet-x1_0-market"]) is MODELS["osnet-x1_0-market"]  # no text option to set
