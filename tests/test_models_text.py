@@ -125,3 +125,57 @@ def test_hf_clip_text_equals_get_text_features(tmp_path):
     assert not embeds_text(build_embedder(parse_model({**{"name": "v", "loader": "hf", "arch": str(folder),
                                                           "weights": str(folder), "paradigm": "baseline",
                                                           "preprocess": {"size": [32, 32]}}}, "test"), device="cpu"))
+
+
+def _tiny_hf_siglip(folder):
+    """A random tiny SiglipModel saved like a hub repo, with a fast word-level tokenizer
+    (tokenizer.json, built here: no download, no sentencepiece). SigLIP pads to max_length."""
+    import string
+
+    import torch
+    import transformers
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = ["<pad>", "<unk>", "</s>", *string.ascii_lowercase, "a", "person", "in", "red", "blue", "top",
+             "and", "black", "trousers", "with", "bag", "white", "shoes", "carrying", "long", "hair"]
+    vocab = {w: i for i, w in enumerate(dict.fromkeys(words))}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", unk_token="<unk>",
+                                                     eos_token="</s>", model_max_length=16,
+                                                     model_input_names=["input_ids"])  # as SigLIP's tokenizer
+    torch.manual_seed(0)
+    config = transformers.SiglipConfig(
+        text_config={"vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                     "num_attention_heads": 2, "max_position_embeddings": 16, "pad_token_id": 0, "eos_token_id": 2},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                       "image_size": 32, "patch_size": 16})
+    transformers.SiglipModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_hf_siglip_text_equals_get_text_features_padded_to_max_length(tmp_path):
+    import torch
+    import transformers
+
+    from raybench.specs import parse_model
+
+    folder = _tiny_hf_siglip(tmp_path)
+    spec = parse_model({"name": "hf-siglip-tiny", "loader": "hf", "arch": str(folder), "weights": str(folder),
+                        "paradigm": "language-aligned", "options": {"text": True},
+                        "preprocess": {"size": [32, 32], "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}}, "test")
+    embedder = build_embedder(spec, device="cpu")
+    assert has_text_tower(spec) and embeds_text(embedder)
+    captions = ["a person in a red top and black trousers", "a person in blue carrying a bag"]
+    model = transformers.SiglipModel.from_pretrained(folder).eval()
+    tokens = transformers.AutoTokenizer.from_pretrained(folder)(captions, padding="max_length", truncation=True,
+                                                                return_tensors="pt")
+    assert tokens["input_ids"].shape[1] == 16  # SigLIP's training padding: every caption to the context length
+    assert set(tokens) == {"input_ids"}  # no attention mask: SigLIP attends to its padding, as trained
+    with torch.no_grad():
+        out = model.get_text_features(**tokens)
+    expected = (out if isinstance(out, torch.Tensor) else out.pooler_output).numpy()
+    got = embedder.embed_text(captions)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    assert np.abs(expected[0] - expected[1]).max() > 1e-3
