@@ -8,6 +8,7 @@ a new batch size or a renamed description does not.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
@@ -39,6 +40,7 @@ class DatasetImages:
     index: object = None  # numpy int64 [rows]
     hash: str = ""
     error: str | None = None  # the manifest could not be loaded: every cell of it fails
+    limit: int | None = None  # --limit: only the first N query identities (datasets/limit.py)
 
     @property
     def name(self) -> str:
@@ -52,6 +54,7 @@ class Cell:
     state: str  # DONE, EVALUATE, EMBED or FAILED
     key: str
     reason: str = ""  # why the state (for FAILED, the error)
+    random_weights: bool = False  # --random-weights: the model's architecture, seeded random weights
     previous: CellResult | CellMarker | None = field(default=None, compare=False)  # to reuse
 
     @property
@@ -59,8 +62,10 @@ class Cell:
         return f"{self.data.name} x {self.model.name}"
 
 
-def load_images(spec: DatasetSpec, load_manifest: Callable[[DatasetSpec], pa.Table]) -> DatasetImages:
-    """Load and index a dataset's manifest; a user error becomes the cells' error, not a crash."""
+def load_images(spec: DatasetSpec, load_manifest: Callable[[DatasetSpec], pa.Table],
+                limit: int | None = None) -> DatasetImages:
+    """Load and index a dataset's manifest; a user error becomes the cells' error, not a crash.
+    ``limit``: keep only the first N query identities of each trial (datasets/limit.py)."""
     import numpy as np
     import pyarrow.compute as pc
 
@@ -71,9 +76,13 @@ def load_images(spec: DatasetSpec, load_manifest: Callable[[DatasetSpec], pa.Tab
     except RaybenchError as exc:
         return DatasetImages(spec, None, error=str(exc))
     table = table.filter(pc.is_in(table.column("split"), pa.array(EVAL_SPLITS))).combine_chunks()
+    if limit is not None:
+        from raybench.datasets.limit import limit_manifest
+
+        table = limit_manifest(table, limit).combine_chunks()
     paths = pc.unique(table.column("path"))
     index = pc.index_in(table.column("path"), value_set=paths).to_numpy().astype(np.int64)
-    return DatasetImages(spec, table, tuple(paths.to_pylist()), index, manifest_hash(table))
+    return DatasetImages(spec, table, tuple(paths.to_pylist()), index, manifest_hash(table), limit=limit)
 
 
 def manifest_hash(table: pa.Table) -> str:
@@ -91,23 +100,34 @@ def eval_hash(dataset: DatasetSpec, spec: EvalSpec) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def cell_key(model: ModelSpec, data: DatasetImages) -> str:
-    return f"{model.spec_hash()}-{data.hash}"
+def cell_key(model: ModelSpec, data: DatasetImages, random_weights: bool = False) -> str:
+    """Spec hash + manifest hash; a limited or random-weights cell says so in its key, so a
+    run without those options never keeps it (even where the limit kept every row)."""
+    key = f"{model.spec_hash()}-{data.hash}"
+    if data.limit is not None:
+        key += f"-limit{data.limit}"
+    return key + ("-random" if random_weights else "")
 
 
-def plan_cells(matrix: MatrixSpec, datasets: dict[str, DatasetImages], store, force: bool) -> list[Cell]:
+def plan_cells(matrix: MatrixSpec, datasets: dict[str, DatasetImages], store, force: bool,
+               random_weights: bool = False) -> list[Cell]:
     """Every cell of the matrix with its state, in matrix order (models outer)."""
     return [
-        _plan_one(model, datasets[dataset.name], matrix, store, force)
+        _plan_one(model, datasets[dataset.name], matrix, store, force, random_weights)
         for model in matrix.models
         for dataset in matrix.datasets
     ]
 
 
-def _plan_one(model: ModelSpec, data: DatasetImages, matrix: MatrixSpec, store, force: bool) -> Cell:
+def _plan_one(model: ModelSpec, data: DatasetImages, matrix: MatrixSpec, store, force: bool,
+              random_weights: bool = False) -> Cell:
     if data.error:
-        return Cell(model, data, FAILED, "", data.error)
-    key = cell_key(model, data)
+        return Cell(model, data, FAILED, "", data.error, random_weights=random_weights)
+    cell = _plan_state(model, data, matrix, store, force, cell_key(model, data, random_weights))
+    return dataclasses.replace(cell, random_weights=random_weights)
+
+
+def _plan_state(model: ModelSpec, data: DatasetImages, matrix: MatrixSpec, store, force: bool, key: str) -> Cell:
     if force:
         return Cell(model, data, EMBED, key, "--force")
     try:

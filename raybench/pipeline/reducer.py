@@ -36,6 +36,8 @@ class CellJob:
     embed_seconds: float = 0.0
     skipped_images: tuple[str, ...] = ()
     device: str = ""
+    limit: int | None = None  # --limit N: the first N query identities only
+    random_weights: bool = False  # --random-weights
 
 
 def result_record(job: CellJob, spec: EvalSpec, metrics: dict | None, failure: Failure | None,
@@ -50,6 +52,7 @@ def result_record(job: CellJob, spec: EvalSpec, metrics: dict | None, failure: F
         eval_seconds=round(eval_seconds, 3), paradigm=job.paradigm, spec_hash=job.spec_hash,
         num_params=job.num_params, skipped_images=tuple(job.skipped_images), device=job.device,
         cell_key=job.cell_key, manifest_hash=job.manifest_hash, eval_hash=job.eval_hash,
+        limit=job.limit, random_weights=job.random_weights,
     )
 
 
@@ -96,7 +99,15 @@ def summary_row(result: CellResult) -> dict:
         "queries": result.num_valid_query,
         "seconds": result.seconds,
         "error": result.error,
+        "note": result_note(result),
     }
+
+
+def result_note(result: CellResult) -> str:
+    """"limited (N ids)", "random weights", both, or "": what makes a cell a rehearsal."""
+    notes = ([f"limited ({result.limit} ids)"] if result.limit is not None else []) + \
+        (["random weights"] if result.random_weights else [])
+    return ", ".join(notes)
 
 
 class Reducer:
@@ -150,5 +161,7 @@ def job_for(cell, spec: EvalSpec, **extra) -> CellJob:
         cell_key=cell.key,
         manifest_hash=cell.data.hash,
         eval_hash=eval_hash(cell.data.spec, spec),
+        limit=cell.data.limit,
+        random_weights=cell.random_weights,
         **extra,
     )

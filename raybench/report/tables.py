@@ -30,7 +30,7 @@ COLUMNS: dict[str, Callable[[str], Any]] = {
     "num_query": int, "num_valid_query": int, "num_gallery": int,
     "num_params": int, "seconds": float, "embed_seconds": float, "eval_seconds": float,
     "skipped_images": int, "distance": str, "camera_filter": _flag, "device": str, "spec_hash": str,
-    "error": str,
+    "limit": int, "random_weights": _flag, "error": str,
 }
 RANKS = (1, 5, 10, 20)
 
@@ -60,6 +60,8 @@ def cell_row(cell: Cell, interval: Mapping[str, tuple[float, float]] | None) -> 
         "camera_filter": protocol.get("camera_filter") if isinstance(protocol.get("camera_filter"), bool) else None,
         "device": r.get("device") or None,
         "spec_hash": r.get("spec_hash"),
+        "limit": r.get("limit") if isinstance(r.get("limit"), int) else None,
+        "random_weights": r.get("random_weights") is True,
         "error": None if cell.ok else (cell.error or f"status {cell.status!r} without an error message"),
     }
     return {**row, "cmc": cmc}
@@ -72,6 +74,12 @@ def status_counts(rows: Sequence[Mapping[str, Any]]) -> str:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
     ok = counts.pop("ok", 0)
     return ", ".join([f"{ok} ok"] + [f"{n} {status}" for status, n in sorted(counts.items())])
+
+
+def rehearsal_note(row: Mapping[str, Any]) -> str:
+    """"limited", "random weights" or both: a cell that is a rehearsal, not the model's score."""
+    notes = (["limited"] if row.get("limit") is not None else []) + (["random weights"] if row.get("random_weights") else [])
+    return ", ".join(notes)
 
 
 def _num(value: Any) -> float | None:
@@ -155,7 +163,8 @@ def grid(run: Run, rows: Sequence[Mapping[str, Any]], fmt, failures: list[Mappin
                     n = failures.index(row) + 1 if failures is not None else ""
                     line.append(f"{row['status']} [{n}]")
                 else:
-                    line.append(fmt(row))
+                    note = rehearsal_note(row)
+                    line.append(fmt(row) + (f" ({note})" if note else ""))
             lines.append(line)
     return md_table(["model", *run.datasets], lines, align="r")
 
@@ -182,6 +191,10 @@ def details(rows: Sequence[Mapping[str, Any]]) -> str:
          _count(r["num_trials"]), "-" if r["seconds"] is None else f"{r['seconds']:.1f}"]
         for r in rows if r["status"] == "ok"
     ]
+    if any(rehearsal_note(r) for r in rows if r["status"] == "ok"):  # a rehearsal says so on every line
+        header.append("note")
+        notes = [rehearsal_note(r) for r in rows if r["status"] == "ok"]
+        lines = [line + [note or "-"] for line, note in zip(lines, notes)]
     return md_table(header, lines, align="r")
 
 

@@ -156,6 +156,8 @@ class CellResult:
     cell_key: str = ""
     manifest_hash: str = ""
     eval_hash: str = ""
+    limit: int | None = None  # --limit N: only the first N query identities of each trial
+    random_weights: bool = False  # --random-weights: the architecture with seeded random weights
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -192,8 +194,12 @@ class CellResult:
             skipped_images=tuple(r.get("skipped_images", list, default=[])),
             device=r.get("device", str, default=""), cell_key=r.get("cell_key", str, default=""),
             manifest_hash=r.get("manifest_hash", str, default=""),
-            eval_hash=r.get("eval_hash", str, default=""), schema_version=r.version(),
+            eval_hash=r.get("eval_hash", str, default=""),
+            limit=r.count("limit", optional=True) if "limit" in r.data else None,
+            random_weights=r.get("random_weights", bool, default=False), schema_version=r.version(),
         )
+        if result.limit is not None and result.limit < 1:
+            r.fail("limit", f"must be at least 1, got {result.limit}")
         if not ok and not result.error:
             r.fail("error", f"is empty in a {status} result: a failed cell says why")
         if ok and not result.cmc:
