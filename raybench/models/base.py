@@ -65,7 +65,8 @@ class Loader:
     tiny(spec) -> ModelSpec: a small model of the same family and code path with random
     weights and a small input (tests, CPU benchmarks; see ``tiny_variant``); a weight-free
     family is its own. Whatever a tiny spec names (e.g. an open_clip config) its family's
-    ``build`` finds by itself, in any process.
+    ``build`` finds by itself, in any process. hub_preprocess: ``default_preprocess`` reads
+    the weights' hub config (so --random-weights needs the spec's stated preprocessing).
     """
 
     build: Callable[..., Embedder]
@@ -75,6 +76,7 @@ class Loader:
     options: tuple[str, ...] = ()
     pooling: bool = False  # whether the family pools ViT tokens per the spec's ``pooling``
     tiny: Callable[[ModelSpec], ModelSpec] = lambda spec: spec
+    hub_preprocess: bool = False  # default_preprocess reads a hub config of the weights (network)
 
     def find_source(self, spec: ModelSpec) -> "Source | None":
         """The library's own answer where the family has one (``source`` may be a guess made

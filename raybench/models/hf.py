@@ -219,4 +219,4 @@ def save_tiny(kind: str, folder: str | Path | None = None) -> Path:
 
 
 LOADER = Loader(build=build, default_preprocess=default_preprocess, source=source, options=("model_class",),
-                pooling=True, tiny=tiny)
+                pooling=True, tiny=tiny, hub_preprocess=True)

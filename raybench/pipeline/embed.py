@@ -273,6 +273,7 @@ class EmbedWorker:
     preprocess: Preprocess
     device: str = "cpu"
     threads: int | None = None
+    pretrained: bool = True  # False: --random-weights (the architecture, seeded random weights)
 
     def __init__(self):
         spec = self.spec
@@ -285,11 +286,12 @@ class EmbedWorker:
             warnings.filterwarnings("ignore", message="Cython evaluation")
             from raybench.models import build_embedder
 
-            if spec.weights is None and spec.loader not in NUMPY_LOADERS:
+            if (spec.weights is None or not self.pretrained) and spec.loader not in NUMPY_LOADERS:
                 import torch
 
                 torch.manual_seed(0)  # random weights: the same model in every actor and every run
-            self.embedder = build_embedder(spec, device=self.device, preprocess=self.preprocess)
+            self.embedder = build_embedder(spec, device=self.device, preprocess=self.preprocess,
+                                           pretrained=self.pretrained)
             if self.threads and "torch" in sys.modules:  # numpy-only models never import torch
                 sys.modules["torch"].set_num_threads(self.threads)
         except Exception as exc:  # noqa: BLE001 - reported per cell, see the class docstring
@@ -321,7 +323,7 @@ class EmbedWorker:
         }
 
 
-def worker_class(name: str, spec: ModelSpec, preprocess: Preprocess, pool: "Pool") -> type:
+def worker_class(name: str, spec: ModelSpec, preprocess: Preprocess, pool: "Pool", pretrained: bool = True) -> type:
     """EmbedWorker for one model, under a class name that carries ``name`` (run and model).
 
     Ray Data names a pool's actors after the class it maps with: ``MapWorker(MapBatches(
@@ -333,14 +335,15 @@ def worker_class(name: str, spec: ModelSpec, preprocess: Preprocess, pool: "Pool
     slug = re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_")
     return type(f"EmbedWorker_{slug}", (EmbedWorker,), {
         "__doc__": EmbedWorker.__doc__, "spec": spec, "preprocess": preprocess,
-        "device": pool.device, "threads": pool.threads,
+        "device": pool.device, "threads": pool.threads, "pretrained": pretrained,
     })
 
 
 def embedding_stream(spec: ModelSpec, preprocess: Preprocess, sources: list[Source], store,
-                     pool: Pool, name: str = ""):
+                     pool: Pool, name: str = "", pretrained: bool = True):
     """The Ray Dataset of one model's embeddings over ``sources`` (one per pending cell);
-    ``name`` (run:model) names the stream and its actors."""
+    ``name`` (run:model) names the stream and its actors; ``pretrained=False`` builds the
+    models with seeded random weights (--random-weights)."""
     import ray.data
 
     stream = pixel_stream(sources, preprocess, store)
@@ -348,7 +351,7 @@ def embedding_stream(spec: ModelSpec, preprocess: Preprocess, sources: list[Sour
     if pool.gpus:
         resources["num_gpus"] = pool.gpus
     stream = stream.map_batches(
-        worker_class(name or spec.name, spec, preprocess, pool),
+        worker_class(name or spec.name, spec, preprocess, pool, pretrained),
         batch_size=spec.batch_size,
         batch_format="numpy",
         # Ray Data's actor pools restart dead actors and retry their batches (max_restarts=-1,
