@@ -94,13 +94,13 @@ def decode_batch(batch: dict[str, Any], preprocess: Preprocess) -> dict[str, Any
     return {"cell": batch["cell"], "row": batch["row"], "pixels": pixels, "image_error": errors}
 
 
-def _path_blocks(paths: tuple[str, ...], cell: int) -> list:
-    """(cell, row, path) tables of DECODE_ROWS rows: one decode task each."""
+def _path_blocks(paths: tuple[str, ...], cell: int, rows: int = DECODE_ROWS) -> list:
+    """(cell, row, path) tables of ``rows`` rows: one decode task each."""
     import pyarrow as pa
 
     blocks = []
-    for start in range(0, len(paths), DECODE_ROWS):
-        chunk = paths[start:start + DECODE_ROWS]
+    for start in range(0, len(paths), rows):
+        chunk = paths[start:start + rows]
         blocks.append(pa.table({
             "cell": pa.array(np.full(len(chunk), cell, dtype=np.int16)),
             "row": pa.array(np.arange(start, start + len(chunk), dtype=np.int32)),
@@ -136,14 +136,15 @@ def load_block(batch: dict[str, Any], preprocess: Preprocess, fs=None) -> dict[s
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
-def pixel_stream(sources: list["Source"], preprocess: Preprocess, store=None):
-    """Decoded pixels of every source, in source order (so cells finish one after another)."""
+def pixel_stream(sources: list["Source"], preprocess: Preprocess, store=None, rows: int = DECODE_ROWS):
+    """Decoded pixels of every source, in source order (so cells finish one after another);
+    ``rows``: images per decode task."""
     import ray.data
 
     blocks = []
     for source in sources:
         blocks += _cache_blocks(source.cache_files, source.cell) if source.cache_files \
-            else _path_blocks(source.paths, source.cell)
+            else _path_blocks(source.paths, source.cell, rows)
     return ray.data.from_arrow(blocks).map_batches(
         load_block, fn_kwargs={"preprocess": preprocess, "fs": store.fs if store else None},
         batch_size=None, num_cpus=1, memory=decode_memory(preprocess),
@@ -340,13 +341,14 @@ def worker_class(name: str, spec: ModelSpec, preprocess: Preprocess, pool: "Pool
 
 
 def embedding_stream(spec: ModelSpec, preprocess: Preprocess, sources: list[Source], store,
-                     pool: Pool, name: str = "", pretrained: bool = True):
+                     pool: Pool, name: str = "", pretrained: bool = True, decode_rows: int = DECODE_ROWS):
     """The Ray Dataset of one model's embeddings over ``sources`` (one per pending cell);
     ``name`` (run:model) names the stream and its actors; ``pretrained=False`` builds the
-    models with seeded random weights (--random-weights)."""
+    models with seeded random weights (--random-weights); ``decode_rows``: images per decode
+    task (`raybench rehearse` uses the batch size, so that a few batches arrive one by one)."""
     import ray.data
 
-    stream = pixel_stream(sources, preprocess, store)
+    stream = pixel_stream(sources, preprocess, store, decode_rows)
     resources: dict[str, Any] = {"num_cpus": pool.cpus}
     if pool.gpus:
         resources["num_gpus"] = pool.gpus
