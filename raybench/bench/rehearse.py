@@ -43,10 +43,9 @@ DEFAULT_CROP = (128, 64)
 def measure_forward(spec, preprocess, device: str, batches: int) -> dict[str, Any]:
     """Build ``spec`` with seeded random weights and time its forward on ready tensors.
     Runs in a child process (``_child``): the peak memory figures are this model's."""
-    import resource
-
     import torch
 
+    from raybench.bench import peak_rss
     from raybench.models import build_embedder
 
     start = time.perf_counter()
@@ -66,7 +65,7 @@ def measure_forward(spec, preprocess, device: str, batches: int) -> dict[str, An
     gpu = torch.cuda.max_memory_allocated() if embedder.device.startswith("cuda") else None
     return {"params": int(embedder.num_params), "build_seconds": build_seconds,
             "ceiling_images_per_s": batches * spec.batch_size / seconds,
-            "peak_host_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "peak_gpu_bytes": gpu,
+            "peak_host_bytes": peak_rss(), "peak_gpu_bytes": gpu,
             "torch_threads": torch.get_num_threads()}
 
 
@@ -124,26 +123,20 @@ def synthetic_crops(folder: Path, sizes: list[tuple[int, int]], count: int, seed
 def measure_pipeline(spec, preprocess, paths: tuple[str, ...], pool) -> dict[str, Any]:
     """``raybench run``'s stream over ``paths`` with random weights: steady images/s after the
     first batch, and the start (stream start to first batch, less one steady batch)."""
+    from raybench.bench import drain_stream
     from raybench.pipeline.embed import Source, embedding_stream
 
     stream = embedding_stream(spec, preprocess, [Source(0, paths)], None, pool, name=f"rehearse:{spec.name}",
                               pretrained=False, decode_rows=spec.batch_size)
-    start = time.perf_counter()
-    first = first_count = None
-    count, errors = 0, set()
-    for batch in stream.iter_batches(batch_size=None, batch_format="numpy"):
-        count += len(batch["row"])
-        errors.update(e for e in batch["embed_error"] if e)
-        errors.update(e for e in batch["image_error"] if e)
-        if first is None:
-            first, first_count = time.perf_counter(), count
-    end = time.perf_counter()
-    if errors:
-        return {"error": sorted(errors)[0]}
+    run = drain_stream(stream)
+    count, first, first_count = run["count"], run["first"], run["first_count"]
+    if run["errors"]:
+        return {"error": run["errors"][0]}
     if count != len(paths) or first is None or count == first_count:
-        return {"error": f"the stream embedded {count} of {len(paths)} images"}
-    rate = (count - first_count) / (end - first)
-    return {"pipeline_images_per_s": rate, "start_seconds": max(0.0, (first - start) - first_count / rate)}
+        return {"error": f"the stream embedded {count} of {len(paths)} images, "
+                         f"{'in one batch' if count == first_count else 'not all'}: no steady rate"}
+    rate = (count - first_count) / (run["end"] - first)
+    return {"pipeline_images_per_s": rate, "start_seconds": max(0.0, (first - run["start"]) - first_count / rate)}
 
 
 # -- the whole matrix ---------------------------------------------------------------------
