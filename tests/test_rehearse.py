@@ -55,3 +55,22 @@ def test_rehearse_runs_a_catalog_model_end_to_end_and_names_a_failure(ray_local,
     assert market["seconds"] == pytest.approx(19281 / rate + ok["start_seconds"])
     assert grid["seconds"] == pytest.approx(1275 / rate)
     assert record["estimate_partial_seconds"] == pytest.approx(market["seconds"] + grid["seconds"])
+
+
+def test_the_driver_benchmark_commits_every_cell_it_is_fed(tmp_path):
+    """`bench driver`'s driver side is the run's own filing and commit: every embedding lands
+    in its cell's Parquet, in manifest order, whatever order the batches arrive in."""
+    import numpy as np
+
+    from raybench.bench import driver
+    from raybench.rundir.store import RunStore, embedding_matrix
+
+    cells = driver._cells(3, 40)
+    batches = [driver._emit({"id": np.array(ids)}, 40, 16) for ids in (range(60, 120), range(0, 60))]
+    for batch in batches:  # tell the rows apart: embedding[i] = global id
+        batch["embedding"] *= (batch["cell"].astype(np.float32) * 40 + batch["row"])[:, None]
+    store = RunStore.open(tmp_path)
+    assert driver.collect_and_commit(batches, cells, store) == 120
+    for c in range(3):
+        stored = embedding_matrix(store.read_embeddings(f"zero{c}", "zero"))
+        assert stored.shape == (40, 16) and np.array_equal(stored[:, 0], np.arange(40) + 40 * c)
