@@ -143,3 +143,41 @@ def test_a_limited_cell_is_recorded_and_never_kept_by_a_full_run(tmp_path):
     assert planning.plan_cells(spec, {"d": full}, store, False)[0].state == "embed"
     random = planning.plan_cells(spec, {"d": limited}, store, False, random_weights=True)[0]
     assert random.state == "embed" and random.key.endswith("-random") and random.random_weights
+
+
+@needs_fixtures
+@pytest.mark.slow
+def test_run_limit_random_weights_end_to_end_then_a_full_run_recomputes(ray_local, tmp_path):
+    """`raybench run --limit 3 --random-weights` on the real fixture with a catalog model:
+    the result says so, the report marks it, and a run without the options recomputes it."""
+    import json
+
+    from click.testing import CliRunner
+
+    from raybench.commands.run import run
+    from raybench.report.build import build_report
+
+    path = tmp_path / "m.yaml"
+    path.write_text(json.dumps({
+        "name": "limited", "models": [{"name": "osnet-x0_25-market", "batch_size": 16}],
+        "datasets": [{"name": "mkt", "adapter": "market1501", "root": str(MARKET_MINI)}], "eval": {"max_rank": 5},
+    }))
+    out = tmp_path / "o"
+    result = out / "results" / "mkt" / "osnet-x0_25-market.json"
+    res = CliRunner().invoke(run, ["--matrix", str(path), "--out", str(out), "--limit", "3", "--random-weights"])
+    assert res.exit_code == 0, res.output
+    assert "limited (3 ids), random weights" in res.output
+    limited = json.loads(result.read_text())
+    full = _eval_rows(get_adapter("market1501").parse(MARKET_MINI))
+    counts = limit_counts(limit_manifest(full, 3))
+    assert limited["limit"] == 3 and limited["random_weights"] is True
+    assert limited["num_query"] == counts["query"] and limited["num_gallery"] == counts["gallery"]
+    report = (build_report(out).out / "results.md").read_text()
+    assert "**Rehearsal**" in report and "(limited, random weights)" in report
+    # Without --limit: the cell is embedded again, over every image, and no longer limited.
+    res = CliRunner().invoke(run, ["--matrix", str(path), "--out", str(out), "--random-weights"])
+    assert res.exit_code == 0, res.output
+    again = json.loads(result.read_text())
+    assert again["limit"] is None and again["random_weights"] is True
+    assert again["num_query"] == limit_counts(full)["query"] > limited["num_query"]
+    assert again["cell_key"] != limited["cell_key"]
