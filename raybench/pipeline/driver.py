@@ -301,9 +301,9 @@ class Run:
         self._replay(cells)
         # On one node the driver sees the actors' files: a missing weights file fails its
         # cells here, before any actor starts.
-        random = self.options.random_weights
-        prepared = {model.name: _prepare(model, local_files=cluster.nodes == 1 and not random, random_weights=random)
-                    for model, _ in groups}
+        random_weights = self.options.random_weights  # random weights read no weights file
+        prepared = {model.name: _prepare(model, local_files=cluster.nodes == 1 and not random_weights,
+                                         random_weights=random_weights) for model, _ in groups}
         self.caches = PixelCaches(self.store, self.options.pixel_cache, self.options.force, self.echo,
                                   _sharing(groups, prepared))
         for model, group in groups:
