@@ -16,6 +16,7 @@ from raybench.errors import RaybenchError
 
 COMMANDS = {
     "run": "raybench.commands.run:run",
+    "rehearse": "raybench.commands.rehearse:rehearse",
     "report": "raybench.commands.report:report",
     "list": "raybench.commands.listing:list_group",
     "datasets": "raybench.commands.datasets:datasets",

@@ -246,7 +246,7 @@ def test_empty_and_oversize_images_are_named_where_people_look(ray_local, market
                          RunOptions(), echo=lines.append)
     assert summary.ok
     warnings = [line for line in lines if line.startswith("warning: mine:")]
-    assert len(warnings) == 1 and f"1 image(s) far larger than its usual crops" in warnings[0]
+    assert len(warnings) == 1 and "1 image(s) far larger than its usual crops" in warnings[0]
     assert str(frame) in warnings[0] and str(empty) not in warnings[0]
     assert _result(tmp_path / "run", "mine", "d")["skipped_images"] == [str(empty)]
     closing = closing_lines(summary)

@@ -107,3 +107,22 @@ def peak_rss_mark() -> int | None:
     except OSError:
         pass
     return None
+
+
+def drain_stream(stream) -> dict:
+    """Consume an embedding stream (pipeline.embed) as the driver does; what a throughput
+    figure needs: images, arrival times of the first and last batch, and any errors named
+    in the ``embed_error`` / ``image_error`` columns."""
+    import time
+
+    start = time.perf_counter()
+    first = first_count = None
+    count, errors = 0, set()
+    for batch in stream.iter_batches(batch_size=None, batch_format="numpy"):
+        count += len(batch["row"])
+        errors.update(e for e in batch["embed_error"] if e)
+        errors.update(e for e in batch["image_error"] if e)
+        if first is None:
+            first, first_count = time.perf_counter(), count
+    return {"start": start, "first": first, "first_count": first_count, "count": count,
+            "end": time.perf_counter(), "errors": sorted(errors)}

@@ -114,6 +114,7 @@ def plain_loop(spec, paths: list[str], batch_size: int, threads: int | None = No
 def ray_pipeline(spec, paths: list[str], actors: int | None, threads: int | None) -> dict:
     import ray
 
+    from raybench.bench import drain_stream
     from raybench.models import resolve_preprocess
     from raybench.pipeline import runtime
     from raybench.pipeline.embed import Source, embedding_stream
@@ -128,20 +129,14 @@ def ray_pipeline(spec, paths: list[str], actors: int | None, threads: int | None
         ray.data.DataContext.get_current().enable_progress_bars = False
         pool = runtime.plan_pool(runtime.Cluster.current(), actors, threads)
         stream = embedding_stream(spec, resolve_preprocess(spec), [Source(0, tuple(paths))], None, pool)
-        stream_start = time.perf_counter()
-        first = first_count = None
-        count, errors = 0, set()
-        for batch in stream.iter_batches(batch_size=None, batch_format="numpy"):
-            count += len(batch["row"])
-            errors.update(e for e in batch["embed_error"] if e)
-            if first is None:
-                first, first_count = time.perf_counter(), len(batch["row"])
-        end = time.perf_counter()
+        drained = drain_stream(stream)
+        stream_start, first, first_count = drained["start"], drained["first"], drained["first_count"]
+        count, errors, end = drained["count"], drained["errors"], drained["end"]
     finally:
         if started:
             ray.shutdown()
     if errors or count != len(paths):
-        raise RuntimeError(f"the Ray stream embedded {count} of {len(paths)} images: {sorted(errors)[:1]}")
+        raise RuntimeError(f"the Ray stream embedded {count} of {len(paths)} images: {errors[:1]}")
     out = _throughput(count, first_count, stream_start, first, end)
     out.update(init_seconds=init_seconds, pool=dataclasses.asdict(pool),
                images_per_s_with_startup=count / (end - start) if started else None)

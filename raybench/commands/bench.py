@@ -8,6 +8,7 @@ from raybench.commands.lazy import LazyGroup
 
 
 @click.group("bench", cls=LazyGroup, lazy={"embed": "raybench.bench.embed:embed_command",
+                                          "driver": "raybench.commands.bench:driver",
                                           "t2i": "raybench.bench.text:t2i_command"})
 def bench():
     """Benchmarks against the peers: rank metrics vs torchreid, embedding vs a plain torch loop;
@@ -89,3 +90,30 @@ def _rows(record: dict) -> list[dict]:
                          "peak_rss_gb": round(r["peak_rss_bytes"] / 1e9, 3),
                          "mAP": round(m["mAP"], 6), "mINP": round(m["mINP"], 6), "rank1": round(m["cmc"][0], 6)})
     return rows
+
+
+@click.command("driver")
+@click.option("--images", type=click.IntRange(min=1000), default=100_000, show_default=True)
+@click.option("--dim", type=click.IntRange(min=1), default=1024, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="JSON output (default: results/bench/driver.json in the checkout).")
+def driver(images, dim, out):
+    """Embeddings per second the driver collects and commits, fed by a model that costs nothing."""
+    import time
+    from pathlib import Path
+
+    from raybench.bench import driver as bench_driver
+    from raybench.bench import provenance, write_json
+    from raybench.console import notice
+    from raybench.paths import PROJECT_ROOT
+
+    notice(f"bench driver: {images:,} embeddings of d={dim}, stream only, then collected and committed...")
+    record = bench_driver.run(images, dim)
+    record.update(command=f"raybench bench driver --images {images} --dim {dim}", git=provenance(),
+                  date=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    path = write_json(record, Path(out) if out else PROJECT_ROOT / "results" / "bench" / "driver.json")
+    print(f"stream to the driver: {record['stream']['embeddings_per_s']:,.0f} embeddings/s "
+          f"({record['stream']['MB_per_s']:,.0f} MB/s); collected and committed by the driver: "
+          f"{record['driver']['embeddings_per_s']:,.0f} embeddings/s ({record['driver']['MB_per_s']:,.0f} MB/s); "
+          f"8 x H200 on ViT-B/16: ~{record['target_embeddings_per_s']:,}/s: {'met' if record['met'] else 'NOT met'}")
+    notice(f"wrote {path}")

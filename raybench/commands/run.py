@@ -40,8 +40,15 @@ def _names(value: str | None) -> list[str] | None:
               help="--out is a path that every node of the cluster mounts [env: RAYBENCH_SHARED_OUT].")
 @click.option("--dashboard", is_flag=True, help="Start the Ray dashboard with the local Ray (metrics, Ray Data).")
 @click.option("--ray-progress", is_flag=True, help="Show Ray Data's per-operator progress bars too.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Only the first N query identities (pid order) of each dataset and trial, with their "
+                   "images and a deterministic share of the other gallery images: a first pass. Such "
+                   "cells are marked limited, and a run without --limit recomputes them.")
+@click.option("--random-weights", is_flag=True,
+              help="Build every model at its architecture with seeded random weights (no download): "
+                   "rehearse the pipeline. Results say so; a run without it recomputes them.")
 def run(matrix_name, out, models, datasets, force, actors, batch_size, threads, num_cpus,
-        no_pixel_cache, shared_out, dashboard, ray_progress):
+        no_pixel_cache, shared_out, dashboard, ray_progress, limit, random_weights):
     """Embed every (model, dataset) cell of a matrix and score it; resume where a run stopped.
 
     \b
@@ -63,12 +70,18 @@ def run(matrix_name, out, models, datasets, force, actors, batch_size, threads, 
     out = out or f"runs/{matrix.name}"
     options = RunOptions(force=force, actors=actors, batch_size=batch_size, threads=threads,
                          pixel_cache=not no_pixel_cache, shared_out=shared_out, num_cpus=num_cpus,
-                         dashboard=dashboard, ray_progress=ray_progress)
+                         dashboard=dashboard, ray_progress=ray_progress, limit=limit,
+                         random_weights=random_weights)
     notice(f"run {matrix.name}: {len(matrix.models)} model(s) x {len(matrix.datasets)} dataset(s) -> {out}")
+    if limit or random_weights:
+        notice("rehearsal: " + ", ".join(([f"first {limit} query identities per dataset"] if limit else [])
+                                          + (["random weights"] if random_weights else []))
+               + "; these results are not the models' scores")
     summary = run_matrix(matrix, out, options)
     columns = TABLE_COLUMNS
     if any(row.get("text") == "ok" for row in summary.rows):  # a model with a text tower on captions
         columns = [*TABLE_COLUMNS[:-2], *TEXT_COLUMNS, *TABLE_COLUMNS[-2:]]
+    columns += ["note"] if any(row.get("note") for row in summary.rows) else []
     print_table(_percent(summary.rows), columns, title=f"{matrix.name}: metrics in %",
                 headers={**{key: f"{key} %" for key in PERCENT}, "this_run": "this run", "T2I_R1": "T2I R1 %",
                          "T2I_mAP": "T2I mAP %"})

@@ -40,10 +40,22 @@ def resolve_model(spec: "ModelSpec") -> "ModelSpec":
     return resolve(spec)
 
 
-def resolve_preprocess(spec: "ModelSpec") -> "Preprocess":
-    """The spec's preprocessing, else the weights' own (from the library's config, no weights)."""
+def resolve_preprocess(spec: "ModelSpec", random_weights: bool = False) -> "Preprocess":
+    """The spec's preprocessing, else the weights' own (from the library's config, no weights).
+
+    ``random_weights``: nothing may be downloaded, so a family that reads the weights' own
+    preprocessing from a hub config (``Loader.hub_preprocess``) needs the spec's stated one."""
+    from raybench.errors import SpecError
+
     spec = resolve_model(spec)
-    return spec.preprocess or get_loader(spec.loader).default_preprocess(spec)
+    if spec.preprocess:
+        return spec.preprocess
+    loader = get_loader(spec.loader)
+    if random_weights and loader.hub_preprocess:
+        raise SpecError(f"model {spec.name!r}: --random-weights needs its preprocessing stated in the catalog "
+                        f"('preprocess:' in its entry): loader {spec.loader!r} would read it from the hub config "
+                        "of the weights, which random weights never download")
+    return loader.default_preprocess(spec)
 
 
 def check_model(spec: "ModelSpec", local_files: bool = True) -> None:

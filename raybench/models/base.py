@@ -75,7 +75,8 @@ class Loader:
     ``build`` finds by itself, in any process.
     text(spec) -> bool: whether the model built from ``spec`` has a text tower (decided from
     the spec and the library's config, without building it): its cells on caption datasets
-    embed the captions too (Embedder.embed_text).
+    embed the captions too (Embedder.embed_text). hub_preprocess: ``default_preprocess`` reads
+    the weights' hub config (so --random-weights needs the spec's stated preprocessing).
     """
 
     build: Callable[..., Embedder]
@@ -86,6 +87,7 @@ class Loader:
     pooling: bool = False  # whether the family pools ViT tokens per the spec's ``pooling``
     tiny: Callable[[ModelSpec], ModelSpec] = lambda spec: spec
     text: Callable[[ModelSpec], bool] = lambda spec: False
+    hub_preprocess: bool = False  # default_preprocess reads a hub config of the weights (network)
 
     def find_source(self, spec: ModelSpec) -> "Source | None":
         """The library's own answer where the family has one (``source`` may be a guess made

@@ -259,4 +259,4 @@ def save_tiny(kind: str, folder: str | Path | None = None) -> Path:
 
 
 LOADER = Loader(build=build, default_preprocess=default_preprocess, source=source, options=("model_class", "text"),
-                pooling=True, tiny=tiny, text=has_text)
+                pooling=True, tiny=tiny, text=has_text, hub_preprocess=True)

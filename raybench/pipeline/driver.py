@@ -44,7 +44,9 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How to run a matrix (none of these change the results)."""
+    """How to run a matrix (none of these change the results, but ``limit`` and
+    ``random_weights``, which make a rehearsal: its cells say so and are never kept by a run
+    without them)."""
 
     force: bool = False  # recompute finished cells (and rebuild pixel caches)
     actors: int | None = None  # embedding actors (default: one per GPU, else one)
@@ -55,6 +57,8 @@ class RunOptions:
     num_cpus: int | None = None  # CPUs of a local Ray (default: all)
     dashboard: bool = False  # start the dashboard with a local Ray
     ray_progress: bool = False  # Ray Data's own progress bars
+    limit: int | None = None  # only the first N query identities of each dataset (datasets/limit.py)
+    random_weights: bool = False  # every model at its architecture with seeded random weights
 
 
 @dataclass
@@ -98,7 +102,7 @@ def run_matrix(matrix: MatrixSpec, out: str, options: RunOptions = RunOptions(),
     store = RunStore.open(out)
     store.check_writable()
     if not (ray.is_initialized() or ray_runtime.joins_cluster()):
-        preflight(matrix)
+        preflight(matrix, check_weights=not options.random_weights)
     run_id = uuid.uuid4().hex[:8]
     lock, dead = RunLock.acquire(store, run_id, echo)
     try:
@@ -165,7 +169,7 @@ class Run:
 
         datasets = self._load_datasets()
         self.matrix = _resolve_models(self.matrix)
-        cells = plan_cells(self.matrix, datasets, self.store, self.options.force)
+        cells = plan_cells(self.matrix, datasets, self.store, self.options.force, self.options.random_weights)
         groups = group_by_model(cells)
         for line in oversize_warnings({c.data.name: c.data for _, group in groups for c in group}.values()):
             self.echo(line)
@@ -192,7 +196,9 @@ class Run:
         self._replay(cells)
         # On one node the driver sees the actors' files: a missing weights file fails its
         # cells here, before any actor starts.
-        prepared = {model.name: _prepare(model, local_files=cluster.nodes == 1) for model, _ in groups}
+        random_weights = self.options.random_weights  # random weights read no weights file
+        prepared = {model.name: _prepare(model, local_files=cluster.nodes == 1 and not random_weights,
+                                         random_weights=random_weights) for model, _ in groups}
         self.caches = PixelCaches(self.store, self.options.pixel_cache, self.options.force, self.echo,
                                   _sharing(groups, prepared))
         for model, group in groups:
@@ -210,7 +216,8 @@ class Run:
     def _load_datasets(self) -> dict[str, DatasetImages]:
         from raybench.datasets import has_captions, load_captions, load_manifest
 
-        return {spec.name: load_images(spec, load_manifest, load_captions if has_captions(spec) else None)
+        return {spec.name: load_images(spec, load_manifest, load_captions if has_captions(spec) else None,
+                                       self.options.limit)
                 for spec in self.matrix.datasets}
 
     def _replay(self, cells: list[Cell]) -> None:
@@ -255,7 +262,7 @@ class Run:
                           tuple(c.data.captions.column("caption").to_pylist()) if c.text else ())
                    for i, c in enumerate(cells)]
         stream = embedding_stream(spec, preprocess, sources, self.store, self.pool,
-                                  name=f"{self.matrix.name}:{spec.name}")
+                                  name=f"{self.matrix.name}:{spec.name}", pretrained=not self.options.random_weights)
         buffers = [CellBuffer(c) for c in cells]
         finished: set[int] = set()
         self._last_finish, self._stream_size = time.perf_counter(), len(cells)
@@ -406,8 +413,10 @@ def _without_text(spec: ModelSpec) -> ModelSpec:
     return dataclasses.replace(spec, options={**spec.options, "text": False})
 
 
-def _prepare(model: ModelSpec, local_files: bool) -> PreparedModel:
-    """Check the model without building it and resolve its preprocessing, once for the run."""
+def _prepare(model: ModelSpec, local_files: bool, random_weights: bool = False) -> PreparedModel:
+    """Check the model without building it and resolve its preprocessing, once for the run
+    (with ``random_weights``, the catalog's stated preprocessing where the weights' own would
+    come from a hub config)."""
     from raybench.models import check_model, resolve_preprocess
 
     try:
@@ -415,7 +424,7 @@ def _prepare(model: ModelSpec, local_files: bool) -> PreparedModel:
     except Exception as exc:  # noqa: BLE001 - fails this model's cells only
         return PreparedModel(model, failure=load_failure(model.name, error_text(exc)))
     try:
-        return PreparedModel(model, preprocess=resolve_preprocess(model))
+        return PreparedModel(model, preprocess=resolve_preprocess(model, random_weights))
     except Exception as exc:  # noqa: BLE001 - fails this model's cells only
         return PreparedModel(model, failure=Failure(
             LOAD, f"model {model.name}: cannot resolve its preprocessing: {error_text(exc)}"))

@@ -103,24 +103,24 @@ def decode_batch(batch: dict[str, Any], preprocess: Preprocess) -> dict[str, Any
     return {"cell": batch["cell"], "row": batch["row"], "pixels": pixels, "image_error": errors}
 
 
-def _path_blocks(paths: tuple[str, ...], cell: int) -> list:
-    """(cell, row, path) tables of DECODE_ROWS rows: one decode task each."""
-    return _row_blocks(paths, cell, "path")
+def _path_blocks(paths: tuple[str, ...], cell: int, rows: int = DECODE_ROWS) -> list:
+    """(cell, row, path) tables of ``rows`` rows: one decode task each."""
+    return _row_blocks(paths, cell, "path", rows)
 
 
-def _caption_blocks(captions: tuple[str, ...], cell: int) -> list:
-    """(cell, row, caption) tables of DECODE_ROWS captions; ``row`` indexes the captions."""
-    return _row_blocks(captions, cell, "caption")
+def _caption_blocks(captions: tuple[str, ...], cell: int, rows: int = DECODE_ROWS) -> list:
+    """(cell, row, caption) tables of ``rows`` captions; ``row`` indexes the captions."""
+    return _row_blocks(captions, cell, "caption", rows)
 
 
-def _row_blocks(values: tuple[str, ...], cell: int, column: str) -> list:
-    """Work tables of DECODE_ROWS rows with ``values`` in ``column`` and the other string
-    columns (path, cache, caption) blank."""
+def _row_blocks(values: tuple[str, ...], cell: int, column: str, rows: int = DECODE_ROWS) -> list:
+    """Work tables of ``rows`` rows with ``values`` in ``column`` and the other string columns
+    (path, cache, caption) blank."""
     import pyarrow as pa
 
     blocks = []
-    for start in range(0, len(values), DECODE_ROWS):
-        chunk = values[start:start + DECODE_ROWS]
+    for start in range(0, len(values), rows):
+        chunk = values[start:start + rows]
         blank = pa.array([""] * len(chunk), pa.string())
         blocks.append(pa.table({
             "cell": pa.array(np.full(len(chunk), cell, dtype=np.int16)),
@@ -169,15 +169,16 @@ def load_block(batch: dict[str, Any], preprocess: Preprocess, fs=None) -> dict[s
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
-def pixel_stream(sources: list["Source"], preprocess: Preprocess, store=None):
-    """Decoded pixels of every source, in source order (so cells finish one after another)."""
+def pixel_stream(sources: list["Source"], preprocess: Preprocess, store=None, rows: int = DECODE_ROWS):
+    """Decoded pixels of every source, in source order (so cells finish one after another);
+    ``rows``: images per decode task."""
     import ray.data
 
     blocks = []
     for source in sources:
         blocks += _cache_blocks(source.cache_files, source.cell) if source.cache_files \
-            else _path_blocks(source.paths, source.cell)
-        blocks += _caption_blocks(source.captions, source.cell)
+            else _path_blocks(source.paths, source.cell, rows)
+        blocks += _caption_blocks(source.captions, source.cell, rows)
     return ray.data.from_arrow(blocks).map_batches(
         load_block, fn_kwargs={"preprocess": preprocess, "fs": store.fs if store else None},
         batch_size=None, num_cpus=1, memory=decode_memory(preprocess),
@@ -307,6 +308,7 @@ class EmbedWorker:
     preprocess: Preprocess
     device: str = "cpu"
     threads: int | None = None
+    pretrained: bool = True  # False: --random-weights (the architecture, seeded random weights)
 
     def __init__(self):
         spec = self.spec
@@ -319,11 +321,12 @@ class EmbedWorker:
             warnings.filterwarnings("ignore", message="Cython evaluation")
             from raybench.models import build_embedder
 
-            if spec.weights is None and spec.loader not in NUMPY_LOADERS:
+            if (spec.weights is None or not self.pretrained) and spec.loader not in NUMPY_LOADERS:
                 import torch
 
                 torch.manual_seed(0)  # random weights: the same model in every actor and every run
-            self.embedder = build_embedder(spec, device=self.device, preprocess=self.preprocess)
+            self.embedder = build_embedder(spec, device=self.device, preprocess=self.preprocess,
+                                           pretrained=self.pretrained)
             if self.threads and "torch" in sys.modules:  # numpy-only models never import torch
                 sys.modules["torch"].set_num_threads(self.threads)
         except Exception as exc:  # noqa: BLE001 - reported per cell, see the class docstring
@@ -360,7 +363,7 @@ class EmbedWorker:
         }
 
 
-def worker_class(name: str, spec: ModelSpec, preprocess: Preprocess, pool: "Pool") -> type:
+def worker_class(name: str, spec: ModelSpec, preprocess: Preprocess, pool: "Pool", pretrained: bool = True) -> type:
     """EmbedWorker for one model, under a class name that carries ``name`` (run and model).
 
     Ray Data names a pool's actors after the class it maps with: ``MapWorker(MapBatches(
@@ -372,22 +375,24 @@ def worker_class(name: str, spec: ModelSpec, preprocess: Preprocess, pool: "Pool
     slug = re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_")
     return type(f"EmbedWorker_{slug}", (EmbedWorker,), {
         "__doc__": EmbedWorker.__doc__, "spec": spec, "preprocess": preprocess,
-        "device": pool.device, "threads": pool.threads,
+        "device": pool.device, "threads": pool.threads, "pretrained": pretrained,
     })
 
 
 def embedding_stream(spec: ModelSpec, preprocess: Preprocess, sources: list[Source], store,
-                     pool: Pool, name: str = ""):
+                     pool: Pool, name: str = "", pretrained: bool = True, decode_rows: int = DECODE_ROWS):
     """The Ray Dataset of one model's embeddings over ``sources`` (one per pending cell);
-    ``name`` (run:model) names the stream and its actors."""
+    ``name`` (run:model) names the stream and its actors; ``pretrained=False`` builds the
+    models with seeded random weights (--random-weights); ``decode_rows``: images per decode
+    task (`raybench rehearse` uses the batch size, so that a few batches arrive one by one)."""
     import ray.data
 
-    stream = pixel_stream(sources, preprocess, store)
+    stream = pixel_stream(sources, preprocess, store, decode_rows)
     resources: dict[str, Any] = {"num_cpus": pool.cpus}
     if pool.gpus:
         resources["num_gpus"] = pool.gpus
     stream = stream.map_batches(
-        worker_class(name or spec.name, spec, preprocess, pool),
+        worker_class(name or spec.name, spec, preprocess, pool, pretrained),
         batch_size=spec.batch_size,
         batch_format="numpy",
         # Ray Data's actor pools restart dead actors and retry their batches (max_restarts=-1,

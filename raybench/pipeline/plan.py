@@ -46,6 +46,7 @@ class DatasetImages:
     error: str | None = None  # the manifest could not be loaded: every cell of it fails
     captions: pa.Table | None = None  # the query captions (caption, pid, path, split); None: no text
     text_hash: str = ""
+    limit: int | None = None  # --limit: only the first N query identities (datasets/limit.py)
 
     @property
     def name(self) -> str:
@@ -59,6 +60,7 @@ class Cell:
     state: str  # DONE, EVALUATE, EMBED or FAILED
     key: str
     reason: str = ""  # why the state (for FAILED, the error)
+    random_weights: bool = False  # --random-weights: the model's architecture, seeded random weights
     previous: CellResult | CellMarker | None = field(default=None, compare=False)  # to reuse
     text: bool = False  # embed and score the dataset's captions (a model with a text tower)
 
@@ -75,9 +77,11 @@ class Cell:
 
 
 def load_images(spec: DatasetSpec, load_manifest: Callable[[DatasetSpec], pa.Table],
-                load_captions: Callable[[DatasetSpec], pa.Table] | None = None) -> DatasetImages:
+                load_captions: Callable[[DatasetSpec], pa.Table] | None = None,
+                limit: int | None = None) -> DatasetImages:
     """Load and index a dataset's manifest (and, with ``load_captions``, its query captions);
-    a user error becomes the cells' error, not a crash."""
+    a user error becomes the cells' error, not a crash. ``limit``: keep only the first N query
+    identities of each trial (datasets/limit.py), and the captions of the images kept."""
     import numpy as np
     import pyarrow.compute as pc
 
@@ -89,14 +93,20 @@ def load_images(spec: DatasetSpec, load_manifest: Callable[[DatasetSpec], pa.Tab
     except RaybenchError as exc:
         return DatasetImages(spec, None, error=str(exc))
     table = table.filter(pc.is_in(table.column("split"), pa.array(EVAL_SPLITS))).combine_chunks()
+    if limit is not None:
+        from raybench.datasets.limit import limit_manifest
+
+        table = limit_manifest(table, limit).combine_chunks()
     paths = pc.unique(table.column("path"))
     index = pc.index_in(table.column("path"), value_set=paths).to_numpy().astype(np.int64)
     text_hash = ""
     if captions is not None:
         captions = captions.filter(pc.equal(captions.column("split"), "query")).combine_chunks()
+        if limit is not None:
+            captions = captions.filter(pc.is_in(captions.column("path"), paths)).combine_chunks()
         text_hash = manifest_hash(captions)
     return DatasetImages(spec, table, tuple(paths.to_pylist()), index, manifest_hash(table),
-                         captions=captions, text_hash=text_hash)
+                         captions=captions, text_hash=text_hash, limit=limit)
 
 
 def manifest_hash(table: pa.Table) -> str:
@@ -114,32 +124,39 @@ def eval_hash(dataset: DatasetSpec, spec: EvalSpec) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def cell_key(model: ModelSpec, data: DatasetImages, text: bool = False) -> str:
+def cell_key(model: ModelSpec, data: DatasetImages, text: bool = False, random_weights: bool = False) -> str:
     """Spec hash + manifest hash (+ the query captions' hash for a cell that embeds them: an
-    image cell's key does not change when a dataset gains captions)."""
+    image cell's key does not change when a dataset gains captions); a limited or
+    random-weights cell says so in its key, so a run without those options never keeps it
+    (even where the limit kept every row)."""
     key = f"{model.spec_hash()}-{data.hash}"
-    return f"{key}-{data.text_hash}" if text else key
+    if text:
+        key += f"-{data.text_hash}"
+    if data.limit is not None:
+        key += f"-limit{data.limit}"
+    return key + ("-random" if random_weights else "")
 
 
-def plan_cells(matrix: MatrixSpec, datasets: dict[str, DatasetImages], store, force: bool) -> list[Cell]:
+def plan_cells(matrix: MatrixSpec, datasets: dict[str, DatasetImages], store, force: bool,
+               random_weights: bool = False) -> list[Cell]:
     """Every cell of the matrix with its state, in matrix order (models outer)."""
     from raybench.models import has_text_tower
 
     text = {model.name: has_text_tower(model) for model in matrix.models}
     return [
-        _plan_one(model, datasets[dataset.name], matrix, store, force, text[model.name])
+        _plan_one(model, datasets[dataset.name], matrix, store, force, text[model.name], random_weights)
         for model in matrix.models
         for dataset in matrix.datasets
     ]
 
 
 def _plan_one(model: ModelSpec, data: DatasetImages, matrix: MatrixSpec, store, force: bool,
-              text_tower: bool = False) -> Cell:
+              text_tower: bool = False, random_weights: bool = False) -> Cell:
     if data.error:
-        return Cell(model, data, FAILED, "", data.error)
+        return Cell(model, data, FAILED, "", data.error, random_weights=random_weights)
     text = text_tower and data.captions is not None
-    planned = _plan_state(model, data, matrix, store, force, cell_key(model, data, text))
-    return dataclasses.replace(planned, text=text)
+    planned = _plan_state(model, data, matrix, store, force, cell_key(model, data, text, random_weights))
+    return dataclasses.replace(planned, text=text, random_weights=random_weights)
 
 
 def _plan_state(model: ModelSpec, data: DatasetImages, matrix: MatrixSpec, store, force: bool, key: str) -> Cell:

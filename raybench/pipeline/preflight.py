@@ -8,16 +8,17 @@ from raybench.errors import RaybenchError
 from raybench.specs import MatrixSpec
 
 
-def preflight(matrix: MatrixSpec) -> None:
-    """Every model's local weights file and every dataset's root exist, checked on this machine
-    before Ray starts; one RaybenchError lists every problem found."""
+def preflight(matrix: MatrixSpec, check_weights: bool = True) -> None:
+    """Every model's local weights file (unless ``check_weights`` is False: random weights)
+    and every dataset's root exist, checked on this machine before Ray starts; one
+    RaybenchError lists every problem found."""
     from raybench.datasets import get_adapter, is_generated, resolve_root
     from raybench.models import check_model
 
     problems = []
     for model in matrix.models:
         try:
-            check_model(model, local_files=True)
+            check_model(model, local_files=check_weights)
         except RaybenchError as exc:
             problems.append(f"model {model.name}: {exc}")
     for dataset in matrix.datasets:

@@ -47,6 +47,8 @@ class CellJob:
     stream_cells: int = 1  # see CellResult.stream_cells
     device: str = ""
     text_status: str | None = None  # plan.Cell.text_status: None, "ok" (score the captions) or why not
+    limit: int | None = None  # --limit N: the first N query identities only
+    random_weights: bool = False  # --random-weights
 
 
 def result_record(job: CellJob, spec: EvalSpec, metrics: dict | None, failure: Failure | None,
@@ -66,6 +68,7 @@ def result_record(job: CellJob, spec: EvalSpec, metrics: dict | None, failure: F
         eval_seconds=round(eval_seconds, 3), paradigm=job.paradigm, spec_hash=job.spec_hash,
         num_params=job.num_params, skipped_images=tuple(job.skipped_images), device=job.device,
         stream_cells=job.stream_cells, cell_key=job.cell_key, manifest_hash=job.manifest_hash, eval_hash=job.eval_hash,
+        limit=job.limit, random_weights=job.random_weights,
     )
 
 
@@ -136,7 +139,15 @@ def summary_row(result: CellResult) -> dict:
         "stream_cells": result.stream_cells,
         "skipped_images": list(result.skipped_images),
         "error": result.error,
+        "note": result_note(result),
     }
+
+
+def result_note(result: CellResult) -> str:
+    """"limited (N ids)", "random weights", both, or "": what makes a cell a rehearsal."""
+    notes = ([f"limited ({result.limit} ids)"] if result.limit is not None else []) + \
+        (["random weights"] if result.random_weights else [])
+    return ", ".join(notes)
 
 
 class Reducer:
@@ -199,5 +210,7 @@ def job_for(cell, spec: EvalSpec, **extra) -> CellJob:
         manifest_hash=cell.data.hash,
         eval_hash=eval_hash(cell.data.spec, spec),
         text_status=cell.text_status,
+        limit=cell.data.limit,
+        random_weights=cell.random_weights,
         **extra,
     )

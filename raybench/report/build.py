@@ -138,6 +138,16 @@ def _write_extras(report: Report, options: ReportOptions) -> None:
     report.notes += report.problems
 
 
+def _rehearsal_line(rows) -> list[str]:
+    """A warning above the tables when any cell ran with --limit or --random-weights."""
+    marked = [r for r in rows if r["status"] == "ok" and tables.rehearsal_note(r)]
+    if not marked:
+        return []
+    kinds = sorted({n for r in marked for n in tables.rehearsal_note(r).split(", ")})
+    return [f"**Rehearsal**: {count(len(marked), 'cell')} ran {' and '.join(kinds)} (`--limit` / "
+            "`--random-weights`); their numbers are not the models' scores."]
+
+
 def markdown(report: Report, options: ReportOptions) -> str:
     run, rows, out = report.run, report.rows, report.out
     failures: list[dict[str, Any]] = []
@@ -146,6 +156,7 @@ def markdown(report: Report, options: ReportOptions) -> str:
         *([run.description] if run.description else []),
         f"{count(len(rows), 'cell')} ({tables.status_counts(rows)}) of {count(len(run.models), 'model')} x "
         f"{count(len(run.datasets), 'dataset')}, from `{run.label}`{_provenance(run, rows)}.",
+        *_rehearsal_line(rows),
         "## mAP / Rank-1 (%)",
         tables.grid(run, rows, tables.map_r1, failures),
         "## With 95% bootstrap intervals over queries",

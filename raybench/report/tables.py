@@ -33,7 +33,7 @@ COLUMNS: dict[str, Callable[[str], Any]] = {
     "i2i_rule": str,
     "T2I_R1": float, "T2I_R5": float, "T2I_R10": float, "T2I_mAP": float, "T2I_mINP": float,
     "num_captions": int, "num_text_images": int, "text_status": str,
-    "error": str,
+    "limit": int, "random_weights": _flag, "error": str,
 }
 RANKS = (1, 5, 10, 20)
 
@@ -65,6 +65,8 @@ def cell_row(cell: Cell, interval: Mapping[str, tuple[float, float]] | None) -> 
         "device": r.get("device") or None,
         "spec_hash": r.get("spec_hash"),
         **_text_columns(r if cell.ok else {}),
+        "limit": r.get("limit") if isinstance(r.get("limit"), int) else None,
+        "random_weights": r.get("random_weights") is True,
         "error": None if cell.ok else (cell.error or f"status {cell.status!r} without an error message"),
     }
     return {**row, "cmc": cmc}
@@ -101,6 +103,12 @@ def status_counts(rows: Sequence[Mapping[str, Any]]) -> str:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
     ok = counts.pop("ok", 0)
     return ", ".join([f"{ok} ok"] + [f"{n} {status}" for status, n in sorted(counts.items())])
+
+
+def rehearsal_note(row: Mapping[str, Any]) -> str:
+    """"limited", "random weights" or both: a cell that is a rehearsal, not the model's score."""
+    notes = (["limited"] if row.get("limit") is not None else []) + (["random weights"] if row.get("random_weights") else [])
+    return ", ".join(notes)
 
 
 def _num(value: Any) -> float | None:
@@ -187,7 +195,8 @@ def grid(run: Run, rows: Sequence[Mapping[str, Any]], fmt, failures: list[Mappin
                     n = failures.index(row) + 1 if failures is not None else ""
                     line.append(f"{row['status']} [{n}]")
                 else:
-                    line.append(fmt(row))
+                    note = rehearsal_note(row)
+                    line.append(fmt(row) + (f" ({note})" if note else ""))
             lines.append(line)
     return md_table(["model", *datasets], lines, align="r")
 
@@ -214,6 +223,10 @@ def details(rows: Sequence[Mapping[str, Any]]) -> str:
          _count(r["num_trials"]), seconds_text(r)]
         for r in rows if r["status"] == "ok"
     ]
+    if any(rehearsal_note(r) for r in rows if r["status"] == "ok"):  # a rehearsal says so on every line
+        header.append("note")
+        notes = [rehearsal_note(r) for r in rows if r["status"] == "ok"]
+        lines = [line + [note or "-"] for line, note in zip(lines, notes)]
     note = stream_note([r for r in rows if r["status"] == "ok"])
     return md_table(header, lines, align="r") + (f"\n\n{note}" if note else "")
 

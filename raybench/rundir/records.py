@@ -186,6 +186,8 @@ class CellResult:
     text: Mapping[str, Any] | None = field(default=None, hash=False)
     text_status: str | None = None
     i2i_rule: str | None = None
+    limit: int | None = None  # --limit N: only the first N query identities of each trial
+    random_weights: bool = False  # --random-weights: the architecture with seeded random weights
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -225,10 +227,14 @@ class CellResult:
             manifest_hash=r.get("manifest_hash", str, default=""),
             eval_hash=r.get("eval_hash", str, default=""),
             text=_text_block(r), text_status=r.get("text_status", str, default=None, optional=True),
-            i2i_rule=r.get("i2i_rule", str, default=None, optional=True), schema_version=r.version(),
+            i2i_rule=r.get("i2i_rule", str, default=None, optional=True),
+            limit=r.count("limit", optional=True) if "limit" in r.data else None,
+            random_weights=r.get("random_weights", bool, default=False), schema_version=r.version(),
         )
         if ok and result.text_status == "ok" and result.text is None:
             r.fail("text", "is missing where text_status is 'ok'")
+        if result.limit is not None and result.limit < 1:
+            r.fail("limit", f"must be at least 1, got {result.limit}")
         if not ok and not result.error:
             r.fail("error", f"is empty in a {status} result: a failed cell says why")
         if ok and not result.cmc:
