@@ -99,29 +99,38 @@ def _tiny_hf_clip(folder):
     return folder
 
 
-def test_hf_clip_text_equals_get_text_features(tmp_path):
+def _hf_text_pair(folder, model_class: str, captions, padding, **preprocess):
+    """(raybench's text features, the library's get_text_features) of one local checkpoint, the
+    library side tokenized as the family is (``padding``); and the tokens."""
     import torch
     import transformers
 
     from raybench.specs import parse_model
 
-    folder = _tiny_hf_clip(tmp_path)
-    spec = parse_model({"name": "hf-clip-tiny", "loader": "hf", "arch": str(folder), "weights": str(folder),
+    spec = parse_model({"name": "hf-tiny", "loader": "hf", "arch": str(folder), "weights": str(folder),
                         "paradigm": "language-aligned", "options": {"text": True},
-                        "preprocess": {"size": [32, 32]}}, "test")
+                        "preprocess": {"size": [32, 32], **preprocess}}, "test")
     embedder = build_embedder(spec, device="cpu")
-    assert has_text_tower(spec) and embeds_text(embedder) and embedder.dim == 16
-    model = transformers.CLIPModel.from_pretrained(folder).eval()
-    tokens = transformers.AutoTokenizer.from_pretrained(folder)(CAPTIONS, padding=True, truncation=True,
+    assert has_text_tower(spec) and embeds_text(embedder)
+    model = getattr(transformers, model_class).from_pretrained(folder).eval()
+    tokens = transformers.AutoTokenizer.from_pretrained(folder)(captions, padding=padding, truncation=True,
                                                                 return_tensors="pt")
-    assert tokens["input_ids"].shape[1] == 24  # the long captions are cut at the context length
     with torch.no_grad():
         out = model.get_text_features(**tokens)
     expected = (out if isinstance(out, torch.Tensor) else out.pooler_output).numpy()
-    got = embedder.embed_text(CAPTIONS)
+    return embedder.embed_text(captions), expected, tokens
+
+
+def test_hf_clip_text_equals_get_text_features(tmp_path):
+    folder = _tiny_hf_clip(tmp_path)
+    got, expected, tokens = _hf_text_pair(folder, "CLIPModel", CAPTIONS, padding=True)
+    assert got.shape[1] == 16
+    assert tokens["input_ids"].shape[1] == 24  # the long captions are cut at the context length
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
     assert np.abs(expected[0] - expected[1]).max() > 1e-3
     # the same checkpoint without the option embeds images only
+    from raybench.specs import parse_model
+
     assert not embeds_text(build_embedder(parse_model({**{"name": "v", "loader": "hf", "arch": str(folder),
                                                           "weights": str(folder), "paradigm": "baseline",
                                                           "preprocess": {"size": [32, 32]}}}, "test"), device="cpu"))
@@ -156,26 +165,11 @@ def _tiny_hf_siglip(folder):
 
 
 def test_hf_siglip_text_equals_get_text_features_padded_to_max_length(tmp_path):
-    import torch
-    import transformers
-
-    from raybench.specs import parse_model
-
     folder = _tiny_hf_siglip(tmp_path)
-    spec = parse_model({"name": "hf-siglip-tiny", "loader": "hf", "arch": str(folder), "weights": str(folder),
-                        "paradigm": "language-aligned", "options": {"text": True},
-                        "preprocess": {"size": [32, 32], "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]}}, "test")
-    embedder = build_embedder(spec, device="cpu")
-    assert has_text_tower(spec) and embeds_text(embedder)
     captions = ["a person in a red top and black trousers", "a person in blue carrying a bag"]
-    model = transformers.SiglipModel.from_pretrained(folder).eval()
-    tokens = transformers.AutoTokenizer.from_pretrained(folder)(captions, padding="max_length", truncation=True,
-                                                                return_tensors="pt")
+    got, expected, tokens = _hf_text_pair(folder, "SiglipModel", captions, padding="max_length",
+                                          mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5])
     assert tokens["input_ids"].shape[1] == 16  # SigLIP's training padding: every caption to the context length
     assert set(tokens) == {"input_ids"}  # no attention mask: SigLIP attends to its padding, as trained
-    with torch.no_grad():
-        out = model.get_text_features(**tokens)
-    expected = (out if isinstance(out, torch.Tensor) else out.pooler_output).numpy()
-    got = embedder.embed_text(captions)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
     assert np.abs(expected[0] - expected[1]).max() > 1e-3
