@@ -183,25 +183,37 @@ def resolve_entry(item: Any, catalog: Mapping[str, Any], where: str, kind: str):
     if isinstance(item, str):
         return catalog_get(catalog, item, kind)
     return parse(item, where, catalog.get(name))
-def trained_on(model: ModelSpec, datasets: list[str]) -> str | None:
+def trained_on(model: ModelSpec, datasets: list[str], catalog: list[str] | None = None) -> str | None:
     """The dataset a supervised model's weights were trained on, or None.
 
-    From, in order: the spec's ``options.trained_on``; else the name convention
-    ``<arch>-<dataset>``, where the last dash-separated part of the name starts exactly one
-    dataset's name (osnet-x1_0-market -> market1501, clipreid-vit-b16-msmt17 -> msmt17), among
-    the run's datasets and the catalog's. Models of the other paradigms have no in-domain dataset.
+    From, in order: the spec's ``options.trained_on``; else ``named_training_set`` among the
+    run's ``datasets`` and the catalog's (``catalog``: its dataset names, read here when not
+    given). Models of the other paradigms have no in-domain dataset.
     """
     if model.paradigm != "supervised":
         return None
     named = (model.options or {}).get("trained_on")
     if named:
         return str(named)
+    if catalog is None:
+        catalog = catalog_dataset_names()
+    return named_training_set(model.name, [*datasets, *catalog])
+
+
+def catalog_dataset_names() -> list[str]:
+    """The dataset catalog's names, or none when it cannot be read."""
     try:
-        catalog = list(load_dataset_catalog())
+        return list(load_dataset_catalog())
     except RaybenchError:
-        catalog = []
-    token = model.name.rsplit("-", 1)[-1].lower()
-    matches = [d for d in dict.fromkeys([*datasets, *catalog]) if len(token) >= 4 and d.lower().startswith(token)]
+        return []
+
+
+def named_training_set(model: str, datasets: list[str]) -> str | None:
+    """The name convention ``<arch>-<dataset>``: the last dash-separated part of the model's
+    name starts exactly one of ``datasets`` (osnet-x1_0-market -> market1501,
+    clipreid-vit-b16-msmt17 -> msmt17); None otherwise. No I/O."""
+    token = model.rsplit("-", 1)[-1].lower()
+    matches = [d for d in dict.fromkeys(datasets) if len(token) >= 4 and d.lower().startswith(token)]
     return matches[0] if len(matches) == 1 else None
 
 

@@ -377,11 +377,12 @@ def _plan_line(cells: list[Cell]) -> str:
 def _matrix_record(matrix: MatrixSpec) -> dict:
     """The resolved matrix as run.json records it, each model with its in-domain dataset
     (``trained_on``), so the report needs nothing but the run directory."""
-    from raybench.catalog import trained_on
+    from raybench.catalog import catalog_dataset_names, trained_on
 
     record = dataclasses.asdict(matrix)
+    names, catalog = [d.name for d in matrix.datasets], catalog_dataset_names()  # read once
     for model, item in zip(matrix.models, record["models"]):
-        item["trained_on"] = trained_on(model, [d.name for d in matrix.datasets])
+        item["trained_on"] = trained_on(model, names, catalog)
     return record
 
 

@@ -30,9 +30,9 @@ def trained_on(run: Run, model: str) -> str | None:
     named = (spec.get("options") or {}).get("trained_on")
     if named:
         return str(named)
-    token = model.rsplit("-", 1)[-1].lower()
-    matches = [d for d in run.datasets if len(token) >= 4 and d.lower().startswith(token)]
-    return matches[0] if len(matches) == 1 else None
+    from raybench.catalog import named_training_set  # the convention only: no catalog is read
+
+    return named_training_set(model, list(run.datasets))
 
 
 def supervised_models(run: Run, rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
