@@ -87,14 +87,10 @@ def build_report(run_dir: str | Path | RunStore, options: ReportOptions = Report
 
 
 def _make_dir(out: Path, run: Run) -> None:
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".raybench-write-test-{id(out)}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise RaybenchError(f"cannot write the report to {out} ({exc.strerror or exc}); pass --out DIR "
-                            f"to write it elsewhere: raybench report {shlex.quote(run.uri)} --out DIR") from None
+    reason = RunStore.open(out).unwritable_reason()  # the same probe as `raybench run --out`
+    if reason:
+        raise RaybenchError(f"cannot write the report to {out} ({reason}); pass --out DIR "
+                            f"to write it elsewhere: raybench report {shlex.quote(run.uri)} --out DIR")
 
 
 def _upload(report: Report) -> str:

@@ -141,9 +141,14 @@ class RunStore:
         return isinstance(self.fs, pafs.LocalFileSystem)
 
     def check_writable(self) -> None:
-        """Create the run directory and write (then delete) a probe file in it: an --out that
-        cannot be written (read-only, permission denied, full disk) is one clear error here,
-        before any work starts."""
+        """An --out that cannot be written is one clear error here, before any work starts."""
+        reason = self.unwritable_reason()
+        if reason:
+            raise RaybenchError(f"--out {self.uri} cannot be written ({reason}); choose another --out")
+
+    def unwritable_reason(self) -> str | None:
+        """Why the directory cannot be written (read-only, permission denied, full disk, a file
+        in the way), found by creating it and writing then deleting a probe file; None if it can."""
         probe = f".write-test-{uuid.uuid4().hex[:8]}"
         try:
             self.fs.create_dir(self.root, recursive=True)
@@ -151,8 +156,8 @@ class RunStore:
                 out.write(b"raybench")
             self.fs.delete_file(self.path(probe))
         except OSError as exc:
-            reason = exc.strerror or str(exc).splitlines()[0]
-            raise RaybenchError(f"--out {self.uri} cannot be written ({reason}); choose another --out") from None
+            return exc.strerror or str(exc).splitlines()[0]
+        return None
 
     def path(self, *parts: str) -> str:
         return "/".join([self.root, *parts]) if self.root else "/".join(parts)
