@@ -29,7 +29,9 @@ RESIZE_MODES = ("squash", "shortest_crop", "pad")
 #: where a centre crop starts when the margin is odd: round (torchvision's CenterCrop: open_clip,
 #: timm) or floor (transformers' image processors)
 CROP_OFFSETS = ("round", "floor")
-PARADIGMS = ("supervised", "self-supervised", "language-aligned", "baseline")
+#: "hybrid": a fusion of stored embeddings or an interpolation of two models' weights (neither
+#: trained nor zero-shot as such; its in-domain dataset is its supervised member's)
+PARADIGMS = ("supervised", "self-supervised", "language-aligned", "hybrid", "baseline")
 POOLINGS = ("cls", "mean", "both")
 PRECISIONS = ("fp32", "bf16", "fp16")
 DISTANCES = ("euclidean", "cosine")
