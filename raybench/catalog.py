@@ -28,6 +28,7 @@ from raybench.specs import (
     parse_dataset,
     parse_entries,
     parse_eval,
+    parse_fusion,
     parse_model,
     trained_reference,
 )
@@ -139,24 +140,31 @@ def load_matrix(
     name = f.take("name", str, path.stem)
     model_items = f.take("models", list)
     dataset_items = f.take("datasets", list)
+    matrix_models = tuple(resolve_entry(item, models, f"{path}: models[{i}]", "model")
+                          for i, item in enumerate(model_items))
+    names = tuple(m.name for m in matrix_models)
     spec = MatrixSpec(
         name=name,
-        models=tuple(resolve_entry(item, models, f"{path}: models[{i}]", "model")
-                     for i, item in enumerate(model_items)),
+        models=matrix_models,
         datasets=tuple(resolve_entry(item, datasets, f"{path}: datasets[{i}]", "dataset")
                        for i, item in enumerate(dataset_items)),
         eval=parse_eval(f.take("eval", dict, {}), f"{path}: eval"),
         on_bad_image=f.take("on_bad_image", str, "fail", BAD_IMAGE_POLICIES),
         source=str(path),
         description=f.take("description", str, ""),
+        fusions=tuple(parse_fusion(item, f"{path}: fusions[{i}]", names)
+                      for i, item in enumerate(f.take("fusions", list, []))),
     )
     f.done()
-    for kind, specs in (("model", spec.models), ("dataset", spec.datasets)):
+    for fusion in spec.fusions:
+        if fusion.name in names:
+            raise SpecError(f"{path}: fusion {fusion.name!r} has the name of a model of this matrix")
+    for kind, specs in (("model", spec.models), ("dataset", spec.datasets), ("fusion", spec.fusions)):
         names = [s.name for s in specs]
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise SpecError(f"{path}: {kind} {sorted(dup)[0]!r} is listed twice")
-        if not specs:
+        if not specs and kind != "fusion":
             raise SpecError(f"{path}: key '{kind}s' is empty")
     return spec
 

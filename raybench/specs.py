@@ -137,6 +137,30 @@ class EvalSpec:
     rerank_lambda: float = 0.3
 
 
+#: The loader name a fusion's cells carry (FusionSpec.as_model): never built, see pipeline/fusion.py.
+FUSION = "fusion"
+
+
+@dataclass(frozen=True)
+class FusionSpec:
+    """A fused model: per image, the concatenation of sqrt(w_i) * e_i / ||e_i||_2 over its
+    members' stored embeddings (models of the same matrix), so that squared euclidean distance
+    on fused vectors is the weighted sum of the members' cosine distances (times 2). Nothing is
+    embedded again: the reducer fuses committed cells (raybench.pipeline.fusion)."""
+
+    name: str
+    of: tuple[str, ...]
+    weights: tuple[float, ...]
+    description: str = ""
+
+    def as_model(self) -> ModelSpec:
+        """The fusion as the ModelSpec its cells carry (paradigm "hybrid", loader "fusion"):
+        its spec hash covers the members' names and weights; a cell key adds the members' keys."""
+        return ModelSpec(name=self.name, loader=FUSION, arch="+".join(self.of), weights=None, paradigm="hybrid",
+                         options={"of": list(self.of), "weights": list(self.weights)},
+                         description=self.description or f"fusion of {', '.join(self.of)}")
+
+
 @dataclass(frozen=True)
 class MatrixSpec:
     name: str
@@ -146,13 +170,26 @@ class MatrixSpec:
     on_bad_image: str = "fail"
     source: str = "<inline>"
     description: str = ""
+    fusions: tuple[FusionSpec, ...] = ()
 
     def select(self, models: list[str] | None = None, datasets: list[str] | None = None) -> "MatrixSpec":
-        """The sub-matrix with only the named models and datasets (unknown names raise)."""
+        """The sub-matrix with only the named models and datasets (unknown names raise).
+
+        A fusion named in ``models`` brings its members; a fusion not named stays when all its
+        members do."""
+        fusions = self.fusions
+        if models:
+            by_name = {f.name: f for f in self.fusions}
+            wanted = [m for m in models if m not in by_name]
+            for member in (m for name in models if name in by_name for m in by_name[name].of):
+                wanted += [] if member in wanted else [member]
+            fusions = tuple(f for f in self.fusions if f.name in models or set(f.of) <= set(wanted))
+            models = wanted
         return dataclasses.replace(
             self,
             models=_pick(self.models, models, "model in this matrix"),
             datasets=_pick(self.datasets, datasets, "dataset in this matrix"),
+            fusions=fusions,
         )
 
 
@@ -351,6 +388,26 @@ def parse_eval(data: Any, where: str) -> EvalSpec:
     if spec.max_rank < 1:
         raise SpecError(f"{where}: key 'max_rank' must be at least 1, got {spec.max_rank}")
     return spec
+
+
+def parse_fusion(data: Any, where: str, models: tuple[str, ...]) -> FusionSpec:
+    """One entry of a matrix's ``fusions:``; ``models``: the matrix's model names."""
+    f = Fields(data, where)
+    name = f.take("name", str)
+    of = f.take("of", list)
+    weights = f.take("weights", list, [1.0] * len(of))
+    description = f.take("description", str, "")
+    f.done()
+    if len(of) < 2 or not all(isinstance(m, str) for m in of) or len(set(of)) != len(of):
+        raise SpecError(f"{where}: key 'of' must list two or more different model names, got {of!r}")
+    for member in of:
+        if member not in models:
+            raise UnknownNameError(f"model of this matrix ({where}: key 'of')", member, models)
+    if len(weights) != len(of) or not all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) and w > 0 for w in weights):
+        raise SpecError(f"{where}: key 'weights' must be {len(of)} positive numbers (one per model of 'of'), "
+                        f"got {weights!r}")
+    return FusionSpec(name=name, of=tuple(of), weights=tuple(float(w) for w in weights), description=description)
 
 
 def parse_entries(data: Any, where: str, parse, kind: str) -> dict:

@@ -1,5 +1,7 @@
 """Real data, real weights: the whole Ray pipeline equals torchreid's own evaluation path.
 
+A fusion of the two (weights 1 and 2) is checked the same way, fused here from torchreid's features.
+
 Two real OSNet x0.25 checkpoints (Market-1501-trained and MSMT17-trained) on the real
 market1501-mini crops, euclidean distance on raw features. The reference is computed here with
 torchreid alone: build_model + load_state_dict, Resize(256, 128) + ToTensor + ImageNet
@@ -24,12 +26,11 @@ MAX_RANK = 20
 CHECKPOINTS = {"osnet-market": ("osnet_x0_25_market1501.pth", 751), "osnet-msmt": ("osnet_x0_25_msmt17.pth", 1041)}
 
 
-def _reference(checkpoint: str, classes: int) -> tuple[float, np.ndarray]:
-    """mAP and CMC as torchreid computes them for the same images and weights."""
+def _features(checkpoint: str, classes: int):
+    """torchreid's features of the query and gallery images, with their pids and cameras."""
     import torch
     import torchreid
     from PIL import Image
-    from torchreid.reid.metrics import compute_distance_matrix, evaluate_rank
     from torchvision import transforms as T
 
     model = torchreid.models.build_model("osnet_x0_25", num_classes=classes, pretrained=False)
@@ -46,11 +47,28 @@ def _reference(checkpoint: str, classes: int) -> tuple[float, np.ndarray]:
             feats = model(batch)
         return feats, np.array([int(i) for i, _ in ids]), np.array([int(c) - 1 for _, c in ids])
 
-    qf, q_pids, q_cams = features("query")
-    gf, g_pids, g_cams = features("bounding_box_test")
+    return features("query"), features("bounding_box_test")
+
+
+def _reference(query, gallery) -> tuple[float, np.ndarray]:
+    """mAP and CMC as torchreid computes them from _features' output."""
+    from torchreid.reid.metrics import compute_distance_matrix, evaluate_rank
+
+    (qf, q_pids, q_cams), (gf, g_pids, g_cams) = query, gallery
     distmat = compute_distance_matrix(qf, gf, metric="euclidean").numpy()
     cmc, mAP = evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=MAX_RANK)
     return float(mAP), np.asarray(cmc)
+
+
+def _fused(members, weights):
+    """The fusion rule written out on torchreid's features: concat of sqrt(w) * f / ||f||."""
+    import torch
+
+    def side(k):
+        return torch.cat([w ** 0.5 * torch.nn.functional.normalize(m[k][0], dim=1) for m, w in zip(members, weights)],
+                         dim=1), members[0][k][1], members[0][k][2]
+
+    return side(0), side(1)
 
 
 @needs_fixtures
@@ -67,16 +85,19 @@ def test_osnet_on_market_mini_equals_torchreid(ray_local, tmp_path):
                    for name, (checkpoint, _) in CHECKPOINTS.items()],
         "datasets": [{"name": "market1501", "root": str(MARKET_MINI)}],
         "eval": {"distance": "euclidean", "normalize": False, "max_rank": MAX_RANK},
+        "fusions": [{"name": "osnet-fused", "of": list(CHECKPOINTS), "weights": [1, 2]}],
     }))
     summary = run_matrix(load_matrix(str(path)), str(tmp_path / "run"), RunOptions(), echo=lambda _: None)
     assert summary.ok, summary.failed
 
-    maps = {}
-    for name, (checkpoint, classes) in CHECKPOINTS.items():
+    maps, features = {}, {name: _features(*spec) for name, spec in CHECKPOINTS.items()}
+    features["osnet-fused"] = _fused(list(features.values()), [1, 2])
+    for name, feats in features.items():
         result = json.loads((tmp_path / "run/results/market1501" / f"{name}.json").read_text())
-        ref_map, ref_cmc = _reference(checkpoint, classes)
+        ref_map, ref_cmc = _reference(*feats)
         assert result["num_query"] == 32 and result["num_valid_query"] == 30  # 2 queries have no cross-camera match
         assert result["mAP"] == pytest.approx(ref_map, abs=1e-6)
         assert np.allclose(result["cmc"], ref_cmc, atol=1e-6) and len(result["cmc"]) == len(ref_cmc)
         maps[name] = result["mAP"]
     assert maps["osnet-market"] > maps["osnet-msmt"], f"in-domain should beat cross-domain: {maps}"
+    assert len(set(maps.values())) == 3, maps  # the fusion is neither member

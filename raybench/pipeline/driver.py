@@ -26,10 +26,10 @@ from raybench.errors import RaybenchError
 from raybench.pipeline import reducer as reducers
 from raybench.pipeline.collect import CellBuffer, finish, finish_text
 from raybench.pipeline.embed import PixelCaches, Source, embedding_stream
-from raybench.pipeline.failure import DATASET, LOAD, STREAM, Failure, error_text, load_failure
+from raybench.pipeline.failure import DATASET, LOAD, MEMBER, STREAM, Failure, error_text, load_failure
 from raybench.pipeline.oversize import oversize_warnings
 from raybench.pipeline.plan import (
-    DONE, EVALUATE, FAILED, Cell, DatasetImages, group_by_model, load_images, plan_cells,
+    DONE, EVALUATE, FAILED, FUSE, Cell, DatasetImages, group_by_model, load_images, plan_cells,
 )
 from raybench.pipeline.preflight import preflight
 from raybench.pipeline.progress import Progress, RunMetrics
@@ -152,6 +152,7 @@ class Run:
 
     def __init__(self, matrix: MatrixSpec, store: RunStore, options: RunOptions, echo, run_id: str):
         self.matrix, self.store, self.options, self.echo, self.run_id = matrix, store, options, echo, run_id
+        self.failed: dict[tuple[str, str], Failure] = {}  # (dataset, model) -> why, for fusions
 
     # -- the whole run --------------------------------------------------------------------
 
@@ -203,6 +204,7 @@ class Run:
                                   _sharing(groups, prepared))
         for model, group in groups:
             self._embed_model(prepared[model.name], group)
+        self._fuse([cell for cell in cells if cell.state == FUSE])
         rows = self.tracker.wait_all()
         self.progress.close()
 
@@ -234,6 +236,21 @@ class Run:
                     skipped_images=marker.skipped_images, device=marker.device, stream_cells=marker.stream_cells,
                 )
                 self.tracker.evaluate(job)
+
+    def _fuse(self, cells: list[Cell]) -> None:
+        """Fusion cells, once every member cell is committed or failed: the reducer fuses the
+        members' stored embeddings (pipeline/fusion.py); a member that failed fails the fusion
+        with its reason."""
+        for cell in cells:
+            failed = [(m.model.name, self.failed[(cell.data.name, m.model.name)]) for m in cell.members
+                      if (cell.data.name, m.model.name) in self.failed]
+            if failed:
+                member, failure = failed[0]
+                self._fail(cell, Failure(MEMBER, f"member {member} failed: {failure.message}"))
+                continue
+            self.tracker.evaluate(reducers.job_for(
+                cell, self.matrix.eval, members=tuple((m.model.name, m.key) for m in cell.members),
+                weights=tuple(cell.model.options["weights"])))
 
     # -- one model ------------------------------------------------------------------------
 
@@ -323,7 +340,7 @@ class Run:
                                embed_seconds=embed_seconds, skipped_images=tuple(skipped),
                                device=self.pool.device, stream_cells=self._stream_size)
         if failure:
-            self.tracker.fail(job, failure)
+            self._fail(cell, failure, job)
             return
         marker = CellMarker(
             key=cell.key, model=cell.model.name, dataset=cell.data.name, spec_hash=job.spec_hash,
@@ -338,8 +355,9 @@ class Run:
         self.store.write_embeddings(cell.data.name, cell.model.name, table, marker, spec, text=finish_text(buffer))
         self.tracker.evaluate(job)
 
-    def _fail(self, cell: Cell, failure: Failure) -> None:
-        job = reducers.job_for(cell, self.matrix.eval, device=self.pool.device)
+    def _fail(self, cell: Cell, failure: Failure, job=None) -> None:
+        self.failed[(cell.data.name, cell.model.name)] = failure
+        job = job or reducers.job_for(cell, self.matrix.eval, device=self.pool.device)
         self.tracker.fail(job, failure)
 
     # -- run.json -------------------------------------------------------------------------
@@ -369,8 +387,9 @@ def _plan_line(cells: list[Cell]) -> str:
     """What the run will do, said before it works: "12 cells: 4 kept, 8 to run (3 to re-score)"."""
     states = [c.state for c in cells]
     kept, rescore, failed = states.count(DONE), states.count(EVALUATE), states.count(FAILED)
-    to_run = len(cells) - kept - failed
-    line = f"{count(len(cells), 'cell')}: {kept} kept, {to_run} to run ({rescore} to re-score)"
+    to_run, fuse = len(cells) - kept - failed, states.count(FUSE)
+    line = f"{count(len(cells), 'cell')}: {kept} kept, {to_run} to run ({rescore} to re-score"
+    line += f", {fuse} to fuse)" if fuse else ")"
     return line + (f", {failed} failed before starting" if failed else "")
 
 
@@ -383,6 +402,10 @@ def _matrix_record(matrix: MatrixSpec) -> dict:
     names, catalog = [d.name for d in matrix.datasets], catalog_dataset_names()  # read once
     for model, item in zip(matrix.models, record["models"]):
         item["trained_on"] = trained_on(model, names, catalog)
+    by_name = {item["name"]: item for item in record["models"]}
+    for item in record["fusions"]:  # a fusion is in domain where its (first) supervised member is
+        item["paradigm"] = "hybrid"
+        item["trained_on"] = next((by_name[m]["trained_on"] for m in item["of"] if by_name[m]["trained_on"]), None)
     return record
 
 

@@ -16,7 +16,9 @@ IMAGE = "image"  # unreadable images (on_bad_image: fail)
 STREAM = "stream"  # the embedding stream broke as a whole, or ended short
 DATASET = "dataset"  # the dataset's manifest could not be loaded
 SCORING = "scoring"  # the embeddings could not be scored
-KINDS = (LOAD, BATCH, IMAGE, STREAM, DATASET, SCORING)
+MEMBER = "member"  # a fusion whose member model failed on the dataset (the member's reason follows)
+FUSION = "fusion"  # the members' stored embeddings could not be fused
+KINDS = (LOAD, BATCH, IMAGE, STREAM, DATASET, SCORING, MEMBER, FUSION)
 
 
 @dataclass(frozen=True)

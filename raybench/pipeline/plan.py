@@ -26,7 +26,9 @@ from raybench.specs import DatasetSpec, EvalSpec, MatrixSpec, ModelSpec
 #: Only these splits are embedded and stored: scoring never reads the training split.
 EVAL_SPLITS = ("query", "gallery")
 
-DONE, EVALUATE, EMBED, FAILED = "done", "evaluate", "embed", "failed"
+#: FUSE: a fusion cell whose fused embeddings are missing or stale; the reducer makes them from
+#: its members' cells (pipeline/fusion.py) once these are committed.
+DONE, EVALUATE, EMBED, FUSE, FAILED = "done", "evaluate", "embed", "fuse", "failed"
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class Cell:
     random_weights: bool = False  # --random-weights: the model's architecture, seeded random weights
     previous: CellResult | CellMarker | None = field(default=None, compare=False)  # to reuse
     text: bool = False  # embed and score the dataset's captions (a model with a text tower)
+    members: tuple["Cell", ...] = ()  # a fusion cell: its members' cells of the same dataset
 
     @property
     def text_status(self) -> str | None:
@@ -139,15 +142,45 @@ def cell_key(model: ModelSpec, data: DatasetImages, text: bool = False, random_w
 
 def plan_cells(matrix: MatrixSpec, datasets: dict[str, DatasetImages], store, force: bool,
                random_weights: bool = False) -> list[Cell]:
-    """Every cell of the matrix with its state, in matrix order (models outer)."""
+    """Every cell of the matrix with its state, in matrix order (models outer), then the
+    fusions' cells."""
     from raybench.models import has_text_tower
 
     text = {model.name: has_text_tower(model) for model in matrix.models}
-    return [
+    cells = [
         _plan_one(model, datasets[dataset.name], matrix, store, force, text[model.name], random_weights)
         for model in matrix.models
         for dataset in matrix.datasets
     ]
+    by_name = {(c.model.name, c.data.name): c for c in cells}
+    for fusion in matrix.fusions:
+        model = fusion.as_model()
+        for dataset in matrix.datasets:
+            members = tuple(by_name[(member, dataset.name)] for member in fusion.of)
+            cells.append(_plan_fusion(model, datasets[dataset.name], members, matrix, store, force, random_weights))
+    return cells
+
+
+def fusion_key(model: ModelSpec, members: tuple[Cell, ...]) -> str:
+    """A fusion cell's key: its spec hash (members' names and weights) + a hash of its members'
+    keys, so that a member embedded again (new weights, other images, --limit) makes it stale."""
+    digest = hashlib.sha256(json.dumps([c.key for c in members]).encode()).hexdigest()[:16]
+    return f"{model.spec_hash()}-fusion-{digest}"
+
+
+def _plan_fusion(model: ModelSpec, data: DatasetImages, members: tuple[Cell, ...], matrix: MatrixSpec, store,
+                 force: bool, random_weights: bool) -> Cell:
+    """A fusion cell: kept or re-scored as any cell; else FUSE, made by the reducer from its
+    members' embeddings (never embedded)."""
+    if data.error:
+        return Cell(model, data, FAILED, "", data.error, random_weights=random_weights, members=members)
+    planned = _plan_state(model, data, matrix, store, force, fusion_key(model, members))
+    again = [m.model.name for m in members if m.state == EMBED]
+    if again and planned.state != EMBED:  # the same key, but the member's files will be new
+        planned = dataclasses.replace(planned, state=EMBED, reason=f"member {again[0]} is embedded again")
+    if planned.state == EMBED:
+        planned = dataclasses.replace(planned, state=FUSE, reason=planned.reason.replace("embeddings", "fused embeddings"))
+    return dataclasses.replace(planned, random_weights=random_weights, members=members)
 
 
 def _plan_one(model: ModelSpec, data: DatasetImages, matrix: MatrixSpec, store, force: bool,

@@ -19,11 +19,12 @@ scores it leave-one-out (raybench.eval.protocol.LEAVE_ONE_OUT, recorded as ``i2i
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
 
-from raybench.pipeline.failure import SCORING, Failure, error_text
+from raybench.pipeline.failure import FUSION, SCORING, Failure, error_text
 from raybench.rundir.records import CellResult, protocol_block
 from raybench.specs import DatasetSpec, EvalSpec
 
@@ -49,6 +50,10 @@ class CellJob:
     text_status: str | None = None  # plan.Cell.text_status: None, "ok" (score the captions) or why not
     limit: int | None = None  # --limit N: the first N query identities only
     random_weights: bool = False  # --random-weights
+    #: a fusion cell to fuse before scoring (pipeline/fusion.py): its members' (model, cell key)
+    #: as planned, and their weights; empty for any other cell (or a fusion already committed)
+    members: tuple[tuple[str, str], ...] = ()
+    weights: tuple[float, ...] = ()
 
 
 def result_record(job: CellJob, spec: EvalSpec, metrics: dict | None, failure: Failure | None,
@@ -171,12 +176,27 @@ class Reducer:
         return True
 
     def evaluate(self, job: CellJob) -> CellResult:
+        """Score a committed cell; a fusion job (``job.members``) is fused and committed first."""
+        if job.members:
+            try:
+                job = fused_job(self.store, job)
+            except Exception as exc:  # noqa: BLE001 - one fusion's failure is its cell's
+                return self.fail(job, Failure(FUSION, error_text(exc)))
         return self._record(evaluate_cell(self.store, job, self.spec))
 
     def fail(self, job: CellJob, failure: Failure) -> CellResult:
         result = result_record(job, self.spec, None, failure)
         self.store.write_result(result)
         return self._record(result)
+
+
+def fused_job(store, job: CellJob) -> CellJob:
+    """Fuse and commit a fusion cell (pipeline/fusion.py); the job to score it, with the fused
+    cell's parameter count and fusing time."""
+    from raybench.pipeline.fusion import fuse_cell
+
+    marker = fuse_cell(store, job)
+    return dataclasses.replace(job, num_params=marker.num_params, embed_seconds=marker.embed_seconds)
 
 
 def start(store, spec: EvalSpec, run: str, run_id: str, label_selector: dict[str, str] | None = None):

@@ -158,7 +158,7 @@ class CellResult:
     dataset: str
     status: str  # CELL_STATUSES
     error: str | None = None
-    error_kind: str | None = None  # why it failed: load, batch, image, stream, dataset, scoring
+    error_kind: str | None = None  # why it failed: one of pipeline.failure.KINDS
     mAP: float | None = None
     mINP: float | None = None
     cmc: tuple[float, ...] = ()
@@ -330,8 +330,9 @@ class RunRecord:
         return out
 
     def model_specs(self) -> dict[str, Mapping[str, Any]]:
-        """Model name -> its resolved spec as recorded (matrix order)."""
-        return _named(self.matrix.get("models"))
+        """Model name -> its resolved spec as recorded (matrix order), then the fusions' (name,
+        of, weights, paradigm "hybrid", trained_on)."""
+        return {**_named(self.matrix.get("models")), **_named(self.matrix.get("fusions"))}
 
     def dataset_specs(self) -> dict[str, Mapping[str, Any]]:
         return _named(self.matrix.get("datasets"))
