@@ -80,7 +80,8 @@ def _ray_local_up(request):
 
 
 #: The real small run that the report tests read (``real_run``): three models x two datasets.
-REAL_RUN_MODELS = {"osnet-tiny-alpha": "supervised", "clip-fake": "language-aligned", "color-hist": "baseline"}
+REAL_RUN_MODELS = {"osnet-tiny-alpha": "supervised", "clip-fake": "language-aligned", "color-hist": "baseline",
+                   "osnet-color": "hybrid"}  # the last: a fusion of the first and color-hist
 REAL_RUN_DATASETS = ("alpha", "beta")
 #: The cell that fails in it: clip-fake cannot embed beta's all-black gallery image.
 REAL_RUN_FAILED = ("clip-fake", "beta")
@@ -90,7 +91,8 @@ REAL_RUN_FAILED = ("clip-fake", "beta")
 def real_run(ray_local, tmp_path_factory) -> Path:
     """A run directory made by the real pipeline (run_matrix), kept for the session: two tiny
     Market-style datasets, a supervised dummy model trained on alpha, a language-aligned dummy
-    model that fails on beta, and the catalog's colour-histogram baseline."""
+    model that fails on beta, the catalog's colour-histogram baseline, and a fusion of the first
+    and the last (a hybrid, in domain on alpha)."""
     import dataclasses
 
     from pipeline_helpers import dummy_model, make_market, market_dataset, matrix
@@ -98,6 +100,7 @@ def real_run(ray_local, tmp_path_factory) -> Path:
 
     from raybench.pipeline.driver import RunOptions, run_matrix
     from raybench.catalog import load_model_catalog
+    from raybench.specs import FusionSpec
 
     root = tmp_path_factory.mktemp("real-run")
     alpha, beta = make_market(root / "alpha", seed=1), make_market(root / "beta", seed=2)
@@ -108,7 +111,9 @@ def real_run(ray_local, tmp_path_factory) -> Path:
         dataclasses.replace(dummy_model("clip-fake", fail_on_black=True), paradigm="language-aligned"),
         load_model_catalog()["color-hist"],
     ]
-    spec = matrix(models, [market_dataset("alpha", alpha), market_dataset("beta", beta)], name="real")
+    fusion = FusionSpec("osnet-color", ("osnet-tiny-alpha", "color-hist"), (1.0, 1.0))
+    spec = matrix(models, [market_dataset("alpha", alpha), market_dataset("beta", beta)], name="real",
+                  fusions=(fusion,))
     summary = run_matrix(spec, str(root / "run"), RunOptions(), echo=lambda _: None)
     assert [(r["model"], r["dataset"]) for r in summary.failed] == [REAL_RUN_FAILED], summary.rows
     return root / "run"

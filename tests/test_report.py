@@ -79,7 +79,7 @@ def test_report_writes_every_file(report):
     out = report.out
     names = {p.relative_to(out).as_posix() for p in report.files}
     expected = {"results.md", "results.csv", "results.json", "heatmap_map.png", "heatmap_rank1.png",
-                "domain_map.png", "paper.md", "paper.csv", "ranklists/index.html"}
+                "domain_map.png", "tradeoff_map.png", "paper.md", "paper.csv", "ranklists/index.html"}
     pages = {f"ranklists/{d}__{m}.html" for m in MODELS for d in DATASETS if (m, d) != FAILED}
     assert names == expected | pages
     assert all((out / n).is_file() and (out / n).stat().st_size > 0 for n in names)
@@ -430,3 +430,45 @@ def test_results_md_counts_skipped_images_and_marks_shared_stream_seconds(stored
     rows = {(r["model"], r["dataset"]): r for r in report.rows}
     assert rows[("color-hist", "alpha")]["stream_cells"] == 2
     assert rows[("color-hist", "beta")]["stream_cells"] == 1
+
+
+def test_tradeoff_points_and_hybrids_table_come_from_the_run(report, stored_run):
+    """The fusion (hybrid) inherits its supervised member's training set: on alpha's panel
+    beside that member and the models trained on nothing; clip-fake, with no scored cross
+    cell, has no point. Every number is the run's own result file."""
+    from raybench.report.load import load_run
+    from raybench.report.tradeoff import pareto, points
+
+    results = {(m, d): json.loads((stored_run / "results" / d / f"{m}.json").read_text())
+               for m in MODELS for d in DATASETS if (m, d) != FAILED}
+    panels = points(load_run(stored_run), report.rows)
+    assert list(panels) == ["alpha"]
+    panel = {p.model: p for p in panels["alpha"]}
+    assert set(panel) == {"osnet-tiny-alpha", "osnet-color", "color-hist"}
+    for model, p in panel.items():
+        assert (p.in_domain, p.cross, p.cross_datasets) == (results[(model, "alpha")]["mAP"],
+                                                             results[(model, "beta")]["mAP"], 1)
+    assert panel["osnet-color"].paradigm == "hybrid"
+    front = {p.model for p in pareto(panels["alpha"])}
+    dominated = {m for m, p in panel.items()
+                 if any(q.in_domain >= p.in_domain and q.cross >= p.cross and q is not p for q in panel.values())}
+    assert front == set(panel) - dominated and front
+
+    md = (report.out / "results.md").read_text()
+    fused = panel["osnet-color"]
+    line = next(line for line in md.splitlines() if line.startswith("| osnet-color | fusion, weights 1:1 | alpha |"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[3:5] == [f"{100 * fused.in_domain:.1f}", f"{100 * fused.cross:.1f}"]
+    member = panel["osnet-tiny-alpha"]
+    assert f"osnet-tiny-alpha ({100 * member.in_domain:.1f} / {100 * member.cross:.1f})" in cells[7]
+
+
+def test_pareto_front_on_a_hand_worked_case():
+    from raybench.report.tradeoff import Point, pareto
+
+    def p(name, x, y):
+        return Point(name, "hybrid", x, y, 1)
+
+    pts = [p("a", 0.9, 0.1), p("b", 0.5, 0.5), p("c", 0.4, 0.4), p("d", 0.1, 0.9), p("e", 0.5, 0.3), p("f", 0.1, 0.9)]
+    # c and e are dominated by b; d and f tie (neither dominates the other)
+    assert [q.model for q in pareto(pts)] == ["d", "f", "b", "a"]

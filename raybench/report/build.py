@@ -4,7 +4,8 @@
       results.md  results.csv  results.json     every cell, every metric (fractions in csv/json)
       heatmap_map.png  heatmap_rank1.png        mAP and Rank-1 (%) per model x dataset
       heatmap_t2i_r1.png                        text-to-image Rank-1 (%), caption datasets only
-      domain_map.png                            supervised models: in-domain vs cross-domain mAP
+      domain_map.png                            supervised, hybrid: in-domain vs cross-domain mAP
+      tradeoff_map.png                          in-domain vs mean cross-domain mAP, Pareto front
       paper.md  paper.csv                       ours vs the study's published numbers
       ranklists/index.html, <dataset>__<model>.html   top-10 galleries of sampled queries
       ranklists/<dataset>__<model>__text.html  sampled captions and their top-10 images
@@ -22,7 +23,7 @@ from typing import Any
 
 from raybench.console import count
 from raybench.errors import RaybenchError
-from raybench.report import domain, paper, plots, ranklist, tables
+from raybench.report import domain, paper, plots, ranklist, tables, tradeoff
 from raybench.report.bootstrap import DEFAULT_BOOTSTRAPS, bootstrap_intervals
 from raybench.report.load import Cell, Run, load_run
 from raybench.rundir.store import RunStore
@@ -125,6 +126,7 @@ def _write_extras(report: Report, options: ReportOptions) -> None:
     """Figures, paper comparison, rank lists: each adds its files or a note saying why not."""
     report.files += plots.write_heatmaps(report.run, report.rows, report.out)
     report.files += plots.write_domain_plot(report.run, report.rows, report.out, report.notes)
+    report.files += tradeoff.write_tradeoff_plot(report.run, report.rows, report.out, report.notes)
     report.paper_rows, files = paper.write_comparison(report.rows, report.out, options.paper, report.notes)
     report.files += files
     if options.ranklists:
@@ -186,9 +188,15 @@ def markdown(report: Report, options: ReportOptions) -> str:
         parts += ["## Figures", "\n\n".join(f"![{alt}]({name})" for name, alt in figures)]
     in_out = domain.domain_table(run, rows)
     if in_out:
-        parts += ["## In-domain vs cross-domain (supervised models)",
+        parts += ["## In-domain vs cross-domain (supervised and hybrid models)",
                   "In-domain: the dataset the weights were trained on (the model spec's "
                   "`options.trained_on`, else a name ending in the dataset's name).", in_out]
+    hybrids = tradeoff.hybrids_table(run, rows)
+    if hybrids:
+        parts += ["## Hybrids: fusions and weight interpolations",
+                  "Each beside its members, on its supervised member's training set (in domain) and the "
+                  "run's other datasets (across); \"Pareto front\": no model of the trade-off figure is better "
+                  f"on both ([{tradeoff.FIGURE}]({tradeoff.FIGURE})).", hybrids]
     if report.paper_rows:
         parts += ["## Compared with the study (mAP %)",
                   "The study's numbers, their source and how far to trust them: [paper.md](paper.md).",

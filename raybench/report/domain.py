@@ -1,4 +1,5 @@
-"""In-domain vs cross-domain: which dataset a supervised model's weights were trained on.
+"""In-domain vs cross-domain: which dataset a supervised model's weights were trained on (a
+fusion's or an interpolation's: its supervised member's, as the run recorded it).
 
 A supervised ReID model is strongest on its own training set's test split (same cameras, same
 season, same annotators); every other dataset is a domain shift. The study blurred the two (its
@@ -22,7 +23,7 @@ def trained_on(run: Run, model: str) -> str | None:
     """The dataset a supervised model was trained on (in this run or not), or None: as the
     run recorded it (run.json's model spec, ``trained_on``), else for a run recorded before
     that, from ``options.trained_on`` or the name convention among the run's own datasets."""
-    if run.paradigm(model) != "supervised":
+    if run.paradigm(model) not in ("supervised", "hybrid"):  # a hybrid's is its supervised member's
         return None
     spec = run.model_spec(model)
     if "trained_on" in spec:

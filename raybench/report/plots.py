@@ -21,7 +21,8 @@ HEATMAPS = {"mAP": ("heatmap_map.png", "mAP"), "R1": ("heatmap_rank1.png", "Rank
 T2I_HEATMAP = ("T2I_R1", "heatmap_t2i_r1.png", "Text-to-image Rank-1")
 CAPTIONS = {"heatmap_map.png": "mAP heatmap", "heatmap_rank1.png": "Rank-1 heatmap",
             "heatmap_t2i_r1.png": "text-to-image Rank-1 heatmap",
-            "domain_map.png": "in-domain vs cross-domain mAP of supervised models"}
+            "domain_map.png": "in-domain vs cross-domain mAP of supervised and hybrid models",
+            "tradeoff_map.png": "in-domain vs mean cross-domain mAP, Pareto front and interpolation curves"}
 STATUS_COLOUR = "#d9d9d9"
 IN_DOMAIN, CROSS_DOMAIN = "#e6550d", "#3182bd"
 
@@ -43,7 +44,7 @@ def heatmap_inches(n_models: int, n_datasets: int) -> tuple[float, float]:
 
 def heatmap_pixels(n_models: int, n_datasets: int) -> tuple[int, int]:
     w, h = heatmap_inches(n_models, n_datasets)
-    return round(w * DPI), round(h * DPI)
+    return int(w * DPI), int(h * DPI)  # as Agg sizes its canvas (truncated, not rounded)
 
 
 def write_heatmaps(run: Run, rows: Sequence[Mapping[str, Any]], out: Path) -> list[Path]:
@@ -135,7 +136,7 @@ def write_domain_plot(run: Run, rows: Sequence[Mapping[str, Any]], out: Path, no
     for ax in list(axes.flat)[len(models):]:
         ax.set_visible(False)
     axes[0][0].set_ylabel("mAP (%)")
-    fig.suptitle(f"In-domain (orange) vs cross-domain (blue) mAP\nsupervised models, {run.name}", fontsize=10)
+    fig.suptitle(f"In-domain (orange) vs cross-domain (blue) mAP\nsupervised and hybrid models, {run.name}", fontsize=10)
     path = out / "domain_map.png"
     fig.savefig(path, dpi=DPI, metadata={"Software": None})
     plt.close(fig)
