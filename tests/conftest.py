@@ -117,3 +117,25 @@ def real_run(ray_local, tmp_path_factory) -> Path:
     summary = run_matrix(spec, str(root / "run"), RunOptions(), echo=lambda _: None)
     assert [(r["model"], r["dataset"]) for r in summary.failed] == [REAL_RUN_FAILED], summary.rows
     return root / "run"
+
+
+#: The CLIP-ReID smoke recipes in training order: stage 1, then both stage-2 arms.
+CLIPREID_SMOKE = ("clipreid_smoke_stage1", "clipreid_smoke_stage2_textfrozen", "clipreid_smoke_stage2_texttrained")
+
+
+@pytest.fixture(scope="session")
+def clipreid_runs(ray_local, tmp_path_factory):
+    """CLIPREID_SMOKE trained on Ray Train (2 CPU workers) into a private run root, once per
+    session: config name -> (TrainConfig, TrainResult). The runs' folder is
+    ``result.out.parent`` (what $RAYBENCH_TRAINED must name for ``trained:<run>``)."""
+    from raybench.train.config import load_train_config
+    from raybench.train.run import train
+
+    root = tmp_path_factory.mktemp("trained")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAYBENCH_TRAINED", str(root))  # clipreid.stage1 names the stage-1 run in this root
+        out = {}
+        for config in CLIPREID_SMOKE:
+            cfg = load_train_config(config)
+            out[config] = (cfg, train(cfg, workers=2))
+        yield out
