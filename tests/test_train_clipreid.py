@@ -8,15 +8,11 @@ loader reproduces the trained module's features."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-from raybench.train.config import load_train_config
 
 pytestmark = pytest.mark.slow
 
@@ -89,31 +85,5 @@ def test_stage2_export_loads_through_the_clipreid_loader(runs):
     assert np.abs(embedder.embed(pixels) - _trained_features(cfg, result, pixels)).max() < 1e-4
 
 
-def test_a_trained_clipreid_run_scores_in_a_matrix_run_from_a_fresh_process(runs, ray_local, tmp_path):
-    """The issue's reproduction: `raybench run` of a matrix naming the stage-2 run as
-    ``trained:<run>`` beside color-hist, in a new process that registers nothing (its driver
-    and its Ray workers start without this test's imports; the session's Ray is joined, new
-    workers included). The cell must score with the trained weights: its stored embeddings
-    are the trained module's own features of the same images."""
-    import yaml
-
-    from raybench.models.images import load_pixels
-    from raybench.rundir.store import RunStore
-
-    cfg, result = runs["clipreid_smoke_stage2_textfrozen"]
-    matrix = tmp_path / "trained.yaml"
-    matrix.write_text(yaml.safe_dump({"name": "trained-clipreid", "models": [f"trained:{cfg.name}", "color-hist"],
-                                      "datasets": ["synth-a"]}))
-    env = {**os.environ, "RAYBENCH_TRAINED": str(result.out.parent),
-           "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
-    run = subprocess.run([sys.executable, "-m", "raybench", "run", "--matrix", str(matrix), "--out", str(tmp_path / "run")],
-                         capture_output=True, text=True, env=env, timeout=300)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    cells = {m: json.loads((tmp_path / "run" / "results" / "synth-a" / f"{m}.json").read_text())
-             for m in (cfg.name, "color-hist")}
-    assert [cells[m]["status"] for m in cells] == ["ok", "ok"], cells[cfg.name]["error"]
-    assert cells[cfg.name]["num_valid_query"] == cells["color-hist"]["num_valid_query"] > 0  # the same queries
-    stored = RunStore.open(tmp_path / "run").read_embeddings("synth-a", cfg.name).slice(0, 6).to_pylist()
-    pixels = np.stack([load_pixels(row["path"], cfg.model.preprocess) for row in stored])
-    embeddings = np.array([row["embedding"] for row in stored], dtype=np.float32)
-    assert np.abs(embeddings - _trained_features(cfg, result, pixels)).max() < 1e-4
+# Both stage-2 arms scoring as ``trained:<run>`` in a fresh process, their stored embeddings equal
+# to _trained_features: test_train_osnet.py's ablation_smoke run (it needs the OSNet run too).

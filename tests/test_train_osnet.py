@@ -250,13 +250,45 @@ def test_training_really_learns_and_shows_the_domain_gap(run, tmp_path):
     assert b < a, scores  # the cross-domain gap in miniature
 
 
-def test_the_run_joins_the_ablation_smoke_matrix(run, monkeypatch):
-    from raybench.catalog import load_matrix
-    from raybench.models import resolve_model
-    from raybench.models.trained import run_spec
+def test_the_ablation_smoke_matrix_scores_end_to_end_in_a_fresh_process(run, clipreid_runs, ray_local, tmp_path):
+    """The README's ablation sequence: this OSNet run and conftest's CLIP-ReID runs (both arms)
+    in one run folder, then `raybench run --matrix ablation_smoke` in a new process (joining the
+    session's Ray) and `raybench report`: every cell scores, the CLIP-ReID arms embed exactly
+    their trained modules' features, the fusion and the interpolations are there, and the report
+    draws them."""
+    from test_train_clipreid import _trained_features
 
-    cfg, out = run.cfg, run.out
-    monkeypatch.setenv("RAYBENCH_TRAINED", str(out.parent))
+    from raybench.catalog import load_matrix
+    from raybench.models.images import load_pixels
+    from raybench.rundir.store import RunStore
+
+    runs = tmp_path / "trained"
+    runs.mkdir()
+    (runs / run.cfg.name).symlink_to(run.out)
+    for cfg, result in clipreid_runs.values():
+        (runs / cfg.name).symlink_to(result.out)
+    env = {**os.environ, "RAYBENCH_TRAINED": str(runs), "RAY_ADDRESS": ray_local.get_runtime_context().gcs_address}
+    out = tmp_path / "ablation"
+    for args in (["run", "--matrix", "ablation_smoke", "--out", str(out)], ["report", str(out), "--no-ranklists"]):
+        done = subprocess.run([sys.executable, "-m", "raybench", *args], capture_output=True, text=True, env=env,
+                              timeout=PHASE_S)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
     matrix = load_matrix("ablation_smoke")
-    assert resolve_model(matrix.models[0]) == run_spec(cfg.name)
-    assert [d.name for d in matrix.datasets] == ["synth-a", "synth-b"]
+    models = [m.name for m in matrix.models] + [f.name for f in matrix.fusions]
+    assert {"osnet-x0_25-smoke-wise@0.5", "clipreid-tiny-textfrozen-wise@0.5", "osnet+clipreid-textfrozen"} <= set(models)
+    store = RunStore.open(out)
+    for model in models:
+        for dataset in ("synth-a", "synth-b"):
+            result = store.read_result(dataset, model)
+            assert result.ok, (model, dataset, result.error)
+    for config in ("clipreid_smoke_stage2_textfrozen", "clipreid_smoke_stage2_texttrained"):
+        cfg, result = clipreid_runs[config]
+        stored = store.read_embeddings("synth-a", cfg.name).slice(0, 6).to_pylist()
+        pixels = np.stack([load_pixels(row["path"], cfg.model.preprocess) for row in stored])
+        embeddings = np.array([row["embedding"] for row in stored], dtype=np.float32)
+        assert np.abs(embeddings - _trained_features(cfg, result, pixels)).max() < 1e-4, config
+    assert store.read_result("synth-a", "osnet+clipreid-textfrozen").paradigm == "hybrid"
+    md = (out / "report" / "results.md").read_text()
+    assert "## Hybrids" in md and "| osnet-x0_25-smoke-wise@0.5 | interpolation, alpha 0.5 | synth-a |" in md
+    assert (out / "report" / "tradeoff_map.png").is_file()
