@@ -28,6 +28,7 @@ from raybench.specs import (
     parse_dataset,
     parse_entries,
     parse_eval,
+    parse_eval_variants,
     parse_model,
     trained_reference,
 )
@@ -139,13 +140,15 @@ def load_matrix(
     name = f.take("name", str, path.stem)
     model_items = f.take("models", list)
     dataset_items = f.take("datasets", list)
+    eval_spec = parse_eval(f.take("eval", dict, {}), f"{path}: eval")
     spec = MatrixSpec(
         name=name,
         models=tuple(resolve_entry(item, models, f"{path}: models[{i}]", "model")
                      for i, item in enumerate(model_items)),
         datasets=tuple(resolve_entry(item, datasets, f"{path}: datasets[{i}]", "dataset")
                        for i, item in enumerate(dataset_items)),
-        eval=parse_eval(f.take("eval", dict, {}), f"{path}: eval"),
+        eval=eval_spec,
+        eval_variants=parse_eval_variants(f.take("eval_variants", list, []), f"{path}: eval_variants", eval_spec),
         on_bad_image=f.take("on_bad_image", str, "fail", BAD_IMAGE_POLICIES),
         source=str(path),
         description=f.take("description", str, ""),

@@ -10,11 +10,12 @@ from raybench.bench.peers import torchreid_module
 
 
 def reference_aqe(qf, gf, k: int, alpha: float, times: int = 1):
-    """Queries then gallery, in float64; each round: cosine similarities on normalised copies,
-    each row's k most similar rows (itself included), mean of raw feature * similarity ** alpha."""
+    """Queries then gallery, in float64; each round: cosine similarities on normalised copies
+    (F.normalize's: a zero row stays zero), each row's k most similar rows (itself included),
+    mean of raw feature * similarity ** alpha."""
     feats = np.concatenate([np.asarray(qf), np.asarray(gf)]).astype(np.float64)
     for _ in range(times):
-        unit = feats / np.linalg.norm(feats, axis=1, keepdims=True)
+        unit = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
         expanded = np.empty_like(feats)
         for i in range(len(feats)):
             sims = unit @ unit[i]

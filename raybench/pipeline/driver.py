@@ -178,7 +178,8 @@ class Run:
         self.echo(_plan_line(cells))
 
         self.reducer = reducers.start(self.store, self.matrix.eval, self.matrix.name, self.run_id,
-                                      label_selector=runtime.reducer_selector())
+                                      label_selector=runtime.reducer_selector(),
+                                      variants=self.matrix.eval_variants)
         images = sum(len(c.data.paths) for _, group in groups for c in group)
         self.progress = Progress(len(cells), 0, images, RunMetrics(self.matrix.name), self.echo)
         self.tracker = Tracker(self.reducer, self.progress)
@@ -229,10 +230,9 @@ class Run:
                 self._fail(cell, Failure(DATASET, cell.reason))
             elif cell.state == EVALUATE:
                 marker: CellMarker = cell.previous
-                job = reducers.job_for(
-                    cell, self.matrix.eval, num_params=marker.num_params, embed_seconds=marker.embed_seconds,
-                    skipped_images=marker.skipped_images, device=marker.device, stream_cells=marker.stream_cells,
-                )
+                job = self._job(cell, num_params=marker.num_params, embed_seconds=marker.embed_seconds,
+                                skipped_images=marker.skipped_images, device=marker.device,
+                                stream_cells=marker.stream_cells)
                 self.tracker.evaluate(job)
 
     # -- one model ------------------------------------------------------------------------
@@ -319,9 +319,8 @@ class Run:
         now = time.perf_counter()
         embed_seconds, self._last_finish = now - self._last_finish, now
         table, skipped, failure = finish(buffer, self.matrix.on_bad_image)
-        job = reducers.job_for(cell, self.matrix.eval, num_params=buffer.params,
-                               embed_seconds=embed_seconds, skipped_images=tuple(skipped),
-                               device=self.pool.device, stream_cells=self._stream_size)
+        job = self._job(cell, num_params=buffer.params, embed_seconds=embed_seconds,
+                        skipped_images=tuple(skipped), device=self.pool.device, stream_cells=self._stream_size)
         if failure:
             self.tracker.fail(job, failure)
             return
@@ -339,8 +338,12 @@ class Run:
         self.tracker.evaluate(job)
 
     def _fail(self, cell: Cell, failure: Failure) -> None:
-        job = reducers.job_for(cell, self.matrix.eval, device=self.pool.device)
+        job = self._job(cell, device=self.pool.device)
         self.tracker.fail(job, failure)
+
+    def _job(self, cell: Cell, **extra) -> reducers.CellJob:
+        """The cell's reducer job, hashed with the matrix's eval block and variants."""
+        return reducers.job_for(cell, self.matrix.eval, self.matrix.eval_variants, **extra)
 
     # -- run.json -------------------------------------------------------------------------
 
