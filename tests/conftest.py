@@ -90,25 +90,34 @@ REAL_RUN_FAILED = ("clip-fake", "beta")
 def real_run(ray_local, tmp_path_factory) -> Path:
     """A run directory made by the real pipeline (run_matrix), kept for the session: two tiny
     Market-style datasets, a supervised dummy model trained on alpha, a language-aligned dummy
-    model that fails on beta, and the catalog's colour-histogram baseline."""
-    import dataclasses
-
-    from pipeline_helpers import dummy_model, make_market, market_dataset, matrix
+    model that fails on beta, and the catalog's colour-histogram baseline (``real_run_matrix``)."""
+    from pipeline_helpers import make_market
     from PIL import Image
 
     from raybench.pipeline.driver import RunOptions, run_matrix
-    from raybench.catalog import load_model_catalog
 
     root = tmp_path_factory.mktemp("real-run")
-    alpha, beta = make_market(root / "alpha", seed=1), make_market(root / "beta", seed=2)
+    make_market(root / "alpha", seed=1)
+    beta = make_market(root / "beta", seed=2)
     black = sorted((beta / "bounding_box_test").glob("*.jpg"))[-1]
     Image.new("RGB", (32, 64)).save(black)
+    summary = run_matrix(real_run_matrix(root), str(root / "run"), RunOptions(), echo=lambda _: None)
+    assert [(r["model"], r["dataset"]) for r in summary.failed] == [REAL_RUN_FAILED], summary.rows
+    return root / "run"
+
+
+def real_run_matrix(root: Path):
+    """The matrix of ``real_run``, its datasets in ``root`` (the run directory's parent): a test
+    that runs it again on a copy of the run finds every finished cell's embeddings current."""
+    import dataclasses
+
+    from pipeline_helpers import dummy_model, market_dataset, matrix
+
+    from raybench.catalog import load_model_catalog
+
     models = [
         dataclasses.replace(dummy_model("osnet-tiny-alpha", trained_on="alpha"), paradigm="supervised"),
         dataclasses.replace(dummy_model("clip-fake", fail_on_black=True), paradigm="language-aligned"),
         load_model_catalog()["color-hist"],
     ]
-    spec = matrix(models, [market_dataset("alpha", alpha), market_dataset("beta", beta)], name="real")
-    summary = run_matrix(spec, str(root / "run"), RunOptions(), echo=lambda _: None)
-    assert [(r["model"], r["dataset"]) for r in summary.failed] == [REAL_RUN_FAILED], summary.rows
-    return root / "run"
+    return matrix(models, [market_dataset(name, root / name) for name in REAL_RUN_DATASETS], name="real")
