@@ -156,6 +156,19 @@ def test_ranklist_marks_true_matches_and_drops_same_camera(stored_run):
         np.testing.assert_allclose([dist(g) for g in line.top], [dist(g) for g in expected], atol=1e-5)
 
 
+def test_ranklist_says_which_eval_steps_its_plain_distances_leave_out(stored_run):
+    from raybench.report.load import Cell, load_run
+    from raybench.report.ranklist import cell_page, load_embeddings
+
+    run = load_run(stored_run)
+    cell = run.cell("color-hist", "alpha")
+    meta, emb = load_embeddings(run.store, "alpha", "color-hist")
+    assert "Metrics used" not in cell_page(cell, meta, emb, n_queries=1, seed=0)
+    protocol = {**cell.result["protocol"], "rerank": True, "aqe_k": 5}
+    page = cell_page(Cell(cell.model, cell.dataset, {**cell.result, "protocol": protocol}), meta, emb, 1, 0)
+    assert "Metrics used query expansion and re-ranking; this page does not." in page
+
+
 def test_paper_diff_on_a_hand_built_case(report):
     rows = {(r["model"], r["dataset"]): r for r in report.rows}
     lines = {(p["model"], p["dataset"]): p for p in report.paper_rows}
