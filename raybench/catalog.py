@@ -29,6 +29,7 @@ from raybench.specs import (
     parse_entries,
     parse_eval,
     parse_fusion,
+    parse_eval_variants,
     parse_model,
     trained_reference,
 )
@@ -143,12 +144,14 @@ def load_matrix(
     matrix_models = tuple(resolve_entry(item, models, f"{path}: models[{i}]", "model")
                           for i, item in enumerate(model_items))
     names = tuple(m.name for m in matrix_models)
+    eval_spec = parse_eval(f.take("eval", dict, {}), f"{path}: eval")
     spec = MatrixSpec(
         name=name,
         models=matrix_models,
         datasets=tuple(resolve_entry(item, datasets, f"{path}: datasets[{i}]", "dataset")
                        for i, item in enumerate(dataset_items)),
-        eval=parse_eval(f.take("eval", dict, {}), f"{path}: eval"),
+        eval=eval_spec,
+        eval_variants=parse_eval_variants(f.take("eval_variants", list, []), f"{path}: eval_variants", eval_spec),
         on_bad_image=f.take("on_bad_image", str, "fail", BAD_IMAGE_POLICIES),
         source=str(path),
         description=f.take("description", str, ""),

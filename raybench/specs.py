@@ -12,6 +12,8 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -126,8 +128,16 @@ class DatasetSpec:
     description: str = ""
 
 
+#: fast-reid's average query expansion defaults (its config: TEST.AQE.QE_K, ALPHA, QE_TIME)
+AQE_DEFAULTS = {"aqe_k": 5, "aqe_alpha": 3.0, "aqe_times": 1}
+AQE_FIELDS = tuple(AQE_DEFAULTS)
+
+
 @dataclass(frozen=True)
 class EvalSpec:
+    """How embeddings are compared: distance, normalisation, CMC length, and the optional
+    average query expansion (before the distance) and k-reciprocal re-ranking (after it)."""
+
     distance: str = "euclidean"
     normalize: bool = True
     max_rank: int = 50
@@ -135,6 +145,34 @@ class EvalSpec:
     rerank_k1: int = 20
     rerank_k2: int = 6
     rerank_lambda: float = 0.3
+    #: average query expansion (raybench.eval.qe): 0 is off; else every feature becomes the
+    #: mean of its aqe_k most similar features (itself included) weighted by similarity **
+    #: aqe_alpha, aqe_times rounds
+    aqe_k: int = 0
+    aqe_alpha: float = 3.0
+    aqe_times: int = 1
+
+    @property
+    def aqe(self) -> bool:
+        return self.aqe_k > 0
+
+    def hash_fields(self) -> dict[str, Any]:
+        """The fields an eval hash reads. The AQE fields count only when AQE is on, so an eval
+        block without it hashes as it did before AQE existed (finished cells stay fresh)."""
+        fields = dataclasses.asdict(self)
+        if not self.aqe:
+            for key in AQE_FIELDS:
+                fields.pop(key)
+        return fields
+
+
+@dataclass(frozen=True)
+class EvalVariant:
+    """A named change of a matrix's eval block (``eval_variants:``): every cell is scored again
+    with it from the same stored embeddings, and reported as its own column group."""
+
+    name: str
+    eval: EvalSpec
 
 
 #: The loader name a fusion's cells carry (FusionSpec.as_model): never built, see pipeline/fusion.py.
@@ -167,6 +205,7 @@ class MatrixSpec:
     models: tuple[ModelSpec, ...]
     datasets: tuple[DatasetSpec, ...]
     eval: EvalSpec = EvalSpec()
+    eval_variants: tuple[EvalVariant, ...] = ()
     on_bad_image: str = "fail"
     source: str = "<inline>"
     description: str = ""
@@ -373,16 +412,20 @@ def parse_dataset(data: Any, where: str, base: DatasetSpec | None = None) -> Dat
     return spec
 
 
-def parse_eval(data: Any, where: str) -> EvalSpec:
+def parse_eval(data: Any, where: str, base: EvalSpec | None = None) -> EvalSpec:
+    """An EvalSpec from YAML; with ``base`` (a variant's matrix eval block), only the keys
+    given override it."""
+    base = base or EvalSpec()
     f = Fields(data, where)
     spec = EvalSpec(
-        distance=f.take("distance", str, "euclidean", DISTANCES),
-        normalize=f.take("normalize", bool, True),
-        max_rank=f.take("max_rank", int, 50),
-        rerank=f.take("rerank", bool, False),
-        rerank_k1=f.take("rerank_k1", int, 20),
-        rerank_k2=f.take("rerank_k2", int, 6),
-        rerank_lambda=f.take("rerank_lambda", float, 0.3),
+        distance=f.take("distance", str, base.distance, DISTANCES),
+        normalize=f.take("normalize", bool, base.normalize),
+        max_rank=f.take("max_rank", int, base.max_rank),
+        rerank=f.take("rerank", bool, base.rerank),
+        rerank_k1=f.take("rerank_k1", int, base.rerank_k1),
+        rerank_k2=f.take("rerank_k2", int, base.rerank_k2),
+        rerank_lambda=f.take("rerank_lambda", float, base.rerank_lambda),
+        **_parse_aqe(f.take("aqe", (dict, bool), None), f"{where}: aqe", base),
     )
     f.done()
     if spec.max_rank < 1:
@@ -408,6 +451,59 @@ def parse_fusion(data: Any, where: str, models: tuple[str, ...]) -> FusionSpec:
         raise SpecError(f"{where}: key 'weights' must be {len(of)} positive numbers (one per model of 'of'), "
                         f"got {weights!r}")
     return FusionSpec(name=name, of=tuple(of), weights=tuple(float(w) for w in weights), description=description)
+
+
+def _parse_aqe(value: Any, where: str, base: EvalSpec) -> dict[str, Any]:
+    """``aqe:`` -> the EvalSpec's aqe_* fields. Absent: the base's; false: off; true: fast-reid's
+    defaults; a mapping {k, alpha, times}: those keys over the base's AQE (when on) or the
+    defaults."""
+    if value is None:
+        return {key: getattr(base, key) for key in AQE_FIELDS}
+    if value is False:
+        return {**AQE_DEFAULTS, "aqe_k": 0}
+    start = {key: getattr(base, key) for key in AQE_FIELDS} if base.aqe else dict(AQE_DEFAULTS)
+    if value is True:
+        return start
+    f = Fields(value, where)
+    out = {"aqe_k": f.take("k", int, start["aqe_k"]), "aqe_alpha": f.take("alpha", float, start["aqe_alpha"]),
+           "aqe_times": f.take("times", int, start["aqe_times"])}
+    f.done()
+    if out["aqe_k"] < 1 or out["aqe_times"] < 1:
+        raise SpecError(f"{where}: keys 'k' and 'times' must be at least 1, got {out['aqe_k']} and {out['aqe_times']}")
+    if not (math.isfinite(out["aqe_alpha"]) and out["aqe_alpha"] >= 0):
+        raise SpecError(f"{where}: key 'alpha' must be a number >= 0, got {out['aqe_alpha']!r}")
+    return out
+
+
+#: A variant's name becomes a column suffix ("mAP (rerank)"): a word, and not the main figures'.
+VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+RESERVED_VARIANT_NAMES = ("main",)
+
+
+def parse_eval_variants(data: Any, where: str, base: EvalSpec) -> tuple[EvalVariant, ...]:
+    """``eval_variants:``: a list of ``{name: ..., <eval keys>}``, each key over ``base`` (the
+    matrix's eval block) as parse_eval reads it. Names are unique words; a variant that scores
+    exactly as the main eval block or as an earlier variant is an error (it would add nothing)."""
+    if not isinstance(data, list):
+        raise SpecError(f"{where}: expected a list of {{name: ..., <eval keys>}}, got {type(data).__name__}")
+    variants: list[EvalVariant] = []
+    for i, item in enumerate(data):
+        at = f"{where}[{i}]"
+        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+            raise SpecError(f"{at}: expected a mapping with a 'name' and the eval keys it changes, got {item!r}")
+        name = item["name"]
+        if not VARIANT_NAME.fullmatch(name) or name in RESERVED_VARIANT_NAMES:
+            raise SpecError(f"{at}: name {name!r} must be a word of letters, digits, '_', '.' or '-' "
+                            f"(not {', '.join(map(repr, RESERVED_VARIANT_NAMES))})")
+        if any(v.name == name for v in variants):
+            raise SpecError(f"{at}: variant name {name!r} is listed twice")
+        spec = parse_eval({k: v for k, v in item.items() if k != "name"}, f"{at} {name!r}", base)
+        twin = "the matrix's eval block" if spec == base else next(
+            (f"variant {v.name!r}" for v in variants if v.eval == spec), None)
+        if twin:
+            raise SpecError(f"{at} {name!r}: scores exactly as {twin}; give the eval keys it changes")
+        variants.append(EvalVariant(name, spec))
+    return tuple(variants)
 
 
 def parse_entries(data: Any, where: str, parse, kind: str) -> dict:

@@ -92,31 +92,40 @@ def real_run(ray_local, tmp_path_factory) -> Path:
     """A run directory made by the real pipeline (run_matrix), kept for the session: two tiny
     Market-style datasets, a supervised dummy model trained on alpha, a language-aligned dummy
     model that fails on beta, the catalog's colour-histogram baseline, and a fusion of the first
-    and the last (a hybrid, in domain on alpha)."""
-    import dataclasses
-
-    from pipeline_helpers import dummy_model, make_market, market_dataset, matrix
+    and the last (a hybrid, in domain on alpha) (``real_run_matrix``)."""
+    from pipeline_helpers import make_market
     from PIL import Image
 
     from raybench.pipeline.driver import RunOptions, run_matrix
+
+    root = tmp_path_factory.mktemp("real-run")
+    make_market(root / "alpha", seed=1)
+    beta = make_market(root / "beta", seed=2)
+    black = sorted((beta / "bounding_box_test").glob("*.jpg"))[-1]
+    Image.new("RGB", (32, 64)).save(black)
+    summary = run_matrix(real_run_matrix(root), str(root / "run"), RunOptions(), echo=lambda _: None)
+    assert [(r["model"], r["dataset"]) for r in summary.failed] == [REAL_RUN_FAILED], summary.rows
+    return root / "run"
+
+
+def real_run_matrix(root: Path):
+    """The matrix of ``real_run``, its datasets in ``root`` (the run directory's parent): a test
+    that runs it again on a copy of the run finds every finished cell's embeddings current."""
+    import dataclasses
+
+    from pipeline_helpers import dummy_model, market_dataset, matrix
+
     from raybench.catalog import load_model_catalog
     from raybench.specs import FusionSpec
 
-    root = tmp_path_factory.mktemp("real-run")
-    alpha, beta = make_market(root / "alpha", seed=1), make_market(root / "beta", seed=2)
-    black = sorted((beta / "bounding_box_test").glob("*.jpg"))[-1]
-    Image.new("RGB", (32, 64)).save(black)
     models = [
         dataclasses.replace(dummy_model("osnet-tiny-alpha", trained_on="alpha"), paradigm="supervised"),
         dataclasses.replace(dummy_model("clip-fake", fail_on_black=True), paradigm="language-aligned"),
         load_model_catalog()["color-hist"],
     ]
     fusion = FusionSpec("osnet-color", ("osnet-tiny-alpha", "color-hist"), (1.0, 1.0))
-    spec = matrix(models, [market_dataset("alpha", alpha), market_dataset("beta", beta)], name="real",
+    return matrix(models, [market_dataset(name, root / name) for name in REAL_RUN_DATASETS], name="real",
                   fusions=(fusion,))
-    summary = run_matrix(spec, str(root / "run"), RunOptions(), echo=lambda _: None)
-    assert [(r["model"], r["dataset"]) for r in summary.failed] == [REAL_RUN_FAILED], summary.rows
-    return root / "run"
 
 
 #: The CLIP-ReID smoke recipes in training order: stage 1, then both stage-2 arms.

@@ -7,12 +7,13 @@ import json
 import numpy as np
 import pyarrow as pa
 import pytest
+from eval_references import torchreid_metrics
 
 from raybench.errors import EvaluationError
 from raybench.eval import evaluate_features
 from raybench.eval.protocol import score
 from raybench.rundir.store import embedding_matrix
-from raybench.specs import EvalSpec, Protocol
+from raybench.specs import EvalSpec, EvalVariant, Protocol
 
 DIM = 8
 
@@ -104,3 +105,54 @@ def test_a_trial_without_valid_queries_is_named():
         score(tab, Protocol(trials=2), EvalSpec())
     unfiltered = score(tab, Protocol(trials=2, camera_filter=False), EvalSpec())
     assert [t["num_valid_query"] for t in unfiltered["trials"]] == [t["num_query"] for t in unfiltered["trials"]]
+
+
+#: Over a main eval block of unnormalised squared euclidean distances (where cosine differs:
+#: on unit vectors the two order every gallery alike).
+MAIN = EvalSpec(max_rank=10, normalize=False)
+VARIANTS = (
+    EvalVariant("cosine", EvalSpec(distance="cosine", normalize=False, max_rank=10)),
+    EvalVariant("aqe", EvalSpec(max_rank=10, aqe_k=5, aqe_alpha=3.0)),
+    EvalVariant("aqe2-rerank", EvalSpec(max_rank=10, normalize=False, aqe_k=3, aqe_alpha=1.0, aqe_times=2,
+                                        rerank=True, rerank_k1=6, rerank_k2=3, rerank_lambda=0.3)),
+)
+
+
+def test_each_variant_scores_every_trial_as_torchreid_does_from_the_same_features():
+    """Three trials (GRID-like): each variant's numbers are the means over trials of torchreid's
+    metrics of that trial's features, under the variant's distance, normalisation, query
+    expansion (the per-row reference) and re-ranking; the main numbers are those of a score
+    without variants."""
+    tab = table(3, seed=4)
+    out = score(tab, Protocol(trials=3), MAIN, variants=VARIANTS)
+    assert {k: v for k, v in out.items() if k != "variants"} == score(tab, Protocol(trials=3), MAIN)
+    assert list(out["variants"]) == ["cosine", "aqe", "aqe2-rerank"]
+    emb, pid, cam = embedding_matrix(tab), tab["pid"].to_numpy(), tab["camid"].to_numpy()
+    for variant in VARIANTS:
+        spec = variant.eval
+        per_trial = []
+        for t in range(3):
+            q, g = rows_of(tab, t, "query"), rows_of(tab, t, "gallery")
+            per_trial.append(torchreid_metrics(
+                emb[q], emb[g], pid[q], pid[g], cam[q], cam[g], distance=spec.distance, normalize=spec.normalize,
+                max_rank=10, aqe=(spec.aqe_k, spec.aqe_alpha, spec.aqe_times) if spec.aqe else None,
+                rerank=(spec.rerank_k1, spec.rerank_k2, spec.rerank_lambda) if spec.rerank else None))
+        got = out["variants"][variant.name]
+        assert got["mAP"] == pytest.approx(np.mean([m for m, _, _ in per_trial]), abs=1e-6)
+        assert got["mINP"] == pytest.approx(np.mean([i for _, i, _ in per_trial]), abs=1e-6)
+        np.testing.assert_allclose(got["cmc"], np.mean([c for _, _, c in per_trial], axis=0), atol=1e-6)
+        assert got["spread"]["mAP_std"] == pytest.approx(np.std([m for m, _, _ in per_trial], ddof=1), abs=1e-6)
+        assert got["num_valid_query"] == out["num_valid_query"]
+        assert abs(got["mAP"] - out["mAP"]) > 1e-3  # each variant changes the scores
+    assert out["variants"]["aqe"]["eval"] == {"distance": "euclidean", "normalize": True, "rerank": False,
+                                              "max_rank": 10, "aqe_k": 5, "aqe_alpha": 3.0, "aqe_times": 1}
+    assert out["variants"]["cosine"]["eval"] == {"distance": "cosine", "normalize": False, "rerank": False,
+                                                 "max_rank": 10}
+    assert json.loads(json.dumps(out["variants"])) == out["variants"]
+
+
+def test_a_variant_that_cannot_be_scored_is_named():
+    tab = table(1, with_trial_column=False)  # 52 images
+    big = EvalVariant("big-k", EvalSpec(aqe_k=60))
+    with pytest.raises(EvaluationError, match=r"^eval variant 'big-k': query expansion with k=60 needs at least 60"):
+        score(tab, Protocol(), EvalSpec(), variants=(big,))

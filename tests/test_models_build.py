@@ -235,13 +235,31 @@ def test_pixels_are_normalised_once_and_only_from_uint8():
         embedder.embed(pixels[:, :-1])
 
 
-def test_flip_averages_the_image_and_its_mirror():
-    spec, plain = tiny_embedder("dinov2-b14")
+#: One catalog model of each torch family (the loader that builds it).
+TORCH_FAMILIES = {"openclip": "clip-vit-b16", "timm": "dinov2-b14", "hf": "dinov2-b14-hf",
+                  "torchreid": "osnet-x1_0-market", "clipreid": "clipreid-vit-b16-msmt17"}
+
+
+@pytest.mark.parametrize("loader", sorted(TORCH_FAMILIES))
+def test_flip_averages_the_image_and_its_mirror_in_every_torch_family(loader):
+    """A model with ``flip: true``, built by build_embedder with the plain model's weights,
+    embeds each image as exactly the mean of the plain model's embeddings of it and of its
+    mirror (the same float32 operations, so to the bit: a random tiny DINOv2's CLS feature moves
+    by only ~4e-5 under a mirror, which a tolerance would not see)."""
+    spec, plain = tiny_embedder(TORCH_FAMILIES[loader])
+    assert spec.loader == loader and not spec.flip
     flipped = build_embedder(dataclasses.replace(spec, flip=True), device="cpu", pretrained=False)
     flipped.tower.load_state_dict(plain.tower.state_dict())
     pixels = random_pixels(spec.preprocess)
-    expected = (plain.embed(pixels) + plain.embed(np.ascontiguousarray(pixels[:, :, ::-1]))) / 2
-    assert np.abs(flipped.embed(pixels) - expected).max() < TOL
+    mirrored = plain.embed(np.ascontiguousarray(pixels[:, :, ::-1]))
+    assert not np.array_equal(mirrored, plain.embed(pixels))  # the mirror is another input
+    np.testing.assert_array_equal(flipped.embed(pixels), (plain.embed(pixels) + mirrored) / 2)
+
+
+@pytest.mark.parametrize("name", ["color-hist", "dummy"])
+def test_flip_on_a_family_without_torch_is_refused(name):
+    with pytest.raises(SpecError, match=f"loader '{CATALOG[name].loader}' computes its features without torch"):
+        build_embedder(dataclasses.replace(CATALOG[name], flip=True), device="cpu")
 
 
 def test_cpu_runs_fp32_whatever_the_precision():

@@ -214,3 +214,26 @@ def test_a_model_with_no_caption_cell_is_built_without_its_text_tower():
     assert clip.options["text"] is False and not has_text_tower(clip)
     assert not embeds_text(build_embedder(clip, device="cpu"))
     assert _without_text(MODELS["osnet-x1_0-market"]) is MODELS["osnet-x1_0-market"]  # no text option to set
+
+
+def test_eval_variants_leave_the_text_block_alone(text_run, tmp_path):
+    """A caption cell (leave-one-out images) scored again by the reducer with eval variants: the
+    text-to-image block and the main image numbers are the stored ones; only ``variants`` is new."""
+    from raybench.pipeline.reducer import CellJob, evaluate_cell
+    from raybench.rundir.store import RunStore
+    from raybench.specs import EvalVariant
+
+    spec, out, *_ = text_run
+    store = RunStore.open(shutil.copytree(out, tmp_path / "run"))
+    stored = _result(out, "pedes", "clip-tiny")
+    pedes = next(d for d in spec.datasets if d.name == "pedes")
+    job = CellJob(model="clip-tiny", dataset=pedes, paradigm="language-aligned", spec_hash=stored["spec_hash"],
+                  cell_key=stored["cell_key"], manifest_hash=stored["manifest_hash"], eval_hash="x", text_status="ok")
+    variants = (EvalVariant("rerank", EvalSpec(distance="cosine", max_rank=10, rerank=True)),
+                EvalVariant("aqe", EvalSpec(distance="cosine", max_rank=10, aqe_k=3)))
+    result = evaluate_cell(store, job, spec.eval, variants=variants)
+    assert result.ok and result.text == stored["text"] and result.text_status == "ok"
+    assert (result.mAP, list(result.cmc), result.i2i_rule) == (stored["mAP"], stored["cmc"], "leave-one-out")
+    assert list(result.variants) == ["rerank", "aqe"]
+    assert all(v["num_valid_query"] == stored["num_valid_query"] for v in result.variants.values())
+    assert result.variants["aqe"]["mAP"] != pytest.approx(stored["mAP"], abs=1e-4)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from pipeline_helpers import RESULT_KEYS, dummy_model, market_dataset, matrix
@@ -14,9 +16,9 @@ from raybench.pipeline.failure import BATCH, IMAGE, LOAD, STREAM, Failure
 from raybench.pipeline.progress import Progress, format_seconds
 from raybench.pipeline.reducer import job_for, result_record, summary_row
 from raybench.pipeline.runtime import Cluster, check_out, plan_pool, reducer_selector
-from raybench.rundir.records import CellMarker, CellResult
+from raybench.rundir.records import CellMarker, CellResult, RunFileError
 from raybench.rundir.store import RunStore
-from raybench.specs import EvalSpec
+from raybench.specs import EvalSpec, EvalVariant
 
 
 def _manifest(trials: bool = True):
@@ -128,6 +130,62 @@ def test_result_records_have_every_contract_key_also_when_failed(tmp_path):
 
 
 OK_METRICS = {"mAP": 0.5, "mINP": 0.25, "cmc": [0.5, 1.0], "num_query": 2, "num_valid_query": 2, "num_gallery": 4}
+
+
+def test_eval_hash_without_variants_is_the_one_written_before_they_existed():
+    """Pinned from raybench before eval variants and AQE existed (commit 378ec43): finished
+    results of a matrix without variants (a `make run` behind results/smoke, say) stay fresh."""
+    from raybench.catalog import load_dataset_catalog, load_matrix
+
+    smoke = load_matrix("smoke")
+    assert smoke.eval_variants == ()
+    assert {d.name: planning.eval_hash(d, smoke.eval, smoke.eval_variants) for d in smoke.datasets} == \
+        {"synth-a": "3d5d58b5351c0f02", "synth-b": "3d5d58b5351c0f02"}
+    grid, market = load_dataset_catalog()["grid"], load_dataset_catalog()["market1501"]
+    assert planning.eval_hash(grid, EvalSpec()) == "2dea7e96e467e8d9"
+    assert planning.eval_hash(market, EvalSpec(rerank=True, distance="cosine")) == "c7c33a73d2345ca9"
+    # AQE's other fields, while it is off, change nothing; turning it on does
+    assert planning.eval_hash(grid, EvalSpec(aqe_alpha=1.0, aqe_times=2)) == "2dea7e96e467e8d9"
+    assert planning.eval_hash(grid, EvalSpec(aqe_k=5)) != "2dea7e96e467e8d9"
+    # adding, changing, renaming, removing or reordering a variant gives another hash
+    rr, aqe = EvalVariant("rr", EvalSpec(rerank=True)), EvalVariant("aqe", EvalSpec(aqe_k=5))
+    sets = [(), (rr,), (EvalVariant("rr", EvalSpec(rerank=True, rerank_k1=10)),), (EvalVariant("rr2", rr.eval),),
+            (rr, aqe), (aqe, rr), (EvalVariant("aqe", EvalSpec(aqe_k=5, aqe_alpha=1.0)),)]
+    assert len({planning.eval_hash(grid, EvalSpec(), variants) for variants in sets}) == len(sets)
+
+
+def test_variants_make_a_finished_cell_rescore_and_their_metrics_are_validated(tmp_path):
+    store = RunStore.open(tmp_path)
+    data = planning.load_images(market_dataset("d", tmp_path), lambda spec: _manifest(trials=False))
+    model = dummy_model("m")
+    spec = matrix([model], [data.spec])
+    key = planning.cell_key(model, data)
+    table = _embedded(data)
+    store.write_embeddings("d", "m", table, CellMarker(key, "m", "d", model.spec_hash(), data.hash, 2, table.num_rows))
+    cell = planning.Cell(model, data, planning.EVALUATE, key)
+    store.write_result(result_record(job_for(cell, spec.eval), spec.eval, OK_METRICS, None))
+    states = lambda s: [c.state for c in planning.plan_cells(s, {"d": data}, store, False)]  # noqa: E731
+    assert states(spec) == ["done"]
+    rr = EvalVariant("rr", EvalSpec(max_rank=10, rerank=True))
+    with_rr = dataclasses.replace(spec, eval_variants=(rr,))
+    assert states(with_rr) == ["evaluate"]  # scored again from the stored embeddings, not embedded
+    scored = {"mAP": 0.75, "mINP": 0.5, "cmc": [0.5, 1.0], "num_valid_query": 2, "spread": None,
+              "eval": {"distance": "euclidean", "normalize": True, "rerank": True, "max_rank": 10,
+                       "rerank_k1": 20, "rerank_k2": 6, "rerank_lambda": 0.3}}
+    result = result_record(job_for(cell, spec.eval, with_rr.eval_variants), spec.eval,
+                           {**OK_METRICS, "variants": {"rr": scored}}, None)
+    store.write_result(result)
+    assert states(with_rr) == ["done"] and states(spec) == ["evaluate"]  # and removing it re-scores
+    assert CellResult.from_json(result.to_json()) == result and result.variants == {"rr": scored}
+    assert summary_row(result)["mAP (rr)"] == 0.75
+    for damage, message in [({"mAP": 1.5}, r"variants.rr: field 'mAP': must be a fraction"),
+                            ({"cmc": [1.0, 0.5]}, r"variants.rr: field 'cmc': decreases"),
+                            ({"eval": {"distance": "cosine"}}, r"variants.rr: eval: field 'normalize': missing")]:
+        with pytest.raises(RunFileError, match=message):
+            CellResult.from_json({**result.to_json(), "variants": {"rr": {**scored, **damage}}}, where="r.json")
+    failed = result_record(job_for(cell, spec.eval), spec.eval, None, Failure(LOAD, "boom")).to_json()
+    with pytest.raises(RunFileError, match="a failed result has no variant metrics"):
+        CellResult.from_json({**failed, "variants": {"rr": scored}})
 
 
 def test_pools_keep_a_cpu_for_decoding_and_use_every_gpu():

@@ -156,6 +156,19 @@ def test_ranklist_marks_true_matches_and_drops_same_camera(stored_run):
         np.testing.assert_allclose([dist(g) for g in line.top], [dist(g) for g in expected], atol=1e-5)
 
 
+def test_ranklist_says_which_eval_steps_its_plain_distances_leave_out(stored_run):
+    from raybench.report.load import Cell, load_run
+    from raybench.report.ranklist import cell_page, load_embeddings
+
+    run = load_run(stored_run)
+    cell = run.cell("color-hist", "alpha")
+    meta, emb = load_embeddings(run.store, "alpha", "color-hist")
+    assert "Metrics used" not in cell_page(cell, meta, emb, n_queries=1, seed=0)
+    protocol = {**cell.result["protocol"], "rerank": True, "aqe_k": 5}
+    page = cell_page(Cell(cell.model, cell.dataset, {**cell.result, "protocol": protocol}), meta, emb, 1, 0)
+    assert "Metrics used query expansion and re-ranking; this page does not." in page
+
+
 def test_paper_diff_on_a_hand_built_case(report):
     rows = {(r["model"], r["dataset"]): r for r in report.rows}
     lines = {(p["model"], p["dataset"]): p for p in report.paper_rows}
@@ -472,3 +485,100 @@ def test_pareto_front_on_a_hand_worked_case():
     pts = [p("a", 0.9, 0.1), p("b", 0.5, 0.5), p("c", 0.4, 0.4), p("d", 0.1, 0.9), p("e", 0.5, 0.3), p("f", 0.1, 0.9)]
     # c and e are dominated by b; d and f tie (neither dominates the other)
     assert [q.model for q in pareto(pts)] == ["d", "f", "b", "a"]
+
+
+def test_a_rerun_with_eval_variants_rescores_stored_embeddings_into_column_groups(stored_run, tmp_path, monkeypatch):
+    """The real run, copied, run again with three eval variants: no embedding stream starts and
+    the main figures stay; every finished cell gains the variants' metrics, equal to torchreid's
+    from its stored embeddings (AQE through the per-row reference); the report built from the
+    run directory shows each variant as its own column group after the main figures (a cell
+    scored before the variants shows none), so do the live table's rows and columns, and a plan
+    of the same matrix keeps every cell."""
+    from conftest import real_run_matrix
+    from eval_references import torchreid_metrics
+
+    from raybench.commands.run import table_columns
+    from raybench.datasets import load_manifest
+    from raybench.pipeline import driver, plan
+    from raybench.pipeline.driver import RunOptions, run_matrix
+    from raybench.report.build import ReportOptions, build_report
+    from raybench.report.tables import read_csv
+    from raybench.rundir.store import RunStore, embedding_matrix
+    from raybench.specs import parse_eval_variants
+
+    run = _copy(stored_run, tmp_path)
+    finished = real_run_matrix(stored_run.parent).select(models=["osnet-tiny-alpha", "color-hist"])
+    variants = parse_eval_variants([{"name": "rerank", "rerank": True}, {"name": "aqe", "aqe": {"k": 5, "alpha": 3.0}},
+                                    {"name": "raw", "normalize": False}], "test", finished.eval)
+    spec = dataclasses.replace(finished, eval_variants=variants)
+    stamps = {p: p.stat().st_mtime_ns for p in (run / "embeddings").rglob("*")}
+    before = {p.relative_to(run).as_posix(): json.loads(p.read_text()) for p in (run / "results").rglob("*.json")}
+
+    def no_embedding(*args, **kwargs):
+        raise AssertionError("an embedding stream started")
+
+    monkeypatch.setattr(driver, "embedding_stream", no_embedding)
+    summary = run_matrix(spec, str(run), RunOptions(), echo=lambda _: None)
+    plan_states = [(c["model"], c["state"]) for c in json.loads((run / "run.json").read_text())["plan"]]
+    assert summary.ok and [s for _, s in plan_states] == ["evaluate"] * 6  # the fusion osnet-color too
+    assert {m for m, _ in plan_states} == {"osnet-tiny-alpha", "color-hist", "osnet-color"}
+    assert {p: p.stat().st_mtime_ns for p in (run / "embeddings").rglob("*")} == stamps
+
+    store = RunStore.open(run)
+    for model in ("osnet-tiny-alpha", "color-hist"):
+        for dataset in DATASETS:
+            result = json.loads((run / "results" / dataset / f"{model}.json").read_text())
+            old = before[f"results/{dataset}/{model}.json"]
+            assert [result[k] for k in ("mAP", "mINP", "cmc")] == [old[k] for k in ("mAP", "mINP", "cmc")]
+            main = {k: old["protocol"][k] for k in ("distance", "normalize", "rerank", "max_rank")}
+            assert result["variants"]["aqe"]["eval"] == {**main, "aqe_k": 5, "aqe_alpha": 3.0, "aqe_times": 1}
+            assert list(result["variants"]) == ["rerank", "aqe", "raw"]
+            if model == "color-hist":
+                # Identical histograms (equal crops) tie in distance, and torchreid's unstable
+                # argsort orders ties as it happens to (raybench: by gallery index, rank.py):
+                # only the tie-free model's cells can equal torchreid's numbers.
+                continue
+            table = store.read_embeddings(dataset, model)
+            emb, split = embedding_matrix(table), table.column("split").to_numpy(zero_copy_only=False)
+            pid, cam = table.column("pid").to_numpy(), table.column("camid").to_numpy()
+            q, g = split == "query", split == "gallery"
+            args = (emb[q], emb[g], pid[q], pid[g], cam[q], cam[g])
+            expected = {"rerank": torchreid_metrics(*args, max_rank=10, rerank=(20, 6, 0.3)),
+                        "aqe": torchreid_metrics(*args, max_rank=10, aqe=(5, 3.0, 1)),
+                        "raw": torchreid_metrics(*args, max_rank=10, normalize=False)}
+            for name, (m_ap, m_inp, cmc) in expected.items():
+                got = result["variants"][name]
+                assert got["mAP"] == pytest.approx(m_ap, abs=1e-6), (model, dataset, name)
+                assert got["mINP"] == pytest.approx(m_inp, abs=1e-6)
+                np.testing.assert_allclose(got["cmc"], cmc, atol=1e-6)
+                assert abs(got["mAP"] - result["mAP"]) > 1e-3  # the variant changes the scores
+    rows = {(r["model"], r["dataset"]): r for r in summary.rows}
+    assert rows[("color-hist", "beta")]["mAP (aqe)"] == json.loads(
+        (run / "results/beta/color-hist.json").read_text())["variants"]["aqe"]["mAP"]
+    names = ["mAP (rerank)", "mAP (aqe)", "mAP (raw)"]
+    columns = table_columns(summary.rows, names)
+    assert columns.index("mINP") < columns.index("mAP (rerank)") < columns.index("mAP (raw)") < columns.index("queries")
+
+    report = build_report(run, ReportOptions(ranklists=False, bootstraps=100))
+    md = (report.out / "results.md").read_text()
+    assert md.index("## mAP / Rank-1") < md.index("## Eval variants")
+    assert "- `rerank`: rerank true, rerank_k1 20, rerank_k2 6, rerank_lambda 0.3" in md
+    assert "- `aqe`: aqe_k 5, aqe_alpha 3.0, aqe_times 1" in md and "- `raw`: normalize false" in md
+    assert "| model | dataset | mAP | R1 | mAP (rerank) | R1 (rerank) | mAP (aqe) | R1 (aqe) | mAP (raw) | R1 (raw) |" in md
+    csv_rows = {(r["model"], r["dataset"]): r for r in read_csv(report.out / "results.csv")}
+    json_rows = {(r["model"], r["dataset"]): r for r in json.loads((report.out / "results.json").read_text())}
+    assert list(next(iter(csv_rows.values())))[:5] == ["model", "dataset", "paradigm", "status", "mAP"]
+    for (model, dataset), row in csv_rows.items():
+        result = json.loads((run / "results" / dataset / f"{model}.json").read_text())
+        if model == "clip-fake":  # scored before the variants (and not in this run's matrix): none
+            assert all(row[f"{m} ({v})"] is None for v in ("rerank", "aqe", "raw") for m in ("mAP", "R1", "mINP"))
+            continue
+        for name, scored in result["variants"].items():
+            assert row[f"mAP ({name})"] == json_rows[(model, dataset)][f"mAP ({name})"] == scored["mAP"]
+            assert row[f"R1 ({name})"] == scored["cmc"][0] and row[f"R5 ({name})"] == scored["cmc"][4]
+            assert row[f"mINP ({name})"] == scored["mINP"]
+        assert row["mAP"] == result["mAP"]
+
+    datasets = {d.name: plan.load_images(d, load_manifest) for d in spec.datasets}
+    assert {c.state for c in plan.plan_cells(spec, datasets, store, force=False)} == {"done"}
+    assert {c.state for c in plan.plan_cells(finished, datasets, store, force=False)} == {"evaluate"}

@@ -5,7 +5,7 @@ import pytest
 
 from raybench.catalog import load_matrix, load_model_catalog
 from raybench.errors import SpecError, UnknownNameError
-from raybench.specs import DatasetSpec, ModelSpec, Preprocess, parse_model, parse_preprocess
+from raybench.specs import DatasetSpec, EvalSpec, EvalVariant, ModelSpec, Preprocess, parse_model, parse_preprocess
 
 
 def write(tmp_path, name, text):
@@ -125,6 +125,56 @@ def test_matrix_bad_eval_and_duplicates(tmp_path):
     dup = write(tmp_path, "dup.yaml", "models: [osnet, osnet]\ndatasets: [market1501]\n")
     with pytest.raises(SpecError, match="listed twice"):
         load_matrix(str(dup), models, DATASETS)
+
+
+def test_eval_variants_override_the_matrix_eval_block(tmp_path):
+    models = load_model_catalog(write(tmp_path, "models.yaml", MODELS))
+    path = write(tmp_path, "v.yaml", """
+        models: [osnet]
+        datasets: [market1501]
+        eval: {distance: euclidean, normalize: true, max_rank: 10}
+        eval_variants:
+          - {name: rerank, rerank: true}
+          - {name: aqe, aqe: {k: 5, alpha: 3.0}}
+          - {name: aqe-default, aqe: true, normalize: false}
+          - {name: raw-cosine, distance: cosine, normalize: false, max_rank: 20}
+    """)
+    matrix = load_matrix(str(path), models, DATASETS)
+    base = EvalSpec(max_rank=10)
+    assert matrix.eval == base
+    assert matrix.eval_variants == (
+        EvalVariant("rerank", dataclasses.replace(base, rerank=True)),
+        EvalVariant("aqe", dataclasses.replace(base, aqe_k=5, aqe_alpha=3.0, aqe_times=1)),
+        EvalVariant("aqe-default", dataclasses.replace(base, aqe_k=5, aqe_alpha=3.0, aqe_times=1, normalize=False)),
+        EvalVariant("raw-cosine", EvalSpec(distance="cosine", normalize=False, max_rank=20)),
+    )
+    assert matrix.select(models=["osnet"]).eval_variants == matrix.eval_variants
+    assert load_matrix(str(write(tmp_path, "plain.yaml", "models: [osnet]\ndatasets: [market1501]\n")),
+                       models, DATASETS).eval_variants == ()
+
+
+@pytest.mark.parametrize("variants, message", [
+    ("[{name: rr, rernk: true}]", r"eval_variants\[0\] 'rr': unknown key 'rernk' \(did you mean 'rerank'\?\)"),
+    ("[{name: c, distance: manhattan}]", r"eval_variants\[0\] 'c': key 'distance' is 'manhattan'; allowed: euclidean, cosine"),
+    ("[{name: q, aqe: {k: 5, alpah: 2}}]", r"eval_variants\[0\] 'q': aqe: unknown key 'alpah' \(did you mean 'alpha'\?\)"),
+    ("[{name: q, aqe: {k: 0}}]", r"aqe: keys 'k' and 'times' must be at least 1"),
+    ("[{name: q, aqe: {alpha: -1}}]", r"aqe: key 'alpha' must be a number >= 0"),
+    ("[{name: q, aqe: 5}]", r"key 'aqe' must be dict or bool, got 5"),
+    ("[{rerank: true}]", r"eval_variants\[0\]: expected a mapping with a 'name'"),
+    ("[{name: 'my variant', rerank: true}]", r"name 'my variant' must be a word"),
+    ("[{name: main, rerank: true}]", r"name 'main' must be a word .* \(not 'main'\)"),
+    ("[{name: a, rerank: true}, {name: a, distance: cosine}]", r"eval_variants\[1\]: variant name 'a' is listed twice"),
+    ("[{name: same, max_rank: 10}]", r"eval_variants\[0\] 'same': scores exactly as the matrix's eval block"),
+    ("[{name: a, rerank: true}, {name: b, rerank: true}]", r"eval_variants\[1\] 'b': scores exactly as variant 'a'"),
+    ("{name: a, rerank: true}", r"key 'eval_variants' must be list"),
+])
+def test_eval_variant_errors_name_file_variant_and_key(tmp_path, variants, message):
+    models = load_model_catalog(write(tmp_path, "models.yaml", MODELS))
+    path = write(tmp_path, "bad.yaml", f"models: [osnet]\ndatasets: [market1501]\neval: {{max_rank: 10}}\n"
+                                       f"eval_variants: {variants}\n")
+    with pytest.raises(SpecError, match=message) as info:
+        load_matrix(str(path), models, DATASETS)
+    assert str(info.value).startswith(f"{path}: ")
 
 
 def test_misspelt_keys_name_the_key_they_meant(tmp_path):

@@ -65,6 +65,7 @@ def run(matrix_name, out, models, datasets, force, actors, batch_size, threads, 
     from raybench.console import notice, print_table
     from raybench.pipeline.driver import RunOptions, run_matrix
     from raybench.catalog import load_matrix
+    from raybench.rundir.records import variant_column
 
     matrix = load_matrix(matrix_name).select(_names(models), _names(datasets))
     out = out or f"runs/{matrix.name}"
@@ -78,17 +79,25 @@ def run(matrix_name, out, models, datasets, force, actors, batch_size, threads, 
                                           + (["random weights"] if random_weights else []))
                + "; these results are not the models' scores")
     summary = run_matrix(matrix, out, options)
-    columns = TABLE_COLUMNS
-    if any(row.get("text") == "ok" for row in summary.rows):  # a model with a text tower on captions
-        columns = [*TABLE_COLUMNS[:-2], *TEXT_COLUMNS, *TABLE_COLUMNS[-2:]]
-    columns += ["note"] if any(row.get("note") for row in summary.rows) else []
-    print_table(_percent(summary.rows), columns, title=f"{matrix.name}: metrics in %",
-                headers={**{key: f"{key} %" for key in PERCENT}, "this_run": "this run", "T2I_R1": "T2I R1 %",
+    variants = [variant_column("mAP", v.name) for v in matrix.eval_variants]
+    percent = (*PERCENT, *variants)
+    print_table(_percent(summary.rows, percent), table_columns(summary.rows, variants),
+                title=f"{matrix.name}: metrics in %",
+                headers={**{key: f"{key} %" for key in percent}, "this_run": "this run", "T2I_R1": "T2I R1 %",
                          "T2I_mAP": "T2I mAP %"})
     for line in closing_lines(summary):
         notice(line)
     if summary.failed:
         click.get_current_context().exit(1)
+
+
+def table_columns(rows: list[dict], variants: list[str]) -> list[str]:
+    """The live table's columns: the main figures, the text-to-image ones where a cell scored
+    captions, then ``variants`` (each eval variant's mAP column), the counts and seconds, and a
+    note where a cell has one."""
+    text = TEXT_COLUMNS if any(row.get("text") == "ok" for row in rows) else []
+    columns = [*TABLE_COLUMNS[:-2], *text, *variants, *TABLE_COLUMNS[-2:]]
+    return columns + (["note"] if any(row.get("note") for row in rows) else [])
 
 
 def closing_lines(summary) -> list[str]:
@@ -117,12 +126,13 @@ def closing_lines(summary) -> list[str]:
     return lines
 
 
-def _percent(rows: list[dict]) -> list[dict]:
-    """Percentages with two decimals and seconds with one, so that a column's digits line up."""
+def _percent(rows: list[dict], percent=PERCENT) -> list[dict]:
+    """Percentages (the ``percent`` keys) with two decimals and seconds with one, so that a
+    column's digits line up."""
     scaled = []
     for row in rows:
         row = dict(row)
-        for key in PERCENT:
+        for key in percent:
             if row.get(key) is not None:
                 row[key] = f"{100 * row[key]:.2f}"
         if isinstance(row.get("seconds"), (int, float)):

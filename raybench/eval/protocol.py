@@ -3,16 +3,20 @@
 The dataset's declared protocol (raybench.specs.Protocol) says how to score it: camera
 filtering, the classic CUHK03 CMC, and how many trials (published query/gallery splits, such as
 GRID's 10) must be present. The run's EvalSpec says how to compare embeddings: distance,
-normalisation, CMC length and re-ranking. ``score`` applies both, trial by trial, and returns
-every metric key of the per-cell result (raybench.rundir.records.CellResult): the pipeline adds
-the model, dataset, status, protocol block and timings.
+normalisation, CMC length, average query expansion and re-ranking. ``score`` applies both,
+trial by trial, and returns every metric key of the per-cell result
+(raybench.rundir.records.CellResult): the pipeline adds the model, dataset, status, protocol
+block and timings. The matrix's eval variants (raybench.specs.EvalVariant) are scored by the
+same code from the same features, each with its own EvalSpec.
 
 A dataset without image queries (a text-to-person dataset: CUHK-PEDES, ICFG-PEDES, RSTPReid,
 whose manifests hold test images only, each its own camera) has no query/gallery split by
 camera. raybench then scores image-to-image leave-one-out (``LEAVE_ONE_OUT``): every test
 image is a query against all the other test images; a query whose identity has no other image
 is not valid (``num_valid_query`` counts the rest). This is what camera filtering does when
-each image is its own camera, so it runs on the same rank engine.
+each image is its own camera, so it runs on the same rank engine. Query expansion and
+re-ranking then see every test image twice (as a query and as a gallery image), as they would
+any query set that repeats the gallery.
 
 With several trials, mAP, mINP and the CMC are the means over trials (the CMC cut to the
 shortest trial's length), the query and gallery counts are per-trial means, and ``spread``
@@ -22,13 +26,14 @@ holds the sample standard deviations (ddof=1) of mAP and rank-1 over trials.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
 from raybench.errors import EvaluationError
+from raybench.rundir.records import eval_block
 from raybench.rundir.store import embedding_matrix
-from raybench.specs import EvalSpec, Protocol
+from raybench.specs import EvalSpec, EvalVariant, Protocol
 
 
 LEAVE_ONE_OUT = "leave-one-out"
@@ -41,14 +46,41 @@ def has_queries(table) -> bool:
     return bool(pc.any(pc.equal(table.column("split"), "query")).as_py())
 
 
-def score(table, protocol: Protocol, spec: EvalSpec, seed: int = 0, device: str | None = None) -> dict[str, Any]:
+def score(table, protocol: Protocol, spec: EvalSpec, seed: int = 0, device: str | None = None,
+          variants: Sequence[EvalVariant] = ()) -> dict[str, Any]:
     """Metrics of an embedding table: manifest columns (path, pid, camid, split[, trial]) plus
     ``embedding`` (fixed_size_list<float32>[dim]). A table without queries and without trials
-    is scored leave-one-out (module docstring)."""
+    is scored leave-one-out (module docstring). Each of ``variants`` is scored the same way,
+    trial by trial, from the same features; its headline metrics go under ``variants``, by
+    name (``variant_record``). A variant that cannot be scored fails the whole call, naming it."""
     cols = _columns(table)
     if not (cols["split"] == "query").any() and cols["trial"] is None:
         cols, protocol = _leave_one_out(cols), replace(protocol, camera_filter=True)
     trials = _trials(cols, protocol)
+    out, per_query = _score_trials(cols, trials, protocol, spec, seed, device)
+    out["per_query"] = {k: [x for pq in per_query for x in pq[k]] for k in per_query[0]}
+    if variants:
+        out["variants"] = {v.name: _score_variant(cols, trials, protocol, v, seed, device) for v in variants}
+    return out
+
+
+def _score_variant(cols, trials: list[int], protocol: Protocol, variant: EvalVariant, seed: int, device):
+    try:
+        scored, _ = _score_trials(cols, trials, protocol, variant.eval, seed, device)
+    except EvaluationError as exc:
+        raise EvaluationError(f"eval variant {variant.name!r}: {exc}") from exc
+    return variant_record(scored, variant.eval)
+
+
+def variant_record(scored: dict[str, Any], spec: EvalSpec) -> dict[str, Any]:
+    """A variant's block of a cell's result: its headline metrics (trial means where there are
+    trials, and their spread) and the eval block it was scored with."""
+    keep = ("mAP", "mINP", "cmc", "num_valid_query", "spread")
+    return {**{key: scored[key] for key in keep}, "eval": eval_block(spec)}
+
+
+def _score_trials(cols, trials: list[int], protocol: Protocol, spec: EvalSpec, seed: int, device):
+    """The metrics aggregated over ``trials`` (``_aggregate``) and each trial's per-query lists."""
     results, per_query = [], []
     for t in trials:
         query, gallery = _split(cols, t)
@@ -60,9 +92,7 @@ def score(table, protocol: Protocol, spec: EvalSpec, seed: int = 0, device: str 
             raise EvaluationError(f"trial {t} ({len(trials)} trials): {exc}") from exc
         results.append(_trial_record(t, res))
         per_query.append(_per_query(t, res, cols["path"][query]))
-    out = _aggregate(results)
-    out["per_query"] = {k: [x for pq in per_query for x in pq[k]] for k in per_query[0]}
-    return out
+    return _aggregate(results), per_query
 
 
 def _leave_one_out(cols: dict) -> dict:
@@ -119,13 +149,28 @@ def _evaluate(emb, cols, query, gallery, protocol: Protocol, spec: EvalSpec, see
     ids = (cols["pid"][query], cols["pid"][gallery], cols["camid"][query], cols["camid"][gallery])
     common = dict(max_rank=spec.max_rank, camera_filter=protocol.camera_filter,
                   cuhk03=protocol.cuhk03_metric, seed=seed)
+    qf, gf = emb[query], emb[gallery]
+    if spec.aqe:
+        qf, gf = _expanded(qf, gf, spec, device)
     if not spec.rerank:
-        return evaluate_features(emb[query], emb[gallery], *ids, distance=spec.distance,
+        return evaluate_features(qf, gf, *ids, distance=spec.distance,
                                  normalize=spec.normalize, device=device, **common)
-    rows = rerank_rows(emb[query], emb[gallery], k1=spec.rerank_k1, k2=spec.rerank_k2,
+    rows = rerank_rows(qf, gf, k1=spec.rerank_k1, k2=spec.rerank_k2,
                        lambda_value=spec.rerank_lambda, distance=spec.distance,
                        normalize=spec.normalize, device=device)
     return evaluate_rows(rows, *ids, shape=(len(query), len(gallery)), **common)
+
+
+def _expanded(qf, gf, spec: EvalSpec, device):
+    """Average query expansion (raybench.eval.qe) of one trial's query and gallery, before the
+    distance and before re-ranking, as fast-reid orders them. It expands the features as the
+    eval block prepares them (L2-normalised when ``normalize``); the distance step then
+    normalises the expanded ones again."""
+    from raybench.eval.distance import prepare_features
+    from raybench.eval.qe import average_query_expansion
+
+    q, g = prepare_features(qf, gf, distance=spec.distance, normalize=spec.normalize, device=device)
+    return average_query_expansion(q, g, k=spec.aqe_k, alpha=spec.aqe_alpha, times=spec.aqe_times, device=device)
 
 
 def _trial_record(trial: int, res) -> dict[str, Any]:

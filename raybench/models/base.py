@@ -85,6 +85,9 @@ class Loader:
     resolve_source: Callable[[ModelSpec], "Source | None"] | None = None
     options: tuple[str, ...] = ()
     pooling: bool = False  # whether the family pools ViT tokens per the spec's ``pooling``
+    #: whether the family applies flip test-time augmentation (every torch family does, in
+    #: TorchEmbedder.features); a numpy family would ignore the spec's ``flip`` silently
+    flip: bool = True
     tiny: Callable[[ModelSpec], ModelSpec] = lambda spec: spec
     text: Callable[[ModelSpec], bool] = lambda spec: False
     hub_preprocess: bool = False  # default_preprocess reads a hub config of the weights (network)
@@ -101,6 +104,11 @@ class Loader:
                 f"model {spec.name!r}: loader {spec.loader!r} gives the model's own feature (a projected "
                 "embedding or a pooled CNN feature) and takes no 'pooling'; remove it (token pooling is for "
                 "timm and hf ViTs without a projection head)"
+            )
+        if spec.flip and not self.flip:
+            raise SpecError(
+                f"model {spec.name!r}: loader {spec.loader!r} computes its features without torch and does "
+                "not apply flip test-time augmentation; remove 'flip' (it is for the torch families)"
             )
         allowed = (*COMMON_OPTIONS, *self.options)
         unknown = sorted(set(spec.options) - set(allowed))

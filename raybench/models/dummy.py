@@ -51,4 +51,5 @@ def build(spec: ModelSpec, preprocess: Preprocess, device: str | None = None, pr
     return DummyEmbedder(spec, preprocess)
 
 
-LOADER = Loader(build=build, default_preprocess=small_person_preprocess, options=("dim", "fail_once", "sleep", "fail_on_black"))
+LOADER = Loader(build=build, default_preprocess=small_person_preprocess, options=("dim", "fail_once", "sleep", "fail_on_black"),
+                flip=False)

@@ -179,7 +179,8 @@ class Run:
         self.echo(_plan_line(cells))
 
         self.reducer = reducers.start(self.store, self.matrix.eval, self.matrix.name, self.run_id,
-                                      label_selector=runtime.reducer_selector())
+                                      label_selector=runtime.reducer_selector(),
+                                      variants=self.matrix.eval_variants)
         images = sum(len(c.data.paths) for _, group in groups for c in group)
         self.progress = Progress(len(cells), 0, images, RunMetrics(self.matrix.name), self.echo)
         self.tracker = Tracker(self.reducer, self.progress)
@@ -231,10 +232,9 @@ class Run:
                 self._fail(cell, Failure(DATASET, cell.reason))
             elif cell.state == EVALUATE:
                 marker: CellMarker = cell.previous
-                job = reducers.job_for(
-                    cell, self.matrix.eval, num_params=marker.num_params, embed_seconds=marker.embed_seconds,
-                    skipped_images=marker.skipped_images, device=marker.device, stream_cells=marker.stream_cells,
-                )
+                job = self._job(cell, num_params=marker.num_params, embed_seconds=marker.embed_seconds,
+                                skipped_images=marker.skipped_images, device=marker.device,
+                                stream_cells=marker.stream_cells)
                 self.tracker.evaluate(job)
 
     def _fuse(self, cells: list[Cell]) -> None:
@@ -248,9 +248,8 @@ class Run:
                 member, failure = failed[0]
                 self._fail(cell, Failure(MEMBER, f"member {member} failed: {failure.message}"))
                 continue
-            self.tracker.evaluate(reducers.job_for(
-                cell, self.matrix.eval, members=tuple((m.model.name, m.key) for m in cell.members),
-                weights=tuple(cell.model.options["weights"])))
+            self.tracker.evaluate(self._job(cell, members=tuple((m.model.name, m.key) for m in cell.members),
+                                            weights=tuple(cell.model.options["weights"])))
 
     # -- one model ------------------------------------------------------------------------
 
@@ -336,9 +335,8 @@ class Run:
         now = time.perf_counter()
         embed_seconds, self._last_finish = now - self._last_finish, now
         table, skipped, failure = finish(buffer, self.matrix.on_bad_image)
-        job = reducers.job_for(cell, self.matrix.eval, num_params=buffer.params,
-                               embed_seconds=embed_seconds, skipped_images=tuple(skipped),
-                               device=self.pool.device, stream_cells=self._stream_size)
+        job = self._job(cell, num_params=buffer.params, embed_seconds=embed_seconds,
+                        skipped_images=tuple(skipped), device=self.pool.device, stream_cells=self._stream_size)
         if failure:
             self._fail(cell, failure, job)
             return
@@ -357,8 +355,12 @@ class Run:
 
     def _fail(self, cell: Cell, failure: Failure, job=None) -> None:
         self.failed[(cell.data.name, cell.model.name)] = failure
-        job = job or reducers.job_for(cell, self.matrix.eval, device=self.pool.device)
+        job = job or self._job(cell, device=self.pool.device)
         self.tracker.fail(job, failure)
+
+    def _job(self, cell: Cell, **extra) -> reducers.CellJob:
+        """The cell's reducer job, hashed with the matrix's eval block and variants."""
+        return reducers.job_for(cell, self.matrix.eval, self.matrix.eval_variants, **extra)
 
     # -- run.json -------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from typing import Callable
 import pyarrow as pa
 
 from raybench.rundir.records import CellMarker, CellResult, RunFileError
-from raybench.specs import DatasetSpec, EvalSpec, MatrixSpec, ModelSpec
+from raybench.specs import DatasetSpec, EvalSpec, EvalVariant, MatrixSpec, ModelSpec
 
 #: Only these splits are embedded and stored: scoring never reads the training split.
 EVAL_SPLITS = ("query", "gallery")
@@ -121,9 +121,14 @@ def manifest_hash(table: pa.Table) -> str:
     return digest.hexdigest()[:16]
 
 
-def eval_hash(dataset: DatasetSpec, spec: EvalSpec) -> str:
-    """What changes a cell's scores without changing its embeddings."""
-    text = json.dumps([asdict(dataset.protocol), asdict(spec)], sort_keys=True)
+def eval_hash(dataset: DatasetSpec, spec: EvalSpec, variants: tuple[EvalVariant, ...] = ()) -> str:
+    """What changes a cell's scores without changing its embeddings: the dataset's protocol,
+    the eval block and the eval variants. Without variants, and with AQE off, it is the hash
+    raybench wrote before either existed, so those results stay fresh."""
+    blocks: list = [asdict(dataset.protocol), spec.hash_fields()]
+    if variants:
+        blocks.append([[v.name, v.eval.hash_fields()] for v in variants])
+    text = json.dumps(blocks, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -215,7 +220,7 @@ def _plan_state(model: ModelSpec, data: DatasetImages, matrix: MatrixSpec, store
         result is not None
         and result.ok
         and result.cell_key == key
-        and result.eval_hash == eval_hash(data.spec, matrix.eval)
+        and result.eval_hash == eval_hash(data.spec, matrix.eval, matrix.eval_variants)
     )
     if fresh:
         return Cell(model, data, DONE, key, "finished", previous=result)

@@ -25,8 +25,8 @@ import time
 from dataclasses import dataclass
 
 from raybench.pipeline.failure import FUSION, SCORING, Failure, error_text
-from raybench.rundir.records import CellResult, protocol_block
-from raybench.specs import DatasetSpec, EvalSpec
+from raybench.rundir.records import CellResult, protocol_block, variant_column
+from raybench.specs import DatasetSpec, EvalSpec, EvalVariant
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +58,15 @@ class CellJob:
 
 def result_record(job: CellJob, spec: EvalSpec, metrics: dict | None, failure: Failure | None,
                   eval_seconds: float = 0.0) -> CellResult:
-    """The cell's result: ``metrics`` are raybench.eval.protocol.score's, None when it failed
-    (plus ``text`` and ``i2i_rule`` on a caption dataset, see the module docstring)."""
+    """The cell's result: ``metrics`` are raybench.eval.protocol.score's (with ``variants``
+    when the matrix has eval variants), None when it failed (plus ``text`` and ``i2i_rule`` on
+    a caption dataset, see the module docstring)."""
     metrics = dict(metrics or {})
     text = metrics.pop("text", None)
     i2i_rule = metrics.pop("i2i_rule", None)
     return CellResult(
         text=text, text_status=None if failure else job.text_status, i2i_rule=i2i_rule,
+        variants=metrics.pop("variants", None),
         model=job.model, dataset=job.dataset.name, status="failed" if failure else "ok",
         error=failure.message if failure else None, error_kind=failure.kind if failure else None,
         protocol=protocol_block(job.dataset.protocol, spec),
@@ -85,8 +87,10 @@ def _metrics(metrics: dict) -> dict:
     return out
 
 
-def evaluate_cell(store, job: CellJob, spec: EvalSpec, seed: int = 0) -> CellResult:
-    """Read a committed cell, score it with the dataset's protocol, write its result."""
+def evaluate_cell(store, job: CellJob, spec: EvalSpec, seed: int = 0,
+                  variants: tuple[EvalVariant, ...] = ()) -> CellResult:
+    """Read a committed cell, score it with the dataset's protocol (and each eval variant, from
+    the same read), write its result."""
     from raybench.errors import RaybenchError
 
     start = time.perf_counter()
@@ -97,7 +101,7 @@ def evaluate_cell(store, job: CellJob, spec: EvalSpec, seed: int = 0) -> CellRes
         from raybench.eval.protocol import LEAVE_ONE_OUT, has_queries
 
         table = store.read_embeddings(job.dataset.name, job.model)
-        metrics = score(table, job.dataset.protocol, spec, seed=seed)
+        metrics = score(table, job.dataset.protocol, spec, seed=seed, variants=variants)
         if not has_queries(table):
             metrics["i2i_rule"] = LEAVE_ONE_OUT
         if job.text_status == "ok":
@@ -140,6 +144,7 @@ def summary_row(result: CellResult) -> dict:
         "T2I_R1": (result.text or {}).get("r1"),
         "T2I_mAP": (result.text or {}).get("mAP"),
         "text": result.text_status,
+        **{variant_column("mAP", name): scored["mAP"] for name, scored in (result.variants or {}).items()},
         "seconds": result.seconds,
         "stream_cells": result.stream_cells,
         "skipped_images": list(result.skipped_images),
@@ -158,8 +163,8 @@ def result_note(result: CellResult) -> str:
 class Reducer:
     """The actor body (see the module docstring); ``ray.remote`` is applied by ``start``."""
 
-    def __init__(self, store, spec: EvalSpec, run: str):
-        self.store, self.spec, self.run = store, spec, run
+    def __init__(self, store, spec: EvalSpec, run: str, variants: tuple[EvalVariant, ...] = ()):
+        self.store, self.spec, self.run, self.variants = store, spec, run, variants
         self._metrics = None
 
     def _record(self, result: CellResult) -> CellResult:
@@ -182,7 +187,7 @@ class Reducer:
                 job = fused_job(self.store, job)
             except Exception as exc:  # noqa: BLE001 - one fusion's failure is its cell's
                 return self.fail(job, Failure(FUSION, error_text(exc)))
-        return self._record(evaluate_cell(self.store, job, self.spec))
+        return self._record(evaluate_cell(self.store, job, self.spec, variants=self.variants))
 
     def fail(self, job: CellJob, failure: Failure) -> CellResult:
         result = result_record(job, self.spec, None, failure)
@@ -199,7 +204,8 @@ def fused_job(store, job: CellJob) -> CellJob:
     return dataclasses.replace(job, num_params=marker.num_params, embed_seconds=marker.embed_seconds)
 
 
-def start(store, spec: EvalSpec, run: str, run_id: str, label_selector: dict[str, str] | None = None):
+def start(store, spec: EvalSpec, run: str, run_id: str, label_selector: dict[str, str] | None = None,
+          variants: tuple[EvalVariant, ...] = ()):
     """The run's reducer actor, named after the run (visible as such on the dashboard).
 
     It takes no CPU slot (scoring is short and must not starve the decode tasks on a small
@@ -214,11 +220,12 @@ def start(store, spec: EvalSpec, run: str, run_id: str, label_selector: dict[str
         name=f"raybench-reducer:{run}:{run_id}", num_cpus=0, max_restarts=-1, max_task_retries=0,
         **placement,
     )
-    return actor.remote(store, spec, run)
+    return actor.remote(store, spec, run, variants)
 
 
-def job_for(cell, spec: EvalSpec, **extra) -> CellJob:
-    """The CellJob of a planned cell (see plan.Cell)."""
+def job_for(cell, spec: EvalSpec, variants: tuple[EvalVariant, ...] = (), **extra) -> CellJob:
+    """The CellJob of a planned cell (see plan.Cell) in a matrix with eval block ``spec`` and
+    eval variants ``variants``."""
     from raybench.pipeline.plan import eval_hash
 
     return CellJob(
@@ -228,7 +235,7 @@ def job_for(cell, spec: EvalSpec, **extra) -> CellJob:
         spec_hash=cell.model.spec_hash(),
         cell_key=cell.key,
         manifest_hash=cell.data.hash,
-        eval_hash=eval_hash(cell.data.spec, spec),
+        eval_hash=eval_hash(cell.data.spec, spec, variants),
         text_status=cell.text_status,
         limit=cell.data.limit,
         random_weights=cell.random_weights,

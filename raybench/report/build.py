@@ -1,7 +1,8 @@
 """Write a run's report folder: tables, heatmaps, the paper comparison and rank lists.
 
     report/
-      results.md  results.csv  results.json     every cell, every metric (fractions in csv/json)
+      results.md  results.csv  results.json     every cell, every metric (fractions in csv/json),
+                                                each eval variant as its own column group
       heatmap_map.png  heatmap_rank1.png        mAP and Rank-1 (%) per model x dataset
       heatmap_t2i_r1.png                        text-to-image Rank-1 (%), caption datasets only
       domain_map.png                            supervised, hybrid: in-domain vs cross-domain mAP
@@ -50,6 +51,7 @@ class Report:
     #: files of the run that could not be read (also in notes): the console shows these
     problems: list[str] = field(default_factory=list)
     uploaded_to: str | None = None  # <run>/report on object storage, when the run lives there
+    variants: list[str] = field(default_factory=list)  # the run's eval variants, in matrix order
 
 
 def build_report(run_dir: str | Path | RunStore, options: ReportOptions = ReportOptions()) -> Report:
@@ -70,14 +72,15 @@ def build_report(run_dir: str | Path | RunStore, options: ReportOptions = Report
     else:
         out = Path(run.store.path("report"))
     _make_dir(out, run)
-    rows = [tables.cell_row(c, _intervals(c, options)) for c in run.cells]
-    report = Report(run=run, out=out, rows=rows, problems=problems)
+    variants = tables.variant_names(run)
+    rows = [tables.cell_row(c, _intervals(c, options), variants) for c in run.cells]
+    report = Report(run=run, out=out, rows=rows, problems=problems, variants=variants)
     sampled = [f"{c.model} x {c.dataset}" for c in run.cells if c.ok and _cuhk03_metric(c)]
     if sampled:
         report.notes.append("Rank-1 of " + ", ".join(sampled) + " is the classic CUHK03 single-shot "
                             "CMC (one random gallery image per identity): it has no bootstrap interval.")
     tables.write_json(rows, out / "results.json")
-    tables.write_csv(rows, out / "results.csv")
+    tables.write_csv(rows, out / "results.csv", variants)
     report.files += [out / "results.json", out / "results.csv"]
     _write_extras(report, options)
     (out / "results.md").write_text(markdown(report, options))
@@ -172,6 +175,15 @@ def markdown(report: Report, options: ReportOptions) -> str:
                   "numbers above still count). On a dataset without image queries the image-to-image "
                   "numbers are leave-one-out over the test images (raybench.eval.protocol).",
                   tables.grid(run, rows, tables.t2i, failures, datasets=captioned)]
+    if report.variants:
+        parts += ["## Eval variants: mAP / Rank-1 (%)",
+                  "Every cell scored again from the same stored embeddings, once per variant of the "
+                  "eval block (the matrix's `eval_variants`); the first two columns are the main eval "
+                  "block's. A variant changes:",
+                  "\n".join(f"- {line}" for line in tables.variant_settings(run, report.variants)),
+                  "The variants have no bootstrap intervals: the per-query numbers are kept for the main "
+                  "eval block only.",
+                  tables.variants_table(rows, report.variants)]
     if failures:
         parts += ["## Cells that did not finish", tables.failure_list(failures)]
     skipped = tables.skipped_lines((c.model, c.dataset, list(c.result.get("skipped_images") or []))

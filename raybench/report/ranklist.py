@@ -119,6 +119,11 @@ def rank(query, gallery, distance: str = "euclidean", normalize: bool = True):
     return DistanceRows(g, distance)(q).numpy()
 
 
+def _not_shown(protocol: Mapping[str, Any]) -> list[str]:
+    """The eval steps the metrics took that a page's plain distances leave out."""
+    return (["query expansion"] if protocol.get("aqe_k") else []) + (["re-ranking"] if protocol.get("rerank") else [])
+
+
 def sample_lines(cell: Cell, meta: Mapping[str, Any], emb, n_queries: int, seed: int) -> tuple[list[Shown], Any, Any]:
     """The sampled queries' top-k lists, for the first trial; returns (lines, query idx, gallery idx)."""
     import numpy as np
@@ -187,7 +192,7 @@ def cell_page(cell: Cell, meta: Mapping[str, Any], emb, n_queries: int, seed: in
         + f". Distance {_e(protocol.get('distance', 'euclidean'))}"
         + (", L2-normalised" if protocol.get("normalize", True) else ", not normalised")
         + (", same-identity same-camera gallery images removed" if protocol.get("camera_filter", True) else "")
-        + (". Metrics used re-ranking; this page does not" if protocol.get("rerank") else "")
+        + (f". Metrics used {_e(' and '.join(_not_shown(protocol)))}; this page does not" if _not_shown(protocol) else "")
         + ". Borders: <b style='color:#2ca02c'>green</b> same identity, "
         "<b style='color:#d62728'>red</b> another identity (pid 0 = distractor). "
         "AP and first-match rank are the result's.</p>",

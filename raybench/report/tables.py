@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from raybench.report.load import Cell, Run
+from raybench.rundir.records import variant_column
 
 def _flag(text: str) -> bool:
     """A boolean CSV field as `write_csv` writes it (True / False)."""
@@ -36,10 +37,27 @@ COLUMNS: dict[str, Callable[[str], Any]] = {
     "limit": int, "random_weights": _flag, "error": str,
 }
 RANKS = (1, 5, 10, 20)
+#: An eval variant's column group (raybench.rundir.records.variant_column: "mAP (rerank)"),
+#: after the main figures, in the order of the run's variants; fractions like theirs.
+VARIANT_METRICS = ("mAP", "R1", "R5", "R10", "mINP")
 
 
-def cell_row(cell: Cell, interval: Mapping[str, tuple[float, float]] | None) -> dict[str, Any]:
-    """The flat row of one cell: every CSV column, plus the CMC curve (JSON only)."""
+def variant_names(run: Run) -> list[str]:
+    """The run's eval variants, as its results name them, in the order they give them (the matrix's)."""
+    names: dict[str, None] = {}
+    for cell in run.cells:
+        names.update(dict.fromkeys(cell.result.get("variants") or {}))
+    return list(names)
+
+
+def variant_columns(variants: Sequence[str]) -> list[str]:
+    return [variant_column(metric, name) for name in variants for metric in VARIANT_METRICS]
+
+
+def cell_row(cell: Cell, interval: Mapping[str, tuple[float, float]] | None,
+             variants: Sequence[str] = ()) -> dict[str, Any]:
+    """The flat row of one cell: every CSV column, each of ``variants``' column group (None
+    where the cell has no such variant), plus the CMC curve (JSON only)."""
     r = cell.result
     cmc = list(r.get("cmc") or []) if cell.ok else []
     spread = r.get("spread") or {}
@@ -69,7 +87,18 @@ def cell_row(cell: Cell, interval: Mapping[str, tuple[float, float]] | None) -> 
         "random_weights": r.get("random_weights") is True,
         "error": None if cell.ok else (cell.error or f"status {cell.status!r} without an error message"),
     }
+    for name in variants:
+        row.update(_variant_columns(name, (r.get("variants") or {}).get(name) if cell.ok else None))
     return {**row, "cmc": cmc}
+
+
+def _variant_columns(name: str, scored: Mapping[str, Any] | None) -> dict[str, Any]:
+    """One variant's column group from its block of the result (None: every value None)."""
+    scored = scored or {}
+    cmc = list(scored.get("cmc") or [])
+    values = {"mAP": _num(scored.get("mAP")), "mINP": _num(scored.get("mINP")),
+              **{f"R{k}": _rank(cmc, k) for k in RANKS}}
+    return {variant_column(metric, name): values[metric] for metric in VARIANT_METRICS}
 
 
 def _text_columns(result: Mapping[str, Any]) -> dict[str, Any]:
@@ -132,22 +161,33 @@ def write_json(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
     path.write_text(json.dumps(list(rows), indent=2) + "\n")
 
 
-def write_csv(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
-    """Floats as repr (exact round trip), None as an empty field."""
+def write_csv(rows: Sequence[Mapping[str, Any]], path: Path, variants: Sequence[str] = ()) -> None:
+    """Floats as repr (exact round trip), None as an empty field; ``COLUMNS``, then each of
+    ``variants``' column group."""
+    fields = [*COLUMNS, *variant_columns(variants)]
     with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(COLUMNS), extrasaction="ignore")
+        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: "" if row.get(k) is None else row[k] for k in COLUMNS})
+            writer.writerow({k: "" if row.get(k) is None else row[k] for k in fields})
 
 
 def read_csv(path: Path) -> list[dict[str, Any]]:
-    """Rows of a results.csv with their types restored (the inverse of `write_csv`)."""
+    """Rows of a results.csv with their types restored (the inverse of `write_csv`; a variant's
+    columns are fractions)."""
     with path.open(newline="") as fh:
         return [
-            {k: None if v == "" else COLUMNS.get(k, str)(v) for k, v in row.items()}
+            {k: None if v == "" else _parser(k)(v) for k, v in row.items()}
             for row in csv.DictReader(fh)
         ]
+
+
+def _parser(column: str) -> Callable[[str], Any]:
+    """COLUMNS' parser of a column; a variant's metric ("mAP (rerank)", variant_column) is a float."""
+    if column in COLUMNS:
+        return COLUMNS[column]
+    metric, _, rest = column.partition(" (")
+    return float if metric in VARIANT_METRICS and rest.endswith(")") else str
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,6 +252,31 @@ def intervals(row: Mapping[str, Any]) -> str:
     if (row.get("num_trials") or 0) > 1:
         text += f" ({row['num_trials']} trials, sd {pct(row['mAP_std'])} / {pct(row['R1_std'])})"
     return text
+
+
+def variants_table(rows: Sequence[Mapping[str, Any]], variants: Sequence[str]) -> str:
+    """mAP and Rank-1 of every ok cell: the main eval block's first, then a column group per
+    eval variant."""
+    groups = [("mAP", "R1"), *((variant_column("mAP", v), variant_column("R1", v)) for v in variants)]
+    lines = [[r["model"], r["dataset"], *(pct(r[key]) for group in groups for key in group)]
+             for r in rows if r["status"] == "ok"]
+    return md_table(["model", "dataset", *(key for group in groups for key in group)], lines, align="r")
+
+
+def variant_settings(run: Run, variants: Sequence[str]) -> list[str]:
+    """What each variant changes in the eval block, as its results state it: the keys of the
+    variant's ``eval`` that differ from the cell's protocol block ("`aqe`: aqe_k 5, ...")."""
+    lines = []
+    for name in variants:
+        for cell in run.cells:
+            scored = (cell.result.get("variants") or {}).get(name) if cell.ok else None
+            if scored:
+                main = cell.result.get("protocol") or {}
+                changes = [f"{k} {str(v).lower() if isinstance(v, bool) else v}"
+                           for k, v in scored["eval"].items() if main.get(k) != v]
+                lines.append(f"`{name}`: {', '.join(changes)}")
+                break
+    return lines
 
 
 def details(rows: Sequence[Mapping[str, Any]]) -> str:

@@ -36,12 +36,26 @@ class RunFileError(RaybenchError):
 def protocol_block(protocol, spec) -> dict[str, Any]:
     """A result's "protocol" block: how the cell was scored (the dataset's Protocol and the
     matrix's EvalSpec). The one place it is built, for scored and failed cells alike."""
-    block = {"camera_filter": protocol.camera_filter, "cuhk03_metric": protocol.cuhk03_metric,
-             "trials": protocol.trials, "distance": spec.distance, "normalize": spec.normalize,
-             "rerank": spec.rerank, "max_rank": spec.max_rank}
+    return {"camera_filter": protocol.camera_filter, "cuhk03_metric": protocol.cuhk03_metric,
+            "trials": protocol.trials, **eval_block(spec)}
+
+
+def eval_block(spec) -> dict[str, Any]:
+    """An EvalSpec as results state it (the protocol block's eval keys, and each eval variant's
+    ``eval``): re-ranking's and query expansion's parameters only where they are on."""
+    block = {"distance": spec.distance, "normalize": spec.normalize, "rerank": spec.rerank,
+             "max_rank": spec.max_rank}
     if spec.rerank:
         block.update(rerank_k1=spec.rerank_k1, rerank_k2=spec.rerank_k2, rerank_lambda=spec.rerank_lambda)
+    if spec.aqe:
+        block.update(aqe_k=spec.aqe_k, aqe_alpha=spec.aqe_alpha, aqe_times=spec.aqe_times)
     return block
+
+
+def variant_column(metric: str, variant: str) -> str:
+    """How every table names an eval variant's metric: "mAP (rerank)" (the live table, and the
+    report's results.md, results.csv and results.json)."""
+    return f"{metric} ({variant})"
 
 
 # -- checking one JSON object -------------------------------------------------------------------
@@ -142,6 +156,27 @@ def _text_block(reader: _Reader) -> Mapping[str, Any] | None:
     return out
 
 
+def _variants_block(reader: _Reader, ok: bool) -> Mapping[str, Mapping[str, Any]] | None:
+    """``variants``: eval variant name -> its headline metrics (raybench.eval.protocol.variant_record),
+    checked as the main metrics are; only an ok result has them."""
+    block = reader.get("variants", dict, default=None, optional=True)
+    if block is None:
+        return None
+    if not ok:
+        reader.fail("variants", "a failed result has no variant metrics")
+    out = {}
+    for name, scored in block.items():
+        inner = _Reader(scored, f"{reader.where}: variants.{name}")
+        stated = _Reader(inner.get("eval", dict), f"{inner.where}: eval")
+        for key, types in (("distance", str), ("normalize", bool), ("rerank", bool), ("max_rank", int)):
+            stated.get(key, types)
+        out[name] = {"mAP": inner.fraction("mAP"), "mINP": inner.fraction("mINP"), "cmc": list(_cmc(inner)),
+                     "num_valid_query": inner.count("num_valid_query"),
+                     "spread": inner.get("spread", dict, default=None, optional=True), "eval": stated.data}
+        if not out[name]["cmc"]:
+            inner.fail("cmc", "is empty in a scored variant")
+    return out
+
 
 @dataclass(frozen=True)
 class CellResult:
@@ -152,7 +187,11 @@ class CellResult:
     On a dataset with captions: ``text`` holds the text-to-image metrics (``TEXT_FRACTIONS``
     and ``TEXT_COUNTS``), ``text_status`` is "ok", or why there are none ("no text tower");
     both are None on an image-only dataset. ``i2i_rule`` says how image-to-image was scored
-    when the dataset has no image queries ("leave-one-out")."""
+    when the dataset has no image queries ("leave-one-out").
+
+    ``variants``: with the matrix's ``eval_variants``, each variant's name -> its mAP, mINP,
+    cmc, num_valid_query, spread (over trials, or None) and ``eval`` (the eval block it was
+    scored with, as ``eval_block`` states it); None without variants."""
 
     model: str
     dataset: str
@@ -188,6 +227,7 @@ class CellResult:
     i2i_rule: str | None = None
     limit: int | None = None  # --limit N: only the first N query identities of each trial
     random_weights: bool = False  # --random-weights: the architecture with seeded random weights
+    variants: Mapping[str, Mapping[str, Any]] | None = field(default=None, hash=False)
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -229,7 +269,8 @@ class CellResult:
             text=_text_block(r), text_status=r.get("text_status", str, default=None, optional=True),
             i2i_rule=r.get("i2i_rule", str, default=None, optional=True),
             limit=r.count("limit", optional=True) if "limit" in r.data else None,
-            random_weights=r.get("random_weights", bool, default=False), schema_version=r.version(),
+            random_weights=r.get("random_weights", bool, default=False), variants=_variants_block(r, ok),
+            schema_version=r.version(),
         )
         if ok and result.text_status == "ok" and result.text is None:
             r.fail("text", "is missing where text_status is 'ok'")
