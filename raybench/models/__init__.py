@@ -100,3 +100,13 @@ def has_text_tower(spec: "ModelSpec") -> bool:
         return bool(get_loader(spec.loader).text(resolve_model(spec)))
     except RaybenchError:
         return False
+
+
+def without_text(spec: "ModelSpec") -> "ModelSpec":
+    """``spec`` built without its text tower (option ``text: false``) where it has one; a model
+    without one is itself."""
+    from dataclasses import replace
+
+    if not has_text_tower(spec):
+        return spec
+    return replace(spec, options={**spec.options, "text": False})
