@@ -188,7 +188,8 @@ def markdown(report: Report, options: ReportOptions) -> str:
     if in_out:
         parts += ["## In-domain vs cross-domain (supervised models)",
                   "In-domain: the dataset the weights were trained on (the model spec's "
-                  "`options.trained_on`, else a name ending in the dataset's name).", in_out]
+                  "`options.trained_on`, else a name ending in the dataset's name; for a weight "
+                  "interpolation, its supervised member's).", in_out]
     if report.paper_rows:
         parts += ["## Compared with the study (mAP %)",
                   "The study's numbers, their source and how far to trust them: [paper.md](paper.md).",
