@@ -16,7 +16,7 @@ from conftest import MARKET_MINI, OSNET_DIR, needs_fixtures
 from test_models_clipreid import SIZE, TINY, clipreid_state_dict
 from torch import nn
 
-from raybench.errors import SpecError
+from raybench.errors import SpecError, WeightsUnavailableError
 from raybench.models import build_embedder, check_model, has_text_tower, resolve_preprocess, tiny_spec
 from raybench.models.base import embeds_text
 from raybench.models.interpolate import mix, write
@@ -162,8 +162,10 @@ def test_zero_shot_clip_to_clipreid_mixes_the_image_tower_in_clips_forward(tmp_p
     np.testing.assert_allclose(mixed.embed(x), a.embed(x), rtol=1e-5, atol=1e-5)
     assert mixed.dim == 32 and mixed.num_params == a.num_params
 
-    # the reverse pair gives CLIP-ReID's own 1280-d-style feature, and alpha 0 is CLIP-ReID
-    assert np.array_equal(build_embedder(interpolations(reid, clip, 0.0)[0], device="cpu").embed(x), b.embed(x))
+    # the reverse pair runs CLIP-ReID's forward (the feature before and after the projection,
+    # concatenated; 1280-d at ViT-B-16), and its alpha 0 is CLIP-ReID
+    reverse = build_embedder(interpolations(reid, clip, 0.0)[0], device="cpu")
+    assert reverse.dim == reid.dim == 96 and np.array_equal(reverse.embed(x), b.embed(x))
     # open_clip's default for weights without a tag is GELU; CLIP-ReID is QuickGELU
     gelu = _clip("clip-gelu", quick_gelu=False)
     with pytest.raises(SpecError, match=r"not the same architecture: clip-gelu has .*GELU.* where reid has .*QuickGELU"):
@@ -202,7 +204,7 @@ def test_members_are_checked_as_models_of_their_own():
     other = dataclasses.replace(osnet, name="wide", arch="osnet_x1_0", weights=None)
     with pytest.raises(SpecError, match=r"must share one architecture, got 'osnet_x0_25' \(osnet\) and 'osnet_x1_0'"):
         check_model(interpolations(osnet, other, 0.5)[0])
-    with pytest.raises(Exception, match=r"model 'osnet': weights file /nowhere/osnet.pth does not exist"):
+    with pytest.raises(WeightsUnavailableError, match=r"model 'osnet': weights file /nowhere/osnet.pth does not exist"):
         check_model(interpolations(osnet, dataclasses.replace(osnet, name="b", weights=None), 0.5)[0])
     squarer = dataclasses.replace(osnet, name="square", weights=None, preprocess=Preprocess(size=(128, 128)))
     with pytest.raises(SpecError, match=r"its members see different inputs \(osnet: .*; square: "):

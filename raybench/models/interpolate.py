@@ -197,12 +197,14 @@ def same_layers(first: Any, second: Any, names=("first", "second")) -> None:
 
 
 def _free(device: str) -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
+    """Give the second member's GPU memory back before the first starts embedding (on the CPU,
+    dropping the last reference frees it: a full collection costs more than it finds)."""
     if device.startswith("cuda"):
+        import gc
+
+        import torch
+
+        gc.collect()
         torch.cuda.empty_cache()
 
 
