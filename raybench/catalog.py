@@ -6,30 +6,37 @@ come from: which file a name means, which catalog entry a matrix names, and whet
 loader or adapter is registered (so a typo fails when the matrix is read, not on a Ray
 worker halfway through a run). A ``trained:<run>`` model stays a reference here
 (specs.trained_reference): the run is read where the model is built (raybench.models.trained).
+A matrix's ``loader: interpolate`` entry becomes one model per alpha here (resolve_models),
+its two members looked up in the matrix first, then in the catalog.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Collection, Mapping
 
 from raybench.errors import RaybenchError, SpecError, UnknownNameError
 from raybench.paths import configs_dir
 from raybench.specs import (
     BAD_IMAGE_POLICIES,
+    INTERPOLATE,
     TRAINED,
     TRAINED_FIXED,
     TRAINED_PREFIX,
     DatasetSpec,
     Fields,
+    Interpolation,
     MatrixSpec,
     ModelSpec,
+    interpolation_members,
+    interpolation_spec,
     load_yaml,
     parse_dataset,
     parse_entries,
     parse_eval,
-    parse_fusion,
     parse_eval_variants,
+    parse_fusion,
+    parse_interpolation,
     parse_model,
     trained_reference,
 )
@@ -141,8 +148,7 @@ def load_matrix(
     name = f.take("name", str, path.stem)
     model_items = f.take("models", list)
     dataset_items = f.take("datasets", list)
-    matrix_models = tuple(resolve_entry(item, models, f"{path}: models[{i}]", "model")
-                          for i, item in enumerate(model_items))
+    matrix_models = resolve_models(model_items, models, f"{path}: models")
     names = tuple(m.name for m in matrix_models)
     eval_spec = parse_eval(f.take("eval", dict, {}), f"{path}: eval")
     spec = MatrixSpec(
@@ -172,6 +178,47 @@ def load_matrix(
     return spec
 
 
+def resolve_models(items: list, catalog: Mapping[str, ModelSpec], where: str) -> tuple[ModelSpec, ...]:
+    """A matrix's models, in order. A ``loader: interpolate`` entry becomes one model per alpha
+    (expand_interpolation), its members looked up among the matrix's other models first, then
+    in the catalog."""
+    entries = [parse_interpolation(item, f"{where}[{i}]") if _is_interpolation(item) else None
+               for i, item in enumerate(items)]
+    plain = {i: resolve_entry(item, catalog, f"{where}[{i}]", "model")
+             for i, (item, entry) in enumerate(zip(items, entries)) if entry is None}
+    lookup = {**catalog, **{spec.name: spec for spec in plain.values()}}
+    out: list[ModelSpec] = []
+    for i, entry in enumerate(entries):
+        if entry is None:
+            out.append(plain[i])
+        else:
+            out += expand_interpolation(entry, lookup, f"{where}[{i}]",
+                                        exclude=[e.name for e in entries if e is not None])
+    return tuple(out)
+
+
+def _is_interpolation(item: Any) -> bool:
+    return isinstance(item, Mapping) and item.get("loader") == INTERPOLATE
+
+
+def expand_interpolation(entry: Interpolation, lookup: Mapping[str, ModelSpec], where: str,
+                         exclude: Collection[str] = ()) -> list[ModelSpec]:
+    """An interpolation's models, one per alpha (specs.interpolation_spec). Each member is
+    resolved as a matrix entry is (resolve_entry: a name in ``lookup``, ``trained:<run>``, or a
+    mapping); ``exclude``: names of interpolations, which cannot be members."""
+    members = []
+    for j, item in enumerate(entry.members):
+        at = f"{where}: models[{j}]"
+        name = item.get("name") if isinstance(item, Mapping) else item
+        if name in exclude or _is_interpolation(item):
+            raise SpecError(f"{at}: {name!r} is an interpolation; a member must be a model of its own")
+        try:
+            members.append(resolve_entry(item, lookup, at, "model"))
+        except UnknownNameError as exc:
+            raise SpecError(f"{at}: {exc}") from None
+    return [interpolation_spec(entry, alpha, tuple(members)) for alpha in entry.alphas]
+
+
 def resolve_entry(item: Any, catalog: Mapping[str, Any], where: str, kind: str):
     """One model or dataset of a matrix (or a training config's dataset): a catalog name, or
     a mapping. A mapping that names a catalog entry overrides the keys it gives; its
@@ -199,8 +246,12 @@ def trained_on(model: ModelSpec, datasets: list[str], catalog: list[str] | None 
 
     From, in order: the spec's ``options.trained_on``; else ``named_training_set`` among the
     run's ``datasets`` and the catalog's (``catalog``: its dataset names, read here when not
-    given). Models of the other paradigms have no in-domain dataset.
+    given). Models of the other paradigms have no in-domain dataset, except an interpolation:
+    its in-domain dataset is that of its first member that has one (its supervised member).
     """
+    if model.loader == INTERPOLATE:
+        homes = (trained_on(m, datasets, catalog) for m in interpolation_members(model))
+        return next((home for home in homes if home), None)
     if model.paradigm != "supervised":
         return None
     named = (model.options or {}).get("trained_on")

@@ -342,6 +342,9 @@ def parse_preprocess(data: Any, where: str, base: Preprocess | None = None) -> P
 
 def parse_model(data: Any, where: str, base: ModelSpec | None = None) -> ModelSpec:
     """A ModelSpec from a YAML mapping; with ``base`` (a catalog entry) keys override it."""
+    if isinstance(data, Mapping) and data.get("loader") == INTERPOLATE:
+        raise SpecError(f"{where}: loader {INTERPOLATE!r} is written in a matrix's models, where it expands "
+                        "to one model per alpha (raybench.catalog.load_matrix), not as a single model")
     f = Fields(data, where)
     d = dataclasses.asdict(base) if base else {}
 
@@ -547,3 +550,122 @@ def trained_reference(ref: str) -> ModelSpec:
     if not folder.name:
         raise SpecError(f"{ref!r}: expected trained:<run name or run folder>")
     return ModelSpec(name=folder.name, loader=TRAINED, arch=run, weights=None, paradigm="supervised")
+
+
+# ---------------------------------------------------------------------------------------------
+# Weight interpolations
+
+#: ``loader: interpolate`` in a matrix: the weights of two models of one architecture mixed as
+#: (1 - alpha) * first + alpha * second (WiSE-FT). raybench.catalog expands an entry into one
+#: model per alpha; raybench.models.interpolate builds them.
+INTERPOLATE = "interpolate"
+#: A member's fields that never change its embeddings, left out of the interpolation's spec
+#: (and so of its hash), as ModelSpec.spec_hash leaves them out of a model's.
+_MEMBER_DROPPED = ("batch_size", "description")
+
+
+@dataclass(frozen=True)
+class Interpolation:
+    """A matrix's ``loader: interpolate`` entry, before its two members are looked up."""
+
+    name: str
+    members: tuple[Any, Any]  # as the matrix gives them: names (or inline mappings)
+    alphas: tuple[float, ...]  # 0: the first member, 1: the second
+    paradigm: str = "hybrid"
+    batch_size: int | None = None  # None: the first member's
+    description: str = ""
+
+
+def parse_interpolation(data: Any, where: str) -> Interpolation:
+    """An Interpolation from YAML: ``models`` lists exactly two models (start, end), ``alpha`` is
+    a number or a list of numbers in [0, 1]."""
+    f = Fields(data, where)
+    f.take("loader", str, choices=(INTERPOLATE,))
+    entry = Interpolation(
+        name=f.take("name", str),
+        members=tuple(f.take("models", list)),
+        alphas=_alphas(f.take("alpha", (float, list)), where),
+        paradigm=f.take("paradigm", str, "hybrid", PARADIGMS),
+        batch_size=f.take("batch_size", (int, type(None)), None),
+        description=f.take("description", str, ""),
+    )
+    f.done()
+    if len(entry.members) != 2:
+        raise SpecError(f"{where}: key 'models' must list exactly two models (start, end), "
+                        f"got {len(entry.members)}")
+    if entry.batch_size is not None and entry.batch_size <= 0:
+        raise SpecError(f"{where}: key 'batch_size' must be positive, got {entry.batch_size}")
+    return entry
+
+
+def _alphas(value: Any, where: str) -> tuple[float, ...]:
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise SpecError(f"{where}: key 'alpha' is an empty list")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+            raise SpecError(f"{where}: key 'alpha' takes numbers in [0, 1] (0: the first model, "
+                            f"1: the second), got {v!r}")
+    alphas = tuple(float(v) for v in values)
+    if len(set(alphas)) < len(alphas):
+        raise SpecError(f"{where}: key 'alpha' lists {alphas} with a value twice")
+    return alphas
+
+
+def alpha_name(name: str, alpha: float) -> str:
+    """``<name>@<alpha>``: osnet-wise@0.25, osnet-wise@0, osnet-wise@1."""
+    text = repr(float(alpha))
+    return f"{name}@{text.removesuffix('.0')}"
+
+
+def interpolation_spec(entry: Interpolation, alpha: float, members: tuple[ModelSpec, ModelSpec]) -> ModelSpec:
+    """The model ``entry`` gives at ``alpha`` (see with_members); its preprocessing is the
+    members' (resolved by the loader, which checks that they agree)."""
+    first, second = members
+    spec = ModelSpec(
+        name=alpha_name(entry.name, alpha),
+        loader=INTERPOLATE,
+        arch=first.arch,
+        weights=None,
+        paradigm=entry.paradigm,
+        batch_size=entry.batch_size or first.batch_size,
+        options={"alpha": alpha},
+        description=entry.description or f"{first.name} -> {second.name} at alpha {alpha:g}",
+    )
+    return with_members(spec, members)
+
+
+def with_members(spec: ModelSpec, members: tuple[ModelSpec, ModelSpec]) -> ModelSpec:
+    """An interpolation's spec holding ``members``: their specs in ``options`` (so its hash
+    covers both members' weights and an actor builds it without a catalog), and the first
+    member's arch, dim, precision and flip, since it runs the first member's forward."""
+    first = members[0]
+    return dataclasses.replace(spec, arch=first.arch, dim=first.dim, precision=first.precision, flip=first.flip,
+                               options={**spec.options, "members": [member_record(m) for m in members]})
+
+
+def member_record(spec: ModelSpec) -> dict:
+    """A member as an interpolation's options hold it: its spec as plain data."""
+    record = dataclasses.asdict(spec)
+    for key in _MEMBER_DROPPED:
+        record.pop(key)
+    return record
+
+
+def interpolation_members(spec: ModelSpec) -> tuple[ModelSpec, ModelSpec]:
+    """The two members of an interpolation's spec (the inverse of member_record)."""
+    members = spec.options.get("members")
+    if not (isinstance(members, (list, tuple)) and len(members) == 2):
+        raise SpecError(f"model {spec.name!r}: option 'members' must hold exactly two model specs")
+    return tuple(_model_from_record(m, spec.name) for m in members)
+
+
+def _model_from_record(record: Mapping[str, Any], owner: str) -> ModelSpec:
+    fields = {f.name for f in dataclasses.fields(ModelSpec)}
+    if not isinstance(record, Mapping) or not {"name", "loader", "arch", "paradigm"} <= set(record) \
+            or set(record) - fields:
+        raise SpecError(f"model {owner!r}: option 'members' holds {record!r}, not a model spec")
+    pre = record.get("preprocess")
+    if pre is not None:
+        pre = Preprocess(**{k: tuple(v) if isinstance(v, list) else v for k, v in pre.items()})
+    return ModelSpec(**{**record, "preprocess": pre, "options": dict(record.get("options") or {})})

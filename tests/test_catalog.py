@@ -169,3 +169,85 @@ def test_the_driver_keys_cells_by_the_runs_spec(tmp_path, trained_runs):
     resolved = _resolve_models(spec)
     assert resolved.models == (run_spec("my-osnet"), spec.models[1], spec.models[2])
 
+
+
+# --- loader: interpolate ---------------------------------------------------------------------------
+
+MINE = "{name: mine, loader: timm, arch: vit_small_patch16_224, weights: /w/mine.pth, paradigm: supervised}"
+
+
+def test_an_interpolation_expands_to_one_model_per_alpha(tmp_path):
+    from raybench.specs import interpolation_members
+
+    models = matrix(tmp_path, f"[vit, {MINE}, {{name: wise, loader: interpolate, models: [vit, mine], "
+                              "alpha: [0, 0.25, 1]}, {name: half, loader: interpolate, models: [vit, mine], alpha: 0.5}]").models
+    assert [m.name for m in models] == ["vit", "mine", "wise@0", "wise@0.25", "wise@1", "half@0.5"]
+    vit, mine, *wise = models
+    for spec, alpha in zip(wise, (0.0, 0.25, 1.0, 0.5)):
+        assert (spec.loader, spec.arch, spec.paradigm, spec.options["alpha"]) == ("interpolate", vit.arch, "hybrid", alpha)
+        assert interpolation_members(spec) == (dataclasses.replace(vit, batch_size=64, description=""),
+                                               dataclasses.replace(mine, batch_size=64, description=""))
+    hashes = {s.spec_hash() for s in wise}  # the alpha and both members' weights are in each hash
+    assert len(hashes) == 4 and not hashes & {vit.spec_hash(), mine.spec_hash()}
+
+
+def test_members_are_found_in_the_matrix_first_then_in_the_catalog(tmp_path):
+    from raybench.specs import interpolation_members
+
+    models = matrix(tmp_path, "[{name: vit, weights: /w/tuned.pth}, {name: wise, loader: interpolate, alpha: 0.5, "
+                              f"models: [vit, {MINE}]}}]").models
+    assert [m.weights for m in interpolation_members(models[1])] == ["/w/tuned.pth", "/w/mine.pth"]
+    [alone] = matrix(tmp_path, "[{name: wise, loader: interpolate, models: [vit, {name: vit, weights: /w/b.pth}], "
+                               "alpha: 0.5}]").models  # members outside the matrix: the catalog's entry
+    assert [m.weights for m in interpolation_members(alone)] == ["augreg_in21k", "/w/b.pth"]
+
+
+def test_an_unknown_member_suggests_close_names_in_file_and_key(tmp_path):
+    with pytest.raises(SpecError, match=r"m.yaml: models\[1\]: models\[1\]: unknown model 'mien'\. Did you mean 'mine'"):
+        matrix(tmp_path, f"[{MINE}, {{name: wise, loader: interpolate, models: [vit, mien], alpha: 0.5}}]")
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("{name: w, loader: interpolate, models: [vit, mine], alpha: 1.5}", r"models\[1\]: key 'alpha' takes numbers in \[0, 1\]"),
+    ("{name: w, loader: interpolate, models: [vit, mine], alpha: []}", r"key 'alpha' is an empty list"),
+    ("{name: w, loader: interpolate, models: [vit, mine], alpha: [0.5, 0.5]}", r"key 'alpha' lists .* a value twice"),
+    ("{name: w, loader: interpolate, models: [vit, mine, vit], alpha: 0.5}", r"key 'models' must list exactly two models"),
+    ("{name: w, loader: interpolate, models: [vit, mine], alpha: 0.5, weights: x}", r"unknown key 'weights'"),
+    ("{name: w, loader: interpolate, models: [vit, w], alpha: 0.5}", r"models\[1\]: 'w' is an interpolation; a member"),
+])
+def test_interpolation_entries_are_checked_when_the_matrix_is_read(tmp_path, entry, message):
+    with pytest.raises(SpecError, match=message):
+        matrix(tmp_path, f"[{MINE}, {entry}]")
+
+
+def test_an_interpolation_is_a_matrix_entry_not_a_catalog_model(tmp_path):
+    path = write(tmp_path / "models.yaml", "wise: {loader: interpolate, models: [a, b], alpha: 0.5}\n")
+    with pytest.raises(SpecError, match=r"model 'wise': loader 'interpolate' is written in a matrix's models"):
+        load_model_catalog(path)
+
+
+def test_a_trained_member_resolves_where_the_model_is_built(tmp_path, trained_runs):
+    from raybench.models.trained import run_spec
+    from raybench.pipeline.driver import _resolve_models
+    from raybench.specs import interpolation_members
+
+    spec = matrix(tmp_path, "[{name: wise, loader: interpolate, alpha: 0.5, models: [trained:my-osnet, "
+                            "{name: base, loader: torchreid, arch: osnet_x0_25, paradigm: supervised}]}]")
+    assert interpolation_members(spec.models[0])[0].loader == "trained"  # read nothing yet
+    [wise] = _resolve_models(spec).models
+    run = dataclasses.replace(run_spec("my-osnet"), batch_size=64, description="")
+    assert interpolation_members(wise)[0] == run and wise.arch == "osnet_x0_25"
+    assert wise.spec_hash() != spec.models[0].spec_hash()  # the cell key holds the run's weights
+
+
+def test_an_interpolations_training_set_is_its_supervised_members():
+    from raybench.catalog import trained_on
+    from raybench.specs import Interpolation, ModelSpec, interpolation_spec
+
+    zero_shot = ModelSpec(name="clip", loader="openclip", arch="ViT-B-16", weights="openai", paradigm="language-aligned")
+    reid = ModelSpec(name="clipreid-msmt", loader="clipreid", arch="ViT-B-16", weights="/w.pth", paradigm="supervised")
+    market = dataclasses.replace(reid, name="reid", options={"trained_on": "market1501"})
+    entry = Interpolation("wise", ("a", "b"), (0.5,))
+    assert trained_on(interpolation_spec(entry, 0.5, (zero_shot, reid)), ["market1501", "msmt17"], []) == "msmt17"
+    assert trained_on(interpolation_spec(entry, 0.5, (market, reid)), ["market1501", "msmt17"], []) == "market1501"
+    assert trained_on(interpolation_spec(entry, 0.5, (zero_shot, zero_shot)), ["market1501"], []) is None

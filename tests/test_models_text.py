@@ -24,7 +24,8 @@ def test_openclip_text_equals_open_clip_encode_text(name):
     embedder = build_embedder(spec, device="cpu", pretrained=False)
     assert has_text_tower(CATALOG[name]) and embeds_text(embedder)
     # open_clip's own model of the architecture, given the embedder's (random) weights
-    model = open_clip.create_model(spec.arch, pretrained=None, force_image_size=embedder.preprocess.size).eval()
+    model = open_clip.create_model(spec.arch, pretrained=None, force_image_size=embedder.preprocess.size,
+                                   force_quick_gelu=spec.options.get("quick_gelu", False)).eval()
     missing = model.load_state_dict(embedder.text_modules.state_dict(), strict=False)
     assert not [k for k in missing.missing_keys if not k.startswith("visual.")]
     tokenizer = open_clip.SimpleTokenizer(context_length=model.context_length)

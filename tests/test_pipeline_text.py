@@ -206,14 +206,13 @@ def test_image_models_on_captioned_datasets_show_no_text_table():
 
 def test_a_model_with_no_caption_cell_is_built_without_its_text_tower():
     """Image-only runs of a CLIP build and hold the image tower only, as before captions."""
-    from raybench.models import build_embedder, has_text_tower
+    from raybench.models import build_embedder, has_text_tower, without_text
     from raybench.models.base import embeds_text
-    from raybench.pipeline.driver import _without_text
 
-    clip = _without_text(_clip())
+    clip = without_text(_clip())
     assert clip.options["text"] is False and not has_text_tower(clip)
     assert not embeds_text(build_embedder(clip, device="cpu"))
-    assert _without_text(MODELS["osnet-x1_0-market"]) is MODELS["osnet-x1_0-market"]  # no text option to set
+    assert without_text(MODELS["osnet-x1_0-market"]) is MODELS["osnet-x1_0-market"]  # no text option to set
 
 
 def test_eval_variants_leave_the_text_block_alone(text_run, tmp_path):

@@ -1,11 +1,12 @@
 """Real data, real weights: the whole Ray pipeline equals torchreid's own evaluation path.
 
-A fusion of the two (weights 1 and 2) is checked the same way, fused here from torchreid's features.
-
-Two real OSNet x0.25 checkpoints (Market-1501-trained and MSMT17-trained) on the real
-market1501-mini crops, euclidean distance on raw features. The reference is computed here with
-torchreid alone: build_model + load_state_dict, Resize(256, 128) + ToTensor + ImageNet
-normalize, compute_distance_matrix, evaluate_rank. Nothing is pasted.
+Two real OSNet x0.25 checkpoints (Market-1501-trained and MSMT17-trained), and their weight
+interpolation (loader interpolate), on the real market1501-mini crops, euclidean distance on
+raw features. The reference is computed here with torchreid alone: build_model +
+load_state_dict (for the interpolation, the float tensors averaged by hand), Resize(256, 128) +
+ToTensor + ImageNet normalize, compute_distance_matrix, evaluate_rank. Nothing is pasted.
+A fusion of the two checkpoints (weights 1 and 2) is checked the same way, fused here from
+torchreid's features.
 """
 
 from __future__ import annotations
@@ -24,18 +25,27 @@ from raybench.pipeline.driver import RunOptions, run_matrix
 # max_rank (ragged CMC rows); the mini gallery has 32 images.
 MAX_RANK = 20
 CHECKPOINTS = {"osnet-market": ("osnet_x0_25_market1501.pth", 751), "osnet-msmt": ("osnet_x0_25_msmt17.pth", 1041)}
+ALPHA = 0.3
+WISE = f"osnet-wise@{ALPHA}"
 
 
-def _features(checkpoint: str, classes: int):
-    """torchreid's features of the query and gallery images, with their pids and cameras."""
+def _reference_model(checkpoint: str, classes: int):
+    """torchreid's own OSNet x0.25 with a checkpoint's every key (strict), in eval mode."""
     import torch
     import torchreid
-    from PIL import Image
-    from torchvision import transforms as T
 
     model = torchreid.models.build_model("osnet_x0_25", num_classes=classes, pretrained=False)
     model.load_state_dict(torch.load(OSNET_DIR / checkpoint, map_location="cpu"))
-    model.eval()
+    return model.eval()
+
+
+def _features(model):
+    """torchreid's features of the query and gallery images with ``model``, with their pids and
+    cameras."""
+    import torch
+    from PIL import Image
+    from torchvision import transforms as T
+
     transform = T.Compose([T.Resize((256, 128)), T.ToTensor(),
                            T.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])])
 
@@ -71,6 +81,22 @@ def _fused(members, weights):
     return side(0), side(1)
 
 
+def _averaged(first, second, alpha: float):
+    """WiSE-FT done by hand on torchreid's own models: ``first`` with every floating-point
+    backbone tensor (1 - alpha) * first + alpha * second (the classifiers, 751 vs 1041 ids, stay
+    out: eval mode never reaches them)."""
+    import copy
+
+    import torch
+
+    model, theirs = copy.deepcopy(first), second.state_dict()
+    mixed = {k: (1 - alpha) * v + alpha * theirs[k] if v.is_floating_point() else v
+             for k, v in model.state_dict().items() if not k.startswith("classifier.")}
+    with torch.no_grad():
+        model.load_state_dict(mixed, strict=False)
+    return model
+
+
 @needs_fixtures
 @pytest.mark.skipif(not all((OSNET_DIR / f).exists() for f, _ in CHECKPOINTS.values()),
                     reason=f"OSNet checkpoints not found in {OSNET_DIR}")
@@ -80,9 +106,11 @@ def test_osnet_on_market_mini_equals_torchreid(ray_local, tmp_path):
     path = tmp_path / "osnet.yaml"
     path.write_text(yaml.safe_dump({
         "name": "osnet-fixture",
-        "models": [{"name": name, "loader": "torchreid", "arch": "osnet_x0_25", "paradigm": "supervised",
-                    "weights": str(OSNET_DIR / checkpoint), "batch_size": 32}
-                   for name, (checkpoint, _) in CHECKPOINTS.items()],
+        "models": [*({"name": name, "loader": "torchreid", "arch": "osnet_x0_25", "paradigm": "supervised",
+                      "weights": str(OSNET_DIR / checkpoint), "batch_size": 32}
+                     for name, (checkpoint, _) in CHECKPOINTS.items()),
+                   # WiSE-FT between the two: its members are the matrix's own entries
+                   {"name": "osnet-wise", "loader": "interpolate", "models": list(CHECKPOINTS), "alpha": [ALPHA]}],
         "datasets": [{"name": "market1501", "root": str(MARKET_MINI)}],
         "eval": {"distance": "euclidean", "normalize": False, "max_rank": MAX_RANK},
         "fusions": [{"name": "osnet-fused", "of": list(CHECKPOINTS), "weights": [1, 2]}],
@@ -90,8 +118,11 @@ def test_osnet_on_market_mini_equals_torchreid(ray_local, tmp_path):
     summary = run_matrix(load_matrix(str(path)), str(tmp_path / "run"), RunOptions(), echo=lambda _: None)
     assert summary.ok, summary.failed
 
-    maps, features = {}, {name: _features(*spec) for name, spec in CHECKPOINTS.items()}
-    features["osnet-fused"] = _fused(list(features.values()), [1, 2])
+    maps = {}
+    references = {name: _reference_model(*spec) for name, spec in CHECKPOINTS.items()}
+    references[WISE] = _averaged(*references.values(), ALPHA)
+    features = {name: _features(model) for name, model in references.items()}
+    features["osnet-fused"] = _fused([features[name] for name in CHECKPOINTS], [1, 2])
     for name, feats in features.items():
         result = json.loads((tmp_path / "run/results/market1501" / f"{name}.json").read_text())
         ref_map, ref_cmc = _reference(*feats)
@@ -100,4 +131,15 @@ def test_osnet_on_market_mini_equals_torchreid(ray_local, tmp_path):
         assert np.allclose(result["cmc"], ref_cmc, atol=1e-6) and len(result["cmc"]) == len(ref_cmc)
         maps[name] = result["mAP"]
     assert maps["osnet-market"] > maps["osnet-msmt"], f"in-domain should beat cross-domain: {maps}"
-    assert len(set(maps.values())) == 3, maps  # the fusion is neither member
+    assert len(set(maps.values())) == 4, f"the interpolation and the fusion are models of their own: {maps}"
+
+    # run.json records the interpolation's members and its in-domain dataset (its first
+    # supervised member's), and the report reads it from there
+    from raybench.report import domain
+    from raybench.report.load import load_run
+
+    record = json.loads((tmp_path / "run/run.json").read_text())
+    [wise] = [m for m in record["matrix"]["models"] if m["name"] == WISE]
+    assert [m["weights"] for m in wise["options"]["members"]] == [str(OSNET_DIR / c) for c, _ in CHECKPOINTS.values()]
+    assert (wise["paradigm"], wise["options"]["alpha"], wise["trained_on"]) == ("hybrid", ALPHA, "market1501")
+    assert domain.trained_on(load_run(str(tmp_path / "run")), WISE) == "market1501"

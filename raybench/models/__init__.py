@@ -5,6 +5,7 @@ spec never imports torch or a model library until a model is built. A spec's ``l
 also be a ``"module:attr"`` string naming a ``Loader`` outside the package, or ``trained``:
 a reference to a finished training run (``trained:<run>`` in a matrix), which
 ``resolve_model`` turns into the run's own spec where the model is built (trained.py).
+``interpolate`` mixes the weights of two models of one architecture (interpolate.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from raybench.specs import ModelSpec, Preprocess
 
 LOADERS: Registry["Loader"] = Registry("model loader")
-for _family in ("openclip", "timm", "hf", "torchreid", "clipreid", "color", "dummy"):
+for _family in ("openclip", "timm", "hf", "torchreid", "clipreid", "color", "dummy", "interpolate"):
     LOADERS.register(_family, f"raybench.models.{_family}:LOADER")
 del _family
 
@@ -30,9 +31,14 @@ def get_loader(name: str) -> "Loader":
 
 def resolve_model(spec: "ModelSpec") -> "ModelSpec":
     """The spec to build: a ``trained`` reference becomes its run's entry (read here, on the
-    machine that builds the model); any other spec is itself."""
-    from raybench.specs import TRAINED
+    machine that builds the model), an interpolation holds its members so resolved; any other
+    spec is itself."""
+    from raybench.specs import INTERPOLATE, TRAINED
 
+    if spec.loader == INTERPOLATE:
+        from raybench.models.interpolate import resolve
+
+        return resolve(spec)
     if spec.loader != TRAINED:
         return spec
     from raybench.models.trained import resolve
@@ -51,6 +57,8 @@ def resolve_preprocess(spec: "ModelSpec", random_weights: bool = False) -> "Prep
     if spec.preprocess:
         return spec.preprocess
     loader = get_loader(spec.loader)
+    for member in loader.members(spec):  # each member obeys the rule below
+        resolve_preprocess(member, random_weights)
     if random_weights and loader.hub_preprocess:
         raise SpecError(f"model {spec.name!r}: --random-weights needs its preprocessing stated in the catalog "
                         f"('preprocess:' in its entry): loader {spec.loader!r} would read it from the hub config "
@@ -69,6 +77,8 @@ def check_model(spec: "ModelSpec", local_files: bool = True) -> None:
     spec = resolve_model(spec)
     loader = get_loader(spec.loader)
     loader.check_options(spec)
+    for member in loader.members(spec):
+        check_model(member, local_files)
     source = loader.source(spec) if local_files and spec.weights else None
     if source is not None and source.kind == "local" and not Path(source.location).exists():
         raise WeightsUnavailableError(f"model {spec.name!r}: weights file {source.location} does not exist")
@@ -100,3 +110,13 @@ def has_text_tower(spec: "ModelSpec") -> bool:
         return bool(get_loader(spec.loader).text(resolve_model(spec)))
     except RaybenchError:
         return False
+
+
+def without_text(spec: "ModelSpec") -> "ModelSpec":
+    """``spec`` built without its text tower (option ``text: false``) where it has one; a model
+    without one is itself."""
+    from dataclasses import replace
+
+    if not has_text_tower(spec):
+        return spec
+    return replace(spec, options={**spec.options, "text": False})

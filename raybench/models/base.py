@@ -57,6 +57,12 @@ def embeds_text(embedder: Any) -> bool:
     return bool(getattr(embedder, "has_text", False)) and callable(getattr(embedder, "embed_text", None))
 
 
+def own_weights(module: Any) -> tuple[Any, dict]:
+    """``module`` and its parameters and buffers by name, the tensors it holds (not copies):
+    the default ``Loader.tower_weights``."""
+    return module, module.state_dict(keep_vars=True)
+
+
 @dataclass(frozen=True)
 class Loader:
     """What a loader family registers in ``raybench.models.LOADERS``.
@@ -77,6 +83,13 @@ class Loader:
     the spec and the library's config, without building it): its cells on caption datasets
     embed the captions too (Embedder.embed_text). hub_preprocess: ``default_preprocess`` reads
     the weights' hub config (so --random-weights needs the spec's stated preprocessing).
+    members(spec) -> (ModelSpec, ...): the models a composite spec is made of (an
+    interpolation's two), each checked as a model of its own (``check_model``, the
+    --random-weights rule of ``resolve_preprocess``).
+    tower_weights(embedder) -> (module, {name: tensor}): the image tower as its library builds it
+    and the tensors of its feature under the library's names, live (writing into them changes
+    the model): what an interpolation mixes and where it writes (default: the tower and its
+    state dict). Two families on one library architecture give the same names and module.
     """
 
     build: Callable[..., Embedder]
@@ -91,6 +104,8 @@ class Loader:
     tiny: Callable[[ModelSpec], ModelSpec] = lambda spec: spec
     text: Callable[[ModelSpec], bool] = lambda spec: False
     hub_preprocess: bool = False  # default_preprocess reads a hub config of the weights (network)
+    members: Callable[[ModelSpec], tuple[ModelSpec, ...]] = lambda spec: ()
+    tower_weights: Callable[[Embedder], tuple[Any, dict]] = lambda embedder: own_weights(embedder.tower)
 
     def find_source(self, spec: ModelSpec) -> "Source | None":
         """The library's own answer where the family has one (``source`` may be a guess made

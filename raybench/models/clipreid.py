@@ -33,6 +33,11 @@ feature raybench scores is the 1280-d concatenation above (or its BN-necked form
 in the text tower's 512-d space. Scoring captions against the projected half alone would be a
 new model, not the released one, so raybench does not do it.
 
+Interpolation (``loader: interpolate``, WiSE-FT): ``tower_weights`` gives the image tower as
+open_clip's CLIP holds it (``proj`` back inside the VisionTransformer), so an open_clip CLIP of
+the same arch at this input (QuickGELU, 256 x 128, mean/std 0.5) and a CLIP-ReID checkpoint
+interpolate key for key.
+
 Preprocessing: INPUT.SIZE_TEST [256, 128] with torchvision's Resize (bilinear squash) and
 PIXEL_MEAN/STD 0.5, as vit_clipreid.yml.
 """
@@ -135,10 +140,21 @@ def load_checkpoint(tower, state: dict, spec: ModelSpec) -> None:
     tower.load_state_dict(mapped, strict=True)
 
 
+def tower_weights(embedder):
+    """open_clip's VisionTransformer with its projection put back, as open_clip's CLIP of the
+    same arch holds it (so the two interpolate), plus the BN necks where they make the feature
+    (``neck_feat: after``)."""
+    tower = embedder.tower
+    weights = {**tower.visual.state_dict(keep_vars=True), "proj": tower.proj}
+    if embedder.spec.options.get("neck_feat", "before") == "after":
+        weights.update({k: v for k, v in tower.state_dict(keep_vars=True).items() if k.startswith("bottleneck")})
+    return tower.visual, weights
+
+
 def tiny(spec: ModelSpec) -> ModelSpec:
     """CLIP-ReID on openclip's tiny ViT (width 64, projection 32: a 96-d feature)."""
     return tiny_variant(spec, arch="raybench-tiny-ViT", dim=64 + 32)
 
 
 LOADER = Loader(build=build, default_preprocess=default_preprocess, source=source,
-                options=("neck_feat", "stride"), tiny=tiny)
+                options=("neck_feat", "stride"), tiny=tiny, tower_weights=tower_weights)

@@ -218,13 +218,19 @@ def _tokenizer(spec: ModelSpec):
 
 
 def tiny(spec: ModelSpec) -> ModelSpec:
-    """The tiny architecture of the same kind: a native ViT, or a timm tower like PE-Core's or SigLIP2's."""
+    """The tiny architecture of the same kind: a native ViT, or a timm tower like PE-Core's or
+    SigLIP2's; with the activation of the spec's tag (QuickGELU for OpenAI's weights), which
+    its random weights would otherwise lose."""
     vision = _model_config(spec.arch)["vision_cfg"]
     if "timm_model_name" not in vision:
-        return tiny_variant(spec, arch="raybench-tiny-ViT", dim=32)
-    if "pe_core" in vision["timm_model_name"]:
-        return tiny_variant(spec, arch="raybench-tiny-PE", dim=32)
-    return tiny_variant(spec, arch="raybench-tiny-SigLIP", dim=96)
+        small = tiny_variant(spec, arch="raybench-tiny-ViT", dim=32)
+    elif "pe_core" in vision["timm_model_name"]:
+        small = tiny_variant(spec, arch="raybench-tiny-PE", dim=32)
+    else:
+        small = tiny_variant(spec, arch="raybench-tiny-SigLIP", dim=96)
+    if "quick_gelu" in spec.options or not _tag_config(spec).get("quick_gelu"):
+        return small
+    return replace(small, options={**small.options, "quick_gelu": True})
 
 
 LOADER = Loader(

@@ -23,6 +23,7 @@ import numpy as np
 
 from raybench.console import count, notice
 from raybench.errors import RaybenchError
+from raybench.models import without_text
 from raybench.pipeline import reducer as reducers
 from raybench.pipeline.collect import CellBuffer, finish, finish_text
 from raybench.pipeline.embed import PixelCaches, Source, embedding_stream
@@ -261,7 +262,9 @@ class Run:
             return
         spec = dataclasses.replace(model.spec, batch_size=self.options.batch_size or model.spec.batch_size)
         if not any(cell.text for cell in cells):
-            spec = _without_text(spec)
+            # no caption cell: built without its text tower, so image cells hold and load exactly
+            # what they did before captions existed (the cells keep their own spec and keys)
+            spec = without_text(spec)
         pending = list(cells)
         while pending:
             pending = self._stream_cells(spec, model.preprocess, pending)
@@ -426,17 +429,6 @@ def _resolve_models(matrix: MatrixSpec) -> MatrixSpec:
             return model
 
     return dataclasses.replace(matrix, models=tuple(resolved(m) for m in matrix.models))
-
-
-def _without_text(spec: ModelSpec) -> ModelSpec:
-    """The spec its actors build when none of its pending cells has captions: a model with a
-    text tower is built without it (option ``text: false``), so image cells hold and load
-    exactly what they did before captions existed. The cells keep their own spec and keys."""
-    from raybench.models import has_text_tower
-
-    if not has_text_tower(spec):
-        return spec
-    return dataclasses.replace(spec, options={**spec.options, "text": False})
 
 
 def _prepare(model: ModelSpec, local_files: bool, random_weights: bool = False) -> PreparedModel:

@@ -202,7 +202,8 @@ def markdown(report: Report, options: ReportOptions) -> str:
     if in_out:
         parts += ["## In-domain vs cross-domain (supervised and hybrid models)",
                   "In-domain: the dataset the weights were trained on (the model spec's "
-                  "`options.trained_on`, else a name ending in the dataset's name).", in_out]
+                  "`options.trained_on`, else a name ending in the dataset's name; for a weight "
+                  "interpolation, its supervised member's).", in_out]
     hybrids = tradeoff.hybrids_table(run, rows)
     if hybrids:
         parts += ["## Hybrids: fusions and weight interpolations",

@@ -8,7 +8,8 @@ season, same annotators); every other dataset is a domain shift. The study blurr
 The training set is what the run recorded in run.json (each model's ``trained_on``, resolved
 when the run started from the spec's `options.trained_on`, else the name convention
 `<arch>-<dataset>`: osnet-x1_0-market -> market1501); the report reads nothing from configs/.
-Models of the other paradigms have no in-domain dataset.
+Models of the other paradigms have no in-domain dataset, except a weight interpolation, whose
+run.json records its supervised member's (raybench.catalog.trained_on).
 """
 
 from __future__ import annotations
@@ -20,14 +21,15 @@ from raybench.report.load import Run
 
 
 def trained_on(run: Run, model: str) -> str | None:
-    """The dataset a supervised model was trained on (in this run or not), or None: as the
-    run recorded it (run.json's model spec, ``trained_on``), else for a run recorded before
-    that, from ``options.trained_on`` or the name convention among the run's own datasets."""
-    if run.paradigm(model) not in ("supervised", "hybrid"):  # a hybrid's is its supervised member's
-        return None
+    """The dataset a model was trained on (in this run or not), or None: as the run recorded it
+    (run.json's model spec, ``trained_on``, whatever the paradigm), else for a supervised model
+    of a run recorded before that, from ``options.trained_on`` or the name convention among the
+    run's own datasets."""
     spec = run.model_spec(model)
     if "trained_on" in spec:
         return spec["trained_on"]
+    if run.paradigm(model) != "supervised":
+        return None
     named = (spec.get("options") or {}).get("trained_on")
     if named:
         return str(named)
@@ -37,8 +39,8 @@ def trained_on(run: Run, model: str) -> str | None:
 
 
 def supervised_models(run: Run, rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
-    """[(model, training set)] for the run's supervised models with a known training set and
-    at least one scored cell."""
+    """[(model, training set)] for the run's supervised models (and interpolations of one) with
+    a known training set and at least one scored cell."""
     ok = {r["model"] for r in rows if r["status"] == "ok"}
     pairs = [(m, trained_on(run, m)) for m in run.models if m in ok]
     return [(m, d) for m, d in pairs if d]
