@@ -24,9 +24,15 @@ def test_ablation_scores_the_released_models_as_paper_does(tmp_path, monkeypatch
     monkeypatch.setenv("RAYBENCH_TRAINED", str(tmp_path))  # no run here
     models = load_matrix("ablation").models
     trained = [spec for spec in models if spec.loader == "trained"]
-    assert trained and len(trained) < len(models)
+    hybrids = [spec for spec in models if spec.loader == "interpolate"]
+    assert trained and hybrids and len(trained) + len(hybrids) < len(models)
     for spec in models:
-        assert spec in trained or MODELS[spec.name] == spec, spec.name
+        assert spec in trained or spec in hybrids or MODELS[spec.name] == spec, spec.name
+    # the WiSE-FT curve starts at zero-shot CLIP at CLIP-ReID's input and ends at the trained run
+    assert [s.options["alpha"] for s in hybrids] == [0, 0.25, 0.5, 0.75, 1]
+    start, end = hybrids[0].options["members"]
+    assert (start["arch"], start["weights"], end["loader"]) == ("ViT-B-16", "openai", "trained")
+    assert start["preprocess"]["size"] == (256, 128)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
