@@ -7,9 +7,9 @@ actors write the embeddings into the run directory as they compute them (parts.p
 the driver small rows; each cell is committed to the store the moment its last row arrives and
 handed to the run's Reducer actor, which scores it while the next cells embed. Where the actors
 cannot see the run directory, the driver writes the same parts as the batches arrive (chosen
-once per run, runtime.embedding_writes; run.json's ``pool.writes``). Any failure (a missing dataset, a model that does
-not load, an unreadable image, a scoring error) fails the cells it touches, with the error in
-their result JSON; the run goes on, and ``RunSummary.ok`` is False.
+once per run, runtime.embedding_writes; run.json's ``pool.writes``). Any failure (a missing
+dataset, a model that does not load, an unreadable image, a scoring error) fails the cells it
+touches, with the error in their result JSON; the run goes on, and ``RunSummary.ok`` is False.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Callable
-
-import numpy as np
 
 from raybench.console import count, notice
 from raybench.errors import RaybenchError
@@ -328,7 +326,7 @@ class Run:
                                embed_seconds=embed_seconds, skipped_images=tuple(skipped),
                                device=self.pool.device, stream_cells=self._stream_size)
         if failure:
-            self.tracker.fail(job, failure)
+            self._fail(cell, failure, job)
             return
         marker = CellMarker(
             key=cell.key, model=cell.model.name, dataset=cell.data.name, spec_hash=job.spec_hash,
@@ -345,12 +343,12 @@ class Run:
                                          text_parts=buffer.text_parts)
         except Exception as exc:  # noqa: BLE001 - this cell fails, with why; the stream goes on
             log.exception("committing %s failed", cell.label)
-            self.tracker.fail(job, Failure(STREAM, f"cannot commit the embeddings of {cell.label}: {error_text(exc)}"))
+            self._fail(cell, Failure(STREAM, f"cannot commit the embeddings of {cell.label}: {error_text(exc)}"), job)
             return
         self.tracker.evaluate(job)
 
-    def _fail(self, cell: Cell, failure: Failure) -> None:
-        job = reducers.job_for(cell, self.matrix.eval, device=self.pool.device)
+    def _fail(self, cell: Cell, failure: Failure, job=None) -> None:
+        job = job or reducers.job_for(cell, self.matrix.eval, device=self.pool.device)
         self.tracker.fail(job, failure)
 
     # -- run.json -------------------------------------------------------------------------
