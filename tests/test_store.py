@@ -154,6 +154,14 @@ def test_only_the_parts_a_marker_names_are_read(tmp_path):
         assert names == {SUCCESS, attempt, *marker.files} and retried not in names, f"{store.uri}: {names}"
 
 
+def test_names_are_read_as_names(tmp_path):
+    """A cell folder named like a hive partition (key=value) adds no column to what is read."""
+    store = RunStore.open(tmp_path)
+    table = embedding_table(_manifest(), np.ones((3, 2), np.float32))
+    store.write_embeddings("ds", "wise=0.5", table, dataclasses.replace(_marker("k"), model="wise=0.5"))
+    assert store.read_embeddings("ds", "wise=0.5").equals(table)
+
+
 def test_a_cell_committed_by_an_older_raybench_is_embedded_again(tmp_path):
     store = RunStore.open(tmp_path)
     older = {**_marker("k").to_json(), "schema_version": 1}

@@ -506,7 +506,7 @@ class RunStore:
         import pyarrow.parquet as pq
 
         try:
-            return pq.ParquetDataset(files, filesystem=self.fs).read(use_threads=True)
+            return pq.ParquetDataset(files, filesystem=self.fs, partitioning=None).read(use_threads=True)
         except (OSError, pa.ArrowException) as exc:
             for file in files:  # which one
                 try:
