@@ -78,22 +78,26 @@ IMAGES = _Kind("manifest.parquet", "part-", "rows")
 TEXT = _Kind("captions.parquet", "text-", "text_rows")
 
 
+def _embedding_field(dim: int) -> pa.Field:
+    return pa.field("embedding", pa.list_(pa.float32(), dim), nullable=False)
+
+
 def embedding_schema(dim: int, trials: bool = False) -> pa.Schema:
-    """The declared schema of embeddings/<dataset>/<model>/*.parquet."""
+    """The declared schema of a cell's embeddings, as ``read_embeddings`` returns them."""
     schema = MANIFEST_SCHEMA.append(TRIAL_FIELD) if trials else MANIFEST_SCHEMA
-    return schema.append(pa.field("embedding", pa.list_(pa.float32(), dim), nullable=False))
+    return schema.append(_embedding_field(dim))
 
 
 def text_schema(dim: int) -> pa.Schema:
-    """The declared schema of embeddings/<dataset>/<model>/text-*.parquet."""
+    """The declared schema of a cell's caption embeddings, as ``read_text_embeddings`` returns them."""
     from raybench.datasets.manifest import CAPTION_SCHEMA
 
-    return CAPTION_SCHEMA.append(pa.field("embedding", pa.list_(pa.float32(), dim), nullable=False))
+    return CAPTION_SCHEMA.append(_embedding_field(dim))
 
 
 def part_schema(dim: int) -> pa.Schema:
     """The declared schema of an embedding part (attempt-*/part-*.parquet, text-*.parquet)."""
-    return pa.schema([ROW_FIELD, pa.field("embedding", pa.list_(pa.float32(), dim), nullable=False)])
+    return pa.schema([ROW_FIELD, _embedding_field(dim)])
 
 
 def _embedding_column(embeddings) -> tuple[pa.Array, int]:
