@@ -41,6 +41,18 @@ def dummy_model(name: str, dim: int = 8, **options) -> object:
                        f"test model {name}")
 
 
+def model_forward(model, paths) -> np.ndarray:
+    """The model's own embeddings of ``paths``, outside Ray: each image decoded as the pipeline
+    decodes it (load_pixels with the model's preprocessing), the model built as an actor builds
+    it, one forward pass over all of them."""
+    from raybench.models import build_embedder, resolve_preprocess
+    from raybench.models.images import load_pixels
+
+    preprocess = resolve_preprocess(model)
+    embedder = build_embedder(model, device="cpu", preprocess=preprocess)
+    return embedder.embed(np.stack([load_pixels(path, preprocess) for path in paths]))
+
+
 def market_dataset(name: str, root: Path) -> object:
     return parse_dataset({"name": name, "adapter": "market1501", "root": str(root)}, f"test dataset {name}")
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
-from pipeline_helpers import MISSING, RESULT_KEYS, custom_dataset, dummy_model, make_market, market_dataset, matrix
+from pipeline_helpers import (
+    MISSING, RESULT_KEYS, custom_dataset, dummy_model, make_market, market_dataset, matrix, model_forward,
+)
 
 from raybench.pipeline.driver import RunOptions, run_matrix
-from raybench.rundir.store import embedding_schema
+from raybench.rundir.store import SUCCESS, RunStore, embedding_matrix, embedding_schema
 
 
 def _quiet(_message: str) -> None:
@@ -44,17 +45,19 @@ def test_whole_pipeline_then_resume_recomputes_nothing(ray_local, market, tmp_pa
     assert 0 < result["mAP"] <= 1 and all(0 <= c <= 1 for c in result["cmc"])
     assert result["num_query"] == 6 and result["num_gallery"] == 18 and result["paradigm"] == "baseline"
 
-    # Embeddings: plain Parquet with the declared schema, rows mirroring query + gallery.
-    (part,) = (out / "embeddings/mkt-a/d8").glob("*.parquet")
-    table = pq.read_table(part)
+    # Embeddings: written by the workers as parts (three batches of 8), read back with the
+    # declared schema, rows mirroring query + gallery.
+    marker = RunStore.open(out).cell_marker("mkt-a", "d8")
+    assert len([name for name in marker.files if name.startswith("part-")]) == 3
+    table = RunStore.open(out).read_embeddings("mkt-a", "d8")
     assert table.schema.equals(embedding_schema(8)) and table.num_rows == 24
     assert set(table.column("split").to_pylist()) == {"query", "gallery"}
-    assert (out / "embeddings/mkt-a/d8/_SUCCESS").exists()
     assert (out / "cache/pixels/mkt-a/32x16-bilinear-squash/_SUCCESS").exists()
 
     run = json.loads((out / "run.json").read_text())
     assert run["status"] == "finished" and run["summary"] == {"cells": 4, "ok": 4, "failed": 0}
     assert run["versions"]["ray"] and "commit" in run["git"] and run["matrix"]["name"] == "whole"
+    assert run["pool"]["writes"] == "workers"
 
     # Rerun: every cell is reused; nothing is written again.
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.name != "run.json"}
@@ -83,7 +86,7 @@ def test_an_actor_that_dies_once_still_completes_its_cell(ray_local, market, tmp
     summary = run_matrix(spec, str(tmp_path / "run"), RunOptions(), echo=_quiet)
     assert marker.exists(), "the embedder never died: the test proves nothing"
     assert summary.ok
-    assert pq.read_table(next((tmp_path / "run/embeddings/mkt/crashy").glob("*.parquet"))).num_rows == 24
+    assert RunStore.open(tmp_path / "run").read_embeddings("mkt", "crashy").num_rows == 24
 
 
 def test_bad_images_and_missing_datasets_fail_only_their_cells(ray_local, market, tmp_path):
@@ -102,7 +105,7 @@ def test_bad_images_and_missing_datasets_fail_only_their_cells(ray_local, market
     status = {r["dataset"]: r["status"] for r in summary.rows}
     assert status == {"good": "ok", "broken": "failed", "absent": "failed", "trials": "ok"} and not summary.ok
     # Two trials: the store mirrors the manifest (rows repeated per trial), each image embedded once.
-    trials = pq.read_table(tmp_path / "run/embeddings/trials/d/part-00000.parquet")
+    trials = RunStore.open(tmp_path / "run").read_embeddings("trials", "d")
     assert trials.num_rows == 48 and trials.schema.equals(embedding_schema(8, trials=True))
     assert json.loads((tmp_path / "run/embeddings/trials/d/_SUCCESS").read_text())["rows"] == 48
     assert len(_result(tmp_path / "run", "trials", "d")["trials"]) == 2
@@ -120,7 +123,7 @@ def test_bad_images_and_missing_datasets_fail_only_their_cells(ray_local, market
     result = _result(tmp_path / "skip", "broken", "d")
     assert sorted(result["skipped_images"]) == sorted([str(bad), missing])
     assert result["num_gallery"] == 17  # 18 + the missing row - 2 skipped
-    table = pq.read_table(tmp_path / "skip/embeddings/broken/d/part-00000.parquet")
+    table = RunStore.open(tmp_path / "skip").read_embeddings("broken", "d")
     assert not {str(bad), missing} & set(table.column("path").to_pylist())
     cache = tmp_path / "skip/cache/pixels/broken/32x16-bilinear-squash/_SUCCESS"
     assert json.loads(cache.read_text())["bad_images"] == 2
@@ -192,7 +195,20 @@ def test_bench_embed_times_both_sides_on_the_same_images(ray_local, market, tmp_
     assert json.loads(out.read_text())["model"] == "dummy-untrained"
 
 
-def test_a_cell_the_model_cannot_embed_fails_alone(ray_local, market, tmp_path):
+def _seen_before_cleanup(monkeypatch) -> dict:
+    """(dataset, model) -> the files of the cell's folder when the run drops its uncommitted
+    attempts (RunStore.drop_uncommitted, on the driver), filled in as the run goes."""
+    seen, drop = {}, RunStore.drop_uncommitted
+
+    def recording(store, dataset, model, marker=None):
+        seen[(dataset, model)] = store.list_files(store.embeddings_dir(dataset, model))
+        drop(store, dataset, model, marker)
+
+    monkeypatch.setattr(RunStore, "drop_uncommitted", recording)
+    return seen
+
+
+def test_a_cell_the_model_cannot_embed_fails_alone(ray_local, market, tmp_path, monkeypatch):
     """A batch that fails to embed fails its own cell; the model's cells after it still run.
     A model that fails to load fails all its cells, with the load error, in one go."""
     import shutil
@@ -203,6 +219,7 @@ def test_a_cell_the_model_cannot_embed_fails_alone(ray_local, market, tmp_path):
     dark = tmp_path / "dark"
     shutil.copytree(market, dark)
     black = sorted((dark / "bounding_box_test").glob("*.jpg"))[-1]
+    original = black.read_bytes()
     Image.fromarray(np.zeros((64, 32, 3), np.uint8)).save(black)
     datasets = [market_dataset("a", market), market_dataset("dark", dark), market_dataset("b", market)]
     from raybench.specs import parse_model
@@ -211,7 +228,9 @@ def test_a_cell_the_model_cannot_embed_fails_alone(ray_local, market, tmp_path):
     nowhere = parse_model({"name": "nowhere", "loader": "torchreid", "arch": "osnet_x0_25", "weights": str(missing),
                            "paradigm": "supervised"}, "test model nowhere")
     models = [dummy_model("picky", fail_on_black=True), dummy_model("unloadable", dim="eight"), nowhere]
+    seen = _seen_before_cleanup(monkeypatch)
     summary = run_matrix(matrix(models, datasets), str(tmp_path / "run"), RunOptions(), echo=_quiet)
+    monkeypatch.undo()
     status = {(r["model"], r["dataset"]): r["status"] for r in summary.rows}
     assert status == {("picky", "a"): "ok", ("picky", "dark"): "failed", ("picky", "b"): "ok",
                       **{(m, d): "failed" for m in ("unloadable", "nowhere") for d in ("a", "dark", "b")}}, status
@@ -221,6 +240,24 @@ def test_a_cell_the_model_cannot_embed_fails_alone(ray_local, market, tmp_path):
         assert _result(tmp_path / "run", name, "nowhere")["error"] == (
             f"model nowhere failed to load: weights file {missing} does not exist")  # named once
     assert _result(tmp_path / "run", "b", "picky")["mAP"] == _result(tmp_path / "run", "a", "picky")["mAP"]
+
+    # The workers wrote the failed cell's batches before the black one: those parts, in the
+    # failed attempt's folder, were never committed, and the run deleted them as it ended.
+    # Once the image is fixed, a rerun commits the cell from its own attempt only.
+    cell = tmp_path / "run/embeddings/dark/picky"
+    written = [f for f in seen[("dark", "picky")] if "/attempt-" in f and "/part-" in f]
+    assert written, "no part before the failing batch: the test proves nothing"
+    assert not (cell / "_SUCCESS").exists() and not list(cell.iterdir())
+    black.write_bytes(original)  # decoded afresh: the run's pixel cache holds the black image
+    assert run_matrix(matrix(models[:1], datasets[1:2]), str(tmp_path / "run"), RunOptions(pixel_cache=False),
+                      echo=_quiet).ok
+    store = RunStore.open(tmp_path / "run")
+    marker = store.cell_marker("dark", "picky")
+    assert sorted(p.name for p in cell.rglob("*")) == sorted([SUCCESS, marker.attempt, *marker.files])
+    assert not {f.rsplit("/", 1)[1] for f in written} & set(marker.files)
+    table = store.read_embeddings("dark", "picky")
+    np.testing.assert_allclose(embedding_matrix(table), model_forward(models[0], table.column("path").to_pylist()),
+                               rtol=1e-5, atol=1e-6)
 
 
 def test_empty_and_oversize_images_are_named_where_people_look(ray_local, market, tmp_path):

@@ -66,14 +66,25 @@ def test_a_new_eval_block_rescores_from_the_stored_embeddings(ray_local, market,
     assert {r["model"]: r["mAP"] for r in again.rows} != before
 
 
-def test_force_reembeds_and_no_pixel_cache_decodes_per_model(ray_local, market, tmp_path):
+def test_force_reembeds_and_no_pixel_cache_decodes_per_model(ray_local, market, tmp_path, monkeypatch):
     cached = tmp_path / "cached"
     run_matrix(_two_models(market, "cache"), str(cached), RunOptions(), echo=_quiet)
     assert (cached / "cache/pixels/mkt/32x16-bilinear-squash/_SUCCESS").is_file()
 
-    plain = tmp_path / "plain"
-    run_matrix(_two_models(market, "nocache"), str(plain), RunOptions(pixel_cache=False), echo=_quiet)
+    # Decoding per model, and on a cluster the run joined (as if RAY_ADDRESS were set), where a
+    # local --out not declared shared is written by the driver: the same embeddings.
+    from raybench import ray_runtime
+
+    monkeypatch.setattr(ray_runtime, "joins_cluster", lambda: True)
+    plain, lines = tmp_path / "plain", []
+    run_matrix(_two_models(market, "nocache"), str(plain), RunOptions(pixel_cache=False), echo=lines.append)
+    monkeypatch.undo()
     assert not (plain / "cache").exists()
+    assert json.loads((plain / "run.json").read_text())["pool"]["writes"] == "driver"
+    assert json.loads((cached / "run.json").read_text())["pool"]["writes"] == "workers"
+    assert [line for line in lines if line.startswith(f"embeddings are written by the driver: --out {plain} is a local")]
+    for model in ("d8", "d4"):
+        assert RunStore.open(plain).read_embeddings("mkt", model).equals(RunStore.open(cached).read_embeddings("mkt", model))
     assert _metrics(plain) == _metrics(cached)  # decoding per model gives the same numbers
 
     embeddings, caches = _stamps(cached, "embeddings"), _stamps(cached, "cache")

@@ -15,6 +15,7 @@ from pipeline_helpers import make_market
 
 from raybench.catalog import load_matrix
 from raybench.pipeline.driver import RunOptions, run_matrix
+from raybench.rundir.store import RunStore
 
 DATASETS = ("mkt-a", "mkt-b", "mkt-c")
 
@@ -31,14 +32,20 @@ def _write_matrix(path: Path, market: Path) -> Path:
     return path
 
 
+def _uncommitted_parts(out: Path) -> list[Path]:
+    """Parts written into the folder of a cell that has no _SUCCESS: an attempt in progress."""
+    return [p for p in out.glob("embeddings/*/*/attempt-*/part-*.parquet") if not (p.parent.parent / "_SUCCESS").exists()]
+
+
 def _kill_after_first_cell(out: Path, matrix: Path, timeout: float = 240) -> None:
+    """SIGKILL once a cell is committed and the workers have written a part of the next."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "raybench", "run", "--matrix", str(matrix), "--out", str(out), "--num-cpus", "2"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )
     try:
         deadline = time.monotonic() + timeout
-        while not list(out.glob("embeddings/*/*/_SUCCESS")):
+        while not (list(out.glob("embeddings/*/*/_SUCCESS")) and _uncommitted_parts(out)):
             assert proc.poll() is None, f"the run ended before its first cell: {proc.stderr.read().decode()[-2000:]}"
             assert time.monotonic() < deadline, "no cell finished in time"
             time.sleep(0.1)
@@ -57,6 +64,8 @@ def test_sigkill_then_rerun_resumes_without_recomputing(ray_local, tmp_path):
     finished = sorted(p.parent.parent.name for p in out.glob("embeddings/*/*/_SUCCESS"))
     assert 1 <= len(finished) < len(DATASETS), f"the kill should land between cells: {finished}"
     stamps = {p: p.stat().st_mtime_ns for d in finished for p in (out / "embeddings" / d).rglob("*")}
+    interrupted = _uncommitted_parts(out)
+    assert interrupted, "no part of an unfinished cell was written before the kill"
     results = {d: (out / "results" / d / "slow.json").read_text() for d in finished if (out / "results" / d).exists()}
 
     assert json.loads((out / "run.json").read_text())["status"] == "running"  # as the killed run left it
@@ -72,6 +81,15 @@ def test_sigkill_then_rerun_resumes_without_recomputing(ray_local, tmp_path):
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps, "finished cells were embedded again"
     for dataset, text in results.items():
         assert (out / "results" / dataset / "slow.json").read_text() == text
+    # The interrupted attempt's parts are in no commit, and the rerun deleted them.
+    assert not [p for p in interrupted if p.exists()]
+    store = RunStore.open(out)
+    for dataset in DATASETS:
+        marker = store.cell_marker(dataset, "slow")
+        assert not {p.name for p in interrupted} & set(marker.files)
+        if dataset not in finished:  # embedded by the rerun: its folder holds its commit only
+            assert sorted(p.name for p in (out / "embeddings" / dataset / "slow").rglob("*")) == \
+                sorted(["_SUCCESS", marker.attempt, *marker.files])
     plan = {c["dataset"]: c["state"] for c in json.loads((out / "run.json").read_text())["plan"]}
     assert all(plan[d] in ("done", "evaluate") for d in finished)
     assert all(plan[d] == "embed" for d in DATASETS if d not in finished)

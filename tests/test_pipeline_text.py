@@ -2,7 +2,7 @@
 CUHK-PEDES-layout copy of them x colour words, a tiny random open_clip CLIP and color-hist)
 run with run_matrix on the session's local Ray. Caption embeddings are stored beside the
 images and equal the model's own embed_text; the text-to-image metrics equal evaluate_t2i
-recomputed here from the stored Parquet; a model without a text tower is an ok image cell
+recomputed here from the stored embeddings; a model without a text tower is an ok image cell
 that says "no text tower"; a second run keeps every cell without embedding again; the report
 has the text table, the heatmap and the caption rank lists."""
 
@@ -13,10 +13,10 @@ import shutil
 
 import numpy as np
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import pytest
 
 from raybench.catalog import load_model_catalog
+from raybench.rundir.store import RunStore
 from raybench.specs import EvalSpec, MatrixSpec, parse_dataset, parse_model
 
 SYNTH = {"ids": 10, "cams": 3, "images_per_id": 4, "domain": "a", "seed": 3}
@@ -58,7 +58,7 @@ def text_run(ray_local, tmp_path_factory):
     out = tmp / "run"
     lines: list[str] = []
     first = run_matrix(spec, str(out), RunOptions(), echo=lines.append)
-    stamps = {p: p.stat().st_mtime_ns for p in out.glob("embeddings/*/*/*.parquet")}
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("embeddings/*/*/attempt-*/*.parquet")}
     again: list[str] = []
     second = run_matrix(spec, str(out), RunOptions(), echo=again.append)
     return spec, out, first, second, stamps, again
@@ -70,7 +70,6 @@ def _result(out, dataset, model):
 
 def test_text_cells_store_caption_embeddings_beside_the_images(text_run):
     from raybench.datasets import load_captions
-    from raybench.rundir.store import RunStore
 
     spec, out, first, *_ = text_run
     assert first.ok, first.failed
@@ -86,7 +85,8 @@ def test_text_cells_store_caption_embeddings_beside_the_images(text_run):
             assert store.cell_marker(data.name, model).text_rows == query.num_rows > 0
         # color-hist has no text tower: nothing but its images
         assert store.cell_marker(data.name, "color-hist").text_rows is None
-        assert [p.name for p in (out / "embeddings" / data.name / "color-hist").glob("*.parquet")] == ["part-00000.parquet"]
+        files = store.cell_marker(data.name, "color-hist").files
+        assert "manifest.parquet" in files and not [name for name in files if "text" in name or "caption" in name]
 
 
 def test_stored_caption_embeddings_are_the_models_own(text_run):
@@ -96,7 +96,7 @@ def test_stored_caption_embeddings_are_the_models_own(text_run):
     from raybench.models import build_embedder
 
     spec, out, *_ = text_run
-    table = pq.read_table(out / "embeddings" / "syn" / "clip-tiny" / "text-00000.parquet")
+    table = RunStore.open(out).read_text_embeddings("syn", "clip-tiny")
     torch.manual_seed(0)  # as the embedding actors build a model without weights
     embedder = build_embedder(_clip(), device="cpu")
     captions = table.column("caption").to_pylist()
@@ -107,14 +107,14 @@ def test_stored_caption_embeddings_are_the_models_own(text_run):
 
 @pytest.mark.parametrize("dataset", ["syn", "pedes"])
 @pytest.mark.parametrize("model", ["color-words", "clip-tiny"])
-def test_text_metrics_equal_evaluate_t2i_on_the_stored_parquet(text_run, dataset, model):
+def test_text_metrics_equal_evaluate_t2i_on_the_stored_embeddings(text_run, dataset, model):
     from raybench.eval.text import evaluate_t2i
 
     _, out, *_ = text_run
-    folder = out / "embeddings" / dataset / model
-    images = pq.read_table(folder / "part-00000.parquet").to_pandas()
+    store = RunStore.open(out)
+    images = store.read_embeddings(dataset, model).to_pandas()
     images = images[images.split != "train"].drop_duplicates("path")
-    captions = pq.read_table(folder / "text-00000.parquet").to_pandas()
+    captions = store.read_text_embeddings(dataset, model).to_pandas()
     img = np.stack(images.embedding.to_numpy()).astype(np.float64)
     txt = np.stack(captions.embedding.to_numpy()).astype(np.float64)
     img /= np.linalg.norm(img, axis=1, keepdims=True)
@@ -151,7 +151,7 @@ def test_a_dataset_without_image_queries_is_scored_leave_one_out(text_run):
     _, out, *_ = text_run
     result = _result(out, "pedes", "color-hist")
     assert result["i2i_rule"] == "leave-one-out" and _result(out, "syn", "color-hist")["i2i_rule"] is None
-    table = pq.read_table(out / "embeddings" / "pedes" / "color-hist" / "part-00000.parquet")
+    table = RunStore.open(out).read_embeddings("pedes", "color-hist")
     emb = np.stack(table.column("embedding").to_numpy(zero_copy_only=False))
     pids = table.column("pid").to_numpy()
     cams = np.arange(len(pids))  # each image its own camera: the filter drops the query itself only
@@ -165,7 +165,7 @@ def test_a_rerun_keeps_text_cells_without_embedding_again(text_run):
     _, out, first, second, stamps, again = text_run
     assert second.ok and {r["this_run"] for r in second.rows} == {"kept"}
     assert any("6 cells: 6 kept, 0 to run" in line for line in again)
-    assert {p: p.stat().st_mtime_ns for p in out.glob("embeddings/*/*/*.parquet")} == stamps
+    assert stamps and {p: p.stat().st_mtime_ns for p in out.glob("embeddings/*/*/attempt-*/*.parquet")} == stamps
     assert [(r["T2I_R1"], r["text"]) for r in second.rows] == [(r["T2I_R1"], r["text"]) for r in first.rows]
 
 
@@ -182,7 +182,7 @@ def test_the_report_shows_text_retrieval(text_run):
     assert "| color-hist | no text tower | no text tower |" in section
     assert (report.out / "heatmap_t2i_r1.png").is_file()
     page = (report.out / "ranklists" / "syn__color-words__text.html").read_text()
-    captions = pq.read_table(out / "embeddings" / "syn" / "color-words" / "text-00000.parquet").column("caption")
+    captions = RunStore.open(out).read_text_embeddings("syn", "color-words").column("caption")
     assert sum(c in page for c in captions.to_pylist()) >= 3 and page.count("<figure") == 30
     rows = {(r["model"], r["dataset"]): r for r in json.loads((report.out / "results.json").read_text())}
     assert rows[("clip-tiny", "pedes")]["T2I_mAP"] == pytest.approx(_result(out, "pedes", "clip-tiny")["text"]["mAP"])

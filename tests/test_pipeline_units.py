@@ -21,10 +21,10 @@ from raybench.rundir.store import RunStore
 from raybench.specs import EvalSpec, EvalVariant
 
 
-def _manifest(trials: bool = True):
-    rows = [{"path": f"/d/{name}.jpg", "pid": pid, "camid": cam, "split": split}
-            for name, pid, cam, split in (("q1", 1, 0, "query"), ("g1", 1, 1, "gallery"),
-                                          ("g2", 2, 1, "gallery"), ("t1", 3, 0, "train"))]
+def _manifest(trials: bool = True, images=None):
+    names = [str(p) for p in images] if images else [f"/d/{n}.jpg" for n in ("q1", "g1", "g2", "t1")]
+    rows = [{"path": path, "pid": pid, "camid": cam, "split": split}
+            for path, pid, cam, split in zip(names, (1, 1, 2, 3), (0, 1, 1, 0), ("query", "gallery", "gallery", "train"))]
     if trials:  # an image listed in two trials, with another role in the second
         rows = [{**r, "trial": 0} for r in rows] + [{**rows[1], "split": "query", "trial": 1},
                                                      {**rows[0], "split": "gallery", "trial": 1},
@@ -32,43 +32,86 @@ def _manifest(trials: bool = True):
     return make_manifest(rows)
 
 
-def test_each_image_is_embedded_once_and_stored_rows_mirror_the_manifest(tmp_path):
-    data = planning.load_images(market_dataset("d", tmp_path), lambda spec: _manifest())
-    assert data.paths == ("/d/q1.jpg", "/d/g1.jpg", "/d/g2.jpg")  # train rows are never embedded
+def _cell(tmp_path, images, trials: bool = True, **options):
+    data = planning.load_images(market_dataset("d", tmp_path), lambda spec: _manifest(trials, images))
+    return planning.Cell(dummy_model("m", 3, **options), data, planning.EMBED, "k")
+
+
+def _embed(cell, rows, parts=None) -> dict:
+    """The stages of a stream, without Ray: work rows of ``cell``'s images -> decode
+    (embed.load_block) -> the embedding actor (embed.EmbedWorker, writing into ``parts``)."""
+    from raybench.models import resolve_preprocess
+    from raybench.pipeline.embed import Pool, _path_blocks, load_block, worker_class
+
+    preprocess = resolve_preprocess(cell.model)
+    (block,) = _path_blocks(cell.data.paths, 0)
+    work = block.take(rows)
+    pixels = load_block({n: work.column(n).to_numpy(zero_copy_only=False) for n in work.column_names}, preprocess)
+    return worker_class("units", cell.model, preprocess, Pool(), parts=parts)()(pixels)
+
+
+def _file(buffer, batch) -> int:
+    from raybench.pipeline.collect import file_batch
+
+    return file_batch(batch, [buffer])[0]
+
+
+def test_each_image_is_embedded_once_and_stored_rows_mirror_the_manifest(tmp_path, crops):
+    from raybench.pipeline.parts import Parts
+    from raybench.rundir.store import embedding_matrix
+
+    cell = _cell(tmp_path, crops)
+    data = cell.data
+    assert data.paths == tuple(str(p) for p in crops[:3])  # train rows are never embedded
     assert data.manifest.num_rows == 6 and list(data.index) == [0, 1, 2, 1, 0, 2]
-    cell = planning.Cell(dummy_model("m"), data, planning.EMBED, "k")
-    buffer = CellBuffer(cell)
-    emb = np.arange(9, dtype=np.float32).reshape(3, 3)
-    # Rows arrive out of order, one of them twice (a retried batch).
-    assert buffer.add(np.array([2, 0]), emb[[2, 0]], ["", ""], ["", ""], ["", ""], [5, 5]) == 2
-    assert buffer.add(np.array([0, 1]), emb[[0, 1]], ["", ""], ["", ""], ["", ""], [5, 5]) == 1
-    assert buffer.complete and buffer.num_params == 5
-    table, skipped, error = finish(buffer, "fail")
+    store = RunStore.open(tmp_path / "run")
+    parts, buffer = Parts.open(store, [cell]), CellBuffer(cell)
+    # Rows arrive out of order, one batch twice (a retried batch): its second part brings no
+    # new row and is left out of the commit.
+    assert [_file(buffer, _embed(cell, rows, parts)) for rows in ([2, 0], [2, 0], [0, 1])] == [2, 0, 1]
+    assert buffer.complete and buffer.num_params == 0 and buffer.dim == 3 and len(buffer.parts) == 2
+    rows, skipped, error = finish(buffer, "fail")
     assert error is None and not skipped
+    marker = store.commit_embeddings(CellMarker("k", "m", "d", "s", data.hash, buffer.dim, rows.num_rows),
+                                     parts.attempt, rows, buffer.parts)
+    assert sorted(n for n in marker.files if n.startswith("part-")) == sorted(buffer.parts)
+    table = store.read_embeddings("d", "m")
     assert table.column("path").to_pylist() == data.manifest.column("path").to_pylist()
-    assert np.array_equal(np.stack(table.column("embedding").to_numpy(zero_copy_only=False)), emb[data.index])
+    assert table.column("split").to_pylist() == data.manifest.column("split").to_pylist()
+    forward = _embed(cell, [0, 1, 2])["embedding"]  # the actor's own output, nothing written
+    assert np.array_equal(embedding_matrix(table), forward[data.index]) and np.ptp(forward) > 0
 
 
-def test_bad_images_fail_or_are_skipped_per_policy(tmp_path):
-    data = planning.load_images(market_dataset("d", tmp_path), lambda spec: _manifest(trials=False))
-    buffer = CellBuffer(planning.Cell(dummy_model("m"), data, planning.EMBED, "k"))
-    buffer.add(np.array([0, 1, 2]), np.ones((3, 2), np.float32),
-               ["", "cannot read image /d/g1.jpg: truncated", ""], ["", "", ""], ["", "", ""], [0, 0, 0])
+def test_bad_images_fail_or_are_skipped_per_policy(tmp_path, crops):
+    from raybench.pipeline.parts import Parts
+
+    cell = _cell(tmp_path, [crops[0], tmp_path / "g1.jpg", crops[2]], trials=False)  # g1 does not exist
+    buffer = CellBuffer(cell)
+    batch = _embed(cell, [0, 1, 2], Parts.open(RunStore.open(tmp_path / "run"), [cell]))
+    assert list(batch["part"] != "") == [True, False, True]  # an unreadable image is not written
+    _file(buffer, batch)
     table, skipped, error = finish(buffer, "fail")
-    assert table is None and error.kind == IMAGE and "/d/g1.jpg" in error.message and "on_bad_image" in error.message
-    table, skipped, error = finish(buffer, "skip")
-    assert error is None and skipped == ["/d/g1.jpg"]
-    assert table.column("path").to_pylist() == ["/d/q1.jpg", "/d/g2.jpg"]
+    assert table is None and error.kind == IMAGE and "g1.jpg" in error.message and "on_bad_image" in error.message
+    rows, skipped, error = finish(buffer, "skip")
+    assert error is None and skipped == [str(tmp_path / "g1.jpg")]
+    assert rows.column("path").to_pylist() == [str(crops[0]), str(crops[2])] and rows.column("row").to_pylist() == [0, 2]
 
 
-def test_an_embedding_error_or_a_short_stream_fails_the_cell(tmp_path):
-    data = planning.load_images(market_dataset("d", tmp_path), lambda spec: _manifest(trials=False))
-    buffer = CellBuffer(planning.Cell(dummy_model("m"), data, planning.EMBED, "k"))
-    buffer.add(np.array([0]), np.ones((1, 2), np.float32), [""], [""], [""], [0])
+def test_an_embedding_error_or_a_short_stream_fails_the_cell(tmp_path, crops):
+    from PIL import Image
+
+    black = tmp_path / "black.jpg"
+    Image.new("RGB", (16, 32)).save(black)
+    from raybench.pipeline.parts import Parts
+
+    cell = _cell(tmp_path, [crops[0], crops[1], black], trials=False, fail_on_black=True)
+    buffer, parts = CellBuffer(cell), Parts.open(RunStore.open(tmp_path / "run"), [cell])
+    _file(buffer, _embed(cell, [0], parts))
     assert finish(buffer, "fail")[2] == Failure(STREAM, "the stream ended with 2 of 3 images not embedded")
-    buffer.add(np.array([1]), np.ones((1, 2), np.float32), [""], ["model m failed to embed: boom"], [BATCH], [0])
+    _file(buffer, _embed(cell, [1, 2], parts))
     failure = finish(buffer, "fail")[2]
-    assert failure == Failure(BATCH, "model m failed to embed: boom") and not failure.model_wide
+    assert failure.kind == BATCH and "model m failed to embed" in failure.message and "fail_on_black" in failure.message
+    assert not failure.model_wide
 
 
 def test_plan_states_follow_the_store(tmp_path):
@@ -104,10 +147,10 @@ def test_plan_states_follow_the_store(tmp_path):
     assert planning.plan_cells(stricter, {"d": data}, store, False)[0].state == "evaluate"
     assert planning.group_by_model(planning.plan_cells(spec, datasets, store, True))[0][0] is model
     # A truncated embeddings part: the cell is embedded again (its result cannot be re-scored).
-    part = tmp_path / "embeddings/d/m/part-00000.parquet"
+    (part,) = (tmp_path / "embeddings/d/m").glob("attempt-*/part-*.parquet")
     part.write_bytes(part.read_bytes()[:-30])
     (cell, _) = planning.plan_cells(spec, datasets, store, False)
-    assert cell.state == "embed" and str(part) in cell.reason and "unreadable Parquet" in cell.reason
+    assert cell.state == "embed" and str(part) in cell.reason and "bytes" in cell.reason and "committed" in cell.reason
 
 
 def _embedded(data):
@@ -189,7 +232,8 @@ def test_variants_make_a_finished_cell_rescore_and_their_metrics_are_validated(t
 
 
 def test_pools_keep_a_cpu_for_decoding_and_use_every_gpu():
-    assert plan_pool(Cluster(1, 2, 0, 2)).__dict__ == {"actors": 1, "gpus": 0, "cpus": 1, "threads": 2}
+    assert plan_pool(Cluster(1, 2, 0, 2)).__dict__ == {"actors": 1, "gpus": 0, "cpus": 1, "threads": 2,
+                                                       "writes": "workers"}
     assert plan_pool(Cluster(1, 2, 0, 2), threads=1).threads == 1
     assert plan_pool(Cluster(1, 16, 0, 16), actors=3).threads == 5
     assert plan_pool(Cluster(1, 2, 0, 2), actors=4).actors == 1  # never every CPU
@@ -220,6 +264,24 @@ def test_node_local_out_is_refused_on_a_multi_node_cluster(tmp_path, monkeypatch
     check_out(local, Cluster(3, 48, 0, 16), shared=True)
     monkeypatch.setenv("RAYBENCH_SHARED_OUT", "1")
     check_out(local, Cluster(3, 48, 0, 16))
+
+
+def test_workers_write_the_embeddings_where_they_see_the_run_directory(tmp_path, monkeypatch):
+    from pyarrow import fs as pafs
+
+    from raybench.pipeline.runtime import embedding_writes
+
+    monkeypatch.delenv("RAYBENCH_SHARED_OUT", raising=False)
+    local, remote = RunStore.open(tmp_path), RunStore(pafs._MockFileSystem(), "b/run", "mock://b/run")
+    one, three = Cluster(1, 2, 0, 2), Cluster(3, 48, 0, 16)
+    assert embedding_writes(local, one, joined=False) == ("workers", "")  # a Ray of this machine
+    assert embedding_writes(remote, three, joined=True) == ("workers", "")  # object storage
+    assert embedding_writes(local, three, shared=True, joined=True) == ("workers", "")
+    # a cluster the run joined may add nodes: a local --out not declared shared is the driver's
+    writes, why = embedding_writes(local, one, joined=True)
+    assert writes == "driver" and str(tmp_path) in why and "--shared-out" in why
+    monkeypatch.setenv("RAYBENCH_SHARED_OUT", "1")
+    assert embedding_writes(local, one, joined=True) == ("workers", "")
 
 
 def test_progress_shows_cells_rate_and_eta():

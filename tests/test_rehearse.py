@@ -58,19 +58,23 @@ def test_rehearse_runs_a_catalog_model_end_to_end_and_names_a_failure(ray_local,
 
 
 def test_the_driver_benchmark_commits_every_cell_it_is_fed(tmp_path):
-    """`bench driver`'s driver side is the run's own filing and commit: every embedding lands
-    in its cell's Parquet, in manifest order, whatever order the batches arrive in."""
+    """`bench driver`'s two sides are the run's own writing, filing and commit: every embedding
+    lands in its cell, in manifest order, whatever order the batches arrive in, whether the
+    driver writes the parts or the tasks that emit the embeddings do."""
     import numpy as np
 
     from raybench.bench import driver
+    from raybench.pipeline.parts import Parts
     from raybench.rundir.store import RunStore, embedding_matrix
 
     cells = driver._cells(3, 40)
-    batches = [driver._emit({"id": np.array(ids)}, 40, 16) for ids in (range(60, 120), range(0, 60))]
-    for batch in batches:  # tell the rows apart: embedding[i] = global id
-        batch["embedding"] *= (batch["cell"].astype(np.float32) * 40 + batch["row"])[:, None]
-    store = RunStore.open(tmp_path)
-    assert driver.collect_and_commit(batches, cells, store) == 120
-    for c in range(3):
-        stored = embedding_matrix(store.read_embeddings(f"zero{c}", "zero"))
-        assert stored.shape == (40, 16) and np.array_equal(stored[:, 0], np.arange(40) + 40 * c)
+    for driver_writes in (True, False):
+        store = RunStore.open(tmp_path / f"driver-writes-{driver_writes}")
+        parts = Parts.open(store, cells)
+        batches = [driver._emit({"id": np.arange(start, start + 60)}, 40, 16, None if driver_writes else parts)
+                   for start in (60, 0)]
+        assert ("embedding" in batches[0]) == driver_writes
+        assert driver.collect_and_commit(batches, cells, parts, driver_writes)[0] == 120
+        for c in range(3):  # the embedding of global id i is row i % 60 of the batch's noise
+            stored = embedding_matrix(store.read_embeddings(f"zero{c}", "zero"))
+            assert np.array_equal(stored, driver._noise(60, 16)[(np.arange(40) + 40 * c) % 60])

@@ -231,7 +231,7 @@ def damaged_report(stored_run, tmp_path_factory):
     from raybench.report.build import ReportOptions, build_report
 
     run = _copy(stored_run, tmp_path_factory.mktemp("damaged"))
-    part = run / "embeddings" / "alpha" / "color-hist" / "part-00000.parquet"
+    part = sorted((run / "embeddings" / "alpha" / "color-hist").glob("attempt-*/part-*.parquet"))[0]
     part.write_bytes(part.read_bytes()[:100])
     result = run / "results" / "alpha" / "osnet-tiny-alpha.json"
     data = json.loads(result.read_text())
@@ -249,7 +249,9 @@ def test_unreadable_embeddings_cost_only_their_rank_list(damaged_report):
     # and the console says so, naming the truncated file
     run = damaged_report.run.store.root
     out = invoke(run, "--bootstraps", "100", "--queries", "1", "--out", f"{run}/report2").output
-    assert "No rank list for color-hist x alpha" in out and "alpha/color-hist/part-00000.parquet" in out
+    (part,) = [p for p in (Path(run) / "embeddings" / "alpha" / "color-hist").glob("attempt-*/part-*.parquet")
+               if p.stat().st_size == 100]
+    assert "No rank list for color-hist x alpha" in out and f"alpha/color-hist/{part.parent.name}/{part.name}" in out
 
 
 def test_classic_cuhk03_rank1_has_no_query_bootstrap_interval(damaged_report):

@@ -11,8 +11,9 @@ import pytest
 from pyarrow import fs as pafs
 
 from raybench.datasets.manifest import make_manifest
+from raybench.errors import RaybenchError
 from raybench.rundir.records import CellMarker, CellResult, RunFileError
-from raybench.rundir.store import SUCCESS, RunStore, embedding_schema, embedding_table
+from raybench.rundir.store import SUCCESS, RunStore, embedding_matrix, embedding_schema, embedding_table, part_schema, row_table
 
 
 def _marker(key: str, rows: int = 3) -> CellMarker:
@@ -54,15 +55,20 @@ def test_cells_commit_atomically_on_every_filesystem(tmp_path):
     for store in _stores(tmp_path):
         rel = store.embeddings_dir("ds", "m")
         assert store.marker(rel) is None and not store.is_finished(rel, "k1")
-        store.write_embeddings("ds", "m", table, _marker("k1"), spec={"model": "m"})
+        first = store.write_embeddings("ds", "m", table, _marker("k1"), spec={"model": "m"})
         assert store.is_finished(rel, "k1") and not store.is_finished(rel, "k2")
-        assert store.marker(rel)["rows"] == 3 and store.cell_marker("ds", "m") == _marker("k1")
+        assert first == dataclasses.replace(_marker("k1"), attempt=first.attempt, files=first.files)
+        assert store.marker(rel)["rows"] == 3 and store.cell_marker("ds", "m") == first
+        assert sorted(first.files) == sorted(["manifest.parquet", "spec.json", *[n for n in first.files if n.startswith("part-")]])
         assert store.read_embeddings("ds", "m").equals(table)
+        store.check_embeddings("ds", first)
         # A second commit (a --force rerun) replaces the cell, leaving no stray files behind.
-        store.write_embeddings("ds", "m", table.slice(0, 2), _marker("k2", rows=2))
-        assert store.is_finished(rel, "k2") and store.read_embeddings("ds", "m").num_rows == 2
+        second = store.write_embeddings("ds", "m", table.slice(0, 2), _marker("k2", rows=2))
+        assert store.is_finished(rel, "k2") and store.read_embeddings("ds", "m").equals(table.slice(0, 2))
         names = {i.base_name for i in store.fs.get_file_info(pafs.FileSelector(store.path("embeddings/ds")))}
         assert names == {"m"}, f"{store.uri}: staging directories left behind: {names}"
+        names = {i.base_name for i in store.fs.get_file_info(pafs.FileSelector(store.path(rel)))}
+        assert names == {SUCCESS, second.attempt} and second.attempt != first.attempt, names
 
 
 def test_a_cell_killed_before_its_marker_is_not_finished(tmp_path):
@@ -78,10 +84,17 @@ def test_a_cell_killed_before_its_marker_is_not_finished(tmp_path):
 
 def test_parquet_reads_with_plain_pyarrow(tmp_path):
     store = RunStore.open(tmp_path)
-    store.write_embeddings("ds", "m", embedding_table(_manifest(True), np.ones((6, 3), np.float32)),
-                           dataclasses.replace(_marker("k", rows=6), dim=3))
-    (part,) = (tmp_path / "embeddings/ds/m").glob("*.parquet")
-    assert pq.read_table(part).schema.equals(embedding_schema(3, trials=True))
+    table = embedding_table(_manifest(True), np.arange(18, dtype=np.float32).reshape(6, 3))
+    marker = store.write_embeddings("ds", "m", table, dataclasses.replace(_marker("k", rows=6), dim=3))
+    (part,) = (tmp_path / "embeddings/ds/m" / marker.attempt).glob("part-*.parquet")
+    rows = pq.read_table(tmp_path / "embeddings/ds/m" / marker.attempt / "manifest.parquet")
+    assert pq.read_table(part).schema.equals(part_schema(3))
+    assert rows.schema.equals(embedding_schema(3, trials=True).remove(5).append(rows.schema.field("row")))
+    # the reader's table is the rows file joined with the parts on ``row`` (here with pandas)
+    joined = rows.to_pandas().merge(pq.read_table(part).to_pandas(), on="row")
+    assert store.read_embeddings("ds", "m").equals(table)
+    assert joined.path.tolist() == table.column("path").to_pylist()
+    assert np.array_equal(np.stack(joined.embedding), embedding_matrix(table))
 
 
 def _result(m_ap: float) -> CellResult:
@@ -106,11 +119,58 @@ def test_truncated_or_uncommitted_embeddings_are_named(tmp_path):
     store = RunStore.open(tmp_path)
     with pytest.raises(RunFileError, match="_SUCCESS.*never committed"):
         store.read_embeddings("ds", "m")
-    store.write_embeddings("ds", "m", embedding_table(_manifest(), np.ones((3, 2), np.float32)), _marker("k"))
-    part = tmp_path / "embeddings/ds/m/part-00000.parquet"
+    marker = store.write_embeddings("ds", "m", embedding_table(_manifest(), np.ones((3, 2), np.float32)), _marker("k"))
+    (part,) = (tmp_path / "embeddings/ds/m" / marker.attempt).glob("part-*.parquet")
     part.write_bytes(part.read_bytes()[:-40])
     with pytest.raises(RunFileError, match=f"{part}.*unreadable Parquet"):
         store.read_embeddings("ds", "m")
+    with pytest.raises(RunFileError, match=f"{part}.*{part.stat().st_size} bytes, {part.stat().st_size + 40} committed"):
+        store.check_embeddings("ds", marker)
+    part.unlink()
+    with pytest.raises(RunFileError, match=f"{part}.*missing"):
+        store.check_embeddings("ds", marker)
+
+
+def test_only_the_parts_a_marker_names_are_read(tmp_path):
+    """Parts of an attempt that was never committed (a failed batch, an interrupted run), or
+    that the commit left out (the first write of a retried batch), are never read, and the
+    commit deletes them; a commit that misses one of its parts changes nothing."""
+    manifest = _manifest()
+    for store in _stores(tmp_path):
+        failed = store.attempt_dir("ds", "m", store.new_attempt())
+        store.write_part(failed, "part-", np.arange(3), np.full((3, 2), 7, np.float32))
+        attempt = store.new_attempt()
+        folder = store.attempt_dir("ds", "m", attempt)
+        retried = store.write_part(folder, "part-", np.array([0, 1]), np.full((2, 2), 9, np.float32))
+        parts = [store.write_part(folder, "part-", np.array([0, 1]), np.array([[0, 1], [2, 3]], np.float32)),
+                 store.write_part(folder, "part-", np.array([2]), np.array([[4, 5]], np.float32))]
+        rows = row_table(manifest, np.arange(3))
+        with pytest.raises(RaybenchError, match="not there"):
+            store.commit_embeddings(_marker("k"), attempt, rows, [*parts, "part-lost.parquet"])
+        assert store.cell_marker("ds", "m") is None
+        marker = store.commit_embeddings(_marker("k"), attempt, rows, parts)
+        assert store.read_embeddings("ds", "m").equals(embedding_table(manifest, np.arange(6, dtype=np.float32).reshape(3, 2)))
+        names = {i.base_name for i in store.fs.get_file_info(pafs.FileSelector(store.path("embeddings/ds/m"), recursive=True))}
+        assert names == {SUCCESS, attempt, *marker.files} and retried not in names, f"{store.uri}: {names}"
+
+
+def test_names_are_read_as_names(tmp_path):
+    """A cell folder named like a hive partition (key=value) adds no column to what is read."""
+    store = RunStore.open(tmp_path)
+    table = embedding_table(_manifest(), np.ones((3, 2), np.float32))
+    store.write_embeddings("ds", "wise=0.5", table, dataclasses.replace(_marker("k"), model="wise=0.5"))
+    assert store.read_embeddings("ds", "wise=0.5").equals(table)
+
+
+def test_a_cell_committed_by_an_older_raybench_is_embedded_again(tmp_path):
+    store = RunStore.open(tmp_path)
+    older = {**_marker("k").to_json(), "schema_version": 1}
+    del older["attempt"], older["files"]
+    store.write_json("embeddings/ds/m/_SUCCESS", older)
+    marker = store.cell_marker("ds", "m")
+    for check in (lambda: store.check_embeddings("ds", marker), lambda: store.read_embeddings("ds", "m")):
+        with pytest.raises(RunFileError, match="older raybench"):
+            check()
 
 
 def test_out_uris_and_paths(tmp_path):

@@ -1,9 +1,11 @@
-"""File embedding rows, as they stream in, into their cells; build a finished cell's table.
+"""File the rows of embedded batches, as they stream in, into their cells; build a finished
+cell's rows file.
 
-Rows arrive in any order and from any actor; each cell keeps a float32 [unique images, dim]
-array and a mask of the rows seen, so memory is one cell's embeddings (a few hundred MB for the
-largest datasets), never its pixels. A cell is complete when every unique image has arrived,
-and, for a cell that embeds its dataset's captions, every query caption (``add_text``).
+Rows arrive in any order and from any actor, without their embeddings (the workers, or the
+driver, wrote those as Parquet parts: parts.py); each cell keeps a mask of the rows seen, the
+errors, and the parts its rows came in, so the driver's memory per cell is a few bytes per
+image. A cell is complete when every unique image has arrived, and, for a cell that embeds its
+dataset's captions, every query caption (``add_text``).
 """
 
 from __future__ import annotations
@@ -23,14 +25,15 @@ NAMED_PATHS = 5
 @dataclass
 class CellBuffer:
     cell: Cell
-    embeddings: np.ndarray | None = None
     seen: np.ndarray = field(init=False)
     image_errors: dict[int, str] = field(default_factory=dict)
     failure: Failure | None = None  # the first embedding failure of a batch of this cell
     num_params: int = -1  # -1: unknown (the embedder did not say)
     count: int = 0
-    text_embeddings: np.ndarray | None = None  # [captions, dim], a text cell only
+    dim: int = 0  # the embeddings' size
+    parts: dict[str, None] = field(default_factory=dict)  # the image parts that brought rows, in order
     text_seen: np.ndarray = field(init=False)
+    text_parts: dict[str, None] = field(default_factory=dict)
 
     def __post_init__(self):
         self.seen = np.zeros(len(self.cell.data.paths), dtype=bool)
@@ -49,44 +52,57 @@ class CellBuffer:
     def complete(self) -> bool:
         return self.count == self.total and bool(self.text_seen.all())
 
-    def add_text(self, rows: np.ndarray, embedding: np.ndarray, embed_error, error_kind) -> int:
-        """File a batch's caption rows of this cell; returns how many were new."""
-        if self.text_embeddings is None or self.text_embeddings.shape[1] != embedding.shape[1]:
-            self.text_embeddings = np.zeros((len(self.text_seen), embedding.shape[1]), dtype=np.float32)
-        new = ~self.text_seen[rows]
-        self.text_embeddings[rows[new]] = embedding[new]
-        self.text_seen[rows[new]] = True
-        failed = [i for i, e in enumerate(np.asarray(embed_error)[new]) if e]
-        if failed and self.failure is None:
-            self.failure = Failure(str(np.asarray(error_kind)[new][failed[0]]), str(np.asarray(embed_error)[new][failed[0]]))
-        return int(new.sum())
-
-    def add(self, rows: np.ndarray, embedding: np.ndarray, image_error, embed_error, error_kind,
-            num_params) -> int:
-        """File a batch's rows of this cell; returns how many were new (a retried batch may repeat)."""
-        if self.embeddings is None or self.embeddings.shape[1] != embedding.shape[1]:
-            self.embeddings = np.zeros((self.total, embedding.shape[1]), dtype=np.float32)
+    def add(self, batch: dict, mask: np.ndarray) -> int:
+        """File the image rows ``mask`` selects of a batch (parts.write_parts' output) into this
+        cell; returns how many were new (a retried batch may repeat: a part that brings no new
+        row is left out of the commit)."""
+        rows = batch["row"][mask]
         new = ~self.seen[rows]
-        rows, embedding = rows[new], embedding[new]
-        self.embeddings[rows] = embedding
-        self.seen[rows] = True
-        for row, err in zip(rows, np.asarray(image_error)[new]):
+        self.seen[rows[new]] = True
+        for row, err in zip(rows[new], batch["image_error"][mask][new]):
             if err:
                 self.image_errors[int(row)] = str(err)
-        failed = [i for i, e in enumerate(np.asarray(embed_error)[new]) if e]
-        if failed and self.failure is None:
-            first = failed[0]
-            self.failure = Failure(str(np.asarray(error_kind)[new][first]), str(np.asarray(embed_error)[new][first]))
-        if len(num_params):
-            self.num_params = max(self.num_params, int(np.max(num_params)))
+        self._file(self.parts, batch, mask, new)
+        if mask.any():
+            self.num_params = max(self.num_params, int(np.max(batch["num_params"][mask])))
+            self.dim = max(self.dim, int(np.max(batch["dim"][mask])))
         self.count += int(new.sum())
         return int(new.sum())
+
+    def add_text(self, batch: dict, mask: np.ndarray) -> int:
+        """File the caption rows ``mask`` selects of a batch; returns how many were new."""
+        rows = batch["row"][mask]
+        new = ~self.text_seen[rows]
+        self.text_seen[rows[new]] = True
+        self._file(self.text_parts, batch, mask, new)
+        return int(new.sum())
+
+    def _file(self, parts: dict[str, None], batch: dict, mask: np.ndarray, new: np.ndarray) -> None:
+        """Keep the parts of the new rows, and the first embedding failure among them."""
+        parts.update(dict.fromkeys(p for p in batch["part"][mask][new] if p))
+        errors = batch["embed_error"][mask][new]
+        failed = [i for i, e in enumerate(errors) if e]
+        if failed and self.failure is None:
+            self.failure = Failure(str(batch["error_kind"][mask][new][failed[0]]), str(errors[failed[0]]))
 
     def missing(self) -> Failure:
         if self.count == self.total:
             left = int((~self.text_seen).sum())
             return Failure(STREAM, f"the stream ended with {left} of {len(self.text_seen)} captions not embedded")
         return Failure(STREAM, f"the stream ended with {self.total - self.count} of {self.total} images not embedded")
+
+
+def file_batch(batch: dict, buffers: list[CellBuffer]) -> dict[int, int]:
+    """File a batch's rows (parts.write_parts' output) into their cells' buffers (indexed by
+    the ``cell`` column); returns, per cell of the batch, how many of its images were new."""
+    cells, text = batch["cell"], batch["text"]
+    new = {}
+    for index in np.unique(cells):
+        mine = cells == index
+        new[int(index)] = buffers[int(index)].add(batch, mine & ~text)
+        if (mine & text).any():
+            buffers[int(index)].add_text(batch, mine & text)
+    return new
 
 
 def bad_image_failure(errors: dict[int, str]) -> Failure:
@@ -99,8 +115,9 @@ def bad_image_failure(errors: dict[int, str]) -> Failure:
 
 
 def finish(buffer: CellBuffer, on_bad_image: str) -> tuple[pa.Table | None, list[str], Failure | None]:
-    """(table to store, skipped image paths, failure): the table mirrors the manifest's rows."""
-    from raybench.rundir.store import embedding_table
+    """(rows to store, skipped image paths, failure): the rows mirror the manifest's, each
+    with the row of its image's embedding (store.row_table)."""
+    from raybench.rundir.store import row_table
 
     data = buffer.cell.data
     if buffer.failure:
@@ -115,13 +132,14 @@ def finish(buffer: CellBuffer, on_bad_image: str) -> tuple[pa.Table | None, list
     if skipped:
         keep = ~np.isin(index, np.array(sorted(buffer.image_errors)))
         manifest, index = manifest.filter(pa.array(keep)), index[keep]
-    return embedding_table(manifest, buffer.embeddings[index]), skipped, None
+    return row_table(manifest, index), skipped, None
 
 
 def finish_text(buffer: CellBuffer) -> pa.Table | None:
-    """The caption table to store beside a finished text cell's images; None for other cells."""
-    from raybench.rundir.store import text_table
+    """The caption rows to store beside a finished text cell's images; None for other cells."""
+    from raybench.rundir.store import row_table
 
     if not buffer.cell.text:
         return None
-    return text_table(buffer.cell.data.captions, buffer.text_embeddings)
+    captions = buffer.cell.data.captions
+    return row_table(captions, np.arange(captions.num_rows))

@@ -2,11 +2,14 @@
 
 ``run_matrix`` starts (or joins) Ray, loads each dataset's manifest once, plans the cells
 (plan.py), replays finished ones, re-scores those whose embeddings are current, and for each
-model with pending cells runs one Ray Data stream over all of them (embed.py). Each cell is
-committed to the store the moment its last image arrives and handed to the run's Reducer actor,
-which scores it while the next cells embed. Any failure (a missing dataset, a model that does
-not load, an unreadable image, a scoring error) fails the cells it touches, with the error in
-their result JSON; the run goes on, and ``RunSummary.ok`` is False.
+model with pending cells runs one Ray Data stream over all of them (embed.py). The embedding
+actors write the embeddings into the run directory as they compute them (parts.py), and send
+the driver small rows; each cell is committed to the store the moment its last row arrives and
+handed to the run's Reducer actor, which scores it while the next cells embed. Where the actors
+cannot see the run directory, the driver writes the same parts as the batches arrive (chosen
+once per run, runtime.embedding_writes; run.json's ``pool.writes``). Any failure (a missing
+dataset, a model that does not load, an unreadable image, a scoring error) fails the cells it
+touches, with the error in their result JSON; the run goes on, and ``RunSummary.ok`` is False.
 """
 
 from __future__ import annotations
@@ -19,16 +22,15 @@ import uuid
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
-
 from raybench.console import count, notice
 from raybench.errors import RaybenchError
 from raybench.models import without_text
 from raybench.pipeline import reducer as reducers
-from raybench.pipeline.collect import CellBuffer, finish, finish_text
+from raybench.pipeline.collect import CellBuffer, file_batch, finish, finish_text
 from raybench.pipeline.embed import PixelCaches, Source, embedding_stream
 from raybench.pipeline.failure import DATASET, LOAD, MEMBER, STREAM, Failure, error_text, load_failure
 from raybench.pipeline.oversize import oversize_warnings
+from raybench.pipeline.parts import WRITES_DRIVER, Parts, write_parts
 from raybench.pipeline.plan import (
     DONE, EVALUATE, FAILED, FUSE, Cell, DatasetImages, group_by_model, load_images, plan_cells,
 )
@@ -163,7 +165,11 @@ class Run:
         start = time.time()
         cluster = runtime.Cluster.current()
         runtime.check_out(self.store, cluster, self.options.shared_out)
-        self.pool = runtime.plan_pool(cluster, self.options.actors, self.options.threads)
+        writes, why = runtime.embedding_writes(self.store, cluster, self.options.shared_out)
+        self.pool = dataclasses.replace(runtime.plan_pool(cluster, self.options.actors, self.options.threads),
+                                        writes=writes)
+        if why:
+            self.echo(f"embeddings are written by the driver: {why}")
         if not self.pool.gpus:
             self.echo(f"no GPU in this Ray cluster: embedding on CPU "
                       f"({self.pool.actors} actor(s), {self.pool.threads} torch thread(s) each)")
@@ -206,6 +212,8 @@ class Run:
                                   _sharing(groups, prepared))
         for model, group in groups:
             self._embed_model(prepared[model.name], group)
+        for cell in (c for _, group in groups for c in group):  # the parts of cells that failed
+            self.store.drop_uncommitted(cell.data.name, cell.model.name)
         self._fuse([cell for cell in cells if cell.state == FUSE])
         rows = self.tracker.wait_all()
         self.progress.close()
@@ -280,13 +288,18 @@ class Run:
         sources = [Source(i, c.data.paths, self.caches.files(c.data, preprocess),
                           tuple(c.data.captions.column("caption").to_pylist()) if c.text else ())
                    for i, c in enumerate(cells)]
+        parts = Parts.open(self.store, cells)
+        on_driver = self.pool.writes == WRITES_DRIVER
         stream = embedding_stream(spec, preprocess, sources, self.store, self.pool,
-                                  name=f"{self.matrix.name}:{spec.name}", pretrained=not self.options.random_weights)
+                                  name=f"{self.matrix.name}:{spec.name}", pretrained=not self.options.random_weights,
+                                  parts=None if on_driver else parts)
         buffers = [CellBuffer(c) for c in cells]
         finished: set[int] = set()
-        self._last_finish, self._stream_size = time.perf_counter(), len(cells)
+        self._last_finish, self._stream_size, self._attempt = time.perf_counter(), len(cells), parts.attempt
         try:
             for batch in stream.iter_batches(batch_size=None, batch_format="numpy"):
+                if on_driver:
+                    batch = write_parts(batch, parts)
                 bad = self._file_batch(batch, buffers, finished, preprocess)
                 self.tracker.poll()
                 if bad is None:
@@ -312,23 +325,13 @@ class Run:
     def _file_batch(self, batch, buffers, finished, preprocess) -> int | None:
         """File a batch into its cells; finish cells that became complete; return the index of
         a cell the model failed to embed, if any."""
-        cells = batch["cell"]
-        text = batch["text"]
-        for index in np.unique(cells):
-            i = int(index)
-            buffer = buffers[i]
-            mask, captions = (cells == index) & ~text, (cells == index) & text
-            new = buffer.add(batch["row"][mask], batch["embedding"][mask], batch["image_error"][mask],
-                             batch["embed_error"][mask], batch["error_kind"][mask], batch["num_params"][mask])
-            if captions.any():
-                buffer.add_text(batch["row"][captions], batch["embedding"][captions], batch["embed_error"][captions],
-                                batch["error_kind"][captions])
+        for i, new in file_batch(batch, buffers).items():
             self.progress.add_images(new)
-            if buffer.failure:
+            if buffers[i].failure:
                 return i
-            if buffer.complete and i not in finished:
+            if buffers[i].complete and i not in finished:
                 finished.add(i)
-                self._finish_cell(buffer, preprocess)
+                self._finish_cell(buffers[i], preprocess)
         return None
 
     def _finish_cell(self, buffer: CellBuffer, preprocess: Preprocess) -> None:
@@ -337,7 +340,7 @@ class Run:
         # previous one finished (the first also its actors' start and model load).
         now = time.perf_counter()
         embed_seconds, self._last_finish = now - self._last_finish, now
-        table, skipped, failure = finish(buffer, self.matrix.on_bad_image)
+        rows, skipped, failure = finish(buffer, self.matrix.on_bad_image)
         job = self._job(cell, num_params=buffer.params, embed_seconds=embed_seconds,
                         skipped_images=tuple(skipped), device=self.pool.device, stream_cells=self._stream_size)
         if failure:
@@ -345,7 +348,7 @@ class Run:
             return
         marker = CellMarker(
             key=cell.key, model=cell.model.name, dataset=cell.data.name, spec_hash=job.spec_hash,
-            manifest_hash=job.manifest_hash, dim=int(buffer.embeddings.shape[1]), rows=table.num_rows,
+            manifest_hash=job.manifest_hash, dim=buffer.dim, rows=rows.num_rows,
             num_params=job.num_params, embed_seconds=round(embed_seconds, 3),
             skipped_images=tuple(skipped), device=self.pool.device, written=provenance.now(),
             stream_cells=self._stream_size,
@@ -353,7 +356,13 @@ class Run:
         )
         spec = {"model": dataclasses.asdict(cell.model), "preprocess": dataclasses.asdict(preprocess),
                 "dataset": dataclasses.asdict(cell.data.spec)}
-        self.store.write_embeddings(cell.data.name, cell.model.name, table, marker, spec, text=finish_text(buffer))
+        try:
+            self.store.commit_embeddings(marker, self._attempt, rows, buffer.parts, spec, captions=finish_text(buffer),
+                                         text_parts=buffer.text_parts)
+        except Exception as exc:  # noqa: BLE001 - this cell fails, with why; the stream goes on
+            log.exception("committing %s failed", cell.label)
+            self._fail(cell, Failure(STREAM, f"cannot commit the embeddings of {cell.label}: {error_text(exc)}"), job)
+            return
         self.tracker.evaluate(job)
 
     def _fail(self, cell: Cell, failure: Failure, job=None) -> None:

@@ -5,8 +5,9 @@ per actor (in the actor's ``__init__``, never shipped from the driver: ray issue
 
     work blocks, in cell order: DECODE_ROWS image paths, or one pixel-cache file
       -> map_batches(load_block)              CPU tasks: read bytes, decode, resize per Preprocess
-      -> map_batches(EmbedWorker_<run>_<model>, pool)  actors: the model's normalisation and forward
-      -> the driver, which files rows into cells (collect.py) and writes each finished cell
+      -> map_batches(EmbedWorker_<run>_<model>, pool)  actors: the model's normalisation and forward,
+                                              then each batch's embeddings written as Parquet parts (parts.py)
+      -> the driver, which files the rows into cells (collect.py) and commits each finished cell
 
 Captions travel the same stream, so a model with a text tower embeds a caption dataset's
 text queries in the actors that hold it (loaded once): after a cell's image blocks come its
@@ -46,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from raybench.pipeline.failure import BATCH, Failure, error_text, load_failure
+from raybench.pipeline.parts import WRITES_WORKERS
 from raybench.specs import ModelSpec, Preprocess
 
 #: Rows per decode task: small enough to spread over every CPU and keep blocks a few MB.
@@ -57,12 +59,13 @@ NUMPY_LOADERS = ("dummy", "color")
 
 @dataclass(frozen=True)
 class Pool:
-    """The embedding actor pool: size, and resources of each actor."""
+    """The embedding actor pool: size, resources of each actor, and who writes the embeddings."""
 
     actors: int = 1
     gpus: float = 0  # 1 per actor where the cluster has GPUs
     cpus: float = 1
     threads: int | None = None  # torch intra-op threads of a CPU actor (None: Ray's default)
+    writes: str = WRITES_WORKERS  # or WRITES_DRIVER: who writes the embeddings (parts.py)
 
     @property
     def device(self) -> str:
@@ -301,7 +304,8 @@ class EmbedWorker:
     A model that fails to load, or a batch that fails to embed, does not crash the stream: the
     failure travels in the ``embed_error`` and ``error_kind`` columns and fails only the cells
     it touches (see failure.py). A process that dies (segfault, OOM kill, os._exit) is
-    restarted by Ray and the batch retried.
+    restarted by Ray and the batch retried. With ``parts``, the embeddings are written here,
+    as Parquet parts in the run directory, and only the batch's small rows leave the actor.
     """
 
     spec: ModelSpec
@@ -309,6 +313,7 @@ class EmbedWorker:
     device: str = "cpu"
     threads: int | None = None
     pretrained: bool = True  # False: --random-weights (the architecture, seeded random weights)
+    parts: Any = None  # parts.Parts: write the embeddings there and return rows without them
 
     def __init__(self):
         spec = self.spec
@@ -351,7 +356,7 @@ class EmbedWorker:
                 failure = Failure(BATCH, f"model {self.spec.name} failed to embed: {error_text(exc)}")
         params = getattr(self.embedder, "num_params", None)
         params = -1 if params is None else int(params)  # -1: unknown
-        return {
+        out = {
             "cell": batch["cell"],
             "row": batch["row"],
             "embedding": embedding,
@@ -361,30 +366,39 @@ class EmbedWorker:
             "error_kind": np.full(count, failure.kind if failure else "", dtype=object),
             "num_params": np.full(count, params, dtype=np.int64),
         }
+        if self.parts is None:
+            return out
+        from raybench.pipeline.parts import write_parts
+
+        return write_parts(out, self.parts)
 
 
-def worker_class(name: str, spec: ModelSpec, preprocess: Preprocess, pool: "Pool", pretrained: bool = True) -> type:
+def worker_class(name: str, spec: ModelSpec, preprocess: Preprocess, pool: "Pool", pretrained: bool = True,
+                 parts=None) -> type:
     """EmbedWorker for one model, under a class name that carries ``name`` (run and model).
 
     Ray Data names a pool's actors after the class it maps with: ``MapWorker(MapBatches(
     EmbedWorker_smoke_color_hist))`` rather than the same generic name for every run and model,
     on the dashboard, in ``ray list actors`` and in the metrics' tags. The subclass is created
     here, so cloudpickle ships it by value, with the model's spec and preprocessing as class
-    attributes, to the actors.
+    attributes, to the actors; with ``parts`` (parts.Parts) the actors write their embeddings.
     """
     slug = re.sub(r"[^0-9A-Za-z]+", "_", name).strip("_")
     return type(f"EmbedWorker_{slug}", (EmbedWorker,), {
         "__doc__": EmbedWorker.__doc__, "spec": spec, "preprocess": preprocess,
-        "device": pool.device, "threads": pool.threads, "pretrained": pretrained,
+        "device": pool.device, "threads": pool.threads, "pretrained": pretrained, "parts": parts,
     })
 
 
 def embedding_stream(spec: ModelSpec, preprocess: Preprocess, sources: list[Source], store,
-                     pool: Pool, name: str = "", pretrained: bool = True, decode_rows: int = DECODE_ROWS):
+                     pool: Pool, name: str = "", pretrained: bool = True, decode_rows: int = DECODE_ROWS,
+                     parts=None):
     """The Ray Dataset of one model's embeddings over ``sources`` (one per pending cell);
     ``name`` (run:model) names the stream and its actors; ``pretrained=False`` builds the
     models with seeded random weights (--random-weights); ``decode_rows``: images per decode
-    task (`raybench rehearse` uses the batch size, so that a few batches arrive one by one)."""
+    task (`raybench rehearse` uses the batch size, so that a few batches arrive one by one);
+    ``parts`` (parts.Parts): the actors write the embeddings there, and the stream carries
+    their rows without them (``parts.write_parts``)."""
     import ray.data
 
     stream = pixel_stream(sources, preprocess, store, decode_rows)
@@ -392,7 +406,7 @@ def embedding_stream(spec: ModelSpec, preprocess: Preprocess, sources: list[Sour
     if pool.gpus:
         resources["num_gpus"] = pool.gpus
     stream = stream.map_batches(
-        worker_class(name or spec.name, spec, preprocess, pool, pretrained),
+        worker_class(name or spec.name, spec, preprocess, pool, pretrained, parts),
         batch_size=spec.batch_size,
         batch_format="numpy",
         # Ray Data's actor pools restart dead actors and retry their batches (max_restarts=-1,

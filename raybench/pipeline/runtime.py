@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from raybench.errors import RaybenchError
 from raybench.pipeline.embed import Pool
+from raybench.pipeline.parts import WRITES_DRIVER, WRITES_WORKERS
 
 SHARED_OUT_ENV = "RAYBENCH_SHARED_OUT"
 
@@ -75,13 +76,37 @@ def reducer_selector(driver: str | None = None, node_cpus: dict[str, float] | No
     return {"ray.io/node-id": f"!{driver}"}
 
 
+def declared_shared(shared: bool = False) -> bool:
+    """--shared-out, or RAYBENCH_SHARED_OUT=1: --out is a mount that every node sees."""
+    return shared or os.environ.get(SHARED_OUT_ENV, "").lower() in ("1", "true", "yes")
+
+
 def check_out(store, cluster: Cluster, shared: bool = False) -> None:
     """A node-local --out on a multi-node cluster would scatter the cells over the nodes' disks."""
-    shared = shared or os.environ.get(SHARED_OUT_ENV, "").lower() in ("1", "true", "yes")
-    if store.is_local and cluster.nodes > 1 and not shared:
+    if store.is_local and cluster.nodes > 1 and not declared_shared(shared):
         raise RaybenchError(
             f"--out {store.uri} is a local path, but this Ray cluster has {cluster.nodes} nodes: "
             "each node would write its own copy. Use object storage (--out s3://bucket/run, "
             "gs://...), or a mount every node shares, declared with --shared-out "
             f"(or {SHARED_OUT_ENV}=1)."
         )
+
+
+def embedding_writes(store, cluster: Cluster, shared: bool = False, joined: bool | None = None) -> tuple[str, str]:
+    """Who writes the embeddings (parts.py), and why: ``(WRITES_WORKERS, "")`` when every
+    embedding actor sees the run directory as the driver does, else ``(WRITES_DRIVER, reason)``.
+
+    The actors see it when it is object storage, a mount declared shared, or a local path on
+    the one node of a Ray that this process started or initialised (``joined`` False; by
+    default, no RAY_ADDRESS). A cluster the run joined may add nodes while it runs (an
+    autoscaler: a head-only cluster counts one node when the run starts), and an actor on a new
+    node would write its parts to that node's disk: there the driver writes them (check_out
+    refuses a local --out on a cluster that already has several nodes).
+    """
+    from raybench import ray_runtime
+
+    joined = ray_runtime.joins_cluster() if joined is None else joined
+    if not store.is_local or declared_shared(shared) or (cluster.nodes == 1 and not joined):
+        return WRITES_WORKERS, ""
+    return WRITES_DRIVER, (f"--out {store.uri} is a local path on a Ray cluster this run joined, which may add nodes; "
+                      f"declare --shared-out (or {SHARED_OUT_ENV}=1) if every node mounts it")

@@ -2,7 +2,9 @@
 and the report (which read it), and a user's scripts.
 
     run.json                                   records.RunRecord (provenance.py builds it)
-    embeddings/<dataset>/<model>/part-*.parquet, spec.json, _SUCCESS   records.CellMarker
+    embeddings/<dataset>/<model>/_SUCCESS      records.CellMarker: the committed attempt and its files
+    embeddings/<dataset>/<model>/attempt-*/    part-*.parquet (written by the embedding workers),
+                                               manifest.parquet, spec.json
     results/<dataset>/<model>.json             records.CellResult
     cache/pixels/<dataset>/<pixel_key>/...     decoded pixels shared by models (pipeline/embed.py)
 

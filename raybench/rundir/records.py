@@ -21,6 +21,10 @@ from typing import Any, Mapping
 from raybench.errors import RaybenchError
 
 SCHEMA_VERSION = 1
+#: The _SUCCESS marker's version: 2 names the committed attempt folder and its files (the
+#: embeddings written as parts, rundir/store.py); a version-1 marker (whole tables in
+#: part-*.parquet) is still parsed, but its cell is embedded again.
+MARKER_VERSION = 2
 CELL_STATUSES = ("ok", "failed")
 RUN_STATUSES = ("running", "finished", "failed", "interrupted")
 
@@ -111,10 +115,10 @@ class _Reader:
             self.fail(key, f"must be seconds >= 0, got {value!r}")
         return float(value)
 
-    def version(self) -> int:
+    def version(self, latest: int = SCHEMA_VERSION) -> int:
         version = self.get("schema_version", int, default=1)
-        if version > SCHEMA_VERSION:
-            self.fail("schema_version", f"is {version}; this raybench reads up to {SCHEMA_VERSION} "
+        if version > latest:
+            self.fail("schema_version", f"is {version}; this raybench reads up to {latest} "
                                         "(upgrade raybench to read this run)")
         return version
 
@@ -292,8 +296,10 @@ class CellResult:
 class CellMarker:
     """A committed cell's embeddings: ``key`` (spec hash + manifest hash) says which model and
     which images they are of; a reader trusts the folder only when the key is the expected one.
-    ``text_rows``: the caption embeddings committed beside the images (text-*.parquet), None
-    for a cell without text."""
+    ``rows``: the manifest rows stored; ``text_rows``: the captions embedded beside the images,
+    None for a cell without text. ``attempt`` is the folder, beside the marker, of the attempt
+    that was committed, and ``files`` its files that hold the cell (name -> bytes): the reader
+    reads those and nothing else (rundir/store.py)."""
 
     key: str
     model: str
@@ -309,10 +315,12 @@ class CellMarker:
     device: str = ""
     written: str = ""
     text_rows: int | None = None
-    schema_version: int = SCHEMA_VERSION
+    attempt: str = ""
+    files: Mapping[str, int] = field(default_factory=dict, hash=False)
+    schema_version: int = MARKER_VERSION
 
     def to_json(self) -> dict[str, Any]:
-        return {**dataclasses.asdict(self), "skipped_images": list(self.skipped_images)}
+        return {**dataclasses.asdict(self), "skipped_images": list(self.skipped_images), "files": dict(self.files)}
 
     @classmethod
     def from_json(cls, data: Any, where: str = "_SUCCESS") -> "CellMarker":
@@ -327,10 +335,16 @@ class CellMarker:
             stream_cells=r.get("stream_cells", int, default=1),
             device=r.get("device", str, default=""), written=r.get("written", str, default=""),
             text_rows=r.count("text_rows", optional=True) if "text_rows" in r.data else None,
-            schema_version=r.version(),
+            attempt=r.get("attempt", str, default=""), files=r.get("files", dict, default={}),
+            schema_version=r.version(MARKER_VERSION),
         )
         if marker.dim < 1:
             r.fail("dim", f"must be at least 1, got {marker.dim}")
+        for name, size in marker.files.items():
+            if "/" in name or isinstance(size, bool) or not isinstance(size, int) or size < 0:
+                r.fail("files", f"{name!r}: {size!r}; expected a file name and its size in bytes")
+        if marker.schema_version >= 2 and not (marker.attempt and "/" not in marker.attempt and marker.files):
+            r.fail("attempt", f"is {marker.attempt!r}: a version-2 marker names its attempt folder and its files")
         return marker
 
 
