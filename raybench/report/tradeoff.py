@@ -80,26 +80,34 @@ def write_tradeoff_plot(run: Run, rows: Sequence[Mapping[str, Any]], out: Path, 
     from raybench.report.plots import DPI, _pyplot
 
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 5.2), dpi=DPI, layout="constrained",
+    fig, axes = plt.subplots(1, len(panels), figsize=(7.6 * len(panels), 5.6), dpi=DPI, layout="constrained",
                              squeeze=False)
+    ends = {curve: tuple(_members(run, model)[:2]) for model in run.models
+            for curve, _ in [interpolation(run, model) or (None, None)] if curve}
     for ax, (home, panel) in zip(axes[0], panels.items()):
-        _panel(ax, home, panel)
-    fig.suptitle(f"In-domain vs cross-domain mAP, {run.name}: lines join an interpolation's alphas; "
-                 "dashed: the Pareto front", fontsize=10)
+        _panel(ax, home, panel, ends)
+    fig.suptitle(f"In-domain vs cross-domain mAP, {run.name}\nlines: interpolations from the first member "
+                 "(alpha 0) to the second (1); circled: the Pareto front", fontsize=10)
     path = out / FIGURE
     fig.savefig(path, dpi=DPI, metadata={"Software": None})
     plt.close(fig)
     return [path]
 
 
-def _panel(ax, home: str, panel: list[Point]) -> None:
+def _panel(ax, home: str, panel: list[Point], ends: dict[str, tuple[str, str]]) -> None:
+    """``ends``: curve -> its (first, second) member, drawn as the line's alpha 0 and 1 ends
+    where they are points of the panel."""
     curves: dict[str, list[Point]] = {}
     for p in panel:
         if p.curve:
             curves.setdefault(p.curve, []).append(p)
-    for curve in curves.values():
+    by_model = {p.model: p for p in panel}
+    for name, curve in curves.items():
         curve.sort(key=lambda p: p.alpha)
-        ax.plot([100 * p.in_domain for p in curve], [100 * p.cross for p in curve], "-", color=PARADIGM_COLOURS["hybrid"],
+        first, second = (by_model.get(m) for m in ends.get(name, ("", "")))
+        line = [first] * (first is not None and curve[0].alpha > 0) + curve + [second] * (
+            second is not None and curve[-1].alpha < 1)
+        ax.plot([100 * p.in_domain for p in line], [100 * p.cross for p in line], "-", color=PARADIGM_COLOURS["hybrid"],
                 linewidth=1.2, alpha=0.7, zorder=1)
         for p in curve:
             ax.annotate(f"{p.alpha:g}", (100 * p.in_domain, 100 * p.cross), fontsize=7, xytext=(3, -9),
@@ -112,7 +120,9 @@ def _panel(ax, home: str, panel: list[Point]) -> None:
                         textcoords="offset points")
     front = pareto(panel)
     ax.step([100 * p.in_domain for p in front], [100 * p.cross for p in front], "--", where="post",
-            color="#333333", linewidth=0.9, zorder=2)
+             color="#333333", linewidth=0.9, zorder=2)
+    ax.scatter([100 * p.in_domain for p in front], [100 * p.cross for p in front], s=130, facecolors="none",
+               edgecolors="#333333", linewidths=1.0, zorder=4, label="Pareto front")
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles))
     ax.legend(unique.values(), unique.keys(), fontsize=7, loc="lower right")
