@@ -162,15 +162,25 @@ def test_names_are_read_as_names(tmp_path):
     assert store.read_embeddings("ds", "wise=0.5").equals(table)
 
 
-def test_a_cell_committed_by_an_older_raybench_is_embedded_again(tmp_path):
+def test_a_cell_committed_by_an_older_raybench_is_still_read(tmp_path):
+    """Version 1 (before parts): the whole table beside _SUCCESS, as raybench wrote it then. A
+    run directory from before the upgrade keeps its cells; a truncated one is still caught."""
+    import pyarrow.parquet as pq
+
     store = RunStore.open(tmp_path)
+    table = embedding_table(_manifest(), np.arange(6, dtype=np.float32).reshape(3, 2))
+    (tmp_path / "embeddings/ds/m").mkdir(parents=True)
+    pq.write_table(table, tmp_path / "embeddings/ds/m/part-00000.parquet", compression="zstd")
     older = {**_marker("k").to_json(), "schema_version": 1}
     del older["attempt"], older["files"]
     store.write_json("embeddings/ds/m/_SUCCESS", older)
     marker = store.cell_marker("ds", "m")
-    for check in (lambda: store.check_embeddings("ds", marker), lambda: store.read_embeddings("ds", "m")):
-        with pytest.raises(RunFileError, match="older raybench"):
-            check()
+    assert marker.schema_version == 1
+    store.check_embeddings("ds", marker)
+    assert store.read_embeddings("ds", "m").equals(table)
+    store.write_json("embeddings/ds/m/_SUCCESS", {**older, "rows": 4})
+    with pytest.raises(RunFileError, match="3 rows stored, 4 committed"):
+        store.check_embeddings("ds", store.cell_marker("ds", "m"))
 
 
 def test_out_uris_and_paths(tmp_path):

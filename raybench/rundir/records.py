@@ -22,8 +22,8 @@ from raybench.errors import RaybenchError
 
 SCHEMA_VERSION = 1
 #: The _SUCCESS marker's version: 2 names the committed attempt folder and its files (the
-#: embeddings written as parts, rundir/store.py); a version-1 marker (whole tables in
-#: part-*.parquet) is still parsed, but its cell is embedded again.
+#: embeddings written as parts, rundir/store.py); a version-1 cell (whole tables in
+#: part-*.parquet beside its marker) is still read as it was written.
 MARKER_VERSION = 2
 CELL_STATUSES = ("ok", "failed")
 RUN_STATUSES = ("running", "finished", "failed", "interrupted")

@@ -61,8 +61,6 @@ RUN_JSON = "run.json"
 SPEC_JSON = "spec.json"
 #: In a rows file: the row of each manifest row's (or caption's) embedding in the parts.
 ROW_FIELD = pa.field("row", pa.int32(), nullable=False)
-#: Why a version-1 marker's cell is not read (it is embedded again).
-OLDER_LAYOUT = "absent: committed by an older raybench (whole tables); run the matrix again to rewrite it"
 
 
 @dataclass(frozen=True)
@@ -462,7 +460,7 @@ class RunStore:
 
         rel = self.embeddings_dir(dataset, marker.model)
         if not marker.files:
-            raise RunFileError(self.path(rel, SUCCESS), "files", OLDER_LAYOUT)
+            return self._check_whole_tables(rel, marker)
         folder = self.path(rel, marker.attempt)
         sizes = {i.base_name: i.size for i in self.fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))}
         for name, size in sorted(marker.files.items()):
@@ -470,6 +468,21 @@ class RunStore:
                 raise RunFileError(f"{folder}/{name}", "<file>", "missing")
             if sizes[name] != size:
                 raise RunFileError(f"{folder}/{name}", "<file>", f"{sizes[name]} bytes, {size} committed")
+
+    def _check_whole_tables(self, rel: str, marker: CellMarker) -> None:
+        """check_embeddings of a version-1 cell (raybench before parts: each kind one whole
+        table, ``part-*`` and ``text-*``, beside _SUCCESS): the Parquet footers hold its rows."""
+        import pyarrow.parquet as pq
+
+        for kind in (IMAGES, TEXT):
+            expected, rows = getattr(marker, kind.count) or 0, 0
+            for file in self.parquet_files(rel, kind.prefix):
+                try:
+                    rows += pq.read_metadata(file, filesystem=self.fs).num_rows
+                except (OSError, pa.ArrowException) as exc:
+                    raise RunFileError(file, "<file>", f"unreadable Parquet ({exc})") from None
+            if rows != expected:
+                raise RunFileError(self.path(rel), kind.count, f"{rows} rows stored, {expected} committed")
 
     def read_embeddings(self, dataset: str, model: str) -> pa.Table:
         """A committed cell's embeddings (``embedding_schema``, the manifest's rows in its
@@ -494,8 +507,11 @@ class RunStore:
         expected = getattr(marker, kind.count)
         if expected is None:
             raise RunFileError(self.path(rel, SUCCESS), kind.count, "absent: this cell was committed without captions")
-        if not marker.files:
-            raise RunFileError(self.path(rel, SUCCESS), "files", OLDER_LAYOUT)
+        if not marker.files:  # version 1: whole tables beside _SUCCESS
+            table = self._read_parquet(self.parquet_files(rel, kind.prefix) or [self.path(rel, f"{kind.prefix}*")])
+            if table.num_rows != expected:
+                raise RunFileError(self.path(rel), kind.count, f"{table.num_rows} rows stored, {expected} committed")
+            return table
         folder = f"{rel}/{marker.attempt}"
         parts = [self.path(folder, name) for name in sorted(marker.files) if name.startswith(kind.prefix)]
         rows = self._read_parquet([self.path(folder, kind.rows)])
