@@ -10,8 +10,9 @@ nothing is downloaded, no dataset is needed):
   batch, and the process's peak host memory (and peak GPU memory on CUDA);
 - through the same Ray Data path as ``raybench run`` (``pipeline.embed.embedding_stream``:
   decode tasks -> the embedding actor pool): the pipeline's images/s on synthetic JPEG crops
-  of the sizes the matrix's datasets hold, steady (after the first batch, as `bench embed`
-  counts it), and the model's start (actor start + build, up to the first batch);
+  of the sizes the matrix's datasets hold, steady (after the first batch, timed on the actor's
+  own clock from the end of its first batch to the end of its last), and the model's start
+  (actor start + build, up to the first batch);
 - ratio = pipeline / ceiling, both measured in this run.
 
 ``limit`` is the number of timed batches on each side (the pipeline streams one more: its
@@ -135,7 +136,11 @@ def measure_pipeline(spec, preprocess, paths: tuple[str, ...], pool) -> dict[str
     if count != len(paths) or first is None or count == first_count:
         return {"error": f"the stream embedded {count} of {len(paths)} images, "
                          f"{'in one batch' if count == first_count else 'not all'}: no steady rate"}
-    rate = (count - first_count) / (run["end"] - first)
+    # Timed on the actor's clock, from the end of its first batch to the end of its last: the
+    # batches' arrival at the driver is no measure (Ray Data can hand the first one over late,
+    # when the next is already done, which made a few timed batches look faster than the
+    # model's own forward). Waits for decoded pixels count: they are the pipeline's.
+    rate = (count - first_count) / (run["last_embedded"] - run["first_embedded"])
     return {"pipeline_images_per_s": rate, "start_seconds": max(0.0, (first - run["start"]) - first_count / rate)}
 
 

@@ -24,7 +24,9 @@ Two things open_clip leaves to its caller, done here:
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import pickle
 import tempfile
 from dataclasses import replace
@@ -161,6 +163,21 @@ def _hub(hf_hub: str):
     return src
 
 
+@contextlib.contextmanager
+def _random_weights_expected():
+    """open_clip warns on the root logger that a model has random weights; here they were asked
+    for (``weights: null``, --random-weights, rehearse), so that line is not shown."""
+    def keep(record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
+
+
 def build(spec: ModelSpec, preprocess: Preprocess, device: str | None, pretrained: bool = True):
     import open_clip
 
@@ -175,7 +192,8 @@ def build(spec: ModelSpec, preprocess: Preprocess, device: str | None, pretraine
         cache_dir=hub_cache_dir(),
     )
     if not (pretrained and spec.weights):
-        model = open_clip.create_model(spec.arch, pretrained=None, **kwargs)
+        with _random_weights_expected():
+            model = open_clip.create_model(spec.arch, pretrained=None, **kwargs)
     elif _tag(spec):
         with hub_access(spec, resolve_source(spec)):
             model = open_clip.create_model(spec.arch, pretrained=spec.weights, **kwargs)

@@ -41,6 +41,7 @@ for bytes; ``--no-pixel-cache`` turns it off.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -365,6 +366,9 @@ class EmbedWorker:
             "embed_error": np.full(count, failure.message if failure else "", dtype=object),
             "error_kind": np.full(count, failure.kind if failure else "", dtype=object),
             "num_params": np.full(count, params, dtype=np.int64),
+            # when this batch's embeddings were done (wall clock): a throughput figure taken
+            # from the actor's own pace, not from the batches' arrival at the driver
+            "embedded_at": np.full(count, time.time()),
         }
         if self.parts is None:
             return out
