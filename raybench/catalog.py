@@ -250,8 +250,7 @@ def trained_on(model: ModelSpec, datasets: list[str], catalog: list[str] | None 
     its in-domain dataset is that of its first member that has one (its supervised member).
     """
     if model.loader == INTERPOLATE:
-        homes = (trained_on(m, datasets, catalog) for m in interpolation_members(model))
-        return next((home for home in homes if home), None)
+        return hybrid_training_set(trained_on(m, datasets, catalog) for m in interpolation_members(model))
     if model.paradigm != "supervised":
         return None
     named = (model.options or {}).get("trained_on")
@@ -260,6 +259,12 @@ def trained_on(model: ModelSpec, datasets: list[str], catalog: list[str] | None 
     if catalog is None:
         catalog = catalog_dataset_names()
     return named_training_set(model.name, [*datasets, *catalog])
+
+
+def hybrid_training_set(member_sets) -> str | None:
+    """A hybrid's (interpolation's, fusion's) in-domain dataset: that of its first member that
+    has one (its supervised member), from the members' training sets in member order."""
+    return next((home for home in member_sets if home), None)
 
 
 def catalog_dataset_names() -> list[str]:

@@ -410,7 +410,7 @@ def _plan_line(cells: list[Cell]) -> str:
 def _matrix_record(matrix: MatrixSpec) -> dict:
     """The resolved matrix as run.json records it, each model with its in-domain dataset
     (``trained_on``), so the report needs nothing but the run directory."""
-    from raybench.catalog import catalog_dataset_names, trained_on
+    from raybench.catalog import catalog_dataset_names, hybrid_training_set, trained_on
 
     record = dataclasses.asdict(matrix)
     names, catalog = [d.name for d in matrix.datasets], catalog_dataset_names()  # read once
@@ -419,7 +419,7 @@ def _matrix_record(matrix: MatrixSpec) -> dict:
     by_name = {item["name"]: item for item in record["models"]}
     for item in record["fusions"]:  # a fusion is in domain where its (first) supervised member is
         item["paradigm"] = "hybrid"
-        item["trained_on"] = next((by_name[m]["trained_on"] for m in item["of"] if by_name[m]["trained_on"]), None)
+        item["trained_on"] = hybrid_training_set(by_name[m]["trained_on"] for m in item["of"])
     return record
 
 

@@ -10,6 +10,8 @@ its stored embeddings, shown in rank lists.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pyarrow as pa
 
@@ -34,12 +36,10 @@ def fuse(embeddings: list[np.ndarray], weights: list[float]) -> np.ndarray:
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 
-def fuse_cell(store, job, seconds: float = 0.0):
+def fuse_cell(store, job):
     """Fuse ``job.members`` ((model, expected key) pairs) of ``job.dataset`` with ``job.weights``
     and commit the fused cell; returns its CellMarker. A member not committed under the key the
     driver planned, or members that hold different images, raise RaybenchError."""
-    import time
-
     from raybench.rundir import provenance
     from raybench.rundir.records import CellMarker
     from raybench.rundir.store import embedding_matrix, embedding_table
@@ -63,7 +63,7 @@ def fuse_cell(store, job, seconds: float = 0.0):
         key=job.cell_key, model=job.model, dataset=dataset, spec_hash=job.spec_hash,
         manifest_hash=job.manifest_hash, dim=int(fused.shape[1]), rows=table.num_rows,
         num_params=None if None in params else sum(params),
-        embed_seconds=round(seconds + time.perf_counter() - start, 3),
+        embed_seconds=round(time.perf_counter() - start, 3),
         skipped_images=tuple(sorted({s for m in markers for s in m.skipped_images})),
         device="fusion", written=provenance.now(),
     )

@@ -181,10 +181,10 @@ def _plan_fusion(model: ModelSpec, data: DatasetImages, members: tuple[Cell, ...
         return Cell(model, data, FAILED, "", data.error, random_weights=random_weights, members=members)
     planned = _plan_state(model, data, matrix, store, force, fusion_key(model, members))
     again = [m.model.name for m in members if m.state == EMBED]
-    if again and planned.state != EMBED:  # the same key, but the member's files will be new
-        planned = dataclasses.replace(planned, state=EMBED, reason=f"member {again[0]} is embedded again")
     if planned.state == EMBED:
         planned = dataclasses.replace(planned, state=FUSE, reason=planned.reason.replace("embeddings", "fused embeddings"))
+    elif again:  # the same key, but the member's files will be new
+        planned = dataclasses.replace(planned, state=FUSE, reason=f"member {again[0]} is embedded again")
     return dataclasses.replace(planned, random_weights=random_weights, members=members)
 
 

@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 from raybench.report import tables
 from raybench.report.domain import trained_on
 from raybench.report.load import Run
+from raybench.specs import INTERPOLATE
 
 FIGURE = "tradeoff_map.png"
 PARADIGM_COLOURS = {"supervised": "#e6550d", "self-supervised": "#31a354", "language-aligned": "#3182bd",
@@ -39,7 +40,7 @@ def interpolation(run: Run, model: str) -> tuple[str, float] | None:
     """(curve name, alpha) of an interpolated model (loader ``interpolate``), else None."""
     spec = run.model_spec(model)
     alpha = (spec.get("options") or {}).get("alpha")
-    if spec.get("loader") != "interpolate" or alpha is None:
+    if spec.get("loader") != INTERPOLATE or alpha is None:
         return None
     return model.rsplit("@", 1)[0], float(alpha)
 
@@ -82,8 +83,11 @@ def write_tradeoff_plot(run: Run, rows: Sequence[Mapping[str, Any]], out: Path, 
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(7.6 * len(panels), 5.6), dpi=DPI, layout="constrained",
                              squeeze=False)
-    ends = {curve: tuple(_members(run, model)[:2]) for model in run.models
-            for curve, _ in [interpolation(run, model) or (None, None)] if curve}
+    ends = {}  # curve -> its (first, second) member
+    for model in run.models:
+        found = interpolation(run, model)
+        if found:
+            ends[found[0]] = tuple(_members(run, model)[:2])
     for ax, (home, panel) in zip(axes[0], panels.items()):
         _panel(ax, home, panel, ends)
     fig.suptitle(f"In-domain vs cross-domain mAP, {run.name}\nlines: interpolations from the first member "
