@@ -65,7 +65,7 @@ def run(tmp_path_factory):
         _wait_for_checkpoint(first, storage, KILL_AT, root / "killed.log")
         os.killpg(first.pid, signal.SIGKILL)
         left_running = _wait_gone(first.pid, LINGER_S)
-    killed_at = _recorded_epoch(storage)
+    killed_at = _resumed_epoch(storage)
     with _session(command, root / "rerun.log") as rerun:
         _wait_exit(rerun, PHASE_S)
     output = (root / "rerun.log").read_text()
@@ -140,6 +140,20 @@ def _recorded_epoch(storage: Path) -> int | None:
     with contextlib.suppress(TypeError, KeyError):
         return int(_snapshot(storage)["latest_checkpoint_result"]["metrics"]["epoch"])
     return None
+
+
+def _resumed_epoch(storage: Path) -> int | None:
+    """The checkpoint a rerun resumes from after a kill: the recorded one, or, where the kill
+    tore Ray's record while it was rewritten, the latest checkpoint folder (raybench sets the
+    torn record aside and resumes that folder by path)."""
+    from raybench.train.loop import INFO_FILE
+    from raybench.train.run import latest_checkpoint
+
+    recorded = _recorded_epoch(storage)
+    latest = latest_checkpoint(storage)
+    if recorded is not None or latest is None:
+        return recorded
+    return int(json.loads((latest / INFO_FILE).read_text())["epoch"])
 
 
 def _wait_for_checkpoint(proc, storage: Path, epoch: int, log: Path) -> None:

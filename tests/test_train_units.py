@@ -420,3 +420,22 @@ def test_a_worker_group_larger_than_the_local_ray_is_refused(tmp_path, monkeypat
     train_run._check_fits(2, 0.0, local=True)
     train_run._check_fits(4, 0.0, local=False)
     assert "once the cluster scales up" in capsys.readouterr().err
+
+
+def test_a_torn_checkpoint_record_is_set_aside_and_the_latest_folder_resumed(tmp_path):
+    """Ray Train rewrites checkpoint_manager_snapshot.json in place: a run killed mid-write
+    leaves it empty, and Ray would refuse to start. raybench sets it aside and names the latest
+    checkpoint folder (with its info file) to resume; a readable record is left alone."""
+    from raybench.train.loop import INFO_FILE
+    from raybench.train.run import _set_aside_torn_snapshot
+
+    for name in ("checkpoint_2026-12-03_08-00-00.000001", "checkpoint_2026-12-03_08-00-01.000002"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / INFO_FILE).write_text("{}")
+    (tmp_path / "checkpoint_2026-12-03_08-00-02.000003").mkdir()  # cut before its info file
+    snapshot = tmp_path / "checkpoint_manager_snapshot.json"
+    snapshot.write_text('{"ray_version": "x"}')
+    assert _set_aside_torn_snapshot(tmp_path) is None and snapshot.is_file()
+    snapshot.write_text("")
+    assert _set_aside_torn_snapshot(tmp_path) == str(tmp_path / "checkpoint_2026-12-03_08-00-01.000002")
+    assert not snapshot.exists() and (tmp_path / "checkpoint_manager_snapshot.json.torn").is_file()

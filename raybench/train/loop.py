@@ -33,7 +33,8 @@ class InjectedFailure(RuntimeError):
 
 
 def train_worker(config: dict[str, Any]) -> None:
-    """Ray Train's ``train_loop_per_worker``; ``config = {"cfg": TrainConfig, "log_dir": str}``."""
+    """Ray Train's ``train_loop_per_worker``; ``config = {"cfg": TrainConfig, "log_dir": str, "resume":
+    str | None}`` (``resume``: a checkpoint folder to start from when Ray has none on record)."""
     import ray.train
     import ray.train.torch
 
@@ -52,6 +53,8 @@ def train_worker(config: dict[str, Any]) -> None:
     task = RECIPES.get(cfg.recipe).make_task(cfg, data, device, rank, world)
     optimizer = build_optimizer(task.module.named_parameters(), cfg.optimizer, task.head_prefixes)
     checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None and config.get("resume"):  # Ray's record of it was torn (run._set_aside_torn_snapshot)
+        checkpoint = ray.train.Checkpoint(config["resume"])
     start = restore(checkpoint, task.module, optimizer, device) if checkpoint else 0
     log.rewind(start)
     if start >= cfg.epochs:

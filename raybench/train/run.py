@@ -63,6 +63,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, workers: int | None =
     cfg = _resolve_paths(RECIPES.get(cfg.recipe).prepare(cfg))
     _check_data(cfg)
     _check_resumable(cfg, out)
+    resume = _set_aside_torn_snapshot(out / "ray" / cfg.name)
     (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2, default=str))
     started = connect(cfg.name, dashboard=None, kind="train")  # the dashboard's Train view, if installed
     try:
@@ -70,7 +71,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, workers: int | None =
         _check_fits(cfg.workers, gpus, started)
         trainer = TorchTrainer(
             train_worker,
-            train_loop_config={"cfg": cfg, "log_dir": str(out)},
+            train_loop_config={"cfg": cfg, "log_dir": str(out), "resume": resume},
             scaling_config=ScalingConfig(num_workers=cfg.workers, use_gpu=gpus > 0,
                                          resources_per_worker={"CPU": 1, "GPU": gpus} if gpus else None),
             run_config=RunConfig(
@@ -156,15 +157,43 @@ def _print_lines(log: Path, offset: int) -> int:
 STAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
 
 
+def latest_checkpoint(storage: Path) -> Path | None:
+    """The latest checkpoint folder of a run's Ray Train storage that holds its info file
+    (written with the weights), or None."""
+    from raybench.train.loop import INFO_FILE
+
+    infos = sorted(storage.glob(f"checkpoint_*/{INFO_FILE}"))
+    return infos[-1].parent if infos else None
+
+
+def _set_aside_torn_snapshot(storage: Path) -> str | None:
+    """Ray Train rewrites its list of checkpoints (checkpoint_manager_snapshot.json) in place,
+    so a run killed during that write leaves it empty or cut, and Ray then refuses to start
+    ("Expecting value"). Such a file is renamed ``*.torn`` and the latest checkpoint folder is
+    resumed by path (train_worker's ``resume``); None when there is nothing to repair."""
+    from ray.train.v2._internal.constants import CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
+
+    snapshot = storage / CHECKPOINT_MANAGER_SNAPSHOT_FILENAME
+    if not snapshot.is_file():
+        return None
+    try:
+        json.loads(snapshot.read_text())
+        return None
+    except ValueError:
+        snapshot.replace(snapshot.with_name(snapshot.name + ".torn"))
+    latest = latest_checkpoint(storage)
+    return str(latest) if latest else None
+
+
 def _check_resumable(cfg: TrainConfig, out: Path) -> None:
     """A rerun resumes the latest checkpoint under ``out``: refuse, before any worker starts,
     one written by another recipe, dataset or architecture (it would not load)."""
     from raybench.train.loop import INFO_FILE
 
-    infos = sorted((out / "ray" / cfg.name).glob(f"checkpoint_*/{INFO_FILE}"))
-    if not infos:
+    latest = latest_checkpoint(out / "ray" / cfg.name)
+    if latest is None:
         return
-    old = json.loads(infos[-1].read_text())
+    old = json.loads((latest / INFO_FILE).read_text())
     new = {"recipe": cfg.recipe, "dataset": cfg.dataset.name, "arch": cfg.model.arch}
     for key, value in new.items():
         if key in old and old[key] != value:
