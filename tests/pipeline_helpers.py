@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 
 from raybench.datasets import Adapter
+from raybench.rundir.records import CellResult
 from raybench.specs import EvalSpec, MatrixSpec, parse_dataset, parse_model
 
-#: Every key of the per-cell result JSON (team contract).
-RESULT_KEYS = {
-    "model", "dataset", "status", "error", "mAP", "mINP", "cmc", "num_query", "num_valid_query",
-    "num_gallery", "trials", "spread", "protocol", "per_query", "seconds", "embed_seconds",
-    "eval_seconds", "paradigm", "spec_hash", "num_params", "skipped_images",
-}
+#: Every key of a cell's result JSON: the fields of its dataclass, the one declaration.
+RESULT_FIELDS = {f.name for f in dataclasses.fields(CellResult)}
 
 
 def make_market(root: Path, ids: int = 6, gallery_per_id: int = 3, seed: int = 0) -> Path:

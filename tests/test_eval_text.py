@@ -22,7 +22,7 @@ def brute_force(similarity, text_pids, image_pids):
         aps.append(sum((n + 1) / k for n, k in enumerate(hits)) / len(hits))
         inps.append(len(hits) / hits[-1])
     n = len(text_pids)
-    return {"r1": r1 / n, "r5": r5 / n, "r10": r10 / n, "mAP": sum(aps) / n, "mINP": sum(inps) / n}
+    return {"R1": r1 / n, "R5": r5 / n, "R10": r10 / n, "mAP": sum(aps) / n, "mINP": sum(inps) / n}
 
 
 def irra_rank(similarity, q_pids, g_pids, max_rank=10, stable=False):
@@ -57,7 +57,7 @@ def random_case(seed, ties):
 
 
 def values(result):
-    return {k: getattr(result, k) for k in ("r1", "r5", "r10", "mAP", "mINP")}
+    return {k: getattr(result, k) for k in ("R1", "R5", "R10", "mAP", "mINP")}
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -73,12 +73,12 @@ def test_equals_brute_force(seed, ties):
 def test_hand_worked_case_and_the_tie_rule():
     # caption of pid 1; images 1 and 2 tie at 0.5: the lower index (1, a match) ranks first
     result = evaluate_t2i(np.array([[0.9, 0.5, 0.5, 0.1]]), [1], [2, 1, 2, 1])
-    assert (result.r1, result.r5) == (0.0, 1.0)
+    assert (result.R1, result.R5) == (0.0, 1.0)
     assert result.first_match.tolist() == [2]
     assert result.mAP == pytest.approx((1 / 2 + 2 / 4) / 2)  # matches at ranks 2 and 4
     assert result.mINP == pytest.approx(2 / 4)
     swapped = evaluate_t2i(np.array([[0.9, 0.5, 0.5, 0.1]]), [1], [1, 2, 2, 1])
-    assert swapped.r1 == 1.0 and swapped.mAP == pytest.approx((1 / 1 + 2 / 4) / 2)
+    assert swapped.R1 == 1.0 and swapped.mAP == pytest.approx((1 / 1 + 2 / 4) / 2)
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -88,14 +88,14 @@ def test_equals_irra_on_the_same_similarities(seed):
     ours = evaluate_t2i(similarity, text_pids, image_pids)
     cmc, mAP, mINP = irra_rank(torch.from_numpy(similarity), torch.from_numpy(text_pids), torch.from_numpy(image_pids))
     k = len(cmc)
-    irra = {"r1": cmc[0], "r5": cmc[min(4, k - 1)], "r10": cmc[min(9, k - 1)], "mAP": mAP, "mINP": mINP}
+    irra = {"R1": cmc[0], "R5": cmc[min(4, k - 1)], "R10": cmc[min(9, k - 1)], "mAP": mAP, "mINP": mINP}
     assert values(ours) == pytest.approx({name: float(v) / 100 for name, v in irra.items()}, abs=1e-6)
     # on ties, IRRA's numbers with a stable sort are ours
     tied, text_pids, image_pids = random_case(seed, ties=True)
     cmc, mAP, mINP = irra_rank(torch.from_numpy(tied), torch.from_numpy(text_pids), torch.from_numpy(image_pids),
                                stable=True)
     got = evaluate_t2i(torch.from_numpy(tied), torch.from_numpy(text_pids), image_pids)
-    assert (got.r1, got.mAP, got.mINP) == pytest.approx((float(cmc[0]) / 100, float(mAP) / 100, float(mINP) / 100),
+    assert (got.R1, got.mAP, got.mINP) == pytest.approx((float(cmc[0]) / 100, float(mAP) / 100, float(mINP) / 100),
                                                         abs=1e-6)
 
 
@@ -126,3 +126,23 @@ def test_bench_t2i_records_the_metrics_of_its_similarities(tmp_path):
     assert record["metrics"] == pytest.approx(brute_force(similarity, text_pids.tolist(), image_pids.tolist()), abs=1e-12)
     assert (record["num_captions"], record["num_images"], record["chunk_size"]) == (400, 300, 50)
     assert record["seconds"] > 0 and record["traced_peak_mib"] >= 0
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint32, bool])
+def test_integer_similarities_rank_as_their_float_values(dtype):
+    """Negated into distances, unsigned integers would wrap (uint8: R1 0.0 where float32 gives
+    1.0): any integer or boolean similarity is scored as its exact float64 value."""
+    import torch
+
+    rng = np.random.default_rng(3)
+    sim = rng.integers(0, 2 if dtype is bool else 200, size=(12, 30)).astype(dtype)
+    text_pids, image_pids = rng.integers(0, 5, 12), np.arange(30) % 5
+    expected = values(evaluate_t2i(sim.astype(np.float32), text_pids, image_pids))
+    assert values(evaluate_t2i(sim, text_pids, image_pids)) == expected
+    if dtype is not np.uint32:  # torch has no uint32 arithmetic on every build
+        assert values(evaluate_t2i(torch.from_numpy(sim), text_pids, image_pids)) == expected
+
+
+def test_a_similarity_that_is_not_numbers_is_refused():
+    with pytest.raises(EvaluationError, match="must hold numbers, got dtype <U1"):
+        evaluate_t2i(np.array([["a", "b"]]), [0], [0, 1])

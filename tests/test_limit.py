@@ -14,6 +14,8 @@ from raybench.datasets.limit import limit_counts, limit_manifest, path_fraction
 from raybench.datasets.manifest import make_manifest
 from raybench.errors import RaybenchError
 from raybench.pipeline import plan as planning
+from raybench.eval.protocol import Scored
+from raybench.metrics import Scores
 from raybench.pipeline.reducer import job_for, result_record
 from raybench.rundir.records import CellMarker, CellResult
 from raybench.rundir.store import RunStore, embedding_table
@@ -133,8 +135,7 @@ def test_a_limited_cell_is_recorded_and_never_kept_by_a_full_run(tmp_path):
     table = embedding_table(limited.manifest, np.ones((limited.manifest.num_rows, 2), np.float32))
     store.write_embeddings("d", "m", table, CellMarker(key, "m", "d", model.spec_hash(), limited.hash, 2, table.num_rows))
     job = job_for(planning.Cell(model, limited, planning.EVALUATE, key), spec.eval)
-    metrics = {"mAP": 0.5, "mINP": 0.4, "cmc": [0.5], "num_query": 2, "num_valid_query": 2, "num_gallery": 3}
-    store.write_result(result_record(job, spec.eval, metrics, None))
+    store.write_result(result_record(job, spec.eval, Scored(Scores(0.5, 0.4, (0.5,), 2, 2, 3))))
     stored = store.read_result("d", "m")
     assert stored.limit == 99 and stored.random_weights is False and stored.to_json()["limit"] == 99
     assert CellResult.from_json(stored.to_json()).limit == 99

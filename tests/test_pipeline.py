@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from pipeline_helpers import (
-    MISSING, RESULT_KEYS, custom_dataset, dummy_model, make_market, market_dataset, matrix, model_forward,
+    MISSING, RESULT_FIELDS, custom_dataset, dummy_model, make_market, market_dataset, matrix, model_forward,
 )
 
 from raybench.pipeline.driver import RunOptions, run_matrix
@@ -41,7 +41,7 @@ def test_whole_pipeline_then_resume_recomputes_nothing(ray_local, market, tmp_pa
     assert {"MapWorker(MapBatches(EmbedWorker_whole_d8))", "MapWorker(MapBatches(EmbedWorker_whole_d4))"} <= names
 
     result = _result(out, "mkt-a", "d8")
-    assert RESULT_KEYS <= set(result) and result["status"] == "ok" and result["error"] is None
+    assert set(result) == RESULT_FIELDS and result["status"] == "ok" and result["error"] is None
     assert 0 < result["mAP"] <= 1 and all(0 <= c <= 1 for c in result["cmc"])
     assert result["num_query"] == 6 and result["num_gallery"] == 18 and result["paradigm"] == "baseline"
 
@@ -111,7 +111,7 @@ def test_bad_images_and_missing_datasets_fail_only_their_cells(ray_local, market
     assert len(_result(tmp_path / "run", "trials", "d")["trials"]) == 2
     failed = _result(tmp_path / "run", "broken", "d")
     assert str(bad) in failed["error"] and missing in failed["error"] and "file not found" in failed["error"]
-    assert failed["mAP"] is None and RESULT_KEYS <= set(failed)
+    assert failed["mAP"] is None and set(failed) == RESULT_FIELDS
     assert "nowhere" in _result(tmp_path / "run", "absent", "d")["error"]
 
     # on_bad_image: skip scores the cell without the bad image and lists it. Two models of one

@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 import pytest
 
 from raybench.catalog import load_model_catalog
+from raybench.rundir.records import CellResult
 from raybench.rundir.store import RunStore
 from raybench.specs import EvalSpec, MatrixSpec, parse_dataset, parse_model
 
@@ -122,16 +123,18 @@ def test_text_metrics_equal_evaluate_t2i_on_the_stored_embeddings(text_run, data
     expected = evaluate_t2i(txt @ img.T, captions.pid.to_numpy(), images.pid.to_numpy())
     result = _result(out, dataset, model)
     assert result["status"] == "ok" and result["text_status"] == "ok"
-    text = result["text"]
-    assert (text["num_captions"], text["num_images"]) == (len(captions), len(images))
-    for key in ("r1", "r5", "r10", "mAP", "mINP"):
-        assert text[key] == pytest.approx(getattr(expected, key), abs=1e-6), key
+    text = CellResult.from_json(result).text
+    assert (text.num_query, text.num_valid_query, text.num_gallery) == (len(captions), len(captions), len(images))
+    for key in ("R1", "R5", "R10", "mAP", "mINP"):
+        assert text.value(key) == pytest.approx(getattr(expected, key), abs=1e-6), key
+    np.testing.assert_allclose(text.cmc, expected.cmc, atol=1e-6)
+    np.testing.assert_allclose(text.per_query["ap"], expected.ap, atol=1e-6)
 
 
 def test_colour_words_beat_chance_on_synthetic_captions(text_run):
     """The colour baseline's text side finds the described person far above chance (1 in 10 ids)."""
     _, out, *_ = text_run
-    assert _result(out, "syn", "color-words")["text"]["r1"] > 0.3
+    assert _result(out, "syn", "color-words")["text"]["cmc"][0] > 0.3
 
 
 def test_no_text_tower_is_an_ok_image_cell(text_run):
@@ -141,7 +144,9 @@ def test_no_text_tower_is_an_ok_image_cell(text_run):
         assert result["status"] == "ok" and result["text_status"] == "no text tower" and result["text"] is None
         assert result["mAP"] == pytest.approx(_result(out, dataset, "color-words")["mAP"])  # same images, same feature
     row = next(r for r in first.rows if (r["dataset"], r["model"]) == ("pedes", "color-hist"))
-    assert row["status"] == "ok" and row["text"] == "no text tower" and row["T2I_R1"] is None
+    assert row["status"] == "ok" and row["text"] == "no text tower" and "R1 (t2i)" not in row
+    words = next(r for r in first.rows if (r["dataset"], r["model"]) == ("pedes", "color-words"))
+    assert words["R1 (t2i)"] == _result(out, "pedes", "color-words")["text"]["cmc"][0]
 
 
 def test_a_dataset_without_image_queries_is_scored_leave_one_out(text_run):
@@ -166,7 +171,7 @@ def test_a_rerun_keeps_text_cells_without_embedding_again(text_run):
     assert second.ok and {r["this_run"] for r in second.rows} == {"kept"}
     assert any("6 cells: 6 kept, 0 to run" in line for line in again)
     assert stamps and {p: p.stat().st_mtime_ns for p in out.glob("embeddings/*/*/attempt-*/*.parquet")} == stamps
-    assert [(r["T2I_R1"], r["text"]) for r in second.rows] == [(r["T2I_R1"], r["text"]) for r in first.rows]
+    assert [(r.get("R1 (t2i)"), r["text"]) for r in second.rows] == [(r.get("R1 (t2i)"), r["text"]) for r in first.rows]
 
 
 def test_the_report_shows_text_retrieval(text_run):
@@ -176,32 +181,40 @@ def test_the_report_shows_text_retrieval(text_run):
     report = build_report(out, ReportOptions(ranklist_queries=3))
     md = (report.out / "results.md").read_text()
     section = md.split("## Text-to-image retrieval")[1].split("\n## ")[0]
-    words = _result(out, "syn", "color-words")["text"]
-    assert f"| color-words | {100 * words['r1']:.1f} / {100 * words['r5']:.1f} / {100 * words['r10']:.1f} / " \
-           f"{100 * words['mAP']:.1f} |" in section
+    words = CellResult.from_json(_result(out, "syn", "color-words")).text
+    assert f"| color-words | {100 * words.cmc[0]:.1f} / {100 * words.cmc[4]:.1f} / {100 * words.cmc[9]:.1f} / " \
+           f"{100 * words.mAP:.1f} |" in section
     assert "| color-hist | no text tower | no text tower |" in section
     assert (report.out / "heatmap_t2i_r1.png").is_file()
     page = (report.out / "ranklists" / "syn__color-words__text.html").read_text()
     captions = RunStore.open(out).read_text_embeddings("syn", "color-words").column("caption")
     assert sum(c in page for c in captions.to_pylist()) >= 3 and page.count("<figure") == 30
     rows = {(r["model"], r["dataset"]): r for r in json.loads((report.out / "results.json").read_text())}
-    assert rows[("clip-tiny", "pedes")]["T2I_mAP"] == pytest.approx(_result(out, "pedes", "clip-tiny")["text"]["mAP"])
+    assert rows[("clip-tiny", "pedes")]["mAP (t2i)"] == _result(out, "pedes", "clip-tiny")["text"]["mAP"]
+    assert rows[("clip-tiny", "pedes")]["text"]["t2i"]["R1"] == _result(out, "pedes", "clip-tiny")["text"]["cmc"][0]
     assert rows[("color-hist", "pedes")]["i2i_rule"] == "leave-one-out"
 
 
-def test_image_models_on_captioned_datasets_show_no_text_table():
+def test_image_models_on_captioned_datasets_show_no_text_table(tmp_path):
     """The smoke run (image models on synth-a/b, which carry captions) keeps its report: no
     text table unless some cell scored captions."""
-    from types import SimpleNamespace
+    from raybench.metrics import Scores
+    from raybench.report.build import block_sections
+    from raybench.report.load import Cell, Run
+    from raybench.report.tables import block_datasets
 
-    from raybench.report.tables import text_datasets
+    def cell(dataset, text_status, text=None):
+        return Cell("m", dataset, CellResult("m", dataset, "ok", mAP=0.5, mINP=0.5, cmc=(0.5,), num_query=2,
+                                             num_valid_query=2, num_gallery=3, text_status=text_status, text=text))
 
-    run = SimpleNamespace(datasets=("syn", "pedes", "market"))
-    rows = [{"dataset": "syn", "text_status": "no text tower"}, {"dataset": "market", "text_status": None}]
-    assert text_datasets(run, rows) == []
-    rows.append({"dataset": "pedes", "text_status": "ok"})
-    rows.append({"dataset": "syn", "text_status": "ok"})
-    assert text_datasets(run, rows) == ["syn", "pedes"]
+    image_only = (cell("syn", "no text tower"), cell("market", None))
+    run = Run(RunStore.open(tmp_path), None, image_only, ("m",), ("syn", "pedes", "market"))
+    assert run.block_names() == [] and block_sections(run, []) == []
+    scored = Scores(0.25, 0.25, (0.5, 1.0), 4, 4, 6)
+    run = Run(RunStore.open(tmp_path), None, (*image_only, cell("pedes", "ok", scored)), ("m",),
+              ("syn", "pedes", "market"))
+    assert [name for _, name in run.block_names()] == ["t2i"] and block_datasets(run, "t2i") == ["pedes"]
+    assert "| m | 50.0 / 100.0 / 100.0 / 25.0 |" in "\n".join(block_sections(run, []))
 
 
 def test_a_model_with_no_caption_cell_is_built_without_its_text_tower():
@@ -231,8 +244,8 @@ def test_eval_variants_leave_the_text_block_alone(text_run, tmp_path):
     variants = (EvalVariant("rerank", EvalSpec(distance="cosine", max_rank=10, rerank=True)),
                 EvalVariant("aqe", EvalSpec(distance="cosine", max_rank=10, aqe_k=3)))
     result = evaluate_cell(store, job, spec.eval, variants=variants)
-    assert result.ok and result.text == stored["text"] and result.text_status == "ok"
+    assert result.ok and result.text == CellResult.from_json(stored).text and result.text_status == "ok"
     assert (result.mAP, list(result.cmc), result.i2i_rule) == (stored["mAP"], stored["cmc"], "leave-one-out")
     assert list(result.variants) == ["rerank", "aqe"]
-    assert all(v["num_valid_query"] == stored["num_valid_query"] for v in result.variants.values())
-    assert result.variants["aqe"]["mAP"] != pytest.approx(stored["mAP"], abs=1e-4)
+    assert all(v.num_valid_query == stored["num_valid_query"] for v in result.variants.values())
+    assert result.variants["aqe"].mAP != pytest.approx(stored["mAP"], abs=1e-4)

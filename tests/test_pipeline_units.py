@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from pipeline_helpers import RESULT_KEYS, dummy_model, market_dataset, matrix
+from pipeline_helpers import dummy_model, market_dataset, matrix
 
 from raybench.datasets.manifest import make_manifest
 from raybench.errors import DatasetError, RaybenchError
@@ -16,7 +16,9 @@ from raybench.pipeline.failure import BATCH, IMAGE, LOAD, STREAM, Failure
 from raybench.pipeline.progress import Progress, format_seconds
 from raybench.pipeline.reducer import job_for, result_record, summary_row
 from raybench.pipeline.runtime import Cluster, check_out, plan_pool, reducer_selector
-from raybench.rundir.records import CellMarker, CellResult, RunFileError
+from raybench.eval.protocol import Scored
+from raybench.metrics import Scores
+from raybench.rundir.records import CellMarker, CellResult, RunFileError, scores_json
 from raybench.rundir.store import RunStore
 from raybench.specs import EvalSpec, EvalVariant
 
@@ -132,7 +134,7 @@ def test_plan_states_follow_the_store(tmp_path):
     store.write_embeddings("d", "m", table, CellMarker(key, "m", "d", model.spec_hash(), data.hash, 2, table.num_rows))
     assert states() == ["evaluate", "failed"]  # embeddings current, no result yet
     job = job_for(planning.Cell(model, data, planning.EVALUATE, key), spec.eval)
-    store.write_result(result_record(job, spec.eval, OK_METRICS, None))
+    store.write_result(result_record(job, spec.eval, OK))
     assert states() == ["done", "failed"] and states(force=True) == ["embed", "failed"]
     # A damaged result (mAP 1.7) is not done: it is scored again from the stored embeddings.
     path = tmp_path / "results/d/m.json"
@@ -161,18 +163,28 @@ def _embedded(data):
 
 def test_result_records_have_every_contract_key_also_when_failed(tmp_path):
     data = planning.load_images(market_dataset("d", tmp_path), lambda spec: _manifest(trials=False))
-    job = job_for(planning.Cell(dummy_model("m"), data, planning.EMBED, "k"), EvalSpec(), embed_seconds=2.0)
-    failed = result_record(job, EvalSpec(), None, Failure(LOAD, "boom")).to_json()
-    assert RESULT_KEYS <= set(failed) and failed["status"] == "failed" and failed["mAP"] is None
+    embedded = CellMarker("k", "m", "d", "spec", data.hash, dim=2, rows=0, num_params=7, embed_seconds=2.0,
+                          device="cpu", skipped_images=("/x.jpg",))
+    job = job_for(planning.Cell(dummy_model("m"), data, planning.EMBED, "k"), EvalSpec(), marker=embedded)
+    failed = result_record(job, EvalSpec(), failure=Failure(LOAD, "boom")).to_json()
+    assert set(failed) == {f.name for f in dataclasses.fields(CellResult)}  # the contract is the dataclass
+    assert failed["status"] == "failed" and failed["mAP"] is None and failed["error"] == "boom"
     assert failed["protocol"]["distance"] == "euclidean" and failed["seconds"] == 2.0
     assert failed["error_kind"] == "load"
-    ok = result_record(job, EvalSpec(), {**OK_METRICS, "cmc": [0.25, 0.5, 0.75, 0.8, 0.9]}, None, 1.0)
+    # what the marker knew at embedding time is the result's (records.MARKER_FIELDS)
+    assert (failed["num_params"], failed["device"], failed["skipped_images"]) == (7, "cpu", ["/x.jpg"])
+    ok = result_record(job, EvalSpec(), scored(cmc=(0.25, 0.5, 0.75, 0.8, 0.9)), None, 1.0)
     assert ok.status == "ok" and ok.error is None and ok.seconds == 3.0
     assert summary_row(ok)["R1"] == 0.25 and summary_row(ok)["R5"] == 0.9
     assert CellResult.from_json(ok.to_json()) == ok  # what is written reads back the same
 
 
-OK_METRICS = {"mAP": 0.5, "mINP": 0.25, "cmc": [0.5, 1.0], "num_query": 2, "num_valid_query": 2, "num_gallery": 4}
+def scored(mAP=0.5, mINP=0.25, cmc=(0.5, 1.0), variants=None, **block) -> Scored:
+    """protocol.score's answer for a cell of 2 queries and 4 gallery images."""
+    return Scored(Scores(mAP, mINP, cmc, 2, 2, 4, **block), variants or {})
+
+
+OK = scored()
 
 
 def test_eval_hash_without_variants_is_the_one_written_before_they_existed():
@@ -206,29 +218,29 @@ def test_variants_make_a_finished_cell_rescore_and_their_metrics_are_validated(t
     table = _embedded(data)
     store.write_embeddings("d", "m", table, CellMarker(key, "m", "d", model.spec_hash(), data.hash, 2, table.num_rows))
     cell = planning.Cell(model, data, planning.EVALUATE, key)
-    store.write_result(result_record(job_for(cell, spec.eval), spec.eval, OK_METRICS, None))
+    store.write_result(result_record(job_for(cell, spec.eval), spec.eval, OK))
     states = lambda s: [c.state for c in planning.plan_cells(s, {"d": data}, store, False)]  # noqa: E731
     assert states(spec) == ["done"]
     rr = EvalVariant("rr", EvalSpec(max_rank=10, rerank=True))
     with_rr = dataclasses.replace(spec, eval_variants=(rr,))
     assert states(with_rr) == ["evaluate"]  # scored again from the stored embeddings, not embedded
-    scored = {"mAP": 0.75, "mINP": 0.5, "cmc": [0.5, 1.0], "num_valid_query": 2, "spread": None,
-              "eval": {"distance": "euclidean", "normalize": True, "rerank": True, "max_rank": 10,
-                       "rerank_k1": 20, "rerank_k2": 6, "rerank_lambda": 0.3}}
+    variant = Scores(0.75, 0.5, (0.5, 1.0), 2, 2, 4, scoring={"distance": "euclidean", "normalize": True,
+                                                              "rerank": True, "max_rank": 10})
     result = result_record(job_for(cell, spec.eval, with_rr.eval_variants), spec.eval,
-                           {**OK_METRICS, "variants": {"rr": scored}}, None)
+                           scored(variants={"rr": variant}))
     store.write_result(result)
     assert states(with_rr) == ["done"] and states(spec) == ["evaluate"]  # and removing it re-scores
-    assert CellResult.from_json(result.to_json()) == result and result.variants == {"rr": scored}
+    assert CellResult.from_json(result.to_json()) == result and result.variants == {"rr": variant}
     assert summary_row(result)["mAP (rr)"] == 0.75
+    stored = scores_json(variant)
     for damage, message in [({"mAP": 1.5}, r"variants.rr: field 'mAP': must be a fraction"),
                             ({"cmc": [1.0, 0.5]}, r"variants.rr: field 'cmc': decreases"),
-                            ({"eval": {"distance": "cosine"}}, r"variants.rr: eval: field 'normalize': missing")]:
+                            ({"num_valid_query": 3}, r"variants.rr: field 'num_valid_query': is 3, more than num_query 2")]:
         with pytest.raises(RunFileError, match=message):
-            CellResult.from_json({**result.to_json(), "variants": {"rr": {**scored, **damage}}}, where="r.json")
-    failed = result_record(job_for(cell, spec.eval), spec.eval, None, Failure(LOAD, "boom")).to_json()
-    with pytest.raises(RunFileError, match="a failed result has no variant metrics"):
-        CellResult.from_json({**failed, "variants": {"rr": scored}})
+            CellResult.from_json({**result.to_json(), "variants": {"rr": {**stored, **damage}}}, where="r.json")
+    failed = result_record(job_for(cell, spec.eval), spec.eval, failure=Failure(LOAD, "boom")).to_json()
+    with pytest.raises(RunFileError, match="variants.*a failed result has no scores"):
+        CellResult.from_json({**failed, "variants": {"rr": stored}})
 
 
 def test_pools_keep_a_cpu_for_decoding_and_use_every_gpu():
@@ -296,9 +308,11 @@ def test_progress_shows_cells_rate_and_eta():
     progress.add_images(100)
     # The rate counts from the first batch (at 2 s), so model loading does not dilute it.
     assert lines[-1] == "cells 1/4 | m: images 200/1,000 | 12.5 img/s | ETA 1:04"
-    progress.cell_finished({"dataset": "d", "model": "m", "status": "ok", "mAP": 0.5, "R1": 0.25})
-    progress.cell_finished({"dataset": "e", "model": "m", "status": "failed", "error": "boom"})
-    assert lines[-2] == "[2/4] done   d x m: mAP 50.00%  R1 25.00%"
+    progress.cell_finished(CellResult("m", "d", "ok", mAP=0.5, mINP=0.1, cmc=(0.25, 1.0), num_query=4,
+                                      num_valid_query=4, num_gallery=9,
+                                      variants={"rr": Scores(0.625, 0.2, (0.5, 1.0), 4, 4, 9)}))
+    progress.cell_finished(CellResult("m", "e", "failed", error="boom"))
+    assert lines[-2] == "[2/4] done   d x m: mAP 50.00%  R1 25.00%  rr mAP 62.50%"
     assert lines[-1] == "[3/4] FAILED e x m: boom"
     assert format_seconds(3725) == "1:02:05"
 

@@ -164,8 +164,8 @@ def test_ranklist_says_which_eval_steps_its_plain_distances_leave_out(stored_run
     cell = run.cell("color-hist", "alpha")
     meta, emb = load_embeddings(run.store, "alpha", "color-hist")
     assert "Metrics used" not in cell_page(cell, meta, emb, n_queries=1, seed=0)
-    protocol = {**cell.result["protocol"], "rerank": True, "aqe_k": 5}
-    page = cell_page(Cell(cell.model, cell.dataset, {**cell.result, "protocol": protocol}), meta, emb, 1, 0)
+    protocol = {**cell.result.protocol, "rerank": True, "aqe_k": 5}
+    page = cell_page(Cell(cell.model, cell.dataset, dataclasses.replace(cell.result, protocol=protocol)), meta, emb, 1, 0)
     assert "Metrics used query expansion and re-ranking; this page does not." in page
 
 
@@ -189,10 +189,15 @@ def test_paper_agreement_within_gap(tmp_path):
 
     ref_path = tmp_path / "ref.yaml"
     ref_path.write_text(REFERENCE)
-    row = {"model": "clip-fake", "dataset": "alpha", "status": "ok", "mAP": 0.111,
-           "mAP_ci_lo": 0.1, "mAP_ci_hi": 0.12}
-    (line,) = compare([row], load_reference(ref_path))
+    from raybench.report.load import Cell
+    from raybench.rundir.records import CellResult
+
+    result = CellResult("clip-fake", "alpha", "ok", mAP=0.111, mINP=0.1, cmc=(0.2,), num_query=5,
+                        num_valid_query=5, num_gallery=9)
+    cell = Cell("clip-fake", "alpha", result, intervals={"main": {"mAP": (0.1, 0.12)}})
+    (line,) = compare([cell], load_reference(ref_path))
     assert line["diff"] == 1.1 and line["note"].startswith("agrees within 2")
+    assert line["ours_ci"] == "[10.00, 12.00]"
 
 
 def test_shipped_paper_reference_loads():
@@ -403,7 +408,11 @@ def test_domain_plot_value_labels_never_sit_under_the_legend(tmp_path):
     plt = _pyplot()
     datasets = ["market1501", "dukemtmc", "msmt17", "cuhk03"]
     values = {"market1501": 0.35, "dukemtmc": 0.97, "msmt17": 0.95, "cuhk03": 0.99}
-    by_cell = {("m", d): {"mAP": v, "mAP_ci_lo": v - 0.01, "mAP_ci_hi": min(1.0, v + 0.01)}
+    from raybench.report.load import Cell
+    from raybench.rundir.records import CellResult
+
+    by_cell = {("m", d): Cell("m", d, CellResult("m", d, "ok", mAP=v, mINP=v, cmc=(v,), num_query=1, num_valid_query=1,
+                                                  num_gallery=1), intervals={"main": {"mAP": (v - 0.01, min(1.0, v + 0.01))}})
                for d, v in values.items()}
     fig, ax = plt.subplots(figsize=(3.2, 3.8), layout="constrained")
     _domain_panel(ax, "m", "market1501", datasets, by_cell)
@@ -456,7 +465,7 @@ def test_tradeoff_points_and_hybrids_table_come_from_the_run(report, stored_run)
 
     results = {(m, d): json.loads((stored_run / "results" / d / f"{m}.json").read_text())
                for m in MODELS for d in DATASETS if (m, d) != FAILED}
-    panels = points(load_run(stored_run), report.rows)
+    panels = points(load_run(stored_run))
     assert list(panels) == ["alpha"]
     panel = {p.model: p for p in panels["alpha"]}
     assert set(panel) == {"osnet-tiny-alpha", "osnet-color", "color-hist"}
@@ -533,7 +542,7 @@ def test_a_rerun_with_eval_variants_rescores_stored_embeddings_into_column_group
             old = before[f"results/{dataset}/{model}.json"]
             assert [result[k] for k in ("mAP", "mINP", "cmc")] == [old[k] for k in ("mAP", "mINP", "cmc")]
             main = {k: old["protocol"][k] for k in ("distance", "normalize", "rerank", "max_rank")}
-            assert result["variants"]["aqe"]["eval"] == {**main, "aqe_k": 5, "aqe_alpha": 3.0, "aqe_times": 1}
+            assert result["variants"]["aqe"]["scoring"] == {**main, "aqe_k": 5, "aqe_alpha": 3.0, "aqe_times": 1}
             assert list(result["variants"]) == ["rerank", "aqe", "raw"]
             if model == "color-hist":
                 # Identical histograms (equal crops) tie in distance, and torchreid's unstable
@@ -557,16 +566,18 @@ def test_a_rerun_with_eval_variants_rescores_stored_embeddings_into_column_group
     rows = {(r["model"], r["dataset"]): r for r in summary.rows}
     assert rows[("color-hist", "beta")]["mAP (aqe)"] == json.loads(
         (run / "results/beta/color-hist.json").read_text())["variants"]["aqe"]["mAP"]
-    names = ["mAP (rerank)", "mAP (aqe)", "mAP (raw)"]
-    columns = table_columns(summary.rows, names)
+    columns = table_columns(summary.rows)
     assert columns.index("mINP") < columns.index("mAP (rerank)") < columns.index("mAP (raw)") < columns.index("queries")
 
     report = build_report(run, ReportOptions(ranklists=False, bootstraps=100))
     md = (report.out / "results.md").read_text()
     assert md.index("## mAP / Rank-1") < md.index("## Eval variants")
-    assert "- `rerank`: rerank true, rerank_k1 20, rerank_k2 6, rerank_lambda 0.3" in md
-    assert "- `aqe`: aqe_k 5, aqe_alpha 3.0, aqe_times 1" in md and "- `raw`: normalize false" in md
-    assert "| model | dataset | mAP | R1 | mAP (rerank) | R1 (rerank) | mAP (aqe) | R1 (aqe) | mAP (raw) | R1 (raw) |" in md
+    assert "### `rerank`: rerank true, rerank_k1 20, rerank_k2 6, rerank_lambda 0.3" in md
+    assert "### `aqe`: aqe_k 5, aqe_alpha 3.0, aqe_times 1" in md and "### `raw`: normalize false" in md
+    assert md.index("### `rerank`") < md.index("### `aqe`") < md.index("### `raw`") < md.index("## Details")
+    aqe = md[md.index("### `aqe`"):md.index("### `raw`")]
+    result = json.loads((run / "results/beta/color-hist.json").read_text())["variants"]["aqe"]
+    assert f"| color-hist | " in aqe and f" {100 * result['mAP']:.1f} / {100 * result['cmc'][0]:.1f} |" in aqe
     csv_rows = {(r["model"], r["dataset"]): r for r in read_csv(report.out / "results.csv")}
     json_rows = {(r["model"], r["dataset"]): r for r in json.loads((report.out / "results.json").read_text())}
     assert list(next(iter(csv_rows.values())))[:5] == ["model", "dataset", "paradigm", "status", "mAP"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import dataclasses
 
 import numpy as np
@@ -191,3 +193,27 @@ def test_out_uris_and_paths(tmp_path):
 
     with pytest.raises(RaybenchError, match="not a usable filesystem URI"):
         RunStore.open("nosuchscheme://bucket/run")
+
+
+def test_a_result_written_before_scoring_blocks_reads_with_the_metric_names(tmp_path):
+    """A version-1 result (text block with r1/r5/r10, num_captions/num_images; spread's
+    rank1_std; variants without their counts) reads as blocks with one spelling of each
+    metric, and writing it again reads back the same."""
+    from raybench.rundir.records import SCHEMA_VERSION
+
+    old = {"model": "m", "dataset": "d", "status": "ok", "mAP": 0.5, "mINP": 0.25, "cmc": [0.5, 0.75],
+           "num_query": 4, "num_valid_query": 4, "num_gallery": 9, "spread": {"mAP_std": 0.1, "rank1_std": 0.2},
+           "text": {"r1": 0.2, "r5": 0.6, "r10": 0.9, "mAP": 0.3, "mINP": 0.1, "num_captions": 12, "num_images": 9},
+           "text_status": "ok",
+           "variants": {"rr": {"mAP": 0.6, "mINP": 0.3, "cmc": [0.75, 1.0], "num_valid_query": 4, "spread": None,
+                               "eval": {"distance": "euclidean", "normalize": True, "rerank": True, "max_rank": 2}}}}
+    result = CellResult.from_json(old, "old.json")
+    assert result.schema_version == 1 and SCHEMA_VERSION == 2
+    assert result.main.std("R1") == 0.2 and result.main.std("mAP") == 0.1
+    text = result.text
+    assert [text.value(m) for m in ("R1", "R5", "R10", "mAP", "mINP")] == [0.2, 0.6, 0.9, 0.3, 0.1]
+    assert (text.num_query, text.num_gallery) == (12, 9)
+    rr = result.variants["rr"]
+    assert (rr.num_query, rr.num_gallery, rr.value("R1"), rr.scoring["rerank"]) == (4, 9, 0.75, True)
+    again = CellResult.from_json(json.loads(json.dumps(result.to_json())), "again.json")
+    assert again.text.value("R5") == 0.6 and again.variants == result.variants and again.main == result.main

@@ -54,7 +54,7 @@ def run(size: str, seed: int = 0, chunk_size: int | None = None) -> dict:
         "seconds": round(wall, 2), "cpu_seconds": round(cpu, 2),
         "traced_peak_mib": round(traced / MIB, 1),
         "rss_peak_above_start_mib": None if peak is None else round((peak - before) / MIB, 1),
-        "metrics": {k: getattr(result, k) for k in ("r1", "r5", "r10", "mAP", "mINP")},
+        "metrics": {k: getattr(result, k) for k in ("R1", "R5", "R10", "mAP", "mINP")},
         **provenance(),
     }
 

@@ -56,27 +56,29 @@ def report(run_dir: str, fmt: str, show_paper: bool, out: Path | None, reference
             print_table(result.paper_rows, list(TABLE_COLUMNS), title="ours vs the study (mAP %)")
         else:
             notice("no cell of this run is in the paper reference")
-    failed = [r for r in result.rows if r["status"] != "ok"]
-    for r in failed:
-        notice(f"{r['model']} x {r['dataset']} {r['status']}: {r['error']}")
+    for cell in result.run.cells:
+        if not cell.ok:
+            notice(f"{cell.model} x {cell.dataset} {cell.status}: {cell.error}")
     for problem in result.problems:  # unreadable files the tables could do without
         notice(problem)
     from raybench.report.tables import status_counts
 
-    notice(f"report: {result.uploaded_to or result.out} ({count(len(result.files), 'file')}; {count(len(result.rows), 'cell')}: {status_counts(result.rows)})")
+    cells = result.run.cells
+    notice(f"report: {result.uploaded_to or result.out} ({count(len(result.files), 'file')}; "
+           f"{count(len(cells), 'cell')}: {status_counts(cells)})")
 
 
 def _grid(result):
     """(rows, columns) of the study's layout: a line per model, a column per dataset."""
     from raybench.report.tables import map_r1
 
-    by_cell = {(r["model"], r["dataset"]): r for r in result.rows}
+    run = result.run
     rows = []
-    for paradigm, models in result.run.models_by_paradigm():
+    for paradigm, models in run.models_by_paradigm():
         for model in models:
             line = {"model": model, "paradigm": paradigm}
-            for dataset in result.run.datasets:
-                row = by_cell.get((model, dataset))
-                line[dataset] = "" if row is None else map_r1(row) if row["status"] == "ok" else row["status"]
+            for dataset in run.datasets:
+                cell = run.cell(model, dataset)
+                line[dataset] = "" if cell is None else map_r1(cell) if cell.ok else cell.status
             rows.append(line)
-    return rows, ["model", "paradigm", *result.run.datasets]
+    return rows, ["model", "paradigm", *run.datasets]

@@ -7,10 +7,12 @@ import shlex
 import click
 
 
-PERCENT = ("mAP", "R1", "R5", "mINP", "T2I_R1", "T2I_mAP")
-TABLE_COLUMNS = ["dataset", "model", "status", "this_run", "mAP", "R1", "R5", "mINP", "queries", "seconds"]
-#: Shown when a cell of the run scored captions: text-to-image numbers, or why a cell has none.
-TEXT_COLUMNS = ["T2I_R1", "T2I_mAP", "text"]
+#: The live table: these, the main block's live metrics (raybench.metrics), "text" where a cell
+#: scored captions, every other block's metric columns ("mAP (rerank)"), then the tail.
+HEAD = ["dataset", "model", "status", "this_run"]
+TAIL = ["queries", "seconds", "note"]
+#: Summary-row keys the table never shows (they feed the closing lines).
+HIDDEN = ("stream_cells", "skipped_images", "error")
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -65,7 +67,6 @@ def run(matrix_name, out, models, datasets, force, actors, batch_size, threads, 
     from raybench.console import notice, print_table
     from raybench.pipeline.driver import RunOptions, run_matrix
     from raybench.catalog import load_matrix
-    from raybench.rundir.records import variant_column
 
     matrix = load_matrix(matrix_name).select(_names(models), _names(datasets))
     out = out or f"runs/{matrix.name}"
@@ -79,25 +80,48 @@ def run(matrix_name, out, models, datasets, force, actors, batch_size, threads, 
                                           + (["random weights"] if random_weights else []))
                + "; these results are not the models' scores")
     summary = run_matrix(matrix, out, options)
-    variants = [variant_column("mAP", v.name) for v in matrix.eval_variants]
-    percent = (*PERCENT, *variants)
-    print_table(_percent(summary.rows, percent), table_columns(summary.rows, variants),
-                title=f"{matrix.name}: metrics in %",
-                headers={**{key: f"{key} %" for key in percent}, "this_run": "this run", "T2I_R1": "T2I R1 %",
-                         "T2I_mAP": "T2I mAP %"})
+    columns = table_columns(summary.rows)
+    percent = metric_columns(columns)
+    print_table(_percent(summary.rows, percent), columns, title=f"{matrix.name}: metrics in %",
+                headers={**{key: f"{key} %" for key in percent}, "this_run": "this run"})
     for line in closing_lines(summary):
         notice(line)
     if summary.failed:
         click.get_current_context().exit(1)
 
 
-def table_columns(rows: list[dict], variants: list[str]) -> list[str]:
-    """The live table's columns: the main figures, the text-to-image ones where a cell scored
-    captions, then ``variants`` (each eval variant's mAP column), the counts and seconds, and a
-    note where a cell has one."""
-    text = TEXT_COLUMNS if any(row.get("text") == "ok" for row in rows) else []
-    columns = [*TABLE_COLUMNS[:-2], *text, *variants, *TABLE_COLUMNS[-2:]]
-    return columns + (["note"] if any(row.get("note") for row in rows) else [])
+def table_columns(rows: list[dict]) -> list[str]:
+    """The live table's columns (reducer.summary_row's keys): ``HEAD``, the main block's live
+    metrics, the text status where a cell scored captions, every block's columns in the order
+    the rows give them, then ``TAIL`` (the note only where a cell has one)."""
+    from raybench.metrics import METRICS
+
+    live = [m.name for m in METRICS if m.live]
+    known = {*HEAD, *live, "text", *TAIL, *HIDDEN}
+    blocks = _merged_order([[key for key in row if key not in known] for row in rows])
+    text = ["text"] if any(row.get("text") == "ok" for row in rows) else []
+    tail = [c for c in TAIL if c != "note" or any(row.get("note") for row in rows)]
+    return [*HEAD, *live, *text, *blocks, *tail]
+
+
+def _merged_order(orders: list[list[str]]) -> list[str]:
+    """Every key of ``orders``, in an order that keeps each list's (rows hold their blocks kind
+    by kind, a row without text blocks just lacks them); ties by first appearance."""
+    seen = list(dict.fromkeys(key for order in orders for key in order))
+    after = {key: set() for key in seen}
+    for order in orders:
+        for a, b in zip(order, order[1:]):
+            after[b].add(a)
+    out: list[str] = []
+    while len(out) < len(seen):
+        left = [k for k in seen if k not in out]
+        out.append(next((k for k in left if after[k] <= set(out)), left[0]))  # left[0]: orders that disagree
+    return out
+
+
+def metric_columns(columns: list[str]) -> list[str]:
+    """The columns of ``table_columns`` that hold fractions (shown as percentages)."""
+    return [c for c in columns if c not in (*HEAD, "text", *TAIL)]
 
 
 def closing_lines(summary) -> list[str]:
@@ -107,7 +131,7 @@ def closing_lines(summary) -> list[str]:
     from raybench.report.tables import skipped_lines, stream_note
 
     lines = []
-    note = stream_note(summary.rows)
+    note = stream_note(r.get("stream_cells") for r in summary.rows)
     if note:
         lines.append(note)
     skipped = skipped_lines((r["model"], r["dataset"], r.get("skipped_images") or [])
@@ -126,16 +150,20 @@ def closing_lines(summary) -> list[str]:
     return lines
 
 
-def _percent(rows: list[dict], percent=PERCENT) -> list[dict]:
-    """Percentages (the ``percent`` keys) with two decimals and seconds with one, so that a
-    column's digits line up."""
+def _percent(rows: list[dict], percent: list[str] | None = None) -> list[dict]:
+    """Percentages (the ``percent`` keys, default the table's metric columns) with two
+    decimals and seconds with one, so that a column's digits line up."""
+    from raybench.metrics import percent as pct
+    from raybench.report.tables import seconds_text
+
+    percent = metric_columns(table_columns(rows)) if percent is None else percent
     scaled = []
     for row in rows:
         row = dict(row)
         for key in percent:
             if row.get(key) is not None:
-                row[key] = f"{100 * row[key]:.2f}"
+                row[key] = pct(row[key], 2)
         if isinstance(row.get("seconds"), (int, float)):
-            row["seconds"] = f"{row['seconds']:.1f}" + ("*" if (row.get("stream_cells") or 1) > 1 else "")
+            row["seconds"] = seconds_text(row)
         scaled.append(row)
     return scaled

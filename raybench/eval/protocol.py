@@ -4,9 +4,9 @@ The dataset's declared protocol (raybench.specs.Protocol) says how to score it: 
 filtering, the classic CUHK03 CMC, and how many trials (published query/gallery splits, such as
 GRID's 10) must be present. The run's EvalSpec says how to compare embeddings: distance,
 normalisation, CMC length, average query expansion and re-ranking. ``score`` applies both,
-trial by trial, and returns every metric key of the per-cell result
-(raybench.rundir.records.CellResult): the pipeline adds the model, dataset, status, protocol
-block and timings. The matrix's eval variants (raybench.specs.EvalVariant) are scored by the
+trial by trial, to the columns of a cell's embedding table (numpy arrays: this package knows
+nothing of the run directory) and returns its scoring blocks (raybench.metrics.Scores): the
+main one, and one per eval variant of the matrix (raybench.specs.EvalVariant), scored by the
 same code from the same features, each with its own EvalSpec.
 
 A dataset without image queries (a text-to-person dataset: CUHK-PEDES, ICFG-PEDES, RSTPReid,
@@ -20,67 +20,85 @@ any query set that repeats the gallery.
 
 With several trials, mAP, mINP and the CMC are the means over trials (the CMC cut to the
 shortest trial's length), the query and gallery counts are per-trial means, and ``spread``
-holds the sample standard deviations (ddof=1) of mAP and rank-1 over trials.
+holds the sample standard deviations (ddof=1) over trials of the metrics that declare one
+(raybench.metrics: mAP and R1).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Any, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from raybench.errors import EvaluationError
-from raybench.rundir.records import eval_block
-from raybench.rundir.store import embedding_matrix
+from raybench.metrics import METRICS, Scores
 from raybench.specs import EvalSpec, EvalVariant, Protocol
 
 
 LEAVE_ONE_OUT = "leave-one-out"
+#: The columns ``score`` reads (``trial`` only where a dataset has several splits).
+COLUMNS = ("path", "pid", "camid", "split", "embedding")
 
 
-def has_queries(table) -> bool:
-    """Whether an embedding table has image queries (else image-to-image is leave-one-out)."""
-    import pyarrow.compute as pc
+@dataclass(frozen=True)
+class Scored:
+    """A cell's scoring blocks: the main one, each eval variant's (by name), and how
+    image-to-image was scored where the table has no image queries (``LEAVE_ONE_OUT``)."""
 
-    return bool(pc.any(pc.equal(table.column("split"), "query")).as_py())
+    main: Scores
+    variants: Mapping[str, Scores] = field(default_factory=dict)
+    i2i_rule: str | None = None
 
 
-def score(table, protocol: Protocol, spec: EvalSpec, seed: int = 0, device: str | None = None,
-          variants: Sequence[EvalVariant] = ()) -> dict[str, Any]:
-    """Metrics of an embedding table: manifest columns (path, pid, camid, split[, trial]) plus
-    ``embedding`` (fixed_size_list<float32>[dim]). A table without queries and without trials
-    is scored leave-one-out (module docstring). Each of ``variants`` is scored the same way,
-    trial by trial, from the same features; its headline metrics go under ``variants``, by
-    name (``variant_record``). A variant that cannot be scored fails the whole call, naming it."""
-    cols = _columns(table)
+def stated(spec: EvalSpec) -> dict[str, Any]:
+    """An EvalSpec as results state it (the protocol block's eval keys, and each eval variant's
+    ``scoring``): re-ranking's and query expansion's parameters only where they are on."""
+    block = {"distance": spec.distance, "normalize": spec.normalize, "rerank": spec.rerank,
+             "max_rank": spec.max_rank}
+    if spec.rerank:
+        block.update(rerank_k1=spec.rerank_k1, rerank_k2=spec.rerank_k2, rerank_lambda=spec.rerank_lambda)
+    if spec.aqe:
+        block.update(aqe_k=spec.aqe_k, aqe_alpha=spec.aqe_alpha, aqe_times=spec.aqe_times)
+    return block
+
+
+def protocol_block(protocol: Protocol, spec: EvalSpec) -> dict[str, Any]:
+    """A result's "protocol" block: how the cell was scored (the dataset's Protocol and the
+    matrix's EvalSpec). The one place it is built, for scored and failed cells alike."""
+    return {"camera_filter": protocol.camera_filter, "cuhk03_metric": protocol.cuhk03_metric,
+            "trials": protocol.trials, **stated(spec)}
+
+
+def score(cols: Mapping[str, np.ndarray], protocol: Protocol, spec: EvalSpec, seed: int = 0,
+          device: str | None = None, variants: Sequence[EvalVariant] = ()) -> Scored:
+    """The blocks of a cell's embeddings, given as columns (``COLUMNS``, [rows] each; the
+    embedding float32 [rows, dim]; ``trial`` [rows] where there are trials; rundir/store.py's
+    ``embedding_columns`` reads them from a stored cell). A table without queries and without
+    trials is scored leave-one-out (module docstring). Each of ``variants`` is scored the same
+    way, trial by trial, from the same features. A variant that cannot be scored fails the
+    whole call, naming it."""
+    cols = _columns(cols)
+    rule = None
     if not (cols["split"] == "query").any() and cols["trial"] is None:
-        cols, protocol = _leave_one_out(cols), replace(protocol, camera_filter=True)
+        cols, protocol, rule = _leave_one_out(cols), replace(protocol, camera_filter=True), LEAVE_ONE_OUT
     trials = _trials(cols, protocol)
-    out, per_query = _score_trials(cols, trials, protocol, spec, seed, device)
-    out["per_query"] = {k: [x for pq in per_query for x in pq[k]] for k in per_query[0]}
-    if variants:
-        out["variants"] = {v.name: _score_variant(cols, trials, protocol, v, seed, device) for v in variants}
-    return out
+    main = _score_trials(cols, trials, protocol, spec, seed, device, paths=True)
+    return Scored(main, {v.name: _score_variant(cols, trials, protocol, v, seed, device) for v in variants}, rule)
 
 
-def _score_variant(cols, trials: list[int], protocol: Protocol, variant: EvalVariant, seed: int, device):
+def _score_variant(cols, trials: list[int], protocol: Protocol, variant: EvalVariant, seed: int, device) -> Scores:
     try:
-        scored, _ = _score_trials(cols, trials, protocol, variant.eval, seed, device)
+        scored = _score_trials(cols, trials, protocol, variant.eval, seed, device)
     except EvaluationError as exc:
         raise EvaluationError(f"eval variant {variant.name!r}: {exc}") from exc
-    return variant_record(scored, variant.eval)
+    return replace(scored, scoring=stated(variant.eval))
 
 
-def variant_record(scored: dict[str, Any], spec: EvalSpec) -> dict[str, Any]:
-    """A variant's block of a cell's result: its headline metrics (trial means where there are
-    trials, and their spread) and the eval block it was scored with."""
-    keep = ("mAP", "mINP", "cmc", "num_valid_query", "spread")
-    return {**{key: scored[key] for key in keep}, "eval": eval_block(spec)}
-
-
-def _score_trials(cols, trials: list[int], protocol: Protocol, spec: EvalSpec, seed: int, device):
-    """The metrics aggregated over ``trials`` (``_aggregate``) and each trial's per-query lists."""
+def _score_trials(cols, trials: list[int], protocol: Protocol, spec: EvalSpec, seed: int, device,
+                  paths: bool = False) -> Scores:
+    """The block of ``trials`` (``_aggregate``), with every trial's per-query lists (and the
+    queries' image paths, with ``paths``)."""
     results, per_query = [], []
     for t in trials:
         query, gallery = _split(cols, t)
@@ -91,8 +109,9 @@ def _score_trials(cols, trials: list[int], protocol: Protocol, spec: EvalSpec, s
                 raise
             raise EvaluationError(f"trial {t} ({len(trials)} trials): {exc}") from exc
         results.append(_trial_record(t, res))
-        per_query.append(_per_query(t, res, cols["path"][query]))
-    return _aggregate(results), per_query
+        per_query.append(_per_query(t, res, cols["path"][query] if paths else None))
+    merged = {k: [x for pq in per_query for x in pq[k]] for k in per_query[0]}
+    return replace(_aggregate(results), per_query=merged)
 
 
 def _leave_one_out(cols: dict) -> dict:
@@ -106,14 +125,11 @@ def _leave_one_out(cols: dict) -> dict:
     return out
 
 
-def _columns(table) -> dict[str, np.ndarray]:
-    missing = [c for c in ("path", "pid", "camid", "split", "embedding") if c not in table.column_names]
+def _columns(cols: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    missing = [c for c in COLUMNS if c not in cols]
     if missing:
         raise EvaluationError(f"the table lacks the columns: {', '.join(missing)}")
-    cols = {c: table.column(c).to_numpy() for c in ("path", "pid", "camid", "split")}
-    cols["trial"] = table.column("trial").to_numpy() if "trial" in table.column_names else None
-    cols["embedding"] = embedding_matrix(table)
-    return cols
+    return {**{c: np.asarray(cols[c]) for c in COLUMNS}, "trial": cols.get("trial")}
 
 
 def _trials(cols, protocol: Protocol) -> list[int]:
@@ -179,14 +195,16 @@ def _trial_record(trial: int, res) -> dict[str, Any]:
             "num_gallery": res.num_gallery}
 
 
-def _per_query(trial: int, res, paths: np.ndarray) -> dict[str, list]:
+def _per_query(trial: int, res, paths: np.ndarray | None) -> dict[str, list]:
     idx = np.flatnonzero(res.valid)
-    return {"trial": [trial] * len(idx), "query": idx.tolist(), "path": [str(p) for p in paths[idx]],
-            "ap": res.ap[idx].tolist(), "inp": res.inp[idx].tolist(),
+    out = {"trial": [trial] * len(idx), "query": idx.tolist()}
+    if paths is not None:
+        out["path"] = [str(p) for p in paths[idx]]
+    return {**out, "ap": res.ap[idx].tolist(), "inp": res.inp[idx].tolist(),
             "first_match": res.first_match[idx].tolist()}
 
 
-def _aggregate(trials: list[dict]) -> dict[str, Any]:
+def _aggregate(trials: list[dict]) -> Scores:
     def mean(key):
         return float(np.mean([t[key] for t in trials]))
 
@@ -194,11 +212,11 @@ def _aggregate(trials: list[dict]) -> dict[str, Any]:
         return int(round(mean(key)))
 
     n = min(len(t["cmc"]) for t in trials)
+    blocks = [Scores(t["mAP"], t["mINP"], tuple(t["cmc"]), t["num_query"], t["num_valid_query"], t["num_gallery"])
+              for t in trials]
     spread = None
     if len(trials) > 1:
-        spread = {"mAP_std": float(np.std([t["mAP"] for t in trials], ddof=1)),
-                  "rank1_std": float(np.std([t["cmc"][0] for t in trials], ddof=1))}
-    return {"mAP": mean("mAP"), "mINP": mean("mINP"),
-            "cmc": np.mean([t["cmc"][:n] for t in trials], axis=0).tolist(),
-            "num_query": count("num_query"), "num_valid_query": count("num_valid_query"),
-            "num_gallery": count("num_gallery"), "trials": trials, "spread": spread}
+        spread = {m.std_key: float(np.std([b.value(m.name) for b in blocks], ddof=1)) for m in METRICS if m.spread}
+    return Scores(mAP=mean("mAP"), mINP=mean("mINP"), cmc=tuple(np.mean([t["cmc"][:n] for t in trials], axis=0).tolist()),
+                  num_query=count("num_query"), num_valid_query=count("num_valid_query"),
+                  num_gallery=count("num_gallery"), spread=spread, trials=tuple(trials))

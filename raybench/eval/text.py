@@ -24,15 +24,16 @@ import numpy as np
 
 from raybench.errors import EvaluationError
 from raybench.eval.matches import as_ids
+from raybench.metrics import Scores
 
 
 @dataclass(frozen=True, eq=False)
 class TextRetrievalResult:
     """Metrics of one text-to-image evaluation (fractions); per-caption arrays cover every caption."""
 
-    r1: float
-    r5: float
-    r10: float
+    R1: float
+    R5: float
+    R10: float
     mAP: float
     mINP: float
     cmc: np.ndarray  # [min(max_rank, G)] fraction of captions whose first match is within rank k+1
@@ -42,18 +43,29 @@ class TextRetrievalResult:
     inp: np.ndarray  # [T] float64
     first_match: np.ndarray  # [T] int64, 1-based rank of each caption's first true match
 
+    def scores(self) -> Scores:
+        """This evaluation as a scoring block (raybench.metrics): every caption is a query."""
+        every = np.arange(self.num_captions)
+        return Scores(mAP=self.mAP, mINP=self.mINP, cmc=tuple(float(c) for c in self.cmc),
+                      num_query=self.num_captions, num_valid_query=self.num_captions, num_gallery=self.num_images,
+                      per_query={"trial": [0] * self.num_captions, "query": every.tolist(),
+                                 "ap": self.ap.tolist(), "inp": self.inp.tolist(),
+                                 "first_match": self.first_match.tolist()})
+
 
 def evaluate_t2i(similarity, text_pids, image_pids, max_rank: int = 10, *,
                  chunk_size: int | None = None) -> TextRetrievalResult:
     """Score captions against images.
 
     similarity: [T, G] caption-to-image similarities, higher is closer (numpy, or torch on any
-    device); text_pids: [T] the identity each caption describes; image_pids: [G]. max_rank:
-    the length of ``cmc`` (r1, r5 and r10 are given whatever it is). chunk_size: captions per
-    block (default: blocks of about ``distance.CHUNK_ELEMENTS`` entries).
+    device; integer similarities are scored as float64, exactly, since negating an unsigned
+    integer would wrap); text_pids: [T] the identity each caption describes; image_pids: [G].
+    max_rank: the length of ``cmc`` (R1, R5 and R10 are given whatever it is). chunk_size:
+    captions per block (default: blocks of about ``distance.CHUNK_ELEMENTS`` entries).
 
     Every caption's identity must have at least one image (as in every published split):
-    otherwise an EvaluationError names one, where IRRA's code would return NaN.
+    otherwise an EvaluationError names one, where IRRA's code raises an IndexError (its
+    ``match_row.nonzero()[-1]`` of a caption without a match).
     """
     from raybench.eval.distance import row_chunks
     from raybench.eval.rank import evaluate_rows
@@ -61,6 +73,7 @@ def evaluate_t2i(similarity, text_pids, image_pids, max_rank: int = 10, *,
     if getattr(similarity, "ndim", None) != 2:
         raise EvaluationError(f"similarity must be 2-D [num_captions, num_images], got {type(similarity).__name__}"
                               f" of shape {getattr(similarity, 'shape', None)}")
+    similarity = _as_float(similarity)
     T, G = similarity.shape
     t_pids, g_pids = as_ids(text_pids, "text_pids"), as_ids(image_pids, "image_pids")
     if (len(t_pids), len(g_pids)) != (T, G):
@@ -75,8 +88,21 @@ def evaluate_t2i(similarity, text_pids, image_pids, max_rank: int = 10, *,
                          shape=(T, G), max_rank=max_rank, camera_filter=False)
     first = rank.first_match
     r1, r5, r10 = (float(np.mean(first <= k)) for k in (1, 5, 10))
-    return TextRetrievalResult(r1=r1, r5=r5, r10=r10, mAP=rank.mAP, mINP=rank.mINP, cmc=rank.cmc,
+    return TextRetrievalResult(R1=r1, R5=r5, R10=r10, mAP=rank.mAP, mINP=rank.mINP, cmc=rank.cmc,
                                num_captions=T, num_images=G, ap=rank.ap, inp=rank.inp, first_match=first)
+
+
+def _as_float(similarity):
+    """Floating-point similarities as they are; integer or boolean ones as float64 (exact below
+    2**53), so that negating them into distances cannot wrap; anything else is refused."""
+    if hasattr(similarity, "detach"):  # a torch tensor
+        return similarity if similarity.is_floating_point() else similarity.double()
+    similarity = np.asarray(similarity)
+    if np.issubdtype(similarity.dtype, np.floating):
+        return similarity
+    if similarity.dtype == bool or np.issubdtype(similarity.dtype, np.integer):
+        return similarity.astype(np.float64)
+    raise EvaluationError(f"similarity must hold numbers, got dtype {similarity.dtype}")
 
 
 def unit_rows(x: np.ndarray) -> np.ndarray:

@@ -240,11 +240,7 @@ class Run:
             elif cell.state == FAILED:
                 self._fail(cell, Failure(DATASET, cell.reason))
             elif cell.state == EVALUATE:
-                marker: CellMarker = cell.previous
-                job = self._job(cell, num_params=marker.num_params, embed_seconds=marker.embed_seconds,
-                                skipped_images=marker.skipped_images, device=marker.device,
-                                stream_cells=marker.stream_cells)
-                self.tracker.evaluate(job)
+                self.tracker.evaluate(self._job(cell, marker=cell.previous))
 
     def _fuse(self, cells: list[Cell]) -> None:
         """Fusion cells, once every member cell is committed or failed: the reducer fuses the
@@ -341,34 +337,32 @@ class Run:
         now = time.perf_counter()
         embed_seconds, self._last_finish = now - self._last_finish, now
         rows, skipped, failure = finish(buffer, self.matrix.on_bad_image)
-        job = self._job(cell, num_params=buffer.params, embed_seconds=embed_seconds,
-                        skipped_images=tuple(skipped), device=self.pool.device, stream_cells=self._stream_size)
-        if failure:
-            self._fail(cell, failure, job)
-            return
         marker = CellMarker(
-            key=cell.key, model=cell.model.name, dataset=cell.data.name, spec_hash=job.spec_hash,
-            manifest_hash=job.manifest_hash, dim=buffer.dim, rows=rows.num_rows,
-            num_params=job.num_params, embed_seconds=round(embed_seconds, 3),
+            key=cell.key, model=cell.model.name, dataset=cell.data.name, spec_hash=cell.model.spec_hash(),
+            manifest_hash=cell.data.hash, dim=buffer.dim, rows=0 if rows is None else rows.num_rows,
+            num_params=buffer.params, embed_seconds=round(embed_seconds, 3),
             skipped_images=tuple(skipped), device=self.pool.device, written=provenance.now(),
             stream_cells=self._stream_size,
             text_rows=cell.data.captions.num_rows if cell.text else None,
         )
+        if failure:
+            self._fail(cell, failure, self._job(cell, marker=marker))
+            return
         spec = {"model": dataclasses.asdict(cell.model), "preprocess": dataclasses.asdict(preprocess),
                 "dataset": dataclasses.asdict(cell.data.spec)}
         try:
-            self.store.commit_embeddings(marker, self._attempt, rows, buffer.parts, spec, captions=finish_text(buffer),
-                                         text_parts=buffer.text_parts)
+            marker = self.store.commit_embeddings(marker, self._attempt, rows, buffer.parts, spec,
+                                                  captions=finish_text(buffer), text_parts=buffer.text_parts)
         except Exception as exc:  # noqa: BLE001 - this cell fails, with why; the stream goes on
             log.exception("committing %s failed", cell.label)
-            self._fail(cell, Failure(STREAM, f"cannot commit the embeddings of {cell.label}: {error_text(exc)}"), job)
+            self._fail(cell, Failure(STREAM, f"cannot commit the embeddings of {cell.label}: {error_text(exc)}"),
+                       self._job(cell, marker=marker))
             return
-        self.tracker.evaluate(job)
+        self.tracker.evaluate(self._job(cell, marker=marker))
 
     def _fail(self, cell: Cell, failure: Failure, job=None) -> None:
         self.failed[(cell.data.name, cell.model.name)] = failure
-        job = job or self._job(cell, device=self.pool.device)
-        self.tracker.fail(job, failure)
+        self.tracker.fail(job or self._job(cell), failure)
 
     def _job(self, cell: Cell, **extra) -> reducers.CellJob:
         """The cell's reducer job, hashed with the matrix's eval block and variants."""

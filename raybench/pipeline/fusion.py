@@ -65,12 +65,11 @@ def fuse_cell(store, job):
         num_params=None if None in params else sum(params),
         embed_seconds=round(time.perf_counter() - start, 3),
         skipped_images=tuple(sorted({s for m in markers for s in m.skipped_images})),
-        device="fusion", written=provenance.now(),
+        device=",".join(sorted({m.device for m in markers if m.device})), written=provenance.now(),
     )
     spec = {"fusion": {"name": job.model, "of": [m for m, _ in job.members], "weights": list(job.weights)},
             "members": {m.model: m.key for m in markers}}
-    store.write_embeddings(dataset, job.model, table, marker, spec)
-    return marker
+    return store.write_embeddings(dataset, job.model, table, marker, spec)
 
 
 def _check_same_rows(fusion: str, members: list[str], tables: list[pa.Table]) -> None:

@@ -107,18 +107,20 @@ class Progress:
         else:
             self.echo(self.line())
 
-    def cell_finished(self, row: dict) -> None:
-        """A scored (or failed) cell: counted, and printed on its own line."""
+    def cell_finished(self, result) -> None:
+        """A scored (or failed) cell (records.CellResult): counted, and printed on its own line
+        with the live metrics of each of its blocks (raybench.metrics, records.BLOCK_KINDS)."""
+        from raybench.metrics import HEADLINE, percent
+
         self.cells_done += 1
-        if row["status"] != "ok":
+        if not result.ok:
             self.cells_failed += 1
-            text = f"FAILED {row['dataset']} x {row['model']}: {row.get('error')}"
+            text = f"FAILED {result.dataset} x {result.model}: {result.error}"
         else:
-            r1 = row.get("R1")
-            r1_text = f"  R1 {100 * r1:.2f}%" if r1 is not None else ""
-            text = f"done   {row['dataset']} x {row['model']}: mAP {100 * row['mAP']:.2f}%{r1_text}"
-            if row.get("T2I_R1") is not None:
-                text += f"  text R1 {100 * row['T2I_R1']:.2f}% mAP {100 * row['T2I_mAP']:.2f}%"
+            text = f"done   {result.dataset} x {result.model}: " + "  ".join(
+                f"{m.name} {percent(result.main.value(m.name), 2)}%" for m in HEADLINE)
+            for kind, name, scores in result.blocks():
+                text += f"  {name} " + " ".join(f"{m} {percent(scores.value(m), 2)}%" for m in kind.live)
         if self.tty:
             sys.stderr.write("\r\033[K")
         self.echo(f"[{self.cells_done}/{self.cells_total}] {text}")

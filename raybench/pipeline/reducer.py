@@ -24,8 +24,9 @@ import logging
 import time
 from dataclasses import dataclass
 
+from raybench.metrics import METRICS
 from raybench.pipeline.failure import FUSION, SCORING, Failure, error_text
-from raybench.rundir.records import CellResult, protocol_block, variant_column
+from raybench.rundir.records import MARKER_FIELDS, CellMarker, CellResult, block_column
 from raybench.specs import DatasetSpec, EvalSpec, EvalVariant
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class CellJob:
-    """What the reducer needs to score and describe one cell."""
+    """What the reducer needs to score and describe one cell: the cell as planned, and
+    ``marker``, its embeddings as the driver committed them (or, for a cell that failed while
+    embedding, as far as they got); None for a cell that never embedded, and for a fusion not
+    fused yet. The result takes what was known at embedding time from the marker
+    (records.MARKER_FIELDS)."""
 
     model: str
     dataset: DatasetSpec
@@ -42,49 +47,40 @@ class CellJob:
     cell_key: str
     manifest_hash: str
     eval_hash: str
-    num_params: int | None = None
-    embed_seconds: float = 0.0
-    skipped_images: tuple[str, ...] = ()
-    stream_cells: int = 1  # see CellResult.stream_cells
-    device: str = ""
     text_status: str | None = None  # plan.Cell.text_status: None, "ok" (score the captions) or why not
     limit: int | None = None  # --limit N: the first N query identities only
     random_weights: bool = False  # --random-weights
+    marker: CellMarker | None = None
     #: a fusion cell to fuse before scoring (pipeline/fusion.py): its members' (model, cell key)
     #: as planned, and their weights; empty for any other cell (or a fusion already committed)
     members: tuple[tuple[str, str], ...] = ()
     weights: tuple[float, ...] = ()
 
 
-def result_record(job: CellJob, spec: EvalSpec, metrics: dict | None, failure: Failure | None,
-                  eval_seconds: float = 0.0) -> CellResult:
-    """The cell's result: ``metrics`` are raybench.eval.protocol.score's (with ``variants``
-    when the matrix has eval variants), None when it failed (plus ``text`` and ``i2i_rule`` on
-    a caption dataset, see the module docstring)."""
-    metrics = dict(metrics or {})
-    text = metrics.pop("text", None)
-    i2i_rule = metrics.pop("i2i_rule", None)
+def result_record(job: CellJob, spec: EvalSpec, scored=None, failure: Failure | None = None,
+                  eval_seconds: float = 0.0, text=None) -> CellResult:
+    """The cell's result: ``scored`` is raybench.eval.protocol.score's (None when the cell
+    failed), ``text`` its text-to-image block on a caption dataset (see the module docstring)."""
+    from raybench.eval.protocol import protocol_block
+
+    embedded = {name: getattr(job.marker, name) for name in MARKER_FIELDS} if job.marker else {}
+    embed_seconds = embedded.pop("embed_seconds", 0.0)
+    main = {} if scored is None else {
+        "mAP": scored.main.mAP, "mINP": scored.main.mINP, "cmc": scored.main.cmc,
+        "num_query": scored.main.num_query, "num_valid_query": scored.main.num_valid_query,
+        "num_gallery": scored.main.num_gallery, "trials": scored.main.trials, "spread": scored.main.spread,
+        "per_query": scored.main.per_query, "variants": dict(scored.variants) or None, "i2i_rule": scored.i2i_rule,
+    }
     return CellResult(
-        text=text, text_status=None if failure else job.text_status, i2i_rule=i2i_rule,
-        variants=metrics.pop("variants", None),
         model=job.model, dataset=job.dataset.name, status="failed" if failure else "ok",
         error=failure.message if failure else None, error_kind=failure.kind if failure else None,
-        protocol=protocol_block(job.dataset.protocol, spec),
-        **_metrics(metrics),
-        seconds=round(job.embed_seconds + eval_seconds, 3), embed_seconds=round(job.embed_seconds, 3),
-        eval_seconds=round(eval_seconds, 3), paradigm=job.paradigm, spec_hash=job.spec_hash,
-        num_params=job.num_params, skipped_images=tuple(job.skipped_images), device=job.device,
-        stream_cells=job.stream_cells, cell_key=job.cell_key, manifest_hash=job.manifest_hash, eval_hash=job.eval_hash,
-        limit=job.limit, random_weights=job.random_weights,
+        protocol=protocol_block(job.dataset.protocol, spec), **main, text=text,
+        text_status=None if failure else job.text_status,
+        seconds=round(embed_seconds + eval_seconds, 3), embed_seconds=round(embed_seconds, 3),
+        eval_seconds=round(eval_seconds, 3), paradigm=job.paradigm,
+        **{"spec_hash": job.spec_hash, "manifest_hash": job.manifest_hash, **embedded},
+        cell_key=job.cell_key, eval_hash=job.eval_hash, limit=job.limit, random_weights=job.random_weights,
     )
-
-
-def _metrics(metrics: dict) -> dict:
-    out = dict(metrics)
-    for key in ("cmc", "trials"):
-        if key in out:
-            out[key] = tuple(out[key])
-    return out
 
 
 def evaluate_cell(store, job: CellJob, spec: EvalSpec, seed: int = 0,
@@ -94,30 +90,27 @@ def evaluate_cell(store, job: CellJob, spec: EvalSpec, seed: int = 0,
     from raybench.errors import RaybenchError
 
     start = time.perf_counter()
-    metrics, failure = None, None
+    scored, text, failure = None, None, None
     try:
         from raybench.eval.protocol import score
-
-        from raybench.eval.protocol import LEAVE_ONE_OUT, has_queries
+        from raybench.rundir.store import embedding_columns
 
         table = store.read_embeddings(job.dataset.name, job.model)
-        metrics = score(table, job.dataset.protocol, spec, seed=seed, variants=variants)
-        if not has_queries(table):
-            metrics["i2i_rule"] = LEAVE_ONE_OUT
+        scored = score(embedding_columns(table), job.dataset.protocol, spec, seed=seed, variants=variants)
         if job.text_status == "ok":
-            metrics["text"] = text_metrics(table, store.read_text_embeddings(job.dataset.name, job.model))
+            text = text_scores(table, store.read_text_embeddings(job.dataset.name, job.model))
     except RaybenchError as exc:
-        failure = Failure(SCORING, str(exc))
+        scored, failure = None, Failure(SCORING, str(exc))
     except Exception as exc:  # noqa: BLE001 - a bug in one cell's scoring must not stop the run
         log.exception("scoring %s x %s failed", job.dataset.name, job.model)
-        failure = Failure(SCORING, f"evaluation failed: {error_text(exc)}")
-    result = result_record(job, spec, metrics, failure, time.perf_counter() - start)
+        scored, failure = None, Failure(SCORING, f"evaluation failed: {error_text(exc)}")
+    result = result_record(job, spec, scored, failure, time.perf_counter() - start, text)
     store.write_result(result)
     return result
 
 
-def text_metrics(images, captions) -> dict:
-    """The ``text`` block: ``captions`` (store.text_schema) against the unique evaluated
+def text_scores(images, captions):
+    """The text-to-image block: ``captions`` (store.text_schema) against the unique evaluated
     images of ``images`` (an embedding table), cosine similarity."""
     from raybench.eval.text import evaluate_t2i, unit_rows
     from raybench.rundir.store import embedding_matrix, text_gallery
@@ -125,26 +118,21 @@ def text_metrics(images, captions) -> dict:
     images = text_gallery(images)
     res = evaluate_t2i(unit_rows(embedding_matrix(captions, "text embeddings")) @ unit_rows(embedding_matrix(images)).T,
                        captions.column("pid").to_numpy(), images.column("pid").to_numpy())
-    return {"r1": res.r1, "r5": res.r5, "r10": res.r10, "mAP": res.mAP, "mINP": res.mINP,
-            "num_captions": res.num_captions, "num_images": res.num_images}
+    return res.scores()
 
 
 def summary_row(result: CellResult) -> dict:
-    """One line of the live table: the headline numbers of a result."""
-    cmc = result.cmc
+    """One line of the live table: the main block's live metrics (raybench.metrics), each
+    other block's (records.BLOCK_KINDS: ``"mAP (rerank)"``), counts, time and notes."""
+    main = result.main
     return {
         "dataset": result.dataset,
         "model": result.model,
         "status": result.status,
-        "mAP": result.mAP,
-        "R1": cmc[0] if len(cmc) > 0 else None,
-        "R5": cmc[4] if len(cmc) > 4 else None,
-        "mINP": result.mINP,
+        **{m.name: main.value(m.name) if main else None for m in METRICS if m.live},
         "queries": result.num_valid_query,
-        "T2I_R1": (result.text or {}).get("r1"),
-        "T2I_mAP": (result.text or {}).get("mAP"),
         "text": result.text_status,
-        **{variant_column("mAP", name): scored["mAP"] for name, scored in (result.variants or {}).items()},
+        **{block_column(m, name): scores.value(m) for kind, name, scores in result.blocks() for m in kind.live},
         "seconds": result.seconds,
         "stream_cells": result.stream_cells,
         "skipped_images": list(result.skipped_images),
@@ -190,18 +178,17 @@ class Reducer:
         return self._record(evaluate_cell(self.store, job, self.spec, variants=self.variants))
 
     def fail(self, job: CellJob, failure: Failure) -> CellResult:
-        result = result_record(job, self.spec, None, failure)
+        result = result_record(job, self.spec, failure=failure)
         self.store.write_result(result)
         return self._record(result)
 
 
 def fused_job(store, job: CellJob) -> CellJob:
-    """Fuse and commit a fusion cell (pipeline/fusion.py); the job to score it, with the fused
-    cell's parameter count and fusing time."""
+    """Fuse and commit a fusion cell (pipeline/fusion.py); the job to score it, holding the
+    fused cell's marker."""
     from raybench.pipeline.fusion import fuse_cell
 
-    marker = fuse_cell(store, job)
-    return dataclasses.replace(job, num_params=marker.num_params, embed_seconds=marker.embed_seconds)
+    return dataclasses.replace(job, marker=fuse_cell(store, job))
 
 
 def start(store, spec: EvalSpec, run: str, run_id: str, label_selector: dict[str, str] | None = None,

@@ -59,7 +59,7 @@ class Tracker:
                 continue
             row = {**reducers.summary_row(result), "this_run": "scored" if result.ok else "failed"}
             self.rows[(row["dataset"], row["model"])] = row
-            self.progress.cell_finished(row)
+            self.progress.cell_finished(result)
 
     def _await_reducer(self, limit: float = 120.0) -> None:
         """Until the reducer answers again (Ray restarts it in a few seconds), so that a call

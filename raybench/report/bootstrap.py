@@ -10,8 +10,11 @@ The interval does not cover the spread between trials; results carry that separa
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
+from raybench.metrics import METRICS, Metric
+
+INTERVAL_METRICS = tuple(m for m in METRICS if m.interval)
 DEFAULT_BOOTSTRAPS = 1000
 DEFAULT_LEVEL = 0.95
 #: Indices drawn at once (bounds memory on MSMT17-sized query sets: 32 MB of int64).
@@ -23,30 +26,31 @@ def bootstrap_intervals(
     n_boot: int = DEFAULT_BOOTSTRAPS,
     level: float = DEFAULT_LEVEL,
     seed: int = 0,
+    metrics: Sequence[Metric] = INTERVAL_METRICS,
 ) -> dict[str, tuple[float, float]] | None:
-    """Percentile intervals of mAP and Rank-1 (fractions) from a result's ``per_query``.
-
-    per_query: {"ap": [N], "first_match": [N] (1-based), "trial": [N] optional}, valid
-    queries only. Returns {"mAP": (lo, hi), "R1": (lo, hi)}, or None without queries.
-    """
+    """Percentile intervals (fractions) of ``metrics`` (default: those the metric table gives
+    an interval, mAP and R1) from a block's ``per_query`` lists (raybench.metrics.Scores: valid
+    queries only, ``trial`` optional). Returns {metric name: (lo, hi)}, or None without queries;
+    a metric whose per-query values are not stored is left out."""
     import numpy as np
 
     if not per_query or not per_query.get("ap"):
         return None
-    ap = np.asarray(per_query["ap"], dtype=np.float64)
-    first = np.asarray(per_query.get("first_match") or np.zeros(len(ap)), dtype=np.float64)
-    if len(first) != len(ap):
+    columns = {m.name: m.per_query_values(per_query) for m in metrics}
+    n = len(per_query["ap"])
+    columns = {name: values for name, values in columns.items() if values is not None and len(values) == n}
+    if not columns:
         return None
-    stats = np.stack([ap, first == 1], axis=1)
-    trial = np.asarray(per_query.get("trial") or np.zeros(len(ap), dtype=int))
+    stats = np.stack([np.asarray(v, dtype=np.float64) for v in columns.values()], axis=1)
+    trial = np.asarray(per_query.get("trial") or np.zeros(n, dtype=int))
     trials = np.unique(trial)
     rng = np.random.default_rng(seed)
-    draws = np.zeros((n_boot, 2))
+    draws = np.zeros((n_boot, stats.shape[1]))
     for t in trials:
         draws += _resampled_means(stats[trial == t], n_boot, rng) / len(trials)
     tail = (1.0 - level) / 2.0
     lo, hi = np.quantile(draws, [tail, 1.0 - tail], axis=0)
-    return {"mAP": (float(lo[0]), float(hi[0])), "R1": (float(lo[1]), float(hi[1]))}
+    return {name: (float(lo[i]), float(hi[i])) for i, name in enumerate(columns)}
 
 
 def _resampled_means(stats, n_boot: int, rng):

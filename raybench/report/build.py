@@ -17,6 +17,7 @@ committed report from the same run gives the same files.
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +25,10 @@ from typing import Any
 
 from raybench.console import count
 from raybench.errors import RaybenchError
+from raybench.metrics import HEADLINE, title as metric_title
 from raybench.report import domain, paper, plots, ranklist, tables, tradeoff
 from raybench.report.bootstrap import DEFAULT_BOOTSTRAPS, bootstrap_intervals
-from raybench.report.load import Cell, Run, load_run
+from raybench.report.load import Cell, Intervals, Run, load_run
 from raybench.rundir.store import RunStore
 
 
@@ -42,16 +44,16 @@ class ReportOptions:
 
 @dataclass
 class Report:
-    run: Run
+    run: Run  # its cells hold their bootstrap intervals
     out: Path  # where the files were written on this machine
-    rows: list[dict[str, Any]]
+    rows: list[dict[str, Any]]  # results.json's rows (tables.cell_row)
     paper_rows: list[dict[str, Any]] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     #: files of the run that could not be read (also in notes): the console shows these
     problems: list[str] = field(default_factory=list)
     uploaded_to: str | None = None  # <run>/report on object storage, when the run lives there
-    variants: list[str] = field(default_factory=list)  # the run's eval variants, in matrix order
+    blocks: list[str] = field(default_factory=list)  # the run's blocks besides the main one (Run.block_names)
 
 
 def build_report(run_dir: str | Path | RunStore, options: ReportOptions = ReportOptions()) -> Report:
@@ -72,15 +74,17 @@ def build_report(run_dir: str | Path | RunStore, options: ReportOptions = Report
     else:
         out = Path(run.store.path("report"))
     _make_dir(out, run)
-    variants = tables.variant_names(run)
-    rows = [tables.cell_row(c, _intervals(c, options), variants) for c in run.cells]
-    report = Report(run=run, out=out, rows=rows, problems=problems, variants=variants)
+    run = dataclasses.replace(run, cells=tuple(dataclasses.replace(c, intervals=_intervals(c, options))
+                                                  for c in run.cells))
+    blocks = [name for _, name in run.block_names()]
+    rows = [tables.cell_row(c, blocks) for c in run.cells]
+    report = Report(run=run, out=out, rows=rows, problems=problems, blocks=blocks)
     sampled = [f"{c.model} x {c.dataset}" for c in run.cells if c.ok and _cuhk03_metric(c)]
     if sampled:
         report.notes.append("Rank-1 of " + ", ".join(sampled) + " is the classic CUHK03 single-shot "
                             "CMC (one random gallery image per identity): it has no bootstrap interval.")
     tables.write_json(rows, out / "results.json")
-    tables.write_csv(rows, out / "results.csv", variants)
+    tables.write_csv(rows, out / "results.csv", blocks)
     report.files += [out / "results.json", out / "results.csv"]
     _write_extras(report, options)
     (out / "results.md").write_text(markdown(report, options))
@@ -109,28 +113,33 @@ def _upload(report: Report) -> str:
     return f"{store.uri.rstrip('/')}/report"
 
 
-def _intervals(cell: Cell, options: ReportOptions) -> dict[str, tuple[float, float]] | None:
-    """Bootstrap intervals of an ok cell. Under the classic CUHK03 metric the reported Rank-1 is
-    drawn from sampled galleries, which the per-query first matches (full gallery) do not
-    describe, so that cell keeps its mAP interval only."""
+def _intervals(cell: Cell, options: ReportOptions) -> Intervals:
+    """Bootstrap intervals of an ok cell's blocks (those that keep their per-query numbers).
+    Under the classic CUHK03 metric the reported Rank-1 is drawn from sampled galleries, which
+    the per-query first matches (full gallery) do not describe, so that cell keeps its mAP
+    intervals only."""
     if not cell.ok:
-        return None
-    found = bootstrap_intervals(cell.result.get("per_query"), options.bootstraps, seed=options.seed)
-    if found and _cuhk03_metric(cell):
-        found.pop("R1")
-    return found
+        return {}
+    out = {}
+    for name, scores in [("main", cell.result.main), *((n, s) for _, n, s in cell.result.blocks())]:
+        found = bootstrap_intervals(scores.per_query, options.bootstraps, seed=options.seed)
+        if found and _cuhk03_metric(cell):
+            found.pop("R1", None)
+        if found:
+            out[name] = found
+    return out
 
 
 def _cuhk03_metric(cell: Cell) -> bool:
-    return bool((cell.result.get("protocol") or {}).get("cuhk03_metric"))
+    return bool((cell.result.protocol or {}).get("cuhk03_metric"))
 
 
 def _write_extras(report: Report, options: ReportOptions) -> None:
     """Figures, paper comparison, rank lists: each adds its files or a note saying why not."""
-    report.files += plots.write_heatmaps(report.run, report.rows, report.out)
-    report.files += plots.write_domain_plot(report.run, report.rows, report.out, report.notes)
-    report.files += tradeoff.write_tradeoff_plot(report.run, report.rows, report.out, report.notes)
-    report.paper_rows, files = paper.write_comparison(report.rows, report.out, options.paper, report.notes)
+    report.files += plots.write_heatmaps(report.run, report.out)
+    report.files += plots.write_domain_plot(report.run, report.out, report.notes)
+    report.files += tradeoff.write_tradeoff_plot(report.run, report.out, report.notes)
+    report.paper_rows, files = paper.write_comparison(report.run.cells, report.out, options.paper, report.notes)
     report.files += files
     if options.ranklists:
         report.files += ranklist.write_ranklists(
@@ -139,72 +148,56 @@ def _write_extras(report: Report, options: ReportOptions) -> None:
     report.notes += report.problems
 
 
-def _rehearsal_line(rows) -> list[str]:
+def _rehearsal_line(cells) -> list[str]:
     """A warning above the tables when any cell ran with --limit or --random-weights."""
-    marked = [r for r in rows if r["status"] == "ok" and tables.rehearsal_note(r)]
+    marked = [c for c in cells if c.ok and tables.rehearsal_note(c)]
     if not marked:
         return []
-    kinds = sorted({n for r in marked for n in tables.rehearsal_note(r).split(", ")})
+    kinds = sorted({n for c in marked for n in tables.rehearsal_note(c).split(", ")})
     return [f"**Rehearsal**: {count(len(marked), 'cell')} ran {' and '.join(kinds)} (`--limit` / "
             "`--random-weights`); their numbers are not the models' scores."]
 
 
 def markdown(report: Report, options: ReportOptions) -> str:
-    run, rows, out = report.run, report.rows, report.out
-    failures: list[dict[str, Any]] = []
+    run, out = report.run, report.out
+    failures: list[Cell] = []
+    headline = " / ".join(m.title for m in HEADLINE)
     parts = [
         f"# raybench report: {run.name}",
         *([run.description] if run.description else []),
-        f"{count(len(rows), 'cell')} ({tables.status_counts(rows)}) of {count(len(run.models), 'model')} x "
-        f"{count(len(run.datasets), 'dataset')}, from `{run.label}`{_provenance(run, rows)}.",
-        *_rehearsal_line(rows),
-        "## mAP / Rank-1 (%)",
-        tables.grid(run, rows, tables.map_r1, failures),
+        f"{count(len(run.cells), 'cell')} ({tables.status_counts(run.cells)}) of {count(len(run.models), 'model')} x "
+        f"{count(len(run.datasets), 'dataset')}, from `{run.label}`{_provenance(run)}.",
+        *_rehearsal_line(run.cells),
+        f"## {headline} (%)",
+        tables.grid(run, tables.map_r1, failures),
         "## With 95% bootstrap intervals over queries",
         f"Percentile intervals from {options.bootstraps} resamples of the queries (seed "
         f"{options.seed}); where a dataset has several splits, queries are resampled within each "
         "and the spread between splits is shown as sd. Differences inside these intervals are "
         "not evidence of a better model.",
-        tables.grid(run, rows, tables.intervals, failures),
+        tables.grid(run, tables.intervals, failures),
+        *block_sections(run, failures),
     ]
-    captioned = tables.text_datasets(run, rows)
-    if captioned:
-        parts += ["## Text-to-image retrieval: R1 / R5 / R10 / mAP (%)",
-                  "Each query caption ranks every test image by cosine similarity (IRRA's protocol, "
-                  "raybench.eval.text); \"no text tower\": the model embeds images only (its image-to-image "
-                  "numbers above still count). On a dataset without image queries the image-to-image "
-                  "numbers are leave-one-out over the test images (raybench.eval.protocol).",
-                  tables.grid(run, rows, tables.t2i, failures, datasets=captioned)]
-    if report.variants:
-        parts += ["## Eval variants: mAP / Rank-1 (%)",
-                  "Every cell scored again from the same stored embeddings, once per variant of the "
-                  "eval block (the matrix's `eval_variants`); the first two columns are the main eval "
-                  "block's. A variant changes:",
-                  "\n".join(f"- {line}" for line in tables.variant_settings(run, report.variants)),
-                  "The variants have no bootstrap intervals: the per-query numbers are kept for the main "
-                  "eval block only.",
-                  tables.variants_table(rows, report.variants)]
     if failures:
         parts += ["## Cells that did not finish", tables.failure_list(failures)]
-    skipped = tables.skipped_lines((c.model, c.dataset, list(c.result.get("skipped_images") or []))
-                                   for c in run.cells if c.ok)
+    skipped = tables.skipped_lines((c.model, c.dataset, list(c.result.skipped_images)) for c in run.cells if c.ok)
     if skipped:
         parts += ["## Skipped images",
                   "Images that could not be read were left out of these cells (`on_bad_image: skip`); "
                   "their metrics are over the remaining images. Every path is in the cell's result JSON "
                   "(`skipped_images`).",
                   "\n".join(f"- {line}" for line in skipped)]
-    parts += ["## Details", tables.details(rows)]
-    figures = [(p.name, plots.CAPTIONS.get(p.name, p.stem)) for p in report.files if p.suffix == ".png"]
+    parts += ["## Details", tables.details(run)]
+    figures = [(p.name, plots.caption(p, run)) for p in report.files if p.suffix == ".png"]
     if figures:
         parts += ["## Figures", "\n\n".join(f"![{alt}]({name})" for name, alt in figures)]
-    in_out = domain.domain_table(run, rows)
+    in_out = domain.domain_table(run)
     if in_out:
         parts += ["## In-domain vs cross-domain (supervised and hybrid models)",
                   "In-domain: the dataset the weights were trained on (the model spec's "
                   "`options.trained_on`, else a name ending in the dataset's name; for a weight "
                   "interpolation, its supervised member's).", in_out]
-    hybrids = tradeoff.hybrids_table(run, rows)
+    hybrids = tradeoff.hybrids_table(run)
     if hybrids:
         parts += ["## Hybrids: fusions and weight interpolations",
                   "Each beside its members, on its supervised member's training set (in domain) and the "
@@ -225,13 +218,31 @@ def markdown(report: Report, options: ReportOptions) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def _provenance(run: Run, rows: list[dict[str, Any]]) -> str:
+def block_sections(run: Run, failures: list[Cell]) -> list[str]:
+    """A section per kind of block the run holds (records.BLOCK_KINDS), by one code for every
+    kind: its title and what it is, then per block what it changes (as its results state it)
+    and a grid of its figures with their 95% intervals where the block kept its per-query
+    numbers, over the datasets that have it."""
+    parts: list[str] = []
+    for kind in dict.fromkeys(kind for kind, _ in run.block_names()):
+        names = [name for k, name in run.block_names() if k is kind]
+        parts += [f"## {kind.title}: {' / '.join(map(metric_title, kind.shown))} (%)", kind.about]
+        for name in names:
+            changes = tables.block_changes(run, name)
+            if not kind.single:
+                parts.append(f"### `{name}`" + (f": {changes}" if changes else ""))
+            parts.append(tables.grid(run, tables.block_figures(kind, name), failures,
+                                     datasets=tables.block_datasets(run, name)))
+    return parts
+
+
+def _provenance(run: Run) -> str:
     """Where the numbers come from: the code's commit and the devices that embedded them."""
     git = run.record.git if run.record else {}
     text = ""
     if git.get("commit"):
         text += f", code at git `{str(git['commit'])[:12]}`" + (" with local changes" if git.get("dirty") else "")
-    devices = sorted({r["device"] for r in rows if r.get("device")})
+    devices = sorted({c.result.device for c in run.cells if c.result is not None and c.result.device})
     if devices:
         text += ", embedded on " + ", ".join(f"`{d}`" for d in devices)
     return text

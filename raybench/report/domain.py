@@ -14,8 +14,6 @@ run.json records its supervised member's (raybench.catalog.trained_on).
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
-
 from raybench.report import tables
 from raybench.report.load import Run
 
@@ -38,22 +36,21 @@ def trained_on(run: Run, model: str) -> str | None:
     return named_training_set(model, list(run.datasets))
 
 
-def supervised_models(run: Run, rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+def supervised_models(run: Run) -> list[tuple[str, str]]:
     """[(model, training set)] for the run's supervised models (and interpolations of one) with
     a known training set and at least one scored cell."""
-    ok = {r["model"] for r in rows if r["status"] == "ok"}
+    ok = {c.model for c in run.cells if c.ok}
     pairs = [(m, trained_on(run, m)) for m in run.models if m in ok]
     return [(m, d) for m, d in pairs if d]
 
 
-def domain_table(run: Run, rows: Sequence[Mapping[str, Any]]) -> str:
+def domain_table(run: Run) -> str:
     """Markdown: each supervised model's in-domain mAP, its mean cross-domain mAP and the change."""
-    by_cell = {(r["model"], r["dataset"]): r for r in rows if r["status"] == "ok"}
     lines = []
-    for model, home in supervised_models(run, rows):
-        cross = [by_cell[(model, d)]["mAP"] for d in run.datasets if d != home and (model, d) in by_cell]
+    for model, home in supervised_models(run):
+        cross = [v for v in (run.value(model, d, "mAP") for d in run.datasets if d != home) if v is not None]
         mean = sum(cross) / len(cross) if cross else None
-        inside = by_cell[(model, home)]["mAP"] if (model, home) in by_cell else None
+        inside = run.value(model, home, "mAP")
         change = None if mean is None or inside is None else f"{100 * (mean - inside):+.1f}"
         lines.append([model, home, tables.pct(inside), tables.pct(mean), str(len(cross)), change or "-"])
     header = ["model", "trained on", "in-domain mAP", "cross-domain mean mAP", "cross datasets", "change (points)"]

@@ -3,47 +3,73 @@
 
 A report must never hide a cell. A result file that is not JSON or breaks its contract
 (raybench.rundir.records) becomes an `invalid` cell naming the file and the field; a cell that
-run.json planned but that has no result yet becomes a `missing` cell. Nothing here recomputes
-metrics, and nothing is read from configs/: what the report needs is recorded in the run.
+run.json planned but that has no result yet becomes a `missing` cell. Every other cell holds its
+typed result (records.CellResult): the report reads its fields and blocks (raybench.metrics),
+never a dict of the file, so a field that moves fails loudly instead of showing "-". Nothing
+here recomputes metrics, and nothing is read from configs/: what the report needs is recorded in
+the run.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from raybench.errors import RaybenchError
-from raybench.rundir.records import RunFileError, RunRecord
+from raybench.metrics import Scores
+from raybench.rundir.records import CellResult, RunFileError, RunRecord
 from raybench.rundir.store import RunStore
 from raybench.specs import PARADIGMS
 
+if TYPE_CHECKING:  # pragma: no cover
+    from raybench.rundir.records import BlockKind
+
+#: Intervals of a cell, as the report computes them (report/bootstrap.py): block name ->
+#: metric -> (low, high), fractions.
+Intervals = Mapping[str, Mapping[str, tuple[float, float]]]
 
 
 @dataclass(frozen=True)
 class Cell:
-    """One model x dataset result: a validated CellResult as its JSON mapping, or, for an
-    invalid or missing one, a mapping with status and error only."""
+    """One model x dataset cell of a run: its validated ``result``, or, for an invalid or
+    missing one, None with the ``status`` and ``why`` that say so. ``intervals``: the bootstrap
+    intervals of its blocks, once the report has computed them."""
 
     model: str
     dataset: str
-    result: Mapping[str, Any] = field(hash=False)
+    result: CellResult | None = field(default=None, hash=False)
     path: str | None = None  # the result file, inside the run's filesystem
+    problem: str | None = None  # "invalid" or "missing" where there is no result
+    why: str | None = None
+    intervals: Intervals = field(default_factory=dict, hash=False)
 
     @property
     def status(self) -> str:
-        return str(self.result.get("status") or "failed")
+        return self.result.status if self.result is not None else str(self.problem)
 
     @property
     def ok(self) -> bool:
-        return self.status == "ok"
+        return self.result is not None and self.result.ok
 
     @property
     def error(self) -> str | None:
-        return self.result.get("error")
+        return self.result.error if self.result is not None else self.why
 
     @property
     def paradigm(self) -> str:
-        return str(self.result.get("paradigm") or "unknown")
+        return (self.result.paradigm if self.result is not None else "") or "unknown"
+
+    def scores(self, block: str | None = None) -> Scores | None:
+        """The block ``block`` of an ok cell (None or "main": the main block), else None."""
+        return self.result.block(block) if self.ok else None
+
+    def value(self, metric: str, block: str | None = None) -> float | None:
+        """A metric (raybench.metrics) of a block of an ok cell; None where there is none."""
+        scores = self.scores(block)
+        return None if scores is None else scores.value(metric)
+
+    def interval(self, metric: str, block: str | None = None) -> tuple[float, float] | None:
+        return self.intervals.get(block or "main", {}).get(metric)
 
 
 @dataclass(frozen=True)
@@ -77,6 +103,19 @@ class Run:
             if cell.model == model and cell.dataset == dataset:
                 return cell
         return None
+
+    def value(self, model: str, dataset: str, metric: str, block: str | None = None) -> float | None:
+        """A metric of a cell's block; None where the cell is not ok or has no such block."""
+        cell = self.cell(model, dataset)
+        return None if cell is None else cell.value(metric, block)
+
+    def block_names(self) -> list[tuple["BlockKind", str]]:
+        """Every (kind, name) of the blocks the run's ok cells hold besides the main one, kind by
+        kind (records.BLOCK_KINDS), names in the order the cells give them (the matrix's)."""
+        from raybench.rundir.records import BLOCK_KINDS
+
+        found = {(kind.key, name): kind for c in self.cells if c.ok for kind, name, _ in c.result.blocks()}
+        return [(found[key], key[1]) for kind in BLOCK_KINDS for key in found if key[0] == kind.key]
 
     def paradigm(self, model: str) -> str:
         """From the cells' results first, else the model spec in run.json."""
@@ -129,10 +168,8 @@ def load_run(run_dir: str | RunStore, notes: list[str] | None = None) -> Run:
     for model in planned_models:
         for dataset in planned_datasets:
             if (model, dataset) not in found:
-                found[(model, dataset)] = Cell(model, dataset, {
-                    "model": model, "dataset": dataset, "status": "missing",
-                    "error": "no result file: the run has not finished this cell",
-                })
+                found[(model, dataset)] = Cell(model, dataset, problem="missing",
+                                               why="no result file: the run has not finished this cell")
     cells = tuple(found[(m, d)] for m in models for d in datasets if (m, d) in found)
     label = store.uri if isinstance(run_dir, RunStore) else str(run_dir)
     return Run(store=store, record=record, cells=cells, models=tuple(models), datasets=tuple(datasets), label=label)
@@ -145,9 +182,8 @@ def _read_cell(store: RunStore, rel: str) -> Cell:
     try:
         result = store.read_result(dataset, model)
     except RunFileError as exc:
-        return Cell(model, dataset, {"model": model, "dataset": dataset, "status": "invalid",
-                                     "error": f"invalid result file: {exc}"}, store.path(rel))
-    return Cell(result.model, result.dataset, result.to_json(), store.path(rel))
+        return Cell(model, dataset, path=store.path(rel), problem="invalid", why=f"invalid result file: {exc}")
+    return Cell(result.model, result.dataset, result, store.path(rel))
 
 
 def _ordered(planned: list[str], found: list[str]) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 
 from raybench.errors import SpecError
 from raybench.report import tables
+from raybench.report.load import Cell
 
 TABLE_COLUMNS = {
     "model": "model", "paper_model": "study's label", "dataset": "dataset", "ours": "ours",
@@ -87,22 +88,23 @@ def _labels(data: Mapping[str, Any], where: str) -> dict[str, tuple[tuple[str, .
     return out
 
 
-def compare(rows: Sequence[Mapping[str, Any]], ref: Reference) -> list[dict[str, Any]]:
+def compare(cells: Sequence[Cell], ref: Reference) -> list[dict[str, Any]]:
     """One line per cell of the run that the study also reports; values in percent."""
     out = []
-    for row in rows:
-        key = (row["model"], row["dataset"])
+    for cell in cells:
+        key = (cell.model, cell.dataset)
         if key not in ref.values:
             continue
         model_label, _, theirs = ref.values[key]
-        ours = 100 * row["mAP"] if row["status"] == "ok" and row["mAP"] is not None else None
-        ci = (None if row["mAP_ci_lo"] is None else
-              f"[{tables.pct(row['mAP_ci_lo'], 2)}, {tables.pct(row['mAP_ci_hi'], 2)}]")
+        value = cell.value("mAP")
+        ours = None if value is None else 100 * value
+        bounds = cell.interval("mAP")
+        ci = None if bounds is None else f"[{tables.pct(bounds[0], 2)}, {tables.pct(bounds[1], 2)}]"
         diff = None if ours is None else round(ours - theirs, 2)
         out.append({
-            "model": row["model"], "paper_model": model_label, "dataset": row["dataset"],
+            "model": cell.model, "paper_model": model_label, "dataset": cell.dataset,
             "ours": None if ours is None else round(ours, 2), "ours_ci": ci, "theirs": theirs, "diff": diff,
-            "note": _note(row, diff, ref), "defects": list(_defects(ref, *key)),
+            "note": _note(cell, diff, ref), "defects": list(_defects(ref, *key)),
         })
     return out
 
@@ -111,19 +113,19 @@ def _defects(ref: Reference, model: str, dataset: str) -> tuple[int, ...]:
     return tuple(sorted({*ref.exposure.get(model, ()), *ref.exposure.get(dataset, ())}))
 
 
-def _note(row: Mapping[str, Any], diff: float | None, ref: Reference) -> str:
+def _note(cell: Cell, diff: float | None, ref: Reference) -> str:
     if diff is None:
-        return f"ours {row['status']}"
+        return f"ours {cell.status}"
     if abs(diff) <= ref.gap_points:
         return f"agrees within {ref.gap_points:g} points"
-    defects = _defects(ref, row["model"], row["dataset"])
+    defects = _defects(ref, cell.model, cell.dataset)
     if not defects:
         return "gap not explained by a known defect of the study's code"
     texts = [f"{d}: {ref.defects.get(d, '(not described)').rstrip('.')}" for d in defects]
     return ("study's code defect " if len(texts) == 1 else "study's code defects ") + "; ".join(texts) + "."
 
 
-def write_comparison(rows: Sequence[Mapping[str, Any]], out: Path, reference: Path | None,
+def write_comparison(cells: Sequence[Cell], out: Path, reference: Path | None,
                      notes: list[str]) -> tuple[list[dict[str, Any]], list[Path]]:
     """paper.md and paper.csv when the run shares cells with the reference."""
     path = Path(reference) if reference else default_reference_path()
@@ -131,7 +133,7 @@ def write_comparison(rows: Sequence[Mapping[str, Any]], out: Path, reference: Pa
         notes.append(f"No paper reference at {path}: no comparison with the study.")
         return [], []
     ref = load_reference(path)
-    lines = compare(rows, ref)
+    lines = compare(cells, ref)
     if not lines:
         notes.append("No cell of this run is among the study's published numbers: no paper comparison.")
         return [], []

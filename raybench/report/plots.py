@@ -8,7 +8,7 @@ fixed size (no tight bounding box), so a test can predict their pixels.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from raybench.report import tables
 from raybench.report.domain import supervised_models
@@ -16,13 +16,25 @@ from raybench.report.load import Run
 
 DPI = 120
 HEATMAPS = {"mAP": ("heatmap_map.png", "mAP"), "R1": ("heatmap_rank1.png", "Rank-1")}
-#: file -> alt text, for the Markdown that shows the figures
-#: Text-to-image Rank-1 over the run's caption datasets (only when it has some).
-T2I_HEATMAP = ("T2I_R1", "heatmap_t2i_r1.png", "Text-to-image Rank-1")
+#: file -> alt text, for the Markdown that shows the figures (a block's heatmap: block_heatmap)
 CAPTIONS = {"heatmap_map.png": "mAP heatmap", "heatmap_rank1.png": "Rank-1 heatmap",
-            "heatmap_t2i_r1.png": "text-to-image Rank-1 heatmap",
             "domain_map.png": "in-domain vs cross-domain mAP of supervised and hybrid models",
             "tradeoff_map.png": "in-domain vs mean cross-domain mAP, Pareto front and interpolation curves"}
+
+
+def block_heatmap(name: str, metric: str) -> str:
+    """The file of a block's heatmap (records.BlockKind.heatmap): heatmap_t2i_r1.png."""
+    return f"heatmap_{name}_{metric.lower()}.png"
+
+
+def caption(path: Path, run: Run) -> str:
+    """A figure's alt text."""
+    from raybench.metrics import title
+
+    for kind, name in run.block_names():
+        if kind.heatmap and path.name == block_heatmap(name, kind.heatmap):
+            return f"{kind.title}: {title(kind.heatmap)} heatmap"
+    return CAPTIONS.get(path.name, path.stem)
 STATUS_COLOUR = "#d9d9d9"
 IN_DOMAIN, CROSS_DOMAIN = "#e6550d", "#3182bd"
 
@@ -47,20 +59,26 @@ def heatmap_pixels(n_models: int, n_datasets: int) -> tuple[int, int]:
     return int(w * DPI), int(h * DPI)  # as Agg sizes its canvas (truncated, not rounded)
 
 
-def write_heatmaps(run: Run, rows: Sequence[Mapping[str, Any]], out: Path) -> list[Path]:
+def write_heatmaps(run: Run, out: Path) -> list[Path]:
+    """The main block's mAP and Rank-1, and a heatmap per block whose kind asks for one
+    (records.BlockKind.heatmap: text-to-image Rank-1), over the datasets that have the block."""
+    from raybench.metrics import title
+
     files = []
     for key, (name, label) in HEATMAPS.items():
-        models, values = tables.pivot(run, rows, key)
+        models, values = tables.pivot(run, key)
         path = out / name
         heatmap(models, list(run.datasets), values, [run.paradigm(m) for m in models],
                 f"{label} (%), {run.name}", path)
         files.append(path)
-    captioned = tables.text_datasets(run, rows)
-    if captioned:
-        key, name, label = T2I_HEATMAP
-        models, values = tables.pivot(run, rows, key, captioned)
-        heatmap(models, captioned, values, [run.paradigm(m) for m in models], f"{label} (%), {run.name}", out / name)
-        files.append(out / name)
+    for kind, block in run.block_names():
+        if kind.heatmap:
+            datasets = tables.block_datasets(run, block)
+            models, values = tables.pivot(run, kind.heatmap, block, datasets, kind.absent)
+            path = out / block_heatmap(block, kind.heatmap)
+            heatmap(models, datasets, values, [run.paradigm(m) for m in models],
+                    f"{kind.title}: {title(kind.heatmap)} (%), {run.name}", path)
+            files.append(path)
     return files
 
 
@@ -117,11 +135,11 @@ def _paradigm_bands(ax, paradigms: list[str]) -> None:
 # In-domain vs cross-domain
 
 
-def write_domain_plot(run: Run, rows: Sequence[Mapping[str, Any]], out: Path, notes: list[str]) -> list[Path]:
+def write_domain_plot(run: Run, out: Path, notes: list[str]) -> list[Path]:
     """Per supervised model with a known training set: its mAP on every dataset, in-domain
     highlighted, with the bootstrap intervals as error bars."""
-    by_cell = {(r["model"], r["dataset"]): r for r in rows if r["status"] == "ok"}
-    models = supervised_models(run, rows)
+    by_cell = {(c.model, c.dataset): c for c in run.cells if c.ok}
+    models = supervised_models(run)
     if not models:
         notes.append("No supervised model with a known training set (a name ending in a dataset's "
                      "name, or options.trained_on) was scored: no in-domain plot.")
@@ -146,10 +164,10 @@ def write_domain_plot(run: Run, rows: Sequence[Mapping[str, Any]], out: Path, no
 def _domain_panel(ax, model: str, home: str, datasets: list[str], by_cell) -> None:
     import numpy as np
 
-    rows = [by_cell[(model, d)] for d in datasets]
-    values = np.array([100 * r["mAP"] for r in rows])
-    lo = np.array([100 * (r["mAP_ci_lo"] if r["mAP_ci_lo"] is not None else r["mAP"]) for r in rows])
-    hi = np.array([100 * (r["mAP_ci_hi"] if r["mAP_ci_hi"] is not None else r["mAP"]) for r in rows])
+    cells = [by_cell[(model, d)] for d in datasets]
+    values = np.array([100 * c.value("mAP") for c in cells])
+    bounds = [c.interval("mAP") or (c.value("mAP"),) * 2 for c in cells]
+    lo, hi = (np.array([100 * b[side] for b in bounds]) for side in (0, 1))
     colours = [IN_DOMAIN if d == home else CROSS_DOMAIN for d in datasets]
     x = np.arange(len(datasets))
     ax.bar(x, values, color=colours, yerr=[values - lo, hi - values], capsize=3, ecolor="#333333")

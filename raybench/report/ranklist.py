@@ -78,7 +78,7 @@ def write_ranklists(run: Run, out: Path, n_queries: int, seed: int, notes: list[
         path = out / f"{_slug(cell.dataset)}__{_slug(cell.model)}.html"
         path.write_text(page)
         pages.append((cell, path))
-        if cell.result.get("text"):
+        if cell.result.text is not None:
             from raybench.report.textrank import text_page
 
             try:
@@ -128,8 +128,8 @@ def sample_lines(cell: Cell, meta: Mapping[str, Any], emb, n_queries: int, seed:
     """The sampled queries' top-k lists, for the first trial; returns (lines, query idx, gallery idx)."""
     import numpy as np
 
-    per_query = cell.result.get("per_query") or {}
-    protocol = cell.result.get("protocol") or {}
+    per_query = cell.result.per_query or {}
+    protocol = cell.result.protocol or {}
     in_trial = np.ones(len(emb), bool)
     trial = None
     if "trial" in meta:
@@ -179,14 +179,14 @@ def cell_page(cell: Cell, meta: Mapping[str, Any], emb, n_queries: int, seed: in
     lines, q_idx, g_idx = sample_lines(cell, meta, emb, n_queries, seed)
     thumbs = _Thumbs()
     r = cell.result
-    protocol = r.get("protocol") or {}
+    protocol = r.protocol or {}
     title = f"{cell.model} x {cell.dataset}"
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)}</title>",
         f"<style>{CSS}</style></head><body><h1>Rank list: {_e(title)}</h1>",
         "<p class='meta'>"
-        f"mAP {_pct(r.get('mAP'))}, Rank-1 {_pct((r.get('cmc') or [None])[0])} over "
-        f"{r.get('num_valid_query', '?')} valid queries and {r.get('num_gallery', '?')} gallery images. "
+        f"mAP {_pct(r.mAP)}, Rank-1 {_pct(cell.value('R1'))} over "
+        f"{r.num_valid_query} valid queries and {r.num_gallery} gallery images. "
         f"{len(lines)} queries sampled (seed {seed}) of {len(q_idx)}"
         + (f", trial {int(meta['trial'][q_idx[0]])} of {protocol.get('trials', '?')}" if "trial" in meta else "")
         + f". Distance {_e(protocol.get('distance', 'euclidean'))}"
@@ -264,9 +264,8 @@ def _thumbnail(path: str) -> str | None:
 def _index_page(run: Run, pages: Sequence[tuple[Cell, Path]]) -> str:
     def numbers(cell: Cell, path: Path) -> tuple[str, Any, Any]:
         if path.name.endswith("__text.html"):  # text queries: the text-to-image numbers
-            text = cell.result.get("text") or {}
-            return "text queries", text.get("mAP"), text.get("r1")
-        return "images", cell.result.get("mAP"), (cell.result.get("cmc") or [None])[0]
+            return "text queries", cell.value("mAP", "t2i"), cell.value("R1", "t2i")
+        return "images", cell.value("mAP"), cell.value("R1")
 
     rows = "".join(
         f"<tr><td><a href='{_e(p.name)}'>{_e(c.model)}</a></td><td>{_e(c.dataset)}</td><td>{kind}</td>"
@@ -284,4 +283,7 @@ def _e(value: Any) -> str:
 
 
 def _pct(value: Any) -> str:
-    return f"{100 * value:.1f}%" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"
+    """A fraction as "45.4%" (raybench.metrics.percent), "-" where there is none."""
+    from raybench.metrics import percent
+
+    return percent(value) + "%" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"

@@ -1,8 +1,13 @@
-"""Tables of a run: one flat row per cell (JSON, CSV) and the study-style Markdown grid.
+"""Tables of a run: one flat row per cell (JSON, CSV) and the study-style Markdown grids.
 
-Every number in rows is a fraction 0..1 (as in the result JSONs); only the Markdown shows
-percentages, as the study's tables do. CSV keeps every scalar of a row (the full CMC curve is
-in the JSON only) and `read_csv` gives the same rows back.
+Every figure comes from the cells' typed results (report/load.py) through the metric table
+(raybench.metrics): the columns are the metrics of the main block, with their bootstrap
+intervals and spread over trials, then the cell's fields, then a column group per other block
+of the run (records.BLOCK_KINDS: "mAP (rerank)", "R1 (t2i)"), all generated from the
+declarations, so a new metric or block kind needs no edit here. Every number in rows is a
+fraction 0..1 (as in the result JSONs); only the Markdown shows percentages, as the study's
+tables do. CSV keeps every scalar of a row (the full CMC curve and the nested blocks are in the
+JSON only) and `read_csv` gives the same rows back.
 """
 
 from __future__ import annotations
@@ -10,147 +15,124 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+from raybench.metrics import BLOCK_METRICS, HEADLINE, METRICS, percent
 from raybench.report.load import Cell, Run
-from raybench.rundir.records import variant_column
+from raybench.rundir.records import BlockKind, block_column
+
 
 def _flag(text: str) -> bool:
     """A boolean CSV field as `write_csv` writes it (True / False)."""
     return text.strip().lower() == "true"
 
 
-#: CSV columns and their parsers: the order of the file, the types `read_csv` restores.
-COLUMNS: dict[str, Callable[[str], Any]] = {
-    "model": str, "dataset": str, "paradigm": str, "status": str,
-    "mAP": float, "mAP_ci_lo": float, "mAP_ci_hi": float,
-    "R1": float, "R1_ci_lo": float, "R1_ci_hi": float,
-    "R5": float, "R10": float, "R20": float, "mINP": float,
-    "num_trials": int, "mAP_std": float, "R1_std": float,
+def interval_columns(name: str) -> tuple[str, str]:
+    """A metric's interval bounds in rows: ``mAP_ci_lo``, ``mAP_ci_hi``."""
+    return f"{name}_ci_lo", f"{name}_ci_hi"
+
+
+def _metric_columns(metrics) -> list[str]:
+    return [c for m in metrics for c in (m.name, *(interval_columns(m.name) if m.interval else ()))]
+
+
+#: The cell's own fields shown in a row (after the main block's metrics), and their parsers.
+CELL_COLUMNS: dict[str, Callable[[str], Any]] = {
+    "num_trials": int, **{m.std_key: float for m in METRICS if m.spread},
     "num_query": int, "num_valid_query": int, "num_gallery": int,
     "num_params": int, "seconds": float, "embed_seconds": float, "eval_seconds": float,
     "skipped_images": int, "stream_cells": int, "distance": str, "camera_filter": _flag, "device": str, "spec_hash": str,
-    "i2i_rule": str,
-    "T2I_R1": float, "T2I_R5": float, "T2I_R10": float, "T2I_mAP": float, "T2I_mINP": float,
-    "num_captions": int, "num_text_images": int, "text_status": str,
-    "limit": int, "random_weights": _flag, "error": str,
+    "i2i_rule": str, "text_status": str, "limit": int, "random_weights": _flag, "error": str,
 }
-RANKS = (1, 5, 10, 20)
-#: An eval variant's column group (raybench.rundir.records.variant_column: "mAP (rerank)"),
-#: after the main figures, in the order of the run's variants; fractions like theirs.
-VARIANT_METRICS = ("mAP", "R1", "R5", "R10", "mINP")
+#: CSV columns and their parsers: the order of the file, the types `read_csv` restores (then
+#: each block's group, ``block_columns``).
+COLUMNS: dict[str, Callable[[str], Any]] = {
+    "model": str, "dataset": str, "paradigm": str, "status": str,
+    **{c: float for c in _metric_columns(METRICS)}, **CELL_COLUMNS,
+}
+#: A block's column group, per metric of BLOCK_METRICS (and intervals), then its valid queries.
+BLOCK_COUNT = "num_valid_query"
+#: Columns of reports written before the metric table: old name -> name.
+LEGACY_COLUMNS = {"T2I_R1": "R1 (t2i)", "T2I_R5": "R5 (t2i)", "T2I_R10": "R10 (t2i)", "T2I_mAP": "mAP (t2i)",
+                  "T2I_mINP": "mINP (t2i)", "num_captions": "num_valid_query (t2i)"}
+_BLOCK_COLUMN = re.compile(r"^(?P<key>\S+) \((?P<block>[^()]+)\)$")
 
 
-def variant_names(run: Run) -> list[str]:
-    """The run's eval variants, as its results name them, in the order they give them (the matrix's)."""
-    names: dict[str, None] = {}
-    for cell in run.cells:
-        names.update(dict.fromkeys(cell.result.get("variants") or {}))
-    return list(names)
+def block_columns(names: Sequence[str]) -> list[str]:
+    """The column groups of the blocks ``names``: "mAP (rerank)", "mAP_ci_lo (rerank)", ..."""
+    return [block_column(c, name) for name in names for c in [*_metric_columns(BLOCK_METRICS), BLOCK_COUNT]]
 
 
-def variant_columns(variants: Sequence[str]) -> list[str]:
-    return [variant_column(metric, name) for name in variants for metric in VARIANT_METRICS]
-
-
-def cell_row(cell: Cell, interval: Mapping[str, tuple[float, float]] | None,
-             variants: Sequence[str] = ()) -> dict[str, Any]:
-    """The flat row of one cell: every CSV column, each of ``variants``' column group (None
-    where the cell has no such variant), plus the CMC curve (JSON only)."""
-    r = cell.result
-    cmc = list(r.get("cmc") or []) if cell.ok else []
-    spread = r.get("spread") or {}
-    protocol = r.get("protocol") or {}
-    interval = interval or {}
-    row = {
-        "model": cell.model, "dataset": cell.dataset, "paradigm": cell.paradigm,
-        "status": cell.status,
-        "mAP": _num(r.get("mAP")) if cell.ok else None,
-        "mAP_ci_lo": _bound(interval, "mAP", 0), "mAP_ci_hi": _bound(interval, "mAP", 1),
-        "R1": _rank(cmc, 1),
-        "R1_ci_lo": _bound(interval, "R1", 0), "R1_ci_hi": _bound(interval, "R1", 1),
-        **{f"R{k}": _rank(cmc, k) for k in RANKS[1:]},
-        "mINP": _num(r.get("mINP")) if cell.ok else None,
-        "num_trials": len(r.get("trials") or []) or None,
-        "mAP_std": _num(spread.get("mAP_std")), "R1_std": _num(spread.get("rank1_std")),
-        **{k: r.get(k) for k in ("num_query", "num_valid_query", "num_gallery", "num_params")},
-        **{k: _num(r.get(k)) for k in ("seconds", "embed_seconds", "eval_seconds")},
-        "skipped_images": len(r.get("skipped_images") or []),
-        "stream_cells": r.get("stream_cells") or 1,
+def cell_row(cell: Cell, blocks: Sequence[str] = ()) -> dict[str, Any]:
+    """The flat row of one cell: every CSV column, each of ``blocks``' column group (None
+    where the cell has no such block), then, JSON only, the CMC curve and each block kind's
+    blocks by name ({metric: value, num_valid_query})."""
+    r = cell.result if cell.ok else None
+    row: dict[str, Any] = {"model": cell.model, "dataset": cell.dataset, "paradigm": cell.paradigm,
+                           "status": cell.status, **_metrics(cell, None, METRICS)}
+    protocol = (r.protocol if r else None) or {}
+    row.update({
+        "num_trials": len(r.trials) or None if r else None,
+        **{m.std_key: _num(r.main.std(m.name)) if r else None for m in METRICS if m.spread},
+        **{k: getattr(r, k) if r else None for k in ("num_query", "num_valid_query", "num_gallery")},
+        "num_params": cell.result.num_params if cell.result else None,
+        **{k: _num(getattr(cell.result, k)) if cell.result else None for k in ("seconds", "embed_seconds", "eval_seconds")},
+        "skipped_images": len(cell.result.skipped_images) if cell.result else 0,
+        "stream_cells": cell.result.stream_cells if cell.result else 1,
         "distance": protocol.get("distance"),
         "camera_filter": protocol.get("camera_filter") if isinstance(protocol.get("camera_filter"), bool) else None,
-        "device": r.get("device") or None,
-        "spec_hash": r.get("spec_hash"),
-        **_text_columns(r if cell.ok else {}),
-        "limit": r.get("limit") if isinstance(r.get("limit"), int) else None,
-        "random_weights": r.get("random_weights") is True,
+        "device": (cell.result.device if cell.result else "") or None,
+        "spec_hash": cell.result.spec_hash if cell.result else None,
+        "i2i_rule": r.i2i_rule if r else None, "text_status": r.text_status if r else None,
+        "limit": cell.result.limit if cell.result else None,
+        "random_weights": bool(cell.result and cell.result.random_weights),
         "error": None if cell.ok else (cell.error or f"status {cell.status!r} without an error message"),
-    }
-    for name in variants:
-        row.update(_variant_columns(name, (r.get("variants") or {}).get(name) if cell.ok else None))
-    return {**row, "cmc": cmc}
+    })
+    for name in blocks:
+        row.update({block_column(k, name): v for k, v in _block_values(cell, name).items()})
+    nested: dict[str, dict] = {}
+    for kind, name, _ in (r.blocks() if r else ()):
+        nested.setdefault(kind.key, {})[name] = _block_values(cell, name)
+    return {**row, "cmc": list(r.cmc) if r else [], **nested}
 
 
-def _variant_columns(name: str, scored: Mapping[str, Any] | None) -> dict[str, Any]:
-    """One variant's column group from its block of the result (None: every value None)."""
-    scored = scored or {}
-    cmc = list(scored.get("cmc") or [])
-    values = {"mAP": _num(scored.get("mAP")), "mINP": _num(scored.get("mINP")),
-              **{f"R{k}": _rank(cmc, k) for k in RANKS}}
-    return {variant_column(metric, name): values[metric] for metric in VARIANT_METRICS}
+def _block_values(cell: Cell, block: str) -> dict[str, Any]:
+    scores = cell.scores(block)
+    return {**_metrics(cell, block, BLOCK_METRICS), BLOCK_COUNT: scores.num_valid_query if scores else None}
 
 
-def _text_columns(result: Mapping[str, Any]) -> dict[str, Any]:
-    """The text-to-image columns of a cell (None on an image-only dataset or a failed cell)."""
-    text = result.get("text") or {}
-    return {"i2i_rule": result.get("i2i_rule"),
-            "T2I_R1": _num(text.get("r1")), "T2I_R5": _num(text.get("r5")), "T2I_R10": _num(text.get("r10")),
-            "T2I_mAP": _num(text.get("mAP")), "T2I_mINP": _num(text.get("mINP")),
-            "num_captions": text.get("num_captions"), "num_text_images": text.get("num_images"),
-            "text_status": result.get("text_status")}
+def _metrics(cell: Cell, block: str | None, metrics) -> dict[str, float | None]:
+    """A block's metrics and their intervals (report/bootstrap.py), None where there are none."""
+    out = {}
+    for m in metrics:
+        out[m.name] = _num(cell.value(m.name, block))
+        if m.interval:
+            bounds = cell.interval(m.name, block)
+            out.update(zip(interval_columns(m.name), bounds if bounds else (None, None)))
+    return out
 
 
-def text_datasets(run: Run, rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    """The run's datasets with text-to-image numbers (some model has a text tower), in matrix
-    order: a run of image models only on captioned datasets (the smoke run) shows no text table."""
-    found = {r["dataset"] for r in rows if r.get("text_status") == "ok"}
-    return [d for d in run.datasets if d in found]
-
-
-def t2i(row: Mapping[str, Any]) -> str:
-    """Text-to-image R1 / R5 / R10 / mAP, or why the cell has none."""
-    if row.get("T2I_R1") is None:
-        return str(row.get("text_status") or "-")
-    return " / ".join(pct(row[f"T2I_{k}"]) for k in ("R1", "R5", "R10", "mAP"))
-
-
-def status_counts(rows: Sequence[Mapping[str, Any]]) -> str:
+def status_counts(cells: Sequence[Cell]) -> str:
     """'3 ok, 1 failed, 1 missing': how the cells of a report ended, for its summary lines."""
     counts: dict[str, int] = {}
-    for row in rows:
-        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    for cell in cells:
+        counts[cell.status] = counts.get(cell.status, 0) + 1
     ok = counts.pop("ok", 0)
     return ", ".join([f"{ok} ok"] + [f"{n} {status}" for status, n in sorted(counts.items())])
 
 
-def rehearsal_note(row: Mapping[str, Any]) -> str:
+def rehearsal_note(cell: Cell) -> str:
     """"limited", "random weights" or both: a cell that is a rehearsal, not the model's score."""
-    notes = (["limited"] if row.get("limit") is not None else []) + (["random weights"] if row.get("random_weights") else [])
-    return ", ".join(notes)
+    r = cell.result
+    if r is None:
+        return ""
+    return ", ".join((["limited"] if r.limit is not None else []) + (["random weights"] if r.random_weights else []))
 
 
 def _num(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def _rank(cmc: Sequence[float], k: int) -> float | None:
-    """CMC@k; a gallery shorter than k has found every match it can by its last rank."""
-    return float(cmc[min(k, len(cmc)) - 1]) if cmc else None
-
-
-def _bound(interval: Mapping[str, tuple[float, float]], key: str, side: int) -> float | None:
-    return float(interval[key][side]) if key in interval else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,10 +143,10 @@ def write_json(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
     path.write_text(json.dumps(list(rows), indent=2) + "\n")
 
 
-def write_csv(rows: Sequence[Mapping[str, Any]], path: Path, variants: Sequence[str] = ()) -> None:
+def write_csv(rows: Sequence[Mapping[str, Any]], path: Path, blocks: Sequence[str] = ()) -> None:
     """Floats as repr (exact round trip), None as an empty field; ``COLUMNS``, then each of
-    ``variants``' column group."""
-    fields = [*COLUMNS, *variant_columns(variants)]
+    ``blocks``' column group."""
+    fields = [*COLUMNS, *block_columns(blocks)]
     with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         writer.writeheader()
@@ -173,29 +155,30 @@ def write_csv(rows: Sequence[Mapping[str, Any]], path: Path, variants: Sequence[
 
 
 def read_csv(path: Path) -> list[dict[str, Any]]:
-    """Rows of a results.csv with their types restored (the inverse of `write_csv`; a variant's
-    columns are fractions)."""
+    """Rows of a results.csv with their types restored (the inverse of `write_csv`); a file
+    written before the metric table has its columns renamed (``LEGACY_COLUMNS``)."""
     with path.open(newline="") as fh:
         return [
-            {k: None if v == "" else _parser(k)(v) for k, v in row.items()}
+            {LEGACY_COLUMNS.get(k, k): None if v == "" else _parser(LEGACY_COLUMNS.get(k, k))(v) for k, v in row.items()}
             for row in csv.DictReader(fh)
         ]
 
 
 def _parser(column: str) -> Callable[[str], Any]:
-    """COLUMNS' parser of a column; a variant's metric ("mAP (rerank)", variant_column) is a float."""
+    """COLUMNS' parser of a column; a block's column ("mAP (rerank)") is a float, its count an int."""
     if column in COLUMNS:
         return COLUMNS[column]
-    metric, _, rest = column.partition(" (")
-    return float if metric in VARIANT_METRICS and rest.endswith(")") else str
+    found = _BLOCK_COLUMN.match(column)
+    if found is None:
+        return str
+    return int if found["key"] == BLOCK_COUNT else float
 
 
 # ---------------------------------------------------------------------------------------------
 # Markdown
 
 
-def pct(value: float | None, digits: int = 1) -> str:
-    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.{digits}f}"
+pct = percent  # tables' name for the one formatter (raybench.metrics.percent)
 
 
 def md_table(header: Sequence[str], lines: Iterable[Sequence[str]], align: str = "l") -> str:
@@ -210,89 +193,111 @@ def _escape(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def grid(run: Run, rows: Sequence[Mapping[str, Any]], fmt, failures: list[Mapping[str, Any]] | None = None,
+def grid(run: Run, fmt: Callable[[Cell], str], failures: list[Cell] | None = None,
          datasets: Sequence[str] | None = None) -> str:
     """The study's layout: rows grouped by paradigm, a column per dataset (``datasets``, default
-    the run's), ``fmt(row)`` in cells.
+    the run's), ``fmt(cell)`` in ok cells.
 
-    A failed or missing cell shows ``failed [n]``; its row is appended to ``failures`` so the
+    A failed or missing cell shows ``failed [n]``; it is appended to ``failures`` so the
     caller can list the reasons under the table.
     """
     datasets = list(run.datasets if datasets is None else datasets)
-    by_cell = {(r["model"], r["dataset"]): r for r in rows}
     lines = []
     for paradigm, models in run.models_by_paradigm():
         lines.append([f"**{paradigm}**"] + [""] * len(datasets))
         for model in models:
             line = [model]
             for dataset in datasets:
-                row = by_cell.get((model, dataset))
-                if row is None:
+                cell = run.cell(model, dataset)
+                if cell is None:
                     line.append("")
-                elif row["status"] != "ok":
-                    if failures is not None and row not in failures:
-                        failures.append(row)
-                    n = failures.index(row) + 1 if failures is not None else ""
-                    line.append(f"{row['status']} [{n}]")
+                elif not cell.ok:
+                    if failures is not None and cell not in failures:
+                        failures.append(cell)
+                    n = failures.index(cell) + 1 if failures is not None else ""
+                    line.append(f"{cell.status} [{n}]")
                 else:
-                    note = rehearsal_note(row)
-                    line.append(fmt(row) + (f" ({note})" if note else ""))
+                    note = rehearsal_note(cell)
+                    line.append(fmt(cell) + (f" ({note})" if note else ""))
             lines.append(line)
     return md_table(["model", *datasets], lines, align="r")
 
 
-def map_r1(row: Mapping[str, Any]) -> str:
-    return f"{pct(row['mAP'])} / {pct(row['R1'])}"
+def figures(metrics: Sequence[str], block: str | None = None) -> Callable[[Cell], str]:
+    """A grid's cell format: the block's ``metrics``, "45.4 / 47.3"."""
+    return lambda cell: " / ".join(pct(cell.value(m, block)) for m in metrics)
 
 
-def intervals(row: Mapping[str, Any]) -> str:
-    """mAP and Rank-1 with their 95% intervals, and the trials' spread where there are trials."""
-    text = (f"{pct(row['mAP'])} [{pct(row['mAP_ci_lo'])}, {pct(row['mAP_ci_hi'])}] / "
-            f"{pct(row['R1'])} [{pct(row['R1_ci_lo'])}, {pct(row['R1_ci_hi'])}]")
-    if (row.get("num_trials") or 0) > 1:
-        text += f" ({row['num_trials']} trials, sd {pct(row['mAP_std'])} / {pct(row['R1_std'])})"
-    return text
+map_r1 = figures([m.name for m in HEADLINE])
 
 
-def variants_table(rows: Sequence[Mapping[str, Any]], variants: Sequence[str]) -> str:
-    """mAP and Rank-1 of every ok cell: the main eval block's first, then a column group per
-    eval variant."""
-    groups = [("mAP", "R1"), *((variant_column("mAP", v), variant_column("R1", v)) for v in variants)]
-    lines = [[r["model"], r["dataset"], *(pct(r[key]) for group in groups for key in group)]
-             for r in rows if r["status"] == "ok"]
-    return md_table(["model", "dataset", *(key for group in groups for key in group)], lines, align="r")
+def with_intervals(block: str | None = None) -> Callable[[Cell], str]:
+    """The headline metrics with their 95% intervals, and the trials' spread where there are
+    trials: "45.4 [38.1, 51.9] / 47.3 [35.1, 58.1]"."""
+    def fmt(cell: Cell) -> str:
+        parts = []
+        for m in HEADLINE:
+            bounds = cell.interval(m.name, block)
+            parts.append(f"{pct(cell.value(m.name, block))}" + (f" [{pct(bounds[0])}, {pct(bounds[1])}]"
+                                                                  if bounds else " [-, -]"))
+        text = " / ".join(parts)
+        scores = cell.scores(block)
+        if scores is not None and len(scores.trials) > 1:
+            sds = " / ".join(pct(scores.std(m.name)) for m in HEADLINE)
+            text += f" ({len(scores.trials)} trials, sd {sds})"
+        return text
+    return fmt
 
 
-def variant_settings(run: Run, variants: Sequence[str]) -> list[str]:
-    """What each variant changes in the eval block, as its results state it: the keys of the
-    variant's ``eval`` that differ from the cell's protocol block ("`aqe`: aqe_k 5, ...")."""
-    lines = []
-    for name in variants:
-        for cell in run.cells:
-            scored = (cell.result.get("variants") or {}).get(name) if cell.ok else None
-            if scored:
-                main = cell.result.get("protocol") or {}
-                changes = [f"{k} {str(v).lower() if isinstance(v, bool) else v}"
-                           for k, v in scored["eval"].items() if main.get(k) != v]
-                lines.append(f"`{name}`: {', '.join(changes)}")
-                break
-    return lines
+intervals = with_intervals()
 
 
-def details(rows: Sequence[Mapping[str, Any]]) -> str:
+def block_figures(kind: BlockKind, name: str) -> Callable[[Cell], str]:
+    """A block's grid cell: ``kind.shown`` of the block, or, for an ok cell without it, why
+    (``kind.absent``: the result field that says so), else "-"."""
+    shown = figures(kind.shown, name)
+
+    def fmt(cell: Cell) -> str:
+        if cell.scores(name) is not None:
+            return shown(cell)
+        return str(getattr(cell.result, kind.absent) or "-") if kind.absent else "-"
+    return fmt
+
+
+def block_datasets(run: Run, name: str) -> list[str]:
+    """The run's datasets on which some cell has the block ``name``, in matrix order."""
+    found = {c.dataset for c in run.cells if c.scores(name) is not None}
+    return [d for d in run.datasets if d in found]
+
+
+def block_changes(run: Run, name: str) -> str | None:
+    """What a block changes in the way a cell is scored, as its results state it: the keys of
+    its ``scoring`` that differ from the cell's protocol block ("rerank true, rerank_k1 20");
+    None where it states nothing."""
+    for cell in run.cells:
+        scores = cell.scores(name)
+        if scores is not None and scores.scoring:
+            main = cell.result.protocol or {}
+            return ", ".join(f"{k} {str(v).lower() if isinstance(v, bool) else v}"
+                             for k, v in scores.scoring.items() if main.get(k) != v)
+    return None
+
+
+def details(run: Run) -> str:
     """Per-cell counts, the remaining metrics and timings."""
-    header = ["model", "dataset", "mINP", "R5", "R10", "valid / queries", "gallery", "trials", "seconds"]
+    ok = [c for c in run.cells if c.ok]
+    rest = [m for m in BLOCK_METRICS if not m.headline]
+    header = ["model", "dataset", *(m.name for m in rest), "valid / queries", "gallery", "trials", "seconds"]
     lines = [
-        [r["model"], r["dataset"], pct(r["mINP"]), pct(r["R5"]), pct(r["R10"]),
-         f"{_count(r['num_valid_query'])} / {_count(r['num_query'])}", _count(r["num_gallery"]),
-         _count(r["num_trials"]), seconds_text(r)]
-        for r in rows if r["status"] == "ok"
+        [c.model, c.dataset, *(pct(c.value(m.name)) for m in rest),
+         f"{_count(c.result.num_valid_query)} / {_count(c.result.num_query)}", _count(c.result.num_gallery),
+         _count(len(c.result.trials) or None), seconds_text(c.result)]
+        for c in ok
     ]
-    if any(rehearsal_note(r) for r in rows if r["status"] == "ok"):  # a rehearsal says so on every line
+    if any(rehearsal_note(c) for c in ok):  # a rehearsal says so on every line
         header.append("note")
-        notes = [rehearsal_note(r) for r in rows if r["status"] == "ok"]
-        lines = [line + [note or "-"] for line, note in zip(lines, notes)]
-    note = stream_note([r for r in rows if r["status"] == "ok"])
+        lines = [line + [rehearsal_note(c) or "-"] for line, c in zip(lines, ok)]
+    note = stream_note(c.result.stream_cells for c in ok)
     return md_table(header, lines, align="r") + (f"\n\n{note}" if note else "")
 
 
@@ -314,45 +319,52 @@ def skipped_lines(cells: Iterable[tuple[str, str, Sequence[str]]]) -> list[str]:
     return lines
 
 
-def stream_note(rows: Sequence[Mapping[str, Any]]) -> str | None:
+def stream_note(stream_cells: Iterable[int]) -> str | None:
     """The footnote for seconds marked ``*``: cells embedded in one stream share its time."""
-    if any((r.get("stream_cells") or 1) > 1 for r in rows):
+    if any((n or 1) > 1 for n in stream_cells):
         return ("* embedded in one stream with other datasets of the same model: the seconds are "
                 "this cell's share of the stream (the time since the previous cell of it finished), "
                 "not a separate cost.")
     return None
 
 
-def seconds_text(row: Mapping[str, Any]) -> str:
-    """Seconds with one decimal, marked ``*`` when shared with a stream's other cells."""
-    if row.get("seconds") is None:
+def seconds_text(source: Any) -> str:
+    """Seconds with one decimal, marked ``*`` when shared with a stream's other cells; from a
+    result (``seconds``, ``stream_cells``) or a row of the live table."""
+    get = source.get if isinstance(source, Mapping) else lambda key: getattr(source, key, None)
+    if get("seconds") is None:
         return "-"
-    return f"{row['seconds']:.1f}" + ("*" if (row.get("stream_cells") or 1) > 1 else "")
+    return f"{get('seconds'):.1f}" + ("*" if (get("stream_cells") or 1) > 1 else "")
 
 
 def _count(value: Any) -> str:
     return "-" if value is None else f"{value:,}"
 
 
-def failure_list(failures: Sequence[Mapping[str, Any]]) -> str:
+def failure_list(failures: Sequence[Cell]) -> str:
     return "\n".join(
-        f"{i}. `{r['model']}` x `{r['dataset']}` ({r['status']}): {_escape(r['error'] or '')}"
-        for i, r in enumerate(failures, 1)
+        f"{i}. `{c.model}` x `{c.dataset}` ({c.status}): {_escape(c.error or f'status {c.status!r} without an error message')}"
+        for i, c in enumerate(failures, 1)
     )
 
 
-def pivot(run: Run, rows: Sequence[Mapping[str, Any]], key: str,
-          datasets: Sequence[str] | None = None) -> tuple[list[str], list[list[Any]]]:
-    """(models in paradigm order, [[row[key] or a status string per dataset]]) for heatmaps;
-    an ok cell without the value (a model without a text tower) shows its ``text_status``."""
-    by_cell = {(r["model"], r["dataset"]): r for r in rows}
+def pivot(run: Run, metric: str, block: str | None = None, datasets: Sequence[str] | None = None,
+          absent: str | None = None) -> tuple[list[str], list[list[Any]]]:
+    """(models in paradigm order, [[value or a status string per dataset]]) for heatmaps: a
+    block's metric of each ok cell, the status of a failed one; an ok cell without the block
+    shows the result field ``absent`` (why it has none, "no text tower")."""
     models = [m for _, group in run.models_by_paradigm() for m in group]
     values = []
     for model in models:
         line = []
         for dataset in run.datasets if datasets is None else datasets:
-            row = by_cell.get((model, dataset))
-            value = None if row is None else row[key] if row["status"] == "ok" else row["status"]
-            line.append(row.get("text_status") if row is not None and value is None else value)
+            cell = run.cell(model, dataset)
+            if cell is None:
+                line.append(None)
+            elif not cell.ok:
+                line.append(cell.status)
+            else:
+                value = cell.value(metric, block)
+                line.append(value if value is not None else getattr(cell.result, absent) if absent else None)
         values.append(line)
     return models, values

@@ -26,14 +26,14 @@ def text_page(cell: Cell, store, n_queries: int, seed: int) -> str:
     chosen = np.sort(rng.choice(captions.num_rows, size=min(n_queries, captions.num_rows), replace=False))
     sim = unit_rows(embedding_matrix(captions.take(chosen), "text embeddings")) @ unit_rows(embedding_matrix(images)).T
     paths, pids = images.column("path").to_pylist(), images.column("pid").to_numpy()
-    text = cell.result.get("text") or {}
+    text = cell.result.text
     title = f"{cell.model} x {cell.dataset}: text queries"
     parts = [
         f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)}</title>",
         f"<style>{CSS}.caption{{width:220px;flex:none;font-size:12px}}</style></head><body>",
-        f"<h1>Rank list: {_e(title)}</h1><p class='meta'>Text-to-image R1 {_pct(text.get('r1'))}, "
-        f"R5 {_pct(text.get('r5'))}, R10 {_pct(text.get('r10'))}, mAP {_pct(text.get('mAP'))} over "
-        f"{text.get('num_captions', '?')} captions and {text.get('num_images', '?')} images. {len(chosen)} "
+        f"<h1>Rank list: {_e(title)}</h1><p class='meta'>Text-to-image R1 {_pct(text.value('R1'))}, "
+        f"R5 {_pct(text.value('R5'))}, R10 {_pct(text.value('R10'))}, mAP {_pct(text.mAP)} over "
+        f"{text.num_query} captions and {text.num_gallery} images. {len(chosen)} "
         f"captions sampled (seed {seed}). Cosine similarity. Borders: <b style='color:#2ca02c'>green</b> "
         "the caption's identity, <b style='color:#d62728'>red</b> another identity.</p>",
     ]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 from raybench.report import tables
 from raybench.report.domain import trained_on
@@ -45,9 +45,10 @@ def interpolation(run: Run, model: str) -> tuple[str, float] | None:
     return model.rsplit("@", 1)[0], float(alpha)
 
 
-def points(run: Run, rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Point]]:
-    """In-domain dataset -> its panel's points, in the run's paradigm and model order."""
-    by_cell = {(r["model"], r["dataset"]): r["mAP"] for r in rows if r["status"] == "ok"}
+def points(run: Run, block: str | None = None) -> dict[str, list[Point]]:
+    """In-domain dataset -> its panel's points (mAP of the block ``block``, the main one by
+    default), in the run's paradigm and model order."""
+    by_cell = {(c.model, c.dataset): c.value("mAP", block) for c in run.cells if c.value("mAP", block) is not None}
     models = [m for _, group in run.models_by_paradigm() for m in group]
     homes = {m: trained_on(run, m) for m in models}
     panels: dict[str, list[Point]] = {}
@@ -73,8 +74,8 @@ def pareto(panel: Sequence[Point]) -> list[Point]:
     return sorted((p for p in panel if not dominated(p)), key=lambda p: (p.in_domain, -p.cross))
 
 
-def write_tradeoff_plot(run: Run, rows: Sequence[Mapping[str, Any]], out: Path, notes: list[str]) -> list[Path]:
-    panels = points(run, rows)
+def write_tradeoff_plot(run: Run, out: Path, notes: list[str]) -> list[Path]:
+    panels = points(run)
     if not panels:
         notes.append("No model with a known training set was scored in domain and across: no trade-off figure.")
         return []
@@ -135,10 +136,10 @@ def _panel(ax, home: str, panel: list[Point], ends: dict[str, tuple[str, str]]) 
     ax.grid(True, linewidth=0.3, alpha=0.5)
 
 
-def hybrids_table(run: Run, rows: Sequence[Mapping[str, Any]]) -> str:
+def hybrids_table(run: Run) -> str:
     """Markdown: each fusion and interpolation beside its members, in domain and across, and
     whether it is on its panel's Pareto front."""
-    panels = points(run, rows)
+    panels = points(run)
     lines = []
     for home, panel in panels.items():
         by_model = {p.model: p for p in panel}

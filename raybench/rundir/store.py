@@ -183,6 +183,13 @@ def embedding_matrix(table: pa.Table, where: str = "embeddings"):
     return values.astype(np.float32, copy=False).reshape(len(col), dim)
 
 
+def embedding_columns(table: pa.Table, where: str = "embeddings") -> dict:
+    """A cell's embedding table as the scorer takes it (raybench.eval.protocol.score): each
+    column a numpy array, the embeddings as ``embedding_matrix`` gives them."""
+    cols = {name: table.column(name).to_numpy() for name in table.column_names if name != "embedding"}
+    return {**cols, "embedding": embedding_matrix(table, where)}
+
+
 @dataclass(frozen=True)
 class RunStore:
     """A run directory: ``fs`` is any pyarrow filesystem, ``root`` the directory inside it."""
