@@ -12,8 +12,8 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+from raybench.derived.trained import MODEL_FILE
 from raybench.paths import trained_dir
-from raybench.specs import MODEL_FILE
 
 if TYPE_CHECKING:  # pragma: no cover
     from raybench.train.config import TrainConfig
