@@ -16,7 +16,7 @@ from typing import Any, Mapping
 from raybench.catalog import resolve_entry
 from raybench.specs import PRECISIONS, DatasetSpec, Preprocess
 from raybench.specs.schema import Slot, key, read
-from raybench.train.recipe import RECIPES
+from raybench.train import RECIPES
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "amsgrad")
 DECAYS = ("cosine", "step", "constant")
