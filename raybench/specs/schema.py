@@ -472,7 +472,8 @@ class Fields:
         kinds = kinds if isinstance(kinds, tuple) else (kinds,)
         slot = Slot(self._reader, key, None, default, {})
         value = slot.expect(self.data[key], *kinds)
-        value = float(value) if float in kinds and isinstance(value, int) and int not in kinds else value
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
         if choices is not None and value not in choices:
             slot.fail(f"is {value!r}; allowed: {', '.join(map(str, choices))}")
         return value
