@@ -173,9 +173,10 @@ def resolve_models(items: list, catalog: Mapping[str, ModelSpec], where: str) ->
 
 def expand_interpolation(entry: Interpolation, lookup: Mapping[str, ModelSpec], where: str,
                          exclude: Collection[str] = ()) -> list[ModelSpec]:
-    """An interpolation's models, one per alpha (derived.interpolation.interpolation_spec). Each member is
-    resolved as a matrix entry is (resolve_entry: a name in ``lookup``, ``trained:<run>``, or a
-    mapping); ``exclude``: names of interpolations, which cannot be members."""
+    """An interpolation's models, one per alpha (derived.interpolation.interpolation_spec).
+    Each member is resolved as a matrix entry is (resolve_entry: a name in ``lookup``,
+    ``trained:<run>``, or a mapping); ``exclude``: names of interpolations, which cannot be
+    members."""
     members = []
     for j, item in enumerate(entry.members):
         at = f"{where}: models[{j}]"
