@@ -42,7 +42,6 @@ from raybench.specs.model import (
     Preprocess,
     parse_model,
     parse_preprocess,
-    stable_hash,
 )
 from raybench.specs.schema import Fields
 
@@ -51,5 +50,5 @@ __all__ = [
     "IMAGENET_STD", "INTERPOLATE", "INTERPOLATIONS", "PARADIGMS", "POOLINGS", "PRECISIONS", "RESERVED_VARIANT_NAMES",
     "RESIZE_MODES", "VARIANT_NAME", "DatasetSpec", "EvalSpec", "EvalVariant", "Fields", "FusionSpec", "MatrixSpec",
     "ModelSpec", "Preprocess", "Protocol", "load_yaml", "parse_dataset", "parse_entries", "parse_eval",
-    "parse_eval_variants", "parse_fusion", "parse_model", "parse_preprocess", "stable_hash",
+    "parse_eval_variants", "parse_fusion", "parse_model", "parse_preprocess",
 ]

@@ -112,10 +112,10 @@ class ModelSpec:
             for name, default in (("crop_pct", 1.0), ("crop_offset", "round")):
                 if keep["preprocess"][name] == default:
                     keep["preprocess"].pop(name)
-        return stable_hash(keep)
+        return _stable_hash(keep)
 
 
-def stable_hash(obj: Any) -> str:
+def _stable_hash(obj: Any) -> str:
     text = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -49,6 +49,7 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import difflib
+import functools
 import math
 import types
 import typing
@@ -148,8 +149,9 @@ def key(default: Any = MISSING, *, default_factory: Any = MISSING, choices=None,
     parse: (file value, Slot) -> field value, for a syntax the annotation does not say
     (``size: 224`` for (224, 224)); it replaces the conversion by annotation.
     name: the file key, where it is not the field's name.
-    absent: the value when the file leaves the key out, where the constructor requires the
-    field (ModelSpec(weights=...) must be given; a models.yaml entry may leave it out).
+    absent: the value when the file leaves the key out, where it is not the constructor's
+    default (ModelSpec(weights=...) must be given, a models.yaml entry may leave it out; a run
+    file written before a field existed may mean an older value than the default).
     default_from: the value when the key is left out, from the fields read before it.
     group: a Group: this field is set by that one key, with the group's other fields.
     read=False: no file key; the caller gives the value (``read(..., given=...)``) or the
@@ -271,7 +273,7 @@ class _Reader:
     def read(self, cls: type, data: Any, base: Any, given: Mapping[str, Any], parsers: Mapping[str, Any]):
         if not isinstance(data, Mapping):
             self.fail(self.style.top, f"expected {self.style.mapping}, got {type(data).__name__}")
-        hints = typing.get_type_hints(cls)
+        hints = _hints(cls)
         fields = [f for f in dataclasses.fields(cls) if f.init]
         stray = (set(given) | set(parsers)) - {f.name for f in fields}
         if stray:  # a caller's mistake, not the file's
@@ -366,6 +368,13 @@ class _Reader:
             size = f"{len(args)} " if fixed else ""
             slot.fail(f"must be a list of {size}{_plural(items[0] if items else args[0])}, got {value!r}")
         return tuple(self._convert(v, a, slot) for v, a in zip(value, items))
+
+
+@functools.lru_cache(maxsize=256)
+def _hints(cls: type) -> dict[str, Any]:
+    """A class's resolved annotations. Cached: evaluating them (strings, under ``from __future__
+    import annotations``) was the reader's main cost, and a class's annotations never change."""
+    return typing.get_type_hints(cls)
 
 
 def _fallback(field: dataclasses.Field, meta: Key, bases: Mapping[str, Any], values: Mapping[str, Any]) -> Any:
