@@ -5,7 +5,7 @@ raybench.specs says what a spec is and how YAML becomes one; this module says wh
 come from: which file a name means, which catalog entry a matrix names, and whether a
 loader or adapter is registered (so a typo fails when the matrix is read, not on a Ray
 worker halfway through a run). A ``trained:<run>`` model stays a reference here
-(specs.trained_reference): the run is read where the model is built (raybench.models.trained).
+(raybench.derived.trained): the run is read where the model is built (raybench.models.trained).
 A matrix's ``loader: interpolate`` entry becomes one model per alpha here (resolve_models),
 its two members looked up in the matrix first, then in the catalog.
 """
@@ -15,31 +15,27 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Collection, Mapping
 
+from raybench.derived.interpolation import (
+    Interpolation,
+    interpolation_members,
+    interpolation_spec,
+    is_interpolation,
+    parse_interpolation,
+)
+from raybench.derived.trained import TRAINED, TRAINED_FIXED, TRAINED_PREFIX, trained_reference
 from raybench.errors import RaybenchError, SpecError, UnknownNameError
 from raybench.paths import configs_dir
 from raybench.specs import (
-    BAD_IMAGE_POLICIES,
     INTERPOLATE,
-    TRAINED,
-    TRAINED_FIXED,
-    TRAINED_PREFIX,
     DatasetSpec,
-    Fields,
-    Interpolation,
     MatrixSpec,
     ModelSpec,
-    interpolation_members,
-    interpolation_spec,
     load_yaml,
     parse_dataset,
     parse_entries,
-    parse_eval,
-    parse_eval_variants,
-    parse_fusion,
-    parse_interpolation,
     parse_model,
-    trained_reference,
 )
+from raybench.specs.schema import Slot, read
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -144,45 +140,23 @@ def load_matrix(
     path = find_config(name_or_path, matrices_dir(), "matrix")
     models = load_model_catalog() if models is None else models
     datasets = load_dataset_catalog() if datasets is None else datasets
-    f = Fields(load_yaml(path), str(path))
-    name = f.take("name", str, path.stem)
-    model_items = f.take("models", list)
-    dataset_items = f.take("datasets", list)
-    matrix_models = resolve_models(model_items, models, f"{path}: models")
-    names = tuple(m.name for m in matrix_models)
-    eval_spec = parse_eval(f.take("eval", dict, {}), f"{path}: eval")
-    spec = MatrixSpec(
-        name=name,
-        models=matrix_models,
-        datasets=tuple(resolve_entry(item, datasets, f"{path}: datasets[{i}]", "dataset")
-                       for i, item in enumerate(dataset_items)),
-        eval=eval_spec,
-        eval_variants=parse_eval_variants(f.take("eval_variants", list, []), f"{path}: eval_variants", eval_spec),
-        on_bad_image=f.take("on_bad_image", str, "fail", BAD_IMAGE_POLICIES),
-        source=str(path),
-        description=f.take("description", str, ""),
-        fusions=tuple(parse_fusion(item, f"{path}: fusions[{i}]", names)
-                      for i, item in enumerate(f.take("fusions", list, []))),
-    )
-    f.done()
-    for fusion in spec.fusions:
-        if fusion.name in names:
-            raise SpecError(f"{path}: fusion {fusion.name!r} has the name of a model of this matrix")
-    for kind, specs in (("model", spec.models), ("dataset", spec.datasets), ("fusion", spec.fusions)):
-        names = [s.name for s in specs]
-        dup = {n for n in names if names.count(n) > 1}
-        if dup:
-            raise SpecError(f"{path}: {kind} {sorted(dup)[0]!r} is listed twice")
-        if not specs and kind != "fusion":
-            raise SpecError(f"{path}: key '{kind}s' is empty")
-    return spec
+
+    def model_items(items: Any, slot: Slot) -> tuple[ModelSpec, ...]:
+        return resolve_models(slot.expect(items, list), models, slot.where)
+
+    def dataset_items(items: Any, slot: Slot) -> tuple[DatasetSpec, ...]:
+        return tuple(resolve_entry(item, datasets, f"{slot.where}[{i}]", "dataset")
+                     for i, item in enumerate(slot.expect(items, list)))
+
+    return read(MatrixSpec, load_yaml(path), str(path), base={"name": path.stem}, given={"source": str(path)},
+                parsers={"models": model_items, "datasets": dataset_items})
 
 
 def resolve_models(items: list, catalog: Mapping[str, ModelSpec], where: str) -> tuple[ModelSpec, ...]:
     """A matrix's models, in order. A ``loader: interpolate`` entry becomes one model per alpha
     (expand_interpolation), its members looked up among the matrix's other models first, then
     in the catalog."""
-    entries = [parse_interpolation(item, f"{where}[{i}]") if _is_interpolation(item) else None
+    entries = [parse_interpolation(item, f"{where}[{i}]") if is_interpolation(item) else None
                for i, item in enumerate(items)]
     plain = {i: resolve_entry(item, catalog, f"{where}[{i}]", "model")
              for i, (item, entry) in enumerate(zip(items, entries)) if entry is None}
@@ -197,20 +171,17 @@ def resolve_models(items: list, catalog: Mapping[str, ModelSpec], where: str) ->
     return tuple(out)
 
 
-def _is_interpolation(item: Any) -> bool:
-    return isinstance(item, Mapping) and item.get("loader") == INTERPOLATE
-
-
 def expand_interpolation(entry: Interpolation, lookup: Mapping[str, ModelSpec], where: str,
                          exclude: Collection[str] = ()) -> list[ModelSpec]:
-    """An interpolation's models, one per alpha (specs.interpolation_spec). Each member is
-    resolved as a matrix entry is (resolve_entry: a name in ``lookup``, ``trained:<run>``, or a
-    mapping); ``exclude``: names of interpolations, which cannot be members."""
+    """An interpolation's models, one per alpha (derived.interpolation.interpolation_spec).
+    Each member is resolved as a matrix entry is (resolve_entry: a name in ``lookup``,
+    ``trained:<run>``, or a mapping); ``exclude``: names of interpolations, which cannot be
+    members."""
     members = []
     for j, item in enumerate(entry.members):
         at = f"{where}: models[{j}]"
         name = item.get("name") if isinstance(item, Mapping) else item
-        if name in exclude or _is_interpolation(item):
+        if name in exclude or is_interpolation(item):
             raise SpecError(f"{at}: {name!r} is an interpolation; a member must be a model of its own")
         try:
             members.append(resolve_entry(item, lookup, at, "model"))

@@ -177,7 +177,7 @@ MINE = "{name: mine, loader: timm, arch: vit_small_patch16_224, weights: /w/mine
 
 
 def test_an_interpolation_expands_to_one_model_per_alpha(tmp_path):
-    from raybench.specs import interpolation_members
+    from raybench.derived.interpolation import interpolation_members
 
     models = matrix(tmp_path, f"[vit, {MINE}, {{name: wise, loader: interpolate, models: [vit, mine], "
                               "alpha: [0, 0.25, 1]}, {name: half, loader: interpolate, models: [vit, mine], alpha: 0.5}]").models
@@ -192,7 +192,7 @@ def test_an_interpolation_expands_to_one_model_per_alpha(tmp_path):
 
 
 def test_members_are_found_in_the_matrix_first_then_in_the_catalog(tmp_path):
-    from raybench.specs import interpolation_members
+    from raybench.derived.interpolation import interpolation_members
 
     models = matrix(tmp_path, "[{name: vit, weights: /w/tuned.pth}, {name: wise, loader: interpolate, alpha: 0.5, "
                               f"models: [vit, {MINE}]}}]").models
@@ -227,9 +227,9 @@ def test_an_interpolation_is_a_matrix_entry_not_a_catalog_model(tmp_path):
 
 
 def test_a_trained_member_resolves_where_the_model_is_built(tmp_path, trained_runs):
+    from raybench.derived.interpolation import interpolation_members
     from raybench.models.trained import run_spec
     from raybench.pipeline.driver import _resolve_models
-    from raybench.specs import interpolation_members
 
     spec = matrix(tmp_path, "[{name: wise, loader: interpolate, alpha: 0.5, models: [trained:my-osnet, "
                             "{name: base, loader: torchreid, arch: osnet_x0_25, paradigm: supervised}]}]")
@@ -242,7 +242,8 @@ def test_a_trained_member_resolves_where_the_model_is_built(tmp_path, trained_ru
 
 def test_an_interpolations_training_set_is_its_supervised_members():
     from raybench.catalog import trained_on
-    from raybench.specs import Interpolation, ModelSpec, interpolation_spec
+    from raybench.derived.interpolation import Interpolation, interpolation_spec
+    from raybench.specs import ModelSpec
 
     zero_shot = ModelSpec(name="clip", loader="openclip", arch="ViT-B-16", weights="openai", paradigm="language-aligned")
     reid = ModelSpec(name="clipreid-msmt", loader="clipreid", arch="ViT-B-16", weights="/w.pth", paradigm="supervised")

@@ -16,11 +16,12 @@ from conftest import MARKET_MINI, OSNET_DIR, needs_fixtures
 from test_models_clipreid import SIZE, TINY, clipreid_state_dict
 from torch import nn
 
+from raybench.derived.interpolation import Interpolation, interpolation_spec
 from raybench.errors import SpecError, WeightsUnavailableError
 from raybench.models import build_embedder, check_model, has_text_tower, resolve_preprocess, tiny_spec
 from raybench.models.base import embeds_text
 from raybench.models.interpolate import mix, write
-from raybench.specs import Interpolation, ModelSpec, Preprocess, interpolation_spec
+from raybench.specs import ModelSpec, Preprocess
 
 CLIP_INPUT = Preprocess(size=SIZE, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 CAPTIONS = ["a person in a red top", "a man with a black backpack"]

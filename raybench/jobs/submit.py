@@ -29,6 +29,7 @@ from raybench.jobs.dashboard import (
     connect,
     translate_errors,
 )
+from raybench.specs.schema import key
 
 JOBS_DIR = PROJECT_ROOT / "jobs"
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
@@ -40,43 +41,33 @@ POLL_S = 2.0
 # Job specs (jobs/*.yaml) and what one submission sends
 
 
+def _has_target(entrypoint: str) -> str | None:
+    return None if "{target}" in entrypoint else "must contain the placeholder {target}"
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """One entry point as a Ray Job: command template, runtime_env, entrypoint resources."""
 
     name: str
-    entrypoint: str  # a shell command with a {target} placeholder
+    entrypoint: str = key(check=_has_target)  # a shell command with a {target} placeholder
     runtime_env: Mapping[str, Any] = field(default_factory=dict, hash=False)
     entrypoint_num_cpus: float | None = None
     entrypoint_num_gpus: float | None = None
     entrypoint_memory: int | None = None
     entrypoint_resources: Mapping[str, float] = field(default_factory=dict, hash=False)
     description: str = ""
-    source: str = "<inline>"
+    source: str = key("<inline>", read=False)
 
 
 def load_job_spec(name_or_path: str) -> JobSpec:
     """jobs/NAME.yaml, or a path to a spec file."""
     from raybench.catalog import find_config
-    from raybench.specs import Fields, load_yaml
+    from raybench.specs import load_yaml
+    from raybench.specs.schema import read
 
     path = find_config(name_or_path, JOBS_DIR, "job spec")
-    f = Fields(load_yaml(path), str(path))
-    spec = JobSpec(
-        name=f.take("name", str, path.stem),
-        entrypoint=f.take("entrypoint", str),
-        runtime_env=f.take("runtime_env", dict, {}),
-        entrypoint_num_cpus=f.take("entrypoint_num_cpus", (int, float), None),
-        entrypoint_num_gpus=f.take("entrypoint_num_gpus", (int, float), None),
-        entrypoint_memory=f.take("entrypoint_memory", int, None),
-        entrypoint_resources=f.take("entrypoint_resources", dict, {}),
-        description=f.take("description", str, ""),
-        source=str(path),
-    )
-    f.done()
-    if "{target}" not in spec.entrypoint:
-        raise SpecError(f"{path}: entrypoint must contain the placeholder {{target}}")
-    return spec
+    return read(JobSpec, load_yaml(path), str(path), base={"name": path.stem}, given={"source": str(path)})
 
 
 def merge_runtime_env(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

@@ -33,7 +33,8 @@ def resolve_model(spec: "ModelSpec") -> "ModelSpec":
     """The spec to build: a ``trained`` reference becomes its run's entry (read here, on the
     machine that builds the model), an interpolation holds its members so resolved; any other
     spec is itself."""
-    from raybench.specs import INTERPOLATE, TRAINED
+    from raybench.derived.trained import TRAINED
+    from raybench.specs import INTERPOLATE
 
     if spec.loader == INTERPOLATE:
         from raybench.models.interpolate import resolve

@@ -4,8 +4,9 @@ CVPR 2022): the model whose every floating-point tensor, parameters and buffers 
 
 A matrix writes one entry (``loader: interpolate``, two ``models``, one or more ``alpha``),
 which raybench.catalog expands into one spec per alpha; each spec holds both members' specs
-and its alpha in ``options`` (raybench.specs.interpolation_spec), so its hash covers both
-members' weights and the embedding actor builds it without a catalog. Here, in that actor:
+and its alpha in ``options`` (raybench.derived.interpolation.interpolation_spec), so its hash
+covers both members' weights and the embedding actor builds it without a catalog. Here, in that
+actor:
 
 - each member is built by its own family (``build_embedder``), seeded ``torch.manual_seed(0)``
   first when it has no weights (as EmbedWorker seeds a model built alone), so alpha 0 is the
@@ -32,9 +33,10 @@ import dataclasses
 import itertools
 from typing import Any
 
+from raybench.derived.interpolation import interpolation_members, with_members
 from raybench.errors import SpecError
 from raybench.models.base import Loader, default_device
-from raybench.specs import INTERPOLATE, ModelSpec, Preprocess, interpolation_members, with_members
+from raybench.specs import INTERPOLATE, ModelSpec, Preprocess
 
 #: Top-level modules of training classifiers (torchreid's and CLIP-ReID's, timm's head): sized
 #: by the training identities and never part of the embedding.

@@ -15,9 +15,10 @@ import dataclasses
 import os
 from pathlib import Path
 
+from raybench.derived.trained import MODEL_FILE, trained_reference
 from raybench.errors import SpecError
 from raybench.paths import trained_dir
-from raybench.specs import MODEL_FILE, ModelSpec, load_yaml, parse_entries, parse_model, trained_reference
+from raybench.specs import ModelSpec, load_yaml, parse_entries, parse_model
 
 
 def run_dir(name_or_path: str) -> Path:

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from raybench.catalog import resolve_entry
-from raybench.errors import SpecError
-from raybench.specs import PRECISIONS, DatasetSpec, Fields, Preprocess, parse_preprocess
-from raybench.train.recipe import RECIPES
+from raybench.specs import PRECISIONS, DatasetSpec, Preprocess
+from raybench.specs.schema import Slot, key, read
+from raybench.train import RECIPES
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "amsgrad")
 DECAYS = ("cosine", "step", "constant")
@@ -77,7 +77,7 @@ class LossCfg:
 
 @dataclass(frozen=True)
 class OptimCfg:
-    name: str = "adam"
+    name: str = key("adam", choices=OPTIMIZERS)
     lr: float = 3.5e-4
     weight_decay: float = 5e-4
     momentum: float = 0.9  # sgd only
@@ -93,7 +93,7 @@ class ScheduleCfg:
 
     warmup_epochs: float = 0.0
     warmup_factor: float = 0.01
-    decay: str = "cosine"
+    decay: str = key("cosine", choices=DECAYS)
     milestones: tuple[int, ...] = ()
     gamma: float = 0.1
     min_factor: float = 0.0
@@ -113,7 +113,7 @@ class TrainConfig:
     same name and --out resumes from its latest checkpoint."""
 
     name: str
-    recipe: str
+    recipe: str = key(choices=RECIPES.names)
     dataset: DatasetSpec
     model: ModelCfg
     epochs: int
@@ -127,7 +127,7 @@ class TrainConfig:
     workers: int = 1
     gpus_per_worker: float | None = None  # None: 1 when the cluster has GPUs, else 0 (CPU)
     data_workers: int = 2  # DataLoader processes per training worker
-    precision: str = "fp32"  # autocast dtype on GPU; CPU trains in fp32
+    precision: str = key("fp32", choices=PRECISIONS)  # autocast dtype on GPU; CPU trains in fp32
     seed: int = 0
     log_every: int = 20  # iterations between log lines
     keep_checkpoints: int = 2
@@ -137,7 +137,25 @@ class TrainConfig:
     #: checkpoint: the restarted group, or a rerun of the command, resumes and trains on).
     fail_once_after_epoch: int | None = None
     description: str = ""
-    source: str = "<inline>"
+    source: str = key("<inline>", read=False)
+
+    def _check(self, fail) -> None:
+        checks = [
+            (self.epochs >= 1, "epochs must be at least 1"),
+            (self.workers >= 1, "workers must be at least 1"),
+            (self.sampler.ids_per_batch >= 2, "sampler.ids_per_batch must be at least 2 (triplets need negatives)"),
+            (self.sampler.images_per_id >= 2, "sampler.images_per_id must be at least 2 (triplets need positives)"),
+            (self.steps_per_epoch is None or self.steps_per_epoch >= 1, "steps_per_epoch must be at least 1"),
+            (0 <= self.loss.label_smooth < 1, "loss.label_smooth must be in [0, 1)"),
+            (self.optimizer.lr > 0, "optimizer.lr must be positive"),
+            (list(self.schedule.milestones) == sorted(self.schedule.milestones), "schedule.milestones must increase"),
+            (self.recipe != "clipreid-stage2" or self.clipreid.stage1,
+             "clipreid-stage2 needs clipreid.stage1 (the stage-1 run)"),
+            (self.log_every >= 1 and self.keep_checkpoints >= 1, "log_every and keep_checkpoints must be at least 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                fail("", message)
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
@@ -160,80 +178,9 @@ def load_train_config(path: str | Path, datasets: Mapping[str, DatasetSpec] | No
 
 
 def parse_train_config(data: Any, where: str, datasets: Mapping[str, DatasetSpec]) -> TrainConfig:
-    f = Fields(data, where)
-    d = TrainConfig.__dataclass_fields__
-    cfg = TrainConfig(
-        name=f.take("name", str),
-        recipe=f.take("recipe", str, choices=RECIPES.names()),
-        dataset=resolve_entry(f.take("dataset", (str, dict)), datasets, f"{where}: dataset", "dataset"),
-        model=_model(f.take("model", dict), f"{where}: model"),
-        epochs=f.take("epochs", int),
-        sampler=_section(SamplerCfg, f.take("sampler", dict, {}), f"{where}: sampler"),
-        augment=_section(AugmentCfg, f.take("augment", dict, {}), f"{where}: augment"),
-        loss=_section(LossCfg, f.take("loss", dict, {}), f"{where}: loss"),
-        optimizer=_section(OptimCfg, f.take("optimizer", dict, {}), f"{where}: optimizer", name=OPTIMIZERS),
-        schedule=_section(ScheduleCfg, f.take("schedule", dict, {}), f"{where}: schedule", decay=DECAYS),
-        clipreid=_section(ClipReIDCfg, f.take("clipreid", dict, {}), f"{where}: clipreid"),
-        **{k: f.take(k, _types(d[k].type), d[k].default) for k in _SCALARS},
-        precision=f.take("precision", str, "fp32", PRECISIONS),
-        source=where,
-    )
-    f.done()
-    _check(cfg, where)
-    return cfg
+    """A TrainConfig from YAML; ``dataset`` is a name in ``datasets`` or an inline entry."""
 
+    def dataset(value: Any, slot: Slot) -> DatasetSpec:
+        return resolve_entry(slot.expect(value, str, dict), datasets, slot.where, "dataset")
 
-_SCALARS = ("steps_per_epoch", "workers", "gpus_per_worker", "data_workers", "seed", "log_every",
-            "keep_checkpoints", "max_failures", "fail_once_after_epoch", "description")
-_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "None": type(None)}
-
-
-def _types(annotation: str) -> tuple[type, ...]:
-    """The runtime types of a simple annotation string such as ``"int | None"``."""
-    names = [part.strip() for part in annotation.split("|")]
-    if any(n.startswith("tuple") for n in names):
-        return (list, tuple)
-    return tuple(_TYPES[n] for n in names)
-
-
-def _section(cls, data: Any, where: str, **choices):
-    """A flat section dataclass from a mapping: every field optional, typed by its annotation."""
-    f = Fields(data, where)
-    values = {}
-    for name, fld in cls.__dataclass_fields__.items():
-        value = f.take(name, _types(fld.type), fld.default, choices.get(name))
-        values[name] = tuple(value) if isinstance(value, list) else value
-    f.done()
-    return cls(**values)
-
-
-def _model(data: Any, where: str) -> ModelCfg:
-    f = Fields(data, where)
-    pre = f.take("preprocess", dict)
-    cfg = ModelCfg(
-        arch=f.take("arch", str),
-        preprocess=parse_preprocess(pre, f"{where}: preprocess"),
-        init=f.take("init", (str, type(None)), None),
-        open_clip_cfg=f.take("open_clip_cfg", (dict, type(None)), None),
-        quick_gelu=f.take("quick_gelu", bool, False),
-    )
-    f.done()
-    return cfg
-
-
-def _check(cfg: TrainConfig, where: str) -> None:
-    checks = [
-        (cfg.epochs >= 1, "epochs must be at least 1"),
-        (cfg.workers >= 1, "workers must be at least 1"),
-        (cfg.sampler.ids_per_batch >= 2, "sampler.ids_per_batch must be at least 2 (triplets need negatives)"),
-        (cfg.sampler.images_per_id >= 2, "sampler.images_per_id must be at least 2 (triplets need positives)"),
-        (cfg.steps_per_epoch is None or cfg.steps_per_epoch >= 1, "steps_per_epoch must be at least 1"),
-        (0 <= cfg.loss.label_smooth < 1, "loss.label_smooth must be in [0, 1)"),
-        (cfg.optimizer.lr > 0, "optimizer.lr must be positive"),
-        (list(cfg.schedule.milestones) == sorted(cfg.schedule.milestones), "schedule.milestones must increase"),
-        (cfg.recipe != "clipreid-stage2" or cfg.clipreid.stage1, "clipreid-stage2 needs clipreid.stage1 (the stage-1 run)"),
-        (cfg.log_every >= 1 and cfg.keep_checkpoints >= 1, "log_every and keep_checkpoints must be at least 1"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise SpecError(f"{where}: {message}")
+    return read(TrainConfig, data, where, given={"source": where}, parsers={"dataset": dataset})

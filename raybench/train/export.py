@@ -12,8 +12,8 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+from raybench.derived.trained import MODEL_FILE
 from raybench.paths import trained_dir
-from raybench.specs import MODEL_FILE
 
 if TYPE_CHECKING:  # pragma: no cover
     from raybench.train.config import TrainConfig
@@ -46,7 +46,7 @@ def write_model_entry(cfg: "TrainConfig", entry: Mapping[str, Any], out: Path, i
 def export_run(cfg: "TrainConfig", checkpoint_dir: str | Path, out: Path) -> Path | None:
     """Turn the final checkpoint into the run's model; returns model.yaml (None: no image model)."""
     from raybench.train.loop import load_state
-    from raybench.train.recipe import RECIPES
+    from raybench.train import RECIPES
 
     state, info = load_state(checkpoint_dir)
     entry = RECIPES.get(cfg.recipe).export(cfg, state, info, out)

@@ -45,7 +45,7 @@ def train_worker(config: dict[str, Any]) -> None:
     device = ray.train.torch.get_device()
     log = RunLog(Path(config["log_dir"]), rank)
     from raybench.train.data import load_train_set
-    from raybench.train.recipe import RECIPES
+    from raybench.train import RECIPES
     from raybench.train.schedule import build_optimizer
 
     torch.manual_seed(cfg.seed)

@@ -2,8 +2,9 @@
 
 A recipe is two functions: ``make_task`` builds, inside each Ray Train worker, the trainable
 module and this worker's batches; ``export`` turns the final checkpoint into a model (weights
-plus a models.yaml-style entry) on the driver. Recipes are registered by name, lazily, so the
-CLI and config validation import neither torch nor a model library.
+plus a models.yaml-style entry) on the driver. Recipes are registered by name, lazily, in
+raybench.train.RECIPES, so the CLI and config validation import neither torch nor a model
+library (nor this module).
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, Protocol
-
-from raybench.registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -57,9 +56,3 @@ class Recipe:
     #: by FailureConfig max_failures times and end in a traceback)
     check: Callable[["TrainConfig", "TrainSet"], None] = lambda cfg, data: None
     description: str = ""
-
-
-RECIPES: Registry[Recipe] = Registry("training recipe")
-RECIPES.register("osnet", "raybench.train.osnet:RECIPE")
-RECIPES.register("clipreid-stage1", "raybench.train.clipreid:STAGE1")
-RECIPES.register("clipreid-stage2", "raybench.train.clipreid:STAGE2")

@@ -51,7 +51,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, workers: int | None =
     from raybench.ray_runtime import connect, verbose
     from raybench.train.export import default_out, export_run
     from raybench.train.loop import train_worker
-    from raybench.train.recipe import RECIPES
+    from raybench.train import RECIPES
 
     if "://" in str(out or ""):
         raise SpecError(f"--out {out}: a local or mounted shared folder, not a URI (the run's log and "
@@ -206,7 +206,7 @@ def _check_data(cfg: TrainConfig) -> None:
     train split, or cannot fill an epoch of the recipe's batches for every worker is a one-line
     error now, not a failure of every worker that FailureConfig retries into a traceback."""
     from raybench.train.data import load_train_set
-    from raybench.train.recipe import RECIPES
+    from raybench.train import RECIPES
 
     RECIPES.get(cfg.recipe).check(cfg, load_train_set(cfg.dataset))
 
