@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from raybench.errors import RaybenchError
 from raybench.metrics import LEGACY_NAMES, Scores
+from raybench.specs.schema import Slot, Style, at_least, count, fraction, key, read
+from raybench.specs.schema import seconds as in_seconds
 
 SCHEMA_VERSION = 2
 #: The _SUCCESS marker's version: 2 names the committed attempt folder and its files (the
@@ -44,118 +45,51 @@ class RunFileError(RaybenchError):
         self.where, self.field, self.reason = where, field_name, reason
 
 
-# -- checking one JSON object -------------------------------------------------------------------
+# -- reading one JSON object (raybench.specs.schema, the one field-driven reader) ---------------
 
-_MISSING = object()
-_NUMBER = (int, float)
-
-
-class _Reader:
-    """Takes typed fields out of one JSON object; the first problem raises RunFileError."""
-
-    def __init__(self, data: Any, where: str):
-        if not isinstance(data, Mapping):
-            raise RunFileError(where, "<top>", f"expected a JSON object, got {type(data).__name__}")
-        self.data, self.where = data, where
-
-    def fail(self, key: str, reason: str):
-        raise RunFileError(self.where, key, reason)
-
-    def get(self, key: str, types, default: Any = _MISSING, optional: bool = False):
-        """The value of ``key`` checked against ``types``; None passes when ``optional``."""
-        if key not in self.data:
-            if default is _MISSING:
-                self.fail(key, "missing")
-            return default
-        value = self.data[key]
-        if value is None and optional:
-            return None
-        types = types if isinstance(types, tuple) else (types,)
-        is_bool = isinstance(value, bool)
-        if not isinstance(value, types) or (is_bool and bool not in types):
-            names = " or ".join(t.__name__ for t in types) + (" or null" if optional else "")
-            self.fail(key, f"must be {names}, got {value!r}")
-        return value
-
-    def fraction(self, key: str, optional: bool = False) -> float | None:
-        value = self.get(key, _NUMBER, default=None if optional else _MISSING, optional=optional)
-        if value is None:
-            return None
-        if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-            self.fail(key, f"must be a fraction in [0, 1], got {value!r}")
-        return float(value)
-
-    def count(self, key: str, optional: bool = False) -> int | None:
-        value = self.get(key, int, default=None if optional else _MISSING, optional=optional)
-        if value is not None and value < 0:
-            self.fail(key, f"must be a count >= 0, got {value!r}")
-        return value
-
-    def seconds(self, key: str) -> float:
-        value = self.get(key, _NUMBER, default=0.0)
-        if not (math.isfinite(value) and value >= 0):
-            self.fail(key, f"must be seconds >= 0, got {value!r}")
-        return float(value)
-
-    def version(self, latest: int = SCHEMA_VERSION) -> int:
-        version = self.get("schema_version", int, default=1)
-        if version > latest:
-            self.fail("schema_version", f"is {version}; this raybench reads up to {latest} "
-                                        "(upgrade raybench to read this run)")
-        return version
-
-    def choice(self, key: str, choices: tuple[str, ...], default: Any = _MISSING) -> str:
-        value = self.get(key, str, default=default)
-        if value not in choices:
-            self.fail(key, f"is {value!r}; allowed: {', '.join(choices)}")
-        return value
+#: How run files are read: unknown keys ignored (a newer raybench may add some), null only where
+#: a field's annotation allows it, errors as RunFileError(where, field, reason).
+RUN_FILE = Style(error=RunFileError, refuse_unknown=False, null_is_default=False, mapping="a JSON object",
+                 top="<top>", type_names={float: "int or float"})
 
 
-def _cmc(reader: _Reader, key: str = "cmc") -> tuple[float, ...]:
-    values = reader.get(key, list)
+def _version(latest: int) -> Callable[[int], str | None]:
+    return lambda v: None if v <= latest else (f"is {v}; this raybench reads up to {latest} "
+                                               "(upgrade raybench to read this run)")
+
+
+def _cmc(value: Any, slot: Slot) -> tuple[float, ...]:
+    """A CMC curve: fractions that never decrease."""
+    values = slot.expect(value, list)
     for i, v in enumerate(values):
-        if isinstance(v, bool) or not isinstance(v, _NUMBER) or not (math.isfinite(v) and 0 <= v <= 1):
-            reader.fail(key, f"rank {i + 1} is {v!r}; CMC values are fractions in [0, 1]")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and 0 <= v <= 1):
+            slot.fail(f"rank {i + 1} is {v!r}; CMC values are fractions in [0, 1]")
         if i and v < values[i - 1] - 1e-9:
-            reader.fail(key, f"decreases at rank {i + 1} ({values[i - 1]!r} -> {v!r}); a CMC never decreases")
+            slot.fail(f"decreases at rank {i + 1} ({values[i - 1]!r} -> {v!r}); a CMC never decreases")
     return tuple(float(v) for v in values)
 
 
-def _read(how: Callable[[_Reader, str, Mapping[str, Any]], Any]) -> dict:
-    """A field's metadata: how ``from_json`` reads it (``how(reader, key, context)``); a field
-    without it is read by its annotation (``_read_fields``)."""
-    return {"read": how}
+def _if_ok(read_value: Callable[[Any, Slot], Any]) -> Callable[[Any, Slot], Any]:
+    """A main-block field: read by ``read_value`` in an ok result (``_check`` makes sure it is
+    there); a failed result may hold it as null."""
+    def hook(value: Any, slot: Slot) -> Any:
+        if slot.values.get("status") != "ok":
+            return None if value is None else slot.coerce(value)
+        if value is None:
+            slot.fail("is null in an ok result")
+        return read_value(value, slot)
+    return hook
 
 
-def _read_fields(cls, reader: _Reader, **context) -> dict[str, Any]:
-    """The dataclass ``cls``'s fields out of one JSON object, in declaration order: each by its
-    ``_read`` metadata, else by its annotation (str, int, float, bool, tuples from lists,
-    mappings, each optional where it may be None) with its default where the key is absent.
-    What a file must hold is then written once, on the field."""
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for f in dataclasses.fields(cls):
-        how = f.metadata.get("read")
-        values[f.name] = how(reader, f.name, context) if how else _by_annotation(reader, f, hints[f.name])
-    return values
-
-
-def _by_annotation(reader: _Reader, f: dataclasses.Field, hint) -> Any:
-    args = typing.get_args(hint)
-    optional = type(None) in args
-    base = next((a for a in args if a is not type(None)), hint) if optional else hint
-    origin = typing.get_origin(base) or base
-    if f.default is not dataclasses.MISSING:
-        default = f.default
-    elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        default = f.default_factory()  # type: ignore[misc]
-    else:
-        default = _MISSING
-    types = {tuple: list, float: _NUMBER}.get(origin, dict if origin in (Mapping, dict) else origin)
-    value = reader.get(f.name, types, default=default, optional=optional)
-    if origin is tuple and isinstance(value, list):
-        return tuple(value)
-    return float(value) if origin is float and value is not None else value
+def _checked(kind: type, check: Callable[[Any], str | None]) -> Callable[[Any, Slot], Any]:
+    """A number of ``kind`` that passes ``check``."""
+    def read_value(value: Any, slot: Slot) -> Any:
+        value = slot.expect(value, kind)
+        reason = check(value)
+        if reason:
+            slot.fail(reason)
+        return kind(value)
+    return read_value
 
 
 # -- scoring blocks -----------------------------------------------------------------------------
@@ -220,89 +154,85 @@ def scores_json(scores: Scores, paths: bool = True) -> dict[str, Any]:
     return out
 
 
-def _spread(reader: _Reader) -> Mapping[str, float] | None:
-    spread = reader.get("spread", dict, default=None, optional=True)
-    if spread is None:
-        return None
-    return {LEGACY_NAMES.get(k, k): v for k, v in spread.items()}
+@dataclass(frozen=True)
+class _StoredBlock:
+    """A block as a result file holds it (``scores_json``), read into a Scores."""
+
+    mAP: float = key(check=fraction)
+    mINP: float = key(check=fraction)
+    num_query: int = key(check=count)
+    num_valid_query: int = key(check=count)
+    num_gallery: int = key(check=count)
+    cmc: tuple[float, ...] = key((), parse=_cmc)
+    spread: Mapping[str, float] | None = None
+    trials: tuple[Mapping[str, Any], ...] = ()
+    per_query: Mapping[str, list] | None = None
+    scoring: Mapping[str, Any] | None = None
+    ranks: Mapping[str, float] | None = None
+
+    def _check(self, fail) -> None:
+        if not self.cmc and not self.ranks:
+            fail("cmc", "is empty in a scored block")
+        if self.num_valid_query > self.num_query:
+            fail("num_valid_query", f"is {self.num_valid_query}, more than num_query {self.num_query}")
+        if self.num_query < 1 or self.num_gallery < 1:
+            fail("num_query", "a scored block has queries and a gallery")
+        if self.ranks and not {"1", "5", "10"} <= set(self.ranks):
+            fail("ranks", "must state ranks 1, 5 and 10")
+
+    def scores(self) -> Scores:
+        ranks = None if not self.ranks else {int(k): float(v) for k, v in self.ranks.items()}
+        return Scores(self.mAP, self.mINP, self.cmc, self.num_query, self.num_valid_query, self.num_gallery,
+                      self.spread, self.trials, self.per_query, self.scoring, ranks)
 
 
-def _scores(data: Any, where: str, counts: Mapping[str, int] | None = None) -> Scores:
-    """One block (``scores_json``'s shape), checked as the main metrics are. ``counts``: the
-    main block's query and gallery counts, for blocks written before blocks stated them (eval
-    variants score the main block's queries and gallery). A block written before text blocks
-    had a CMC curve (``r1``, ``r5``, ``r10``, ``num_captions``, ``num_images``) keeps its stated
-    ranks."""
-    r = _Reader(data, where)
-    legacy_text = "r1" in r.data or r.data.get("ranks")
-    counts = counts or {}
-    if legacy_text:
-        if "r1" in r.data:
-            ranks = {int(LEGACY_NAMES[k][1:]): r.fraction(k) for k in ("r1", "r5", "r10")}
-        else:  # such a block as ``scores_json`` writes it again
-            ranks = {int(k): float(v) for k, v in r.get("ranks", dict).items()}
-            ranks = {k: ranks.get(k) for k in (1, 5, 10)}
-            if None in ranks.values():
-                r.fail("ranks", "must state ranks 1, 5 and 10")
-        if not ranks[1] <= ranks[5] + 1e-9 <= ranks[10] + 2e-9:
-            r.fail("r5", f"r1 {ranks[1]}, r5 {ranks[5]}, r10 {ranks[10]} must not decrease")
-        queries = r.count("num_captions" if "num_captions" in r.data else "num_query")
-        scores = Scores(mAP=r.fraction("mAP"), mINP=r.fraction("mINP"), cmc=(), num_query=queries,
-                        num_valid_query=queries, num_gallery=r.count("num_images" if "num_images" in r.data else "num_gallery"),
-                        ranks=ranks)
-    else:
-        def count(key):
-            return r.count(key) if key in r.data or key not in counts else counts[key]
-
-        scores = Scores(
-            mAP=r.fraction("mAP"), mINP=r.fraction("mINP"), cmc=_cmc(r), num_query=count("num_query"),
-            num_valid_query=r.count("num_valid_query"), num_gallery=count("num_gallery"), spread=_spread(r),
-            trials=tuple(r.get("trials", list, default=[])),
-            per_query=r.get("per_query", dict, default=None, optional=True),
-            scoring=r.get("scoring", dict, default=None, optional=True) or r.get("eval", dict, default=None),
-        )
-        if not scores.cmc:
-            r.fail("cmc", "is empty in a scored block")
-    if scores.num_valid_query > scores.num_query:
-        r.fail("num_valid_query", f"is {scores.num_valid_query}, more than num_query {scores.num_query}")
-    if scores.num_query < 1 or scores.num_gallery < 1:
-        r.fail("num_query", "a scored block has queries and a gallery")
-    return scores
+def _upgraded(data: Any, main: Mapping[str, Any]) -> Any:
+    """A block written before result files had version 2, in version 2's shape: the text block's
+    ``r1``/``r5``/``r10`` become stated ``ranks`` (its curve was not stored), ``num_captions``
+    and ``num_images`` its counts; an eval variant's ``eval`` is its ``scoring``, and its counts,
+    which it did not state, are the main block's (a variant scores the same queries and
+    gallery); the spread's old names (``rank1_std``) are mapped (metrics.LEGACY_NAMES)."""
+    if not isinstance(data, Mapping):
+        return data
+    out = dict(data)
+    if "r1" in out:
+        out["ranks"] = {LEGACY_NAMES[k][1:]: out.pop(k) for k in ("r1", "r5", "r10") if k in out}
+        captions = out.pop("num_captions", None)
+        out.update(num_query=captions, num_valid_query=captions, num_gallery=out.pop("num_images", None))
+    if "eval" in out and "scoring" not in out:
+        out["scoring"] = out.pop("eval")
+    for name in ("num_query", "num_gallery"):
+        out.setdefault(name, main.get(name))
+    if isinstance(out.get("spread"), Mapping):
+        out["spread"] = {LEGACY_NAMES.get(k, k): v for k, v in out["spread"].items()}
+    return out
 
 
-def _block(reader: _Reader, key: str, context: Mapping[str, Any]) -> Scores | None:
+def _block(value: Any, slot: Slot) -> Scores | None:
     """A single block (``BlockKind.single``): only an ok result has one."""
-    data = reader.get(key, dict, default=None, optional=True)
-    if data is None:
+    if value is None:
         return None
-    if not context["ok"]:
-        reader.fail(key, "a failed result has no scores")
-    return _scores(data, f"{reader.where}: {key}")
+    if slot.values.get("status") != "ok":
+        slot.fail("a failed result has no scores")
+    return slot.read(_StoredBlock, _upgraded(value, slot.values)).scores()
 
 
-def _blocks(reader: _Reader, key: str, context: Mapping[str, Any]) -> Mapping[str, Scores] | None:
+def _blocks(value: Any, slot: Slot) -> Mapping[str, Scores] | None:
     """Name -> block; only an ok result has them."""
-    data = reader.get(key, dict, default=None, optional=True)
-    if data is None:
+    if value is None:
         return None
-    if not context["ok"]:
-        reader.fail(key, "a failed result has no scores")
-    counts = {k: reader.data.get(k) for k in ("num_query", "num_gallery") if isinstance(reader.data.get(k), int)}
-    return {name: _scores(block, f"{reader.where}: {key}.{name}", counts) for name, block in data.items()}
+    if slot.values.get("status") != "ok":
+        slot.fail("a failed result has no scores")
+    return {name: slot.read(_StoredBlock, _upgraded(block, slot.values), where=f"{slot.where}.{name}").scores()
+            for name, block in slot.expect(value, dict).items()}
+
+
+def _spread(value: Any, slot: Slot) -> Mapping[str, float] | None:
+    """Sd over trials by metric (``<name>_std``), older names mapped; null for one split."""
+    return None if value is None else {LEGACY_NAMES.get(k, k): v for k, v in slot.expect(value, dict).items()}
 
 
 # -- results/<dataset>/<model>.json -------------------------------------------------------------
-
-_IF_OK = {
-    "fraction": _read(lambda r, key, c: r.fraction(key, optional=not c["ok"])),
-    "count": _read(lambda r, key, c: r.count(key, optional=not c["ok"])),
-}
-_CMC = _read(lambda r, key, c: _cmc(r) if c["ok"] else tuple(r.get(key, list, default=[], optional=True) or ()))
-_COUNT = _read(lambda r, key, c: r.count(key, optional=True) if key in r.data else None)
-_SECONDS = _read(lambda r, key, c: r.seconds(key))
-_VERSION = _read(lambda r, key, c: r.version())
-_BLOCK, _BLOCKS = _read(_block), _read(_blocks)
-_SPREAD = _read(lambda r, key, c: _spread(r))
 
 
 @dataclass(frozen=True)
@@ -319,25 +249,25 @@ class CellResult:
 
     model: str
     dataset: str
-    status: str = field(metadata=_read(lambda r, key, c: r.choice(key, CELL_STATUSES)))
+    status: str = key(choices=CELL_STATUSES)
     error: str | None = None
     error_kind: str | None = None  # why it failed: one of pipeline.failure.KINDS
-    mAP: float | None = field(default=None, metadata=_IF_OK["fraction"])
-    mINP: float | None = field(default=None, metadata=_IF_OK["fraction"])
-    cmc: tuple[float, ...] = field(default=(), metadata=_CMC)
-    num_query: int | None = field(default=None, metadata=_IF_OK["count"])
-    num_valid_query: int | None = field(default=None, metadata=_IF_OK["count"])
-    num_gallery: int | None = field(default=None, metadata=_IF_OK["count"])
+    mAP: float | None = key(None, parse=_if_ok(_checked(float, fraction)))
+    mINP: float | None = key(None, parse=_if_ok(_checked(float, fraction)))
+    cmc: tuple[float, ...] = key((), parse=_if_ok(_cmc))
+    num_query: int | None = key(None, parse=_if_ok(_checked(int, count)))
+    num_valid_query: int | None = key(None, parse=_if_ok(_checked(int, count)))
+    num_gallery: int | None = key(None, parse=_if_ok(_checked(int, count)))
     trials: tuple[Mapping[str, Any], ...] = ()
-    spread: Mapping[str, float] | None = field(default=None, hash=False, metadata=_SPREAD)
-    protocol: Mapping[str, Any] | None = field(default=None, hash=False)
-    per_query: Mapping[str, list] | None = field(default=None, hash=False, repr=False)
-    seconds: float = field(default=0.0, metadata=_SECONDS)
-    embed_seconds: float = field(default=0.0, metadata=_SECONDS)
-    eval_seconds: float = field(default=0.0, metadata=_SECONDS)
+    spread: Mapping[str, float] | None = key(None, hash=False, parse=_spread)
+    protocol: Mapping[str, Any] | None = key(None, hash=False)
+    per_query: Mapping[str, list] | None = key(None, hash=False, repr=False)
+    seconds: float = key(0.0, check=in_seconds)
+    embed_seconds: float = key(0.0, check=in_seconds)
+    eval_seconds: float = key(0.0, check=in_seconds)
     paradigm: str = ""
     spec_hash: str = ""
-    num_params: int | None = field(default=None, metadata=_COUNT)
+    num_params: int | None = key(None, check=count)
     skipped_images: tuple[str, ...] = ()
     #: cells embedded in one Ray Data stream with this one; above 1, embed_seconds is this
     #: cell's share of the stream (the time since the previous cell of it finished)
@@ -346,13 +276,13 @@ class CellResult:
     cell_key: str = ""
     manifest_hash: str = ""
     eval_hash: str = ""
-    text: Scores | None = field(default=None, hash=False, metadata=_BLOCK)
+    text: Scores | None = key(None, hash=False, parse=_block)
     text_status: str | None = None
     i2i_rule: str | None = None
-    limit: int | None = field(default=None, metadata=_COUNT)  # --limit N: the first N query identities
+    limit: int | None = key(None, check=at_least(1))  # --limit N: the first N query identities
     random_weights: bool = False  # --random-weights: the architecture with seeded random weights
-    variants: Mapping[str, Scores] | None = field(default=None, hash=False, metadata=_BLOCKS)
-    schema_version: int = field(default=SCHEMA_VERSION, metadata=_VERSION)
+    variants: Mapping[str, Scores] | None = key(None, hash=False, parse=_blocks)
+    schema_version: int = key(SCHEMA_VERSION, absent=1, check=_version(SCHEMA_VERSION))
 
     @property
     def ok(self) -> bool:
@@ -395,20 +325,22 @@ class CellResult:
 
     @classmethod
     def from_json(cls, data: Any, where: str = "result") -> "CellResult":
-        r = _Reader(data, where)
-        result = cls(**_read_fields(cls, r, ok=r.get("status", str, default="") == "ok"))
-        ok = result.ok
-        if ok and result.text_status == "ok" and result.text is None:
-            r.fail("text", "is missing where text_status is 'ok'")
-        if result.limit is not None and result.limit < 1:
-            r.fail("limit", f"must be at least 1, got {result.limit}")
-        if not ok and not result.error:
-            r.fail("error", f"is empty in a {result.status} result: a failed cell says why")
-        if ok and not result.cmc:
-            r.fail("cmc", "is empty in an ok result")
-        if ok and result.num_valid_query > result.num_query:
-            r.fail("num_valid_query", f"is {result.num_valid_query}, more than num_query {result.num_query}")
-        return result
+        return read(cls, data, where, style=RUN_FILE)
+
+    def _check(self, fail) -> None:
+        """The rules across fields, applied once ``from_json`` has read them."""
+        if self.ok:
+            for name in ("mAP", "mINP", "num_query", "num_valid_query", "num_gallery"):
+                if getattr(self, name) is None:
+                    fail(name, "missing")
+            if not self.cmc:
+                fail("cmc", "missing")
+            if self.text_status == "ok" and self.text is None:
+                fail("text", "is missing where text_status is 'ok'")
+            if self.num_valid_query > self.num_query:
+                fail("num_valid_query", f"is {self.num_valid_query}, more than num_query {self.num_query}")
+        elif not self.error:
+            fail("error", f"is empty in a {self.status} result: a failed cell says why")
 
 
 # -- embeddings/<dataset>/<model>/_SUCCESS ------------------------------------------------------
@@ -428,34 +360,32 @@ class CellMarker:
     dataset: str
     spec_hash: str
     manifest_hash: str
-    dim: int = field(metadata=_read(lambda r, key, c: r.count(key)))
-    rows: int = field(metadata=_read(lambda r, key, c: r.count(key)))
-    num_params: int | None = field(default=None, metadata=_COUNT)
-    embed_seconds: float = field(default=0.0, metadata=_SECONDS)
+    dim: int = key(check=at_least(1))
+    rows: int = key(check=count)
+    num_params: int | None = key(None, check=count)
+    embed_seconds: float = key(0.0, check=in_seconds)
     skipped_images: tuple[str, ...] = ()
     stream_cells: int = 1  # as CellResult.stream_cells
     device: str = ""
     written: str = ""
-    text_rows: int | None = field(default=None, metadata=_COUNT)
+    text_rows: int | None = key(None, check=count)
     attempt: str = ""
     files: Mapping[str, int] = field(default_factory=dict, hash=False)
-    schema_version: int = field(default=MARKER_VERSION, metadata=_read(lambda r, key, c: r.version(MARKER_VERSION)))
+    schema_version: int = key(MARKER_VERSION, absent=1, check=_version(MARKER_VERSION))
 
     def to_json(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "skipped_images": list(self.skipped_images), "files": dict(self.files)}
 
     @classmethod
     def from_json(cls, data: Any, where: str = "_SUCCESS") -> "CellMarker":
-        r = _Reader(data, where)
-        marker = cls(**_read_fields(cls, r))
-        if marker.dim < 1:
-            r.fail("dim", f"must be at least 1, got {marker.dim}")
-        for name, size in marker.files.items():
+        return read(cls, data, where, style=RUN_FILE)
+
+    def _check(self, fail) -> None:
+        for name, size in self.files.items():
             if "/" in name or isinstance(size, bool) or not isinstance(size, int) or size < 0:
-                r.fail("files", f"{name!r}: {size!r}; expected a file name and its size in bytes")
-        if marker.schema_version >= 2 and not (marker.attempt and "/" not in marker.attempt and marker.files):
-            r.fail("attempt", f"is {marker.attempt!r}: a version-2 marker names its attempt folder and its files")
-        return marker
+                fail("files", f"{name!r}: {size!r}; expected a file name and its size in bytes")
+        if self.schema_version >= 2 and not (self.attempt and "/" not in self.attempt and self.files):
+            fail("attempt", f"is {self.attempt!r}: a version-2 marker names its attempt folder and its files")
 
 
 #: What a cell's result takes from its embeddings' marker: the fields of both dataclasses,
@@ -475,7 +405,7 @@ class RunRecord:
 
     run: str
     run_id: str
-    status: str = field(metadata=_read(lambda r, key, c: r.choice(key, RUN_STATUSES)))
+    status: str = key(choices=RUN_STATUSES)
     out: str
     started: str
     matrix: Mapping[str, Any] = field(hash=False)
@@ -493,7 +423,7 @@ class RunRecord:
     seconds: float | None = None
     cells: tuple[Mapping[str, Any], ...] = ()
     summary: Mapping[str, int] = field(default_factory=dict, hash=False)
-    schema_version: int = field(default=SCHEMA_VERSION, metadata=_VERSION)
+    schema_version: int = key(SCHEMA_VERSION, absent=1, check=_version(SCHEMA_VERSION))
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -511,14 +441,14 @@ class RunRecord:
 
     @classmethod
     def from_json(cls, data: Any, where: str = "run.json") -> "RunRecord":
-        r = _Reader(data, where)
-        matrix = r.get("matrix", dict)
-        for key in ("models", "datasets"):
-            items = matrix.get(key)
+        return read(cls, data, where, style=RUN_FILE)
+
+    def _check(self, fail) -> None:
+        for name in ("models", "datasets"):
+            items = self.matrix.get(name)
             if not isinstance(items, list) or not all(
                     isinstance(i, str) or (isinstance(i, Mapping) and isinstance(i.get("name"), str)) for i in items):
-                r.fail(f"matrix.{key}", "must be a list of names or of specs with a 'name'")
-        return cls(**_read_fields(cls, r))
+                fail(f"matrix.{name}", "must be a list of names or of specs with a 'name'")
 
 
 def _named(items: Any) -> dict[str, Mapping[str, Any]]:
