@@ -32,21 +32,30 @@ def module_name(path: Path, package: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imported(path: Path, package_dir: Path) -> set[str]:
-    """Every raybench module ``path`` names, by import statement or by lazy target string."""
+def statements(path: Path, package_dir: Path) -> list[tuple[str, tuple[str, ...]]]:
+    """Every import statement of ``path`` as (module, names): ``import a.b`` is ("a.b", ()),
+    ``from a import b, c`` is ("a", ("b", "c")), a relative import made absolute."""
     name = module_name(path, package_dir)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = set()
+    found = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
+            found.extend((alias.name, ()) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join(anchor + ([node.module] if node.module else []))
-            found.update(f"{base}.{alias.name}" for alias in node.names)  # `from raybench import x`
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and TARGET.match(node.value):
+            found.append((base, tuple(alias.name for alias in node.names)))
+    return found
+
+
+def imported(path: Path, package_dir: Path) -> set[str]:
+    """Every raybench module ``path`` names, by import statement or by lazy target string."""
+    found = {f"{base}.{name}" if name else base  # `from raybench import x`: x
+             for base, names in statements(path, package_dir) for name in names or ("",)}
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and TARGET.match(node.value):
             found.add(node.value.partition(":")[0])
     return {m for m in found if m.startswith("raybench.")}
 
@@ -99,19 +108,9 @@ def imported_modules(path: Path, package: Path, known: set[str]) -> set[str]:
     """The modules of ``known`` that ``path`` imports by statement (never by string):
     ``from raybench.p import x`` is module raybench.p.x where that is a module, else the
     package raybench.p (whose __init__ defines x); ``import raybench.p.x`` is raybench.p.x."""
-    name = module_name(path, package)
-    anchor = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = anchor.split(".")[: len(anchor.split(".")) - node.level + 1]
-                base = ".".join(parts + ([node.module] if node.module else []))
-            found.update(f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base for alias in node.names)
-    return (found & known) - {name}
+    found = {f"{base}.{name}" if f"{base}.{name}" in known else base
+             for base, names in statements(path, package) for name in names or ("",)}
+    return (found & known) - {module_name(path, package)}
 
 
 def module_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
