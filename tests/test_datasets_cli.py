@@ -15,7 +15,7 @@ import pytest
 from dataclasses import dataclass
 
 from conftest import MARKET_MINI, needs_fixtures
-from test_datasets import fake_cuhk03, fake_grid, fake_market, fake_msmt, grid_tree
+from raybench.datasets import cuhk03, grid, market1501, msmt17
 
 
 @dataclass
@@ -62,12 +62,12 @@ def test_info_on_the_market_fixture(raybench):
 
 
 def test_info_describes_the_first_trial_of_grid(raybench, tmp_path):
-    base = grid_tree(tmp_path, persons=8, distractors=3, train_sets=[[1, 2, 3, 4], [5, 6, 7, 8]] * 5)
+    base = grid.write_tree(tmp_path, persons=8, distractors=3, train_sets=[[1, 2, 3, 4], [5, 6, 7, 8]] * 5)
     info = json.loads(raybench("datasets", "info", "grid", "--root", str(base), "--json").stdout)
     assert info["splits"]["query"] == {"images": 4, "ids": 4, "cameras": 4}
     assert info["splits"]["gallery"] == {"images": 7, "ids": 5, "cameras": 6}
     assert "trial 0 of 10 published splits" in raybench("datasets", "info", "grid", "--root", str(base)).stdout
-    fake_grid(tmp_path / "three")  # 3 partitions where the protocol asks for 10
+    grid.tiny_copy(tmp_path / "three")  # 3 partitions where the protocol asks for 10
     assert_clean_error(raybench("datasets", "info", "grid", "--root", str(tmp_path / "three")),
                        "holds 3 partitions, the protocol asks for 10")
 
@@ -83,7 +83,7 @@ def spoil(fake, relative: str, content: bytes | None):
     """A builder of ``fake``'s copy with the file at ``relative`` (below the root it returns)
     replaced by ``content``, or by a folder when ``content`` is None."""
     def build(tmp):
-        root = fake(tmp)[0]
+        root = fake(tmp).root
         path = root / relative
         path.unlink()
         if content is None:
@@ -98,23 +98,23 @@ def spoil(fake, relative: str, content: bytes | None):
 def cuhk03_raw_of_another_shape(tmp):
     import h5py
 
-    root = fake_cuhk03(tmp)[0]
+    root = cuhk03.tiny_copy(tmp).root
     with h5py.File(root / "cuhk03" / "cuhk03_release" / "cuhk-03.mat", "w") as mat:
         mat["labeled"] = [[1, 2]]  # numbers where the release holds references
     return root
 
 
 MALFORMED = {  # case: (dataset, builder, fragments of the one-line error)
-    "grid_mat_garbage": ("grid", spoil(fake_grid, "features_and_partitions.mat", b"garbage"),
+    "grid_mat_garbage": ("grid", spoil(grid.tiny_copy, "features_and_partitions.mat", b"garbage"),
                          ["features_and_partitions.mat as a MATLAB v5 file", "underground_reid/"]),
-    "cuhk03_config_garbage": ("cuhk03-labeled", spoil(fake_cuhk03, "cuhk03/cuhk03_new_protocol_config_labeled.mat",
+    "cuhk03_config_garbage": ("cuhk03-labeled", spoil(cuhk03.tiny_copy, "cuhk03/cuhk03_new_protocol_config_labeled.mat",
                                                       b"garbage"),
                               ["config_labeled.mat as a MATLAB v5 file", "Expected layout: cuhk03/"]),
     "cuhk03_raw_of_another_shape": ("cuhk03-labeled", cuhk03_raw_of_another_shape,
                                     ["cuhk-03.mat['labeled'] is not laid out as in the release", "references"]),
-    "msmt_list_not_utf8": ("msmt17", spoil(fake_msmt, "MSMT17_V1/list_query.txt", b"\xff\xfe0000/0000_000_10.jpg 0\n"),
+    "msmt_list_not_utf8": ("msmt17", spoil(msmt17.tiny_copy, "MSMT17_V1/list_query.txt", b"\xff\xfe0000/0000_000_10.jpg 0\n"),
                            ["list_query.txt is not UTF-8 text", "Expected layout: MSMT17_V1/"]),
-    "msmt_list_is_a_folder": ("msmt17", spoil(fake_msmt, "MSMT17_V1/list_gallery.txt", None),
+    "msmt_list_is_a_folder": ("msmt17", spoil(msmt17.tiny_copy, "MSMT17_V1/list_gallery.txt", None),
                               ["list_gallery.txt is unreadable", "Expected layout: MSMT17_V1/"]),
 }
 
@@ -135,11 +135,17 @@ def test_list_datasets_json(raybench):
     assert study | {"synth-a", "synth-b"} <= set(rows)
     assert rows["grid"]["trials"] == 10 and rows["celebreid"]["camera_filter"] is False
     assert rows["synth-a"]["folder"] == "(generated)" and rows["market1501"]["folder"] == "Market-1501-v15.09.15"
+    # the published statistics, as each adapter declares them for the entry's options
+    assert rows["cuhk03-labeled"]["stats"]["gallery"] == {"images": 5328, "ids": 700}
+    assert rows["cuhk03-detected"]["stats"]["gallery"] == {"images": 5332, "ids": 700}
+    assert rows["last-val"]["stats"]["eval_images"] == 21379 and rows["synth-a"]["stats"] is None
+    table = raybench("list", "datasets").stdout
+    assert "query 3,368, gallery 15,913, train 12,936" in table and "gallery 3,074, 6,156 captions" in table
 
 
 def test_check_reports_present_missing_and_differing_copies(raybench, tmp_path):
-    fake_market(tmp_path)  # a tiny Market copy: present, differs from the published numbers
-    fake_msmt(tmp_path)
+    market1501.tiny_copy(tmp_path)  # a tiny Market copy: present, differs from the published numbers
+    msmt17.tiny_copy(tmp_path)
     (tmp_path / "Celeb-reID").mkdir()  # present but empty: malformed
     result = raybench("datasets", "check", "--root", str(tmp_path), "--json")
     assert result.returncode == 0, result.stderr
@@ -157,7 +163,7 @@ def test_check_reports_present_missing_and_differing_copies(raybench, tmp_path):
 def test_check_reports_the_other_copies_when_some_are_malformed(raybench, tmp_path, monkeypatch):
     monkeypatch.setenv("RAYBENCH_CACHE", str(tmp_path / "cache"))
     data = tmp_path / "data"
-    fake_market(data)
+    market1501.tiny_copy(data)
     for case in ("grid_mat_garbage", "msmt_list_not_utf8", "cuhk03_raw_of_another_shape"):
         MALFORMED[case][1](data)
     result = raybench("datasets", "check", "--root", str(data), "--json")
@@ -173,7 +179,7 @@ def test_check_looks_for_a_custom_entry_at_its_own_root(tmp_path):
     from raybench.datasets.check import check_all
     from raybench.specs import DatasetSpec
 
-    fake_market(tmp_path / "elsewhere")
+    market1501.tiny_copy(tmp_path / "elsewhere")
     (tmp_path / "data").mkdir()
     mine = DatasetSpec(name="my-cameras", adapter="folder", layout_dir="",
                        root=str(tmp_path / "elsewhere" / "Market-1501-v15.09.15"))
@@ -184,7 +190,7 @@ def test_check_looks_for_a_custom_entry_at_its_own_root(tmp_path):
 def test_a_custom_catalog_entry_as_the_readme_adds_it(raybench, tmp_path, monkeypatch):
     """README's "Adding a dataset": a folder entry with its own root in configs/datasets.yaml is
     listed with that root, described by info without --root, and checked there."""
-    fake_market(tmp_path / "copy")
+    market1501.tiny_copy(tmp_path / "copy")
     root = tmp_path / "copy" / "Market-1501-v15.09.15"
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs" / "datasets.yaml").write_text(

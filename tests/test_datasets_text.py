@@ -12,19 +12,20 @@ import pyarrow as pa
 import pytest
 
 from raybench.catalog import load_dataset_catalog
-from raybench.datasets import get_adapter, has_captions, load_captions, load_manifest
+from raybench.datasets import cuhkpedes, get_adapter, has_captions, icfgpedes, load_captions, load_manifest, rstpreid
+from raybench.datasets import published_stats
 from raybench.datasets.check import check_one
 from raybench.datasets.manifest import CAPTION_SCHEMA, caption_stats, make_captions, validate_captions
 from raybench.errors import DatasetError
 from raybench.specs import DatasetSpec
-from test_datasets import PEDES_ENTRIES, caption_copy, fake_cuhkpedes, fake_icfgpedes, fake_rstpreid
 
-TEXT = {"cuhkpedes": fake_cuhkpedes, "icfgpedes": fake_icfgpedes, "rstpreid": fake_rstpreid}
+TEXT = {"cuhkpedes": cuhkpedes.tiny_copy, "icfgpedes": icfgpedes.tiny_copy, "rstpreid": rstpreid.tiny_copy}
 
 
 @pytest.mark.parametrize("adapter", sorted(TEXT))
 def test_captions_are_the_test_entries_captions_in_json_order(adapter, tmp_path):
-    root, options, _, _ = TEXT[adapter](tmp_path)
+    tiny = TEXT[adapter](tmp_path)
+    root, options = tiny.root, tiny.options
     read = get_adapter(adapter)
     captions = read.captions(root, **options)
     assert captions.schema.equals(CAPTION_SCHEMA)
@@ -39,7 +40,7 @@ def test_captions_are_the_test_entries_captions_in_json_order(adapter, tmp_path)
 
 
 def test_cuhkpedes_counts_and_the_spec_loader(tmp_path):
-    fake_cuhkpedes(tmp_path)
+    cuhkpedes.tiny_copy(tmp_path)
     spec = dataclasses.replace(load_dataset_catalog()["cuhk-pedes"], root=str(tmp_path))
     assert has_captions(spec) and not has_captions(load_dataset_catalog()["market1501"])
     captions = load_captions(spec)
@@ -51,7 +52,7 @@ def test_cuhkpedes_counts_and_the_spec_loader(tmp_path):
 
 
 def test_datasets_check_compares_caption_counts(tmp_path):
-    fake_cuhkpedes(tmp_path)
+    cuhkpedes.tiny_copy(tmp_path)
     spec = load_dataset_catalog()["cuhk-pedes"]
     row = check_one(spec, tmp_path)
     assert row["status"] == "differs"
@@ -69,8 +70,8 @@ def test_datasets_check_compares_caption_counts(tmp_path):
 
 def test_published_test_counts_are_in_the_catalog():
     catalog = load_dataset_catalog()
-    counts = {name: (catalog[name].stats["gallery"]["images"], catalog[name].stats["captions"]["captions"],
-                     catalog[name].stats["captions"]["ids"]) for name in ("cuhk-pedes", "icfg-pedes", "rstpreid")}
+    stats = {name: published_stats(catalog[name]) for name in ("cuhk-pedes", "icfg-pedes", "rstpreid")}
+    counts = {name: (s["gallery"]["images"], s["captions"]["captions"], s["captions"]["ids"]) for name, s in stats.items()}
     assert counts == {"cuhk-pedes": (3074, 6156, 1000), "icfg-pedes": (19848, 19848, 1000), "rstpreid": (1000, 2000, 200)}
     assert all(catalog[name].protocol.camera_filter is False for name in counts)
 
@@ -84,11 +85,11 @@ def test_published_test_counts_are_in_the_catalog():
     ("two ids", "is listed with ids 5 and 9"),
 ])
 def test_bad_copies_say_what_is_wrong(problem, message, tmp_path):
-    entries = [list(e) for e in PEDES_ENTRIES]
-    base = caption_copy(tmp_path, "CUHK-PEDES", "reid_raw.json", "file_path", [tuple(e) for e in entries])
+    entries = [list(e) for e in cuhkpedes.TINY_ENTRIES]
+    base = cuhkpedes.PACKAGE.write_copy(tmp_path, [tuple(e) for e in entries])
     records = json.loads((base / "reid_raw.json").read_text())
     if problem == "missing image":
-        (base / "imgs" / PEDES_ENTRIES[4][0]).unlink()
+        (base / "imgs" / cuhkpedes.TINY_ENTRIES[4][0]).unlink()
     elif problem == "no id":
         del records[2]["id"]
     elif problem == "caption string":
@@ -209,7 +210,7 @@ def test_datasets_info_counts_the_captions(tmp_path):
 
     from raybench.cli import cli as main
 
-    fake_rstpreid(tmp_path)
+    rstpreid.tiny_copy(tmp_path)
     args = ["datasets", "info", "rstpreid", "--root", str(tmp_path)]
     text = CliRunner().invoke(main, args)
     assert text.exit_code == 0, text.output

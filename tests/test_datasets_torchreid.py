@@ -2,7 +2,7 @@
 
 torchreid wants its own folder layout under a root (market1501/Market-1501-v15.09.15/...),
 so each test builds that layout in tmp with symlinks to the real fixture crops (Market-1501
-mini, Duke and MSMT17 file names) or with the fake trees of test_datasets.py (GRID, CUHK03),
+mini, Duke and MSMT17 file names) or with the adapters' tiny copies (GRID, CUHK03),
 parses it both ways and compares (path, pid, camid) for query and gallery. torchreid
 relabels train identities to 0..N-1 and raybench keeps the dataset's own, so train is
 compared as a partition: the same images grouped into the same identities, same cameras.
@@ -19,8 +19,7 @@ import pytest
 from PIL import Image
 
 from conftest import FIXTURES, MARKET_MINI, needs_fixtures
-from raybench.datasets import get_adapter
-from test_datasets import fake_cuhk03, grid_tree
+from raybench.datasets import cuhk03, get_adapter, grid
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
 
@@ -109,7 +108,7 @@ def test_grid_partitions_match_torchreid(reid, tmp_path):
     # torchreid asserts the real partition size (125 of 250), so the fake has the real scale
     rng = np.random.default_rng(0)
     train_sets = [sorted(rng.permutation(np.arange(1, 251))[:125].tolist()) for _ in range(10)]
-    grid_tree(tmp_path / "grid", persons=250, distractors=775, train_sets=train_sets)
+    grid.write_tree(tmp_path / "grid", persons=250, distractors=775, train_sets=train_sets)
     ours = get_adapter("grid").parse(tmp_path / "grid")
     for trial in (0, 7):
         theirs = reid.GRID(root=str(tmp_path), split_id=trial, verbose=False)
@@ -121,7 +120,7 @@ def test_grid_partitions_match_torchreid(reid, tmp_path):
 def test_cuhk03_new_protocol_matches_torchreid(reid, tmp_path, monkeypatch):
     pytest.importorskip("imageio")
     monkeypatch.setenv("RAYBENCH_CACHE", str(tmp_path / "cache"))
-    fake_cuhk03(tmp_path)
+    cuhk03.tiny_copy(tmp_path)
     for variant in ("labeled", "detected"):
         theirs = reid.CUHK03(root=str(tmp_path), cuhk03_labeled=variant == "labeled", verbose=False)
         ours = get_adapter("cuhk03").parse(tmp_path, variant=variant)

@@ -7,9 +7,9 @@ import pyarrow as pa
 import pytest
 from conftest import MARKET_MINI, needs_fixtures
 from pipeline_helpers import dummy_model, market_dataset, matrix
-from test_datasets import fake_cuhk03, fake_grid, fake_synthetic
 
-from raybench.datasets import get_adapter
+from raybench.datasets import cuhk03, get_adapter, synthetic
+from raybench.datasets import grid as grid_adapter
 from raybench.datasets.limit import limit_counts, limit_manifest, path_fraction
 from raybench.datasets.manifest import make_manifest
 from raybench.errors import RaybenchError
@@ -58,7 +58,8 @@ def _check_protocol(full: pa.Table, limited: pa.Table, n: int) -> None:
 
 
 def _synthetic_table(tmp_path) -> pa.Table:
-    root, params, _, _ = fake_synthetic(tmp_path)
+    tiny = synthetic.tiny_copy(tmp_path)
+    root, params = tiny.root, tiny.options
     return _eval_rows(get_adapter("synthetic").parse(root, **params))
 
 
@@ -109,7 +110,8 @@ def test_limit_on_the_real_market_fixture():
 
 
 def test_limit_per_trial_on_grid_and_cuhk03(tmp_path):
-    grid_root, params, _, _ = fake_grid(tmp_path / "grid")
+    tiny_grid = grid_adapter.tiny_copy(tmp_path / "grid")
+    grid_root, params = tiny_grid.root, tiny_grid.options
     grid = _eval_rows(get_adapter("grid").parse(grid_root, **params))
     limited = limit_manifest(grid, 2)
     _check_protocol(grid, limited, 2)
@@ -117,7 +119,8 @@ def test_limit_per_trial_on_grid_and_cuhk03(tmp_path):
     # a distractor is kept in every trial or in none
     kept = [{r["path"] for r in limited.to_pylist() if r["pid"] == 0 and r["trial"] == t} for t in range(3)]
     assert kept[0] == kept[1] == kept[2]
-    cuhk_root, options, _, _ = fake_cuhk03(tmp_path / "cuhk")
+    tiny_cuhk = cuhk03.tiny_copy(tmp_path / "cuhk")
+    cuhk_root, options = tiny_cuhk.root, tiny_cuhk.options
     cuhk = _eval_rows(get_adapter("cuhk03").parse(cuhk_root, **options))
     _check_protocol(cuhk, limit_manifest(cuhk, 2), 2)
 

@@ -26,7 +26,11 @@ EXTRAS = [
     "dinov2-s14", "dinov2-g14", "siglip2-l16-256", "siglip2-so400m16-256", "pe-core-b16", "pe-core-g14-448",
     "color-hist",
 ]
-TORCH_FAMILIES = ("openclip", "timm", "torchreid", "clipreid")
+#: The torch families whose models build from their library alone: an hf model reads its hub
+#: config (``Loader.hub_preprocess``), checked in test_models_hf.py.
+TORCH_FAMILIES = tuple(n for n in LOADERS.names() if not (get_loader(n).numpy_only or get_loader(n).hub_preprocess))
+#: The libraries the families build with (``Loader.library``): never imported to list models.
+LIBRARIES = tuple(sorted({get_loader(n).library for n in LOADERS.names()} - {None}))
 
 
 def names(*loaders):
@@ -66,7 +70,7 @@ def test_supervised_models_name_their_training_set():
             assert name.rsplit("-", 1)[-1] in spec.options["trained_on"]
 
 
-@pytest.mark.parametrize("name", names(*TORCH_FAMILIES, "color", "dummy"))
+@pytest.mark.parametrize("name", [n for n, s in CATALOG.items() if not get_loader(s.loader).hub_preprocess])
 def test_preprocess_is_the_weights_own(name):
     """(hf entries: against their hub processor configs, in test_models_hf.py)"""
     spec = CATALOG[name]
@@ -125,8 +129,7 @@ def test_list_models_json_without_torch():
     code = (
         "import sys\nfrom raybench.cli import main\n"
         "try:\n    main(['list', 'models', '--json'])\nexcept SystemExit:\n    pass\n"
-        "print([m for m in ('torch', 'open_clip', 'timm', 'transformers', 'torchreid') if m in sys.modules],"
-        " file=sys.stderr)"
+        f"print([m for m in {('torch', *LIBRARIES)!r} if m in sys.modules], file=sys.stderr)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stderr.strip().splitlines()[-1] == "[]", result.stderr

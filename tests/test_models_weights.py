@@ -46,9 +46,7 @@ def test_offline_without_cache_is_a_clear_error_in_seconds(offline, weights_dir,
     import importlib
 
     # the library's own import is not what is timed (tens of seconds on a loaded 2-core runner)
-    library = {"openclip": "open_clip", "timm": "timm", "hf": "transformers", "torchreid": "torchreid",
-               "clipreid": "open_clip"}[CATALOG[name].loader]
-    importlib.import_module(library)
+    importlib.import_module(get_loader(CATALOG[name].loader).library)
     start = time.perf_counter()
     with pytest.raises(WeightsUnavailableError) as info:
         build_embedder(CATALOG[name], device="cpu")

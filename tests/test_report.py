@@ -120,7 +120,7 @@ def test_heatmap_is_a_png_of_the_expected_size(report):
 def test_ranklist_pages_embed_their_images(report, stored_run):
     from PIL import Image
 
-    from raybench.report.ranklist import THUMB
+    from raybench.report.rankhtml import THUMB
 
     page = (report.out / "ranklists" / "beta__osnet-tiny-alpha.html").read_text()
     sources = re.findall(r"<img src='([^']+)'", page)

@@ -29,12 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-#: Typical crop sizes (height, width) of each dataset adapter's images, for the synthetic
-#: crops (decoding cost grows with the source size). Market-1501 and GRID crops are 128x64,
-#: PKU-Reid 128x48; the others vary per image and these are round typical values.
-CROP_SIZES = {"market1501": (128, 64), "grid": (128, 64), "pku": (128, 48), "dukemtmcreid": (256, 100),
-              "msmt17": (320, 128), "cuhk03": (256, 96), "celebreid": (256, 128), "last": (256, 128),
-              "iustreid": (256, 128)}
+#: The synthetic crops are of each dataset's typical size (its adapter's ``crop``: decoding
+#: cost grows with the source size), this one where the adapter states none.
 DEFAULT_CROP = (128, 64)
 
 
@@ -150,7 +146,9 @@ def measure_pipeline(spec, preprocess, paths: tuple[str, ...], pool) -> dict[str
 def eval_images(dataset) -> tuple[int | None, str]:
     """The published number of images a cell embeds (query + gallery, once each), and where
     it comes from; None where nothing is published."""
-    stats = dataset.stats or {}
+    from raybench.datasets import published_stats
+
+    stats = published_stats(dataset)
     if "eval_images" in stats:
         return int(stats["eval_images"]), "eval_images"
     query, gallery = (stats.get(s) or {} for s in ("query", "gallery"))
@@ -166,6 +164,7 @@ def rehearse(matrix, limit: int = 4, device: str = "cpu", batch_size: int | None
     """The record `raybench rehearse` prints and writes (see the module docstring)."""
     import ray
 
+    from raybench.datasets import get_adapter
     from raybench.models import check_model, resolve_preprocess
     from raybench.pipeline import runtime
     from raybench.pipeline.driver import _configure_ray_data
@@ -180,7 +179,7 @@ def rehearse(matrix, limit: int = 4, device: str = "cpu", batch_size: int | None
         if device == "cpu":
             cluster = dataclasses.replace(cluster, gpus=0)
         pool = runtime.plan_pool(cluster)
-        sizes = [CROP_SIZES.get(d.adapter, DEFAULT_CROP) for d in matrix.datasets] or [DEFAULT_CROP]
+        sizes = [get_adapter(d.adapter).crop or DEFAULT_CROP for d in matrix.datasets] or [DEFAULT_CROP]
         folder = work_dir or Path(os.environ.get("TMPDIR", "/tmp")) / "raybench-rehearse"
         rows = []
         for model in matrix.models:

@@ -113,7 +113,7 @@ def list_datasets(as_json: bool):
     """Datasets in configs/datasets.yaml (inspect one with `raybench datasets info NAME`)."""
     from raybench.console import print_json, print_table
     from raybench.catalog import load_dataset_catalog
-    from raybench.datasets import is_generated
+    from raybench.datasets import is_generated, published_stats
 
     rows = []
     for name, spec in load_dataset_catalog().items():
@@ -125,9 +125,26 @@ def list_datasets(as_json: bool):
             "folder": folder,
             "camera_filter": spec.protocol.camera_filter,
             "trials": spec.protocol.trials,
+            "stats": dict(published_stats(spec)) or None,
             "description": spec.description,
         })
     if as_json:
         print_json(rows)
     else:
-        print_table(rows, ["name", "adapter", "folder", "camera_filter", "trials", "description"])
+        table = [{**row, "stats": stats_summary(row["stats"] or {})} for row in rows]
+        print_table(table, ["name", "adapter", "folder", "camera_filter", "trials", "stats", "description"],
+                    headers={"stats": "published"})
+
+
+def stats_summary(stats) -> str | None:
+    """Published statistics in a table cell: the image counts per split (per trial where
+    there are trials), the copy's or the evaluation's image total, the text queries."""
+    parts = [f"{split} {stats[split]['images']:,}" for split in ("query", "gallery", "train")
+             if "images" in (stats.get(split) or {})]
+    if "eval_images" in stats:
+        parts.append(f"{stats['eval_images']:,} evaluated")
+    if "images" in stats:
+        parts.append(f"{stats['images']:,} images")
+    if "captions" in (stats.get("captions") or {}):
+        parts.append(f"{stats['captions']['captions']:,} captions")
+    return ", ".join(parts) or None

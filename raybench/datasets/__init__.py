@@ -1,19 +1,23 @@
 """Datasets: one adapter per dataset turns a user's copy into a manifest (pyarrow.Table).
 
 Each dataset module registers one ``Adapter`` (its ``ADAPTER``): how to parse a copy, the
-layout it expects (for messages) and, for a dataset made on first use instead of found on
-disk (synthetic), how to generate it. ADAPTERS maps names to lazy ``"module:attr"`` targets,
-so reading and validating specs imports no adapter (`raybench list datasets` imports only the
-generated ones, to label them); a spec's adapter may also be a ``"module:attr"`` string naming
-an Adapter of its own.
+layout it expects (for messages), for a dataset made on first use instead of found on disk
+(synthetic) how to generate it, and what the rest of raybench needs to know of the dataset:
+its published statistics (`raybench datasets check`, `raybench list datasets`, the
+rehearsal's image counts), the typical size of its crops (the rehearsal's synthetic crops)
+and how to write a tiny copy in its real layout (the tests parse every one). Adding a dataset
+is its module, its line in ADAPTERS and its catalog entry (docs/extending.md).
+
+ADAPTERS maps names to lazy ``"module:attr"`` targets, so reading and validating specs imports
+no adapter; a spec's adapter may also be a ``"module:attr"`` string naming an Adapter of its own.
 """
 
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from raybench.errors import DatasetError, RaybenchError, SpecError
 from raybench.registry import Registry, import_target
@@ -22,6 +26,46 @@ if TYPE_CHECKING:  # pragma: no cover
     import pyarrow as pa
 
     from raybench.specs import DatasetSpec
+
+
+#: Per split (train, query, gallery): (images, ids, cameras) as manifest.split_stats counts them.
+SplitCounts = Mapping[str, tuple[int, int, int]]
+
+
+@dataclass(frozen=True)
+class Published:
+    """A dataset's published statistics, which `raybench datasets check` compares a copy with.
+
+    counts: per split (``train``, ``query``, ``gallery``) ``{images, ids, cameras}``, and
+    optionally ``images`` (unique images in the copy), ``eval_images`` (unique query + gallery
+    images) and ``captions`` (``{captions, ids, images}`` of the text queries); pid 0
+    distractors count as one id, as torchreid counts them; a dataset with trials is checked in
+    every trial. Numbers nobody publishes are left out rather than guessed (the keys and rules
+    of a catalog entry's own ``stats:``). source: where the numbers come from. options: the
+    adapter options they hold for (CUHK03's labeled and detected boxes differ); an option
+    left out of a spec takes its parse default.
+    """
+
+    counts: Mapping[str, Any]
+    source: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TinyCopy:
+    """A tiny copy of a dataset in its real layout (empty files or small images with the real
+    names, small annotation files with the real structure), as an adapter's ``tiny_copies``
+    write it, and what parsing it must give.
+
+    root: what to pass to ``parse``; options: parse's options. splits: per split (images, ids,
+    cameras), or a list of those, one per trial; None where the copy's counts are not fixed
+    here (a generated dataset). rows: some rows, (split, file name) -> (pid, camid).
+    """
+
+    root: Path
+    options: Mapping[str, Any] = field(default_factory=dict)
+    splits: SplitCounts | Sequence[SplitCounts] | None = None
+    rows: Mapping[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -34,12 +78,28 @@ class Adapter:
     returns its folder; None for a dataset the user brings. captions(root, **options) -> the
     caption table (manifest.CAPTION_SCHEMA) for a dataset with text queries; None otherwise.
     A dataset with captions may have a manifest without image queries (the captions are).
+
+    published: the dataset's published statistics, one ``Published`` per set of options they
+    hold for. crop: the typical (height, width) of its images, for synthetic crops of the same
+    decoding cost (`raybench rehearse`); None where unknown (the rehearsal's default). tiny_copies:
+    functions ``(folder) -> TinyCopy`` that write a tiny copy in the real layout under
+    ``folder`` (the tests parse each one; one per naming or layout variant worth covering).
     """
 
     parse: Callable[..., "pa.Table"]
     layout: str = ""
     synthesize: Callable[["DatasetSpec"], Path] | None = None
     captions: Callable[..., "pa.Table"] | None = None
+    published: tuple[Published, ...] = ()
+    crop: tuple[int, int] | None = None
+    tiny_copies: tuple[Callable[[Path], TinyCopy], ...] = ()
+
+    def published_for(self, options: Mapping[str, Any]) -> Published | None:
+        """The statistics published for a copy parsed with ``options``, if any."""
+        defaults = {name: p.default for name, p in inspect.signature(self.parse).parameters.items()
+                    if p.default is not inspect.Parameter.empty}
+        given = {**defaults, **options}
+        return next((p for p in self.published if all(given.get(k) == v for k, v in p.options.items())), None)
 
 
 ADAPTERS: Registry[Adapter] = Registry("dataset adapter")
@@ -98,6 +158,15 @@ def resolve_root(spec: "DatasetSpec") -> Path:
         )
     folder = data / spec.layout_dir if spec.layout_dir else data
     return folder if folder.exists() or not data.is_dir() else data
+
+
+def published_stats(spec: "DatasetSpec") -> Mapping[str, Any]:
+    """What ``spec``'s copy is checked against: the entry's own ``stats`` (a dataset of the
+    user's), else what its adapter publishes for its options (with ``source``); {} if none."""
+    if spec.stats:
+        return spec.stats
+    published = get_adapter(spec.adapter).published_for(spec.options)
+    return {**published.counts, "source": published.source} if published else {}
 
 
 def is_generated(spec: "DatasetSpec") -> bool:

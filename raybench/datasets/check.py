@@ -1,5 +1,6 @@
 """`raybench datasets check`: which catalog datasets a data folder holds, and whether each
-copy matches the published statistics in configs/datasets.yaml."""
+copy matches its published statistics (``published_stats``: the adapter's declaration, or a
+catalog entry's own ``stats:``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import dataclasses
 from pathlib import Path
 from typing import Mapping
 
-from raybench.datasets import get_adapter, has_captions, is_generated, load_captions, load_manifest
+from raybench.datasets import get_adapter, has_captions, is_generated, load_captions, load_manifest, published_stats
 from raybench.datasets.common import DatasetNotFoundError
 from raybench.datasets.manifest import compare_caption_stats, compare_stats
 from raybench.errors import RaybenchError
@@ -40,14 +41,14 @@ def check_one(spec, data: Path) -> dict:
         else:
             row.update(status="missing", detail=f"expected {get_adapter(spec.adapter).layout}")
         return row
-    published = {k: v for k, v in spec.stats.items() if k not in ("source", "captions")}
-    differences = compare_stats(table, published)
+    stats = published_stats(spec)
+    differences = compare_stats(table, {k: v for k, v in stats.items() if k not in ("source", "captions")})
     if captions is not None:
-        differences += compare_caption_stats(captions, spec.stats.get("captions") or {})
+        differences += compare_caption_stats(captions, stats.get("captions") or {})
     if differences:
         more = f" (+{len(differences) - 3} more)" if len(differences) > 3 else ""
         row.update(status="differs", detail="; ".join(differences[:3]) + more)
-    elif not spec.stats.keys() - {"source"}:
+    elif not stats.keys() - {"source"}:
         row["detail"] = "no published statistics to compare"
     else:
         more = f" and {captions.num_rows} captions" if captions is not None else ""

@@ -168,3 +168,12 @@ def one_camera_per_image(table: pa.Table) -> pa.Table:
     columns = {name: table.column(name).to_pylist() for name in table.column_names}
     columns["camid"] = list(range(table.num_rows))
     return make_manifest(columns)
+
+
+def touch(folder: Path, *names: str) -> None:
+    """Empty files ``folder/name`` (subfolders made as needed): a tiny copy's images, for
+    adapters that read names only (``Adapter.tiny_copies``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(b"")

@@ -6,11 +6,9 @@ with k-reciprocal Encoding. CVPR 2017 (the new protocol).
 URL: https://www.ee.cuhk.edu.hk/~xgwang/CUHK_identification.html and
 https://github.com/zhunzhong07/person-re-ranking/tree/master/evaluation/data/CUHK03
 
-Published statistics: 14,097 boxes of 1,467 identities from 5 camera pairs. New protocol,
-labeled: train 767 ids / 7,368 images, query 700 ids / 1,400 images, gallery 700 ids /
-5,328 images; detected: train 767 / 7,365, query 700 / 1,400, gallery 700 / 5,332.
-Scored with the Market-1501 metric (not the classic single-shot CUHK03 one: the study's
-defect 5).
+Published statistics (``PUBLISHED``, one per variant): 14,097 boxes of 1,467 identities from
+5 camera pairs. Scored with the Market-1501 metric (not the classic single-shot CUHK03 one:
+the study's defect 5). Box sizes vary: the adapter's ``crop`` is a round typical value.
 
 Layout: cuhk03/cuhk03_release/cuhk-03.mat (MATLAB v7.3, i.e. HDF5) and
 cuhk03/cuhk03_new_protocol_config_{labeled,detected}.mat (MATLAB v5). cuhk-03.mat holds,
@@ -29,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from raybench.datasets import Adapter
+from raybench.datasets import Adapter, Published, TinyCopy
 from raybench.datasets.common import absolute, load_mat_v5, locate, rows_to_manifest
 from raybench.errors import DatasetError
 
@@ -39,6 +37,13 @@ NAMES = ("cuhk03", "CUHK03")
 VARIANTS = ("labeled", "detected")
 CONFIG_KEYS = ("filelist", "labels", "train_idx", "query_idx", "gallery_idx")
 SPLIT_KEYS = {"train": "train_idx", "query": "query_idx", "gallery": "gallery_idx"}
+_PROTOCOL = "Zhong et al. CVPR 2017, new protocol"
+PUBLISHED = tuple(
+    Published({"train": {"images": train, "ids": 767}, "query": {"images": 1400, "ids": 700},
+               "gallery": {"images": gallery, "ids": 700}},
+              source=f"{_PROTOCOL} (cuhk03_new_protocol_config_{variant}.mat)", options={"variant": variant})
+    for variant, train, gallery in (("labeled", 7368, 5328), ("detected", 7365, 5332))
+)
 
 
 def parse(root: Path, variant: str = "labeled") -> pa.Table:
@@ -151,4 +156,106 @@ def _walk(mat, variant: str, raw: Path):
         ) from None
 
 
-ADAPTER = Adapter(parse=parse, layout=LAYOUT)
+# -- a tiny copy in the real layout --------------------------------------------------------
+
+TINY_PAIRS = [[4, 4, 2], [4, 3]]  # images per person, per camera pair: 5 persons in 2 pairs
+
+
+def write_raw(path: Path, pairs: list[list[int]], with_keys=VARIANTS) -> None:
+    """cuhk-03.mat as MATLAB v7.3 writes it: per variant a 1xP row of references to
+    [10, persons] reference arrays, each to a [3, W, H] uint8 image or an empty placeholder."""
+    import h5py
+
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as mat:
+        counter = iter(range(10**6))
+
+        def put(data):
+            name = f"#refs#/{next(counter)}"
+            mat.create_dataset(name, data=data)
+            return mat[name].ref
+
+        for variant in with_keys:
+            top = np.empty((1, len(pairs)), dtype=h5py.ref_dtype)
+            for pair, images_per_person in enumerate(pairs):
+                cells = np.empty((10, len(images_per_person)), dtype=h5py.ref_dtype)
+                for person, count in enumerate(images_per_person):
+                    for column in range(10):
+                        if column in _columns(count):
+                            cells[column, person] = put(rng.integers(0, 255, (3, 8, 16), dtype=np.uint8))
+                        else:
+                            cells[column, person] = put(np.zeros(2, dtype=np.uint64))
+                top[0, pair] = put(cells)
+            mat.create_dataset(variant, data=top)
+        sets = np.empty((1, 1), dtype=h5py.ref_dtype)
+        sets[0, 0] = put(np.array([[1, 1]], dtype=np.float64).T)  # classic test split: pair 1, person 1
+        mat.create_dataset("testsets", data=sets)
+
+
+def _columns(count: int) -> list[int]:
+    """Which of the 10 columns hold a person's ``count`` images: first views first, then second."""
+    return [0, 5, 1, 6, 2, 7, 3, 8, 4, 9][:count]
+
+
+def image_names(pairs: list[list[int]]) -> list[str]:
+    """The PNG names of ``write_raw``'s images, as the config files name them."""
+    names = []
+    for pair, persons in enumerate(pairs):
+        for person, count in enumerate(persons):
+            for column in sorted(_columns(count)):
+                names.append(f"{pair + 1}_{person + 1:03d}_{1 if column < 5 else 2}_{column + 1:02d}.png")
+    return names
+
+
+def write_config(path: Path, names: list[str], drop: str | None = None) -> dict:
+    """cuhk03_new_protocol_config_*.mat (without key ``drop``): filelist, labels, 1-based
+    train/query/gallery indices; persons 1-2 train, persons 3-5 test with one query per view.
+    Returns the number of images per split."""
+    from scipy.io import savemat
+
+    labels = np.zeros(len(names))
+    person_ids = {}
+    for i, name in enumerate(names):
+        person_ids.setdefault(name[:5], len(person_ids) + 1)
+        labels[i] = person_ids[name[:5]]
+    train = [i for i, lab in enumerate(labels) if lab <= 2]
+    query, seen = [], set()
+    for i, (name, lab) in enumerate(zip(names, labels)):
+        view = name.split("_")[2]
+        if lab > 2 and (lab, view) not in seen:
+            seen.add((lab, view))
+            query.append(i)
+    gallery = [i for i, lab in enumerate(labels) if lab > 2 and i not in query]
+    filelist = np.empty((len(names), 1), dtype=object)
+    for i, name in enumerate(names):
+        filelist[i, 0] = name
+    data = {"filelist": filelist, "labels": labels[:, None], "train_idx": np.array(train)[:, None] + 1,
+            "query_idx": np.array(query)[:, None] + 1, "gallery_idx": np.array(gallery)[:, None] + 1,
+            "camId": np.array([int(n.split("_")[2]) for n in names])[:, None]}
+    if drop:
+        data.pop(drop)
+    savemat(str(path), data)
+    return {"train": len(train), "query": len(query), "gallery": len(gallery)}
+
+
+def tiny_copy(folder: Path, variant: str = "labeled") -> TinyCopy:
+    """Both variants' boxes and configs (the same here), ``variant`` read."""
+    base = folder / "cuhk03"
+    (base / "cuhk03_release").mkdir(parents=True)
+    write_raw(base / "cuhk03_release" / "cuhk-03.mat", TINY_PAIRS)
+    names = image_names(TINY_PAIRS)
+    counts = {}
+    for v in VARIANTS:
+        counts = write_config(base / f"cuhk03_new_protocol_config_{v}.mat", names)
+    # persons 3 (2 images: views 1, 2), 4 (4), 5 (3): 3 test ids, queries one per view
+    splits = {"train": (counts["train"], 2, 2), "query": (counts["query"], 3, 2), "gallery": (counts["gallery"], 2, 2)}
+    return TinyCopy(folder, {"variant": variant}, splits=splits,
+                    rows={("query", "2_001_1_01.png"): (4, 0), ("gallery", "2_001_2_07.png"): (4, 1)})
+
+
+def tiny_copy_detected(folder: Path) -> TinyCopy:
+    return tiny_copy(folder, "detected")
+
+
+ADAPTER = Adapter(parse=parse, layout=LAYOUT, published=PUBLISHED, crop=(256, 96),
+                  tiny_copies=(tiny_copy, tiny_copy_detected))

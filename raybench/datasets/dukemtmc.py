@@ -5,9 +5,9 @@ Multi-Camera Tracking. ECCV workshops 2016; Zheng et al. Unlabeled Samples Gener
 Improve the Person Re-identification Baseline in vitro. ICCV 2017.
 URL: https://github.com/layumi/DukeMTMC-reID_evaluation
 
-Published statistics: 36,411 boxes from 8 cameras. Train 702 ids / 16,522 images; query
-702 ids / 2,228 images; gallery 1,110 ids (the 702 test ids and 408 distractor ids seen by
-one camera only) / 17,661 images.
+Published statistics (``PUBLISHED``): 36,411 boxes from 8 cameras. The gallery's 1,110 ids
+are the 702 test ids and 408 distractor ids seen by one camera only. Crop sizes vary:
+the adapter's ``crop`` is a round typical value.
 
 Layout: DukeMTMC-reID/{bounding_box_train,query,bounding_box_test}/0005_c2_f0046985.jpg:
 pid 0005, camera 2 (camid 1), frame 46985.
@@ -20,12 +20,16 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from raybench.datasets import Adapter
-from raybench.datasets.common import market_style
+from raybench.datasets import Adapter, Published, TinyCopy
+from raybench.datasets.common import market_style, touch
 
 LAYOUT = "DukeMTMC-reID/{bounding_box_train,query,bounding_box_test}/0005_c2_f0046985.jpg"
 NAMES = ("DukeMTMC-reID", "dukemtmc-reid", "dukemtmcreid")
 PATTERN = re.compile(r"^([-\d]+)_c(\d)")
+PUBLISHED = Published(
+    {"train": {"images": 16522, "ids": 702, "cameras": 8}, "query": {"images": 2228, "ids": 702, "cameras": 8},
+     "gallery": {"images": 17661, "ids": 1110, "cameras": 8}},
+    source="Zheng et al. ICCV 2017 (layumi/DukeMTMC-reID_evaluation); torchreid dukemtmcreid.py")
 
 
 def parse(root: Path) -> pa.Table:
@@ -33,4 +37,13 @@ def parse(root: Path) -> pa.Table:
                         example="0005_c2_f0046985.jpg")
 
 
-ADAPTER = Adapter(parse=parse, layout=LAYOUT)
+def tiny_copy(folder: Path) -> TinyCopy:
+    base = folder / "DukeMTMC-reID"
+    touch(base / "bounding_box_train", "0001_c2_f0046182.jpg", "0001_c5_f0051341.jpg")
+    touch(base / "query", "0005_c2_f0046985.jpg", "0008_c8_f0000001.jpg")
+    touch(base / "bounding_box_test", "0005_c1_f0045000.jpg", "0008_c7_f0000100.jpg", "4141_c8_f0022224.jpg")
+    return TinyCopy(base, splits={"train": (2, 1, 2), "query": (2, 2, 2), "gallery": (3, 3, 3)},
+                    rows={("query", "0008_c8_f0000001.jpg"): (8, 7), ("gallery", "4141_c8_f0022224.jpg"): (4141, 7)})
+
+
+ADAPTER = Adapter(parse=parse, layout=LAYOUT, published=(PUBLISHED,), crop=(256, 100), tiny_copies=(tiny_copy,))

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from raybench.datasets import Adapter
+from raybench.datasets import Adapter, TinyCopy
 from raybench.datasets.common import (MARKET_FOLDERS, absolute, as_written, locate, read_text, rows_to_manifest,
-                                       scan)
+                                       scan, touch)
 from raybench.datasets.manifest import SPLITS
 from raybench.errors import DatasetError
 
@@ -82,4 +82,25 @@ def _csv_row(record: dict, csv_path: Path, number: int, with_trial: bool) -> dic
     return row
 
 
-ADAPTER = Adapter(parse=parse, layout=LAYOUT)
+def tiny_copy(folder: Path) -> TinyCopy:
+    """{train,query,gallery}/ with cameras of two digits, a distractor and a junk image."""
+    base = folder / "mine"
+    touch(base / "train", "0001_c1_a.jpg")
+    touch(base / "query", "0002_c10_a.jpg", "0003_c2_a.jpg")
+    touch(base / "gallery", "0002_c3_b.jpg", "0003_c1_b.jpg", "0000_c4_x.jpg", "-1_c1_x.jpg")
+    return TinyCopy(base, splits={"train": (1, 1, 1), "query": (2, 2, 2), "gallery": (3, 3, 3)},
+                    rows={("query", "0002_c10_a.jpg"): (2, 9)})
+
+
+def tiny_copy_csv(folder: Path) -> TinyCopy:
+    """A CSV with relative and absolute paths, a distractor and a junk row."""
+    touch(folder / "img", "a.jpg", "b.jpg", "c.jpg", "d.jpg", "junk.jpg")
+    (folder / "list.csv").write_text(
+        "path,pid,camid,split\nimg/a.jpg,1,0,train\nimg/b.jpg,2,0,query\n"
+        f"{folder / 'img' / 'c.jpg'},2,1,gallery\nimg/d.jpg,0,2,gallery\nimg/junk.jpg,-1,1,gallery\n"
+    )
+    return TinyCopy(folder / "list.csv", splits={"train": (1, 1, 1), "query": (1, 1, 1), "gallery": (2, 2, 2)},
+                    rows={("gallery", "d.jpg"): (0, 2)})
+
+
+ADAPTER = Adapter(parse=parse, layout=LAYOUT, tiny_copies=(tiny_copy, tiny_copy_csv))

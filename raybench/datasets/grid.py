@@ -4,12 +4,12 @@ Reference: Loy et al. Multi-camera activity correlation analysis. CVPR 2009; Loy
 Time-delayed correlation analysis for multi-camera activity understanding. IJCV 2010.
 URL: https://personal.ie.cuhk.edu.hk/~ccloy/downloads_qmul_underground_reid.html
 
-Published statistics: 250 identities seen in both views (probe/ 250 images, gallery/ 250
-of them plus 775 images of people seen once, pid 0), 1,275 images, 8 cameras.
-features_and_partitions.mat holds 10 partitions; in each, 125 identities train and the
-other 125 test: the test probe images are the queries (125) and the gallery is their 125
-gallery images plus the 775 distractors (900). The study scored split 0 only (defect 6);
-raybench scores all 10 and reports mean and spread.
+Published statistics (``PUBLISHED``, per partition): 250 identities seen in both views
+(probe/ 250 images, gallery/ 250 of them plus 775 images of people seen once, pid 0), 8
+cameras, 128x64 crops. features_and_partitions.mat holds 10 partitions; in each, 125
+identities train and the other 125 test: the test probe images are the queries and the
+gallery is their gallery images plus the 775 distractors. The study scored split 0 only
+(defect 6); raybench scores all 10 and reports mean and spread.
 
 Layout: underground_reid/{probe,gallery}/0001_1_25004_107_32_106_221.jpeg (pid 0001,
 camera 1 -> camid 0; 0000 marks a distractor) and underground_reid/features_and_partitions.mat.
@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from raybench.datasets import Adapter
-from raybench.datasets.common import absolute, load_mat_v5, locate, match_name, require_images, rows_to_manifest
+from raybench.datasets import Adapter, Published, TinyCopy
+from raybench.datasets.common import (absolute, load_mat_v5, locate, match_name, require_images, rows_to_manifest,
+                                      touch)
 from raybench.errors import DatasetError
 
 LAYOUT = "underground_reid/{probe,gallery}/0001_1_25004_107_32_106_221.jpeg + features_and_partitions.mat"
@@ -34,6 +35,10 @@ NAMES = ("underground_reid", "grid", "GRID")
 MAT = "features_and_partitions.mat"
 PATTERN = re.compile(r"^(\d+)_(\d+)_")
 EXAMPLE = "0001_1_25004_107_32_106_221.jpeg"
+PUBLISHED = Published(
+    {"train": {"images": 250, "ids": 125}, "query": {"images": 125, "ids": 125}, "gallery": {"images": 900, "ids": 126},
+     "images": 1275},
+    source="Loy et al. CVPR 2009; torchreid grid.py (per partition; gallery ids include the pid 0 distractors)")
 
 
 def parse(root: Path, trials: int = 10) -> pa.Table:
@@ -85,4 +90,45 @@ def read_partitions(path: Path, trials: int) -> list[set[int]]:
     return sets
 
 
-ADAPTER = Adapter(parse=parse, layout=LAYOUT)
+# -- a tiny copy in the real layout --------------------------------------------------------
+
+
+def write_partitions(path: Path, train_sets: list[list[int]], key: str = "trainIdxAll") -> None:
+    """features_and_partitions.mat: ``key`` is a 1xT cell of structs whose third field is the
+    row of train identities (the field names are made up; the order is what counts)."""
+    from scipy.io import savemat
+
+    cells = np.empty((1, len(train_sets)), dtype=object)
+    for t, ids in enumerate(train_sets):
+        others = sorted(set(range(1, 251)) - set(ids))[:3]
+        cells[0, t] = {"idx_probe": np.array([others]), "idx_gallery": np.array([others]),
+                       "idx_train": np.array([ids], dtype=np.float64)}
+    savemat(str(path), {key: cells, "featuresProbe": np.zeros((2, 2))})
+
+
+def write_tree(folder: Path, persons: int, distractors: int, train_sets: list[list[int]]) -> Path:
+    """underground_reid/ under ``folder``: a probe and a gallery image per person (the gallery
+    one in the next camera), ``distractors`` pid 0 gallery images, the partitions."""
+    base = folder / "underground_reid"
+    for pid in range(1, persons + 1):
+        cam = (pid - 1) % 8 + 1
+        touch(base / "probe", f"{pid:04d}_{cam}_25004_107_32_106_221.jpeg")
+        touch(base / "gallery", f"{pid:04d}_{cam % 8 + 1}_25020_200_40_100_200.jpeg")
+    for j in range(distractors):
+        touch(base / "gallery", f"0000_{j % 8 + 1}_{30000 + j}_10_20_30_40.jpeg")
+    write_partitions(base / MAT, train_sets)
+    return base
+
+
+def tiny_copy(folder: Path) -> TinyCopy:
+    """8 persons, 3 distractors, 3 partitions (trials)."""
+    base = write_tree(folder, persons=8, distractors=3, train_sets=[[1, 2, 3, 4], [5, 6, 7, 8], [2, 4, 6, 8]])
+    splits = [  # per trial: (images, ids, cameras)
+        {"train": (8, 4, 5), "query": (4, 4, 4), "gallery": (7, 5, 6)},
+        {"train": (8, 4, 5), "query": (4, 4, 4), "gallery": (7, 5, 5)},
+        {"train": (8, 4, 8), "query": (4, 4, 4), "gallery": (7, 5, 6)},
+    ]
+    return TinyCopy(base, {"trials": 3}, splits=splits, rows={("query", "0005_5_25004_107_32_106_221.jpeg"): (5, 4)})
+
+
+ADAPTER = Adapter(parse=parse, layout=LAYOUT, published=(PUBLISHED,), crop=(128, 64), tiny_copies=(tiny_copy,))

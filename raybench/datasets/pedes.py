@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from raybench.datasets.common import DatasetNotFoundError, absolute, locate, one_camera_per_image, read_text, rows_to_manifest
+from raybench.datasets.common import (DatasetNotFoundError, absolute, locate, one_camera_per_image, read_text,
+                                      rows_to_manifest, touch)
 from raybench.datasets.manifest import make_captions
 from raybench.errors import DatasetError
 
@@ -68,6 +69,18 @@ class CaptionJson:
             raise DatasetError(f"{self.dataset}: {len(missing)} of the {len(entries)} {subset} images listed in "
                                f"{annotation.name} are missing, e.g. {missing[0]}. Expected layout: {self.layout}")
         return entries
+
+    def write_copy(self, folder: Path, entries: list[tuple[str, int, str, list[str]]],
+                   annotation: str | None = None) -> Path:
+        """A tiny copy under ``folder``: <name>/imgs/<path> (empty files) and the annotation
+        JSON (default: its canonical name) with the real field names; ``entries`` are (path,
+        id, split, captions). Returns the copy's folder."""
+        base = folder / self.names[0]
+        touch(base / "imgs", *(path for path, _, _, _ in entries))
+        records = [{self.path_key: path, "id": pid, "split": split, "captions": captions}
+                   for path, pid, split, captions in entries]
+        (base / (annotation or self.annotations[0])).write_text(json.dumps(records))
+        return base
 
     def _locate(self, root: Path) -> tuple[Path, Path]:
         """The folder holding imgs/ and the annotation file, and that file."""

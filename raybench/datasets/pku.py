@@ -4,8 +4,9 @@ Reference: Ma et al. Orientation Driven Bag of Appearances for Person Re-identif
 arXiv:1605.02464, 2016.
 URL: https://github.com/charliememory/PKU-Reid-Dataset
 
-Published statistics: 114 identities, 1,824 images (114 x 2 cameras x 8 orientations),
-normalised to 128x48 pixels. There is no official train/query/gallery split.
+Published statistics (``PUBLISHED``): 114 identities, 1,824 images (114 x 2 cameras x 8
+orientations), normalised to 128x48 pixels. There is no official train/query/gallery split:
+the split counts are those of raybench's split (below), whatever the seed.
 
 Layout: PKUv1a_128x48/<pid>_<camera>_<image>.png, e.g. 001_1_3.png. Camera labels are
 mapped to camids 0 and 1 in sorted order, whatever their base.
@@ -32,13 +33,18 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from raybench.datasets import Adapter
-from raybench.datasets.common import DatasetNotFoundError, absolute, match_name, require_images, rows_to_manifest
+from raybench.datasets import Adapter, Published, TinyCopy
+from raybench.datasets.common import DatasetNotFoundError, absolute, match_name, require_images, rows_to_manifest, touch
 from raybench.errors import DatasetError
 
 LAYOUT = "PKUv1a_128x48/<pid>_<camera>_<image>.png (e.g. 001_1_3.png)"
 NAMES = ("PKUv1a_128x48", "pku", "PKU-Reid")
 PATTERN = re.compile(r"^(\d+)_(\d+)_(\d+)")
+PUBLISHED = Published(
+    {"images": 1824, "train": {"ids": 57, "images": 912}, "query": {"ids": 57, "images": 114, "cameras": 2},
+     "gallery": {"ids": 57, "images": 798, "cameras": 2}},
+    source="Ma et al. arXiv:1605.02464 (114 ids x 2 cameras x 8 orientations); the split is raybench's, seed 0",
+    options={"train_fraction": 0.5, "queries_per_camera": 1})
 
 
 def parse(root: Path, seed: int = 0, train_fraction: float = 0.5, queries_per_camera: int = 1) -> pa.Table:
@@ -90,4 +96,11 @@ def _queries(items: list[tuple[str, int]], seed: int, pid: int, per_camera: int)
     return chosen
 
 
-ADAPTER = Adapter(parse=parse, layout=LAYOUT)
+def tiny_copy(folder: Path) -> TinyCopy:
+    """6 identities x 2 cameras x 4 images."""
+    touch(folder / "PKUv1a_128x48", *(f"{pid:03d}_{cam}_{img}.png" for pid in range(1, 7) for cam in (1, 2)
+                                      for img in range(1, 5)))
+    return TinyCopy(folder, {"seed": 0}, splits={"train": (24, 3, 2), "query": (6, 3, 2), "gallery": (18, 3, 2)})
+
+
+ADAPTER = Adapter(parse=parse, layout=LAYOUT, published=(PUBLISHED,), crop=(128, 48), tiny_copies=(tiny_copy,))

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from raybench.datasets import Adapter
+from raybench.datasets import Adapter, TinyCopy
 from raybench.datasets.common import MARKET_FOLDERS, market_style
 from raybench.errors import DatasetError, SpecError, UnknownNameError
 
@@ -266,4 +266,11 @@ def _check_params(root: Path, cfg: SynthConfig) -> None:
                            f"the spec asks for {key}={expected[key]!r}")
 
 
-ADAPTER = Adapter(parse=parse, layout=LAYOUT, synthesize=materialize, captions=captions)
+def tiny_copy(folder: Path) -> TinyCopy:
+    """A small generated copy (its counts are the generator's, not fixed here)."""
+    params = {"ids": 6, "cams": 3, "images_per_id": 4, "domain": "b", "seed": 5, "distractors": 2, "junk": 3}
+    generate(folder / "synth", workers=1, **params)
+    return TinyCopy(folder / "synth", params)
+
+
+ADAPTER = Adapter(parse=parse, layout=LAYOUT, synthesize=materialize, captions=captions, tiny_copies=(tiny_copy,))

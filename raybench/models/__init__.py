@@ -6,6 +6,12 @@ also be a ``"module:attr"`` string naming a ``Loader`` outside the package, or `
 a reference to a finished training run (``trained:<run>`` in a matrix), which
 ``resolve_model`` turns into the run's own spec where the model is built (trained.py).
 ``interpolate`` mixes the weights of two models of one architecture (interpolate.py).
+
+Everything the pipeline and the run record need of a family it declares in its ``Loader``
+(numpy-only, library, versioned packages, how its specs resolve): adding a family is its
+module, its line in ``LOADERS`` and its catalog entries (docs/extending.md). This module reaches
+the families only through ``LOADERS``' lazy targets, never by importing them, so a family
+module may import this one.
 """
 
 from __future__ import annotations
@@ -31,20 +37,28 @@ def get_loader(name: str) -> "Loader":
 
 def resolve_model(spec: "ModelSpec") -> "ModelSpec":
     """The spec to build: a ``trained`` reference becomes its run's entry (read here, on the
-    machine that builds the model), an interpolation holds its members so resolved; any other
-    spec is itself."""
+    machine that builds the model); a registered family's spec is what its ``Loader.resolve``
+    makes of it (an interpolation holds its members so resolved); any other spec is itself."""
     from raybench.derived.trained import TRAINED
-    from raybench.specs import INTERPOLATE
 
-    if spec.loader == INTERPOLATE:
-        from raybench.models.interpolate import resolve
+    if spec.loader == TRAINED:
+        from raybench.models.trained import resolve
 
         return resolve(spec)
-    if spec.loader != TRAINED:
-        return spec
-    from raybench.models.trained import resolve
+    # a "module:attr" loader is imported where its model is built, never to plan a run
+    return LOADERS.get(spec.loader).resolve(spec) if spec.loader in LOADERS else spec
 
-    return resolve(spec)
+
+def numpy_only(spec: "ModelSpec") -> bool:
+    """Whether ``spec``'s model is built without torch (``Loader.numpy_only``)."""
+    return get_loader(resolve_model(spec).loader).numpy_only
+
+
+def versioned_packages() -> tuple[str, ...]:
+    """The distributions the registered families declare (``Loader.versioned``), each once,
+    in family name order: what run.json records besides raybench's own dependencies."""
+    found = (package for name in LOADERS.names() for package in LOADERS.get(name).versioned)
+    return tuple(dict.fromkeys(found))
 
 
 def resolve_preprocess(spec: "ModelSpec", random_weights: bool = False) -> "Preprocess":

@@ -24,14 +24,27 @@ from raybench.specs import ModelSpec, Preprocess
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from raybench.models.weights import Source
-
 #: Option keys every family accepts: informative metadata, never passed to a library.
 #: ``params``: the image tower's parameter count (shown by `raybench list models`, checked by
 #: the tests); ``hf_hub``: the Hugging Face repo the library caches the weights in (lets the
 #: listing say "cached" without importing torch); ``trained_on``: the dataset a supervised model
 #: was trained on (the report's in-domain marks; `raybench train` writes it into model.yaml).
 COMMON_OPTIONS = ("params", "hf_hub", "trained_on")
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where one model's weights live (``Loader.source``; raybench.models.weights fetches and
+    caches them)."""
+
+    kind: str  # "hub" | "url" | "local"
+    location: str  # repo id, URL or path
+    files: tuple[str, ...] = ()  # hub: candidate weight files, the first one present is used
+    required: tuple[str, ...] = ()  # hub: files needed besides the weights (config.json)
+    target: str | None = None  # url: where the downloaded file is kept
+
+    def __str__(self) -> str:
+        return {"hub": "Hugging Face repo ", "url": "", "local": "local path "}[self.kind] + self.location
 
 
 @runtime_checkable
@@ -90,6 +103,16 @@ class Loader:
     and the tensors of its feature under the library's names, live (writing into them changes
     the model): what an interpolation mixes and where it writes (default: the tower and its
     state dict). Two families on one library architecture give the same names and module.
+    resolve(spec) -> ModelSpec: the spec to build, for a family whose specs refer to others (an
+    interpolation resolves its members' ``trained:<run>`` references); default: itself.
+
+    What the rest of raybench needs to know of a family is declared here too, never listed
+    elsewhere: ``numpy_only`` (the family never imports torch: its embedding actors skip
+    torch's import and seeding, and it refuses ``flip``, which the torch families apply in
+    TorchEmbedder.features); ``library``, the Python module the family builds with, imported
+    only inside ``build`` (tests check that listing and planning never import it); and
+    ``versioned``, the distributions whose versions run.json records for it (raybench's own
+    dependencies, torch among them, are recorded for every run).
     """
 
     build: Callable[..., Embedder]
@@ -98,14 +121,15 @@ class Loader:
     resolve_source: Callable[[ModelSpec], "Source | None"] | None = None
     options: tuple[str, ...] = ()
     pooling: bool = False  # whether the family pools ViT tokens per the spec's ``pooling``
-    #: whether the family applies flip test-time augmentation (every torch family does, in
-    #: TorchEmbedder.features); a numpy family would ignore the spec's ``flip`` silently
-    flip: bool = True
     tiny: Callable[[ModelSpec], ModelSpec] = lambda spec: spec
     text: Callable[[ModelSpec], bool] = lambda spec: False
     hub_preprocess: bool = False  # default_preprocess reads a hub config of the weights (network)
     members: Callable[[ModelSpec], tuple[ModelSpec, ...]] = lambda spec: ()
     tower_weights: Callable[[Embedder], tuple[Any, dict]] = lambda embedder: own_weights(embedder.tower)
+    resolve: Callable[[ModelSpec], ModelSpec] = lambda spec: spec
+    numpy_only: bool = False
+    library: str | None = None  # e.g. "open_clip" (an import name)
+    versioned: tuple[str, ...] = ()  # e.g. ("open_clip_torch",) (distribution names)
 
     def find_source(self, spec: ModelSpec) -> "Source | None":
         """The library's own answer where the family has one (``source`` may be a guess made
@@ -120,7 +144,7 @@ class Loader:
                 "embedding or a pooled CNN feature) and takes no 'pooling'; remove it (token pooling is for "
                 "timm and hf ViTs without a projection head)"
             )
-        if spec.flip and not self.flip:
+        if spec.flip and self.numpy_only:
             raise SpecError(
                 f"model {spec.name!r}: loader {spec.loader!r} computes its features without torch and does "
                 "not apply flip test-time augmentation; remove 'flip' (it is for the torch families)"

@@ -157,4 +157,5 @@ def tiny(spec: ModelSpec) -> ModelSpec:
 
 
 LOADER = Loader(build=build, default_preprocess=default_preprocess, source=source,
-                options=("neck_feat", "stride"), tiny=tiny, tower_weights=tower_weights)
+                options=("neck_feat", "stride"), tiny=tiny, tower_weights=tower_weights,
+                library="open_clip", versioned=("open_clip_torch",))

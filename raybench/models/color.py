@@ -146,4 +146,4 @@ def build(spec: ModelSpec, preprocess: Preprocess, device: str | None = None, pr
 
 
 LOADER = Loader(build=build, default_preprocess=small_person_preprocess, options=(*OPTIONS, "text"),
-                text=lambda spec: bool(spec.options.get("text", False)), flip=False)
+                text=lambda spec: bool(spec.options.get("text", False)), numpy_only=True)

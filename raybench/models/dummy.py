@@ -52,4 +52,4 @@ def build(spec: ModelSpec, preprocess: Preprocess, device: str | None = None, pr
 
 
 LOADER = Loader(build=build, default_preprocess=small_person_preprocess, options=("dim", "fail_once", "sleep", "fail_on_black"),
-                flip=False)
+                numpy_only=True)

@@ -34,7 +34,7 @@ import math
 from pathlib import Path
 
 from raybench.errors import SpecError
-from raybench.models.base import TINY_SIZE, Loader, TorchEmbedder, default_device, pool_tokens, tiny_variant
+from raybench.models.base import TINY_SIZE, Loader, Source, TorchEmbedder, default_device, pool_tokens, tiny_variant
 from raybench.models.weights import classify, hub_access, hub_cache_dir, hub_source
 from raybench.specs import ModelSpec, Preprocess
 
@@ -54,8 +54,6 @@ def _source_of(location: str | None, processor: bool = False):
     if not location:
         return None
     if classify(location) == "path":
-        from raybench.models.weights import Source
-
         return Source("local", str(Path(location).expanduser()))
     required = ("config.json", _PROCESSOR) if processor else ("config.json",)
     return hub_source(location, _HF_FILES, required=required)
@@ -259,4 +257,5 @@ def save_tiny(kind: str, folder: str | Path | None = None) -> Path:
 
 
 LOADER = Loader(build=build, default_preprocess=default_preprocess, source=source, options=("model_class", "text"),
-                pooling=True, tiny=tiny, text=has_text, hub_preprocess=True)
+                pooling=True, tiny=tiny, text=has_text, hub_preprocess=True, library="transformers",
+                versioned=("transformers",))

@@ -217,4 +217,5 @@ LOADER = Loader(
     tiny=tiny,
     text=has_text,
     members=members,
+    resolve=resolve,
 )

@@ -259,4 +259,6 @@ LOADER = Loader(
     options=("quick_gelu", "text"),
     tiny=tiny,
     text=has_text,
+    library="open_clip",
+    versioned=("open_clip_torch",),
 )

@@ -15,8 +15,9 @@ timm's ``set_input_size`` after the weights are loaded, so 1:2 person inputs nee
 from __future__ import annotations
 
 from raybench.errors import SpecError
-from raybench.models.base import TINY_SIZE, Loader, TorchEmbedder, pool_tokens, set_timm_input_size, tiny_variant
-from raybench.models.weights import Source, classify, file_source, hub_access, hub_cache_dir, hub_source, local_file
+from raybench.models.base import (TINY_SIZE, Loader, Source, TorchEmbedder, pool_tokens, set_timm_input_size,
+                                  tiny_variant)
+from raybench.models.weights import classify, file_source, hub_access, hub_cache_dir, hub_source, local_file
 from raybench.specs import ModelSpec, Preprocess
 
 _HF_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -134,4 +135,6 @@ LOADER = Loader(
     options=("model_kwargs",),
     pooling=True,
     tiny=tiny,
+    library="timm",
+    versioned=("timm",),
 )

@@ -69,4 +69,5 @@ def tiny(spec: ModelSpec) -> ModelSpec:
     return tiny_variant(spec, arch="osnet_x0_25")
 
 
-LOADER = Loader(build=build, default_preprocess=default_preprocess, source=source, tiny=tiny)
+LOADER = Loader(build=build, default_preprocess=default_preprocess, source=source, tiny=tiny, library="torchreid",
+                versioned=("torchreid",))

@@ -26,12 +26,12 @@ import os
 import socket
 import threading
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 from urllib.parse import urlparse
 
 from raybench.errors import RaybenchError, WeightsUnavailableError
+from raybench.models.base import Source
 from raybench.paths import weights_dir
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,20 +42,6 @@ PROBE_TIMEOUT_S = 3.0
 DOWNLOAD_CONNECT_S = 10.0
 DOWNLOAD_STALL_S = 60.0
 _WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".tar", ".ckpt", ".pkl")
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where one model's weights live."""
-
-    kind: str  # "hub" | "url" | "local"
-    location: str  # repo id, URL or path
-    files: tuple[str, ...] = ()  # hub: candidate weight files, the first one present is used
-    required: tuple[str, ...] = ()  # hub: files needed besides the weights (config.json)
-    target: str | None = None  # url: where the downloaded file is kept
-
-    def __str__(self) -> str:
-        return {"hub": "Hugging Face repo ", "url": "", "local": "local path "}[self.kind] + self.location
 
 
 # ---------------------------------------------------------------------------------------------

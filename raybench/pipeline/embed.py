@@ -54,8 +54,6 @@ from raybench.specs import ModelSpec, Preprocess
 #: Rows per decode task: small enough to spread over every CPU and keep blocks a few MB.
 DECODE_ROWS = 64
 WORKER_MEMORY = 300 * 2**20
-#: Loader families that never import torch (their actors skip torch's seconds-long import).
-NUMPY_LOADERS = ("dummy", "color")
 
 
 @dataclass(frozen=True)
@@ -325,9 +323,10 @@ class EmbedWorker:
 
             # torchreid warns on import that its Cython metrics are missing: not used here.
             warnings.filterwarnings("ignore", message="Cython evaluation")
-            from raybench.models import build_embedder
+            from raybench.models import build_embedder, numpy_only
 
-            if (spec.weights is None or not self.pretrained) and spec.loader not in NUMPY_LOADERS:
+            # a numpy-only family's actors skip torch's seconds-long import
+            if (spec.weights is None or not self.pretrained) and not numpy_only(spec):
                 import torch
 
                 torch.manual_seed(0)  # random weights: the same model in every actor and every run

@@ -16,9 +16,6 @@ with text queries also gets a caption page (textrank.py).
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,27 +23,7 @@ from typing import Any, Mapping, Sequence
 
 from raybench.errors import RaybenchError
 from raybench.report.load import Cell, Run
-
-TOP_K = 10
-THUMB = (64, 128)  # width, height: person crops are about 1:2
-
-CSS = """
-body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
-h1{font-size:1.3em} .meta{color:#555;font-size:.9em;max-width:70em}
-.row{display:flex;align-items:flex-start;gap:6px;margin:10px 0;padding:6px;border-bottom:1px solid #eee}
-figure{margin:0;text-align:center;font-size:11px;line-height:1.25;width:72px}
-figure img,figure .missing{width:64px;height:128px;object-fit:contain;display:block;margin:auto;
-  border:4px solid #999;background:#f4f4f4}
-figure .missing{font-size:9px;overflow:hidden;word-break:break-all;box-sizing:border-box;width:72px}
-figure.query img{border-color:#333}
-figure.hit img,figure.hit .missing{border-color:#2ca02c}
-figure.miss img,figure.miss .missing{border-color:#d62728}
-.q{width:110px;flex:none;font-size:12px}
-.sep{width:2px;align-self:stretch;background:#ccc;margin:0 6px}
-.warn{color:#b35900}
-table{border-collapse:collapse} td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left}
-"""
-
+from raybench.report.rankhtml import CSS, TOP_K, Thumbs, escape, figure, pct
 
 @dataclass(frozen=True)
 class Shown:
@@ -177,22 +154,23 @@ def _stored_by_path(per_query: Mapping[str, Any], trial: int | None) -> dict[str
 
 def cell_page(cell: Cell, meta: Mapping[str, Any], emb, n_queries: int, seed: int) -> str:
     lines, q_idx, g_idx = sample_lines(cell, meta, emb, n_queries, seed)
-    thumbs = _Thumbs()
+    thumbs = Thumbs()
     r = cell.result
     protocol = r.protocol or {}
     title = f"{cell.model} x {cell.dataset}"
     parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)}</title>",
-        f"<style>{CSS}</style></head><body><h1>Rank list: {_e(title)}</h1>",
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>",
+        f"<style>{CSS}</style></head><body><h1>Rank list: {escape(title)}</h1>",
         "<p class='meta'>"
-        f"mAP {_pct(r.mAP)}, Rank-1 {_pct(cell.value('R1'))} over "
+        f"mAP {pct(r.mAP)}, Rank-1 {pct(cell.value('R1'))} over "
         f"{r.num_valid_query} valid queries and {r.num_gallery} gallery images. "
         f"{len(lines)} queries sampled (seed {seed}) of {len(q_idx)}"
         + (f", trial {int(meta['trial'][q_idx[0]])} of {protocol.get('trials', '?')}" if "trial" in meta else "")
-        + f". Distance {_e(protocol.get('distance', 'euclidean'))}"
+        + f". Distance {escape(protocol.get('distance', 'euclidean'))}"
         + (", L2-normalised" if protocol.get("normalize", True) else ", not normalised")
         + (", same-identity same-camera gallery images removed" if protocol.get("camera_filter", True) else "")
-        + (f". Metrics used {_e(' and '.join(_not_shown(protocol)))}; this page does not" if _not_shown(protocol) else "")
+        + (f". Metrics used {escape(' and '.join(_not_shown(protocol)))}; this page does not"
+           if _not_shown(protocol) else "")
         + ". Borders: <b style='color:#2ca02c'>green</b> same identity, "
         "<b style='color:#d62728'>red</b> another identity (pid 0 = distractor). "
         "AP and first-match rank are the result's.</p>",
@@ -211,54 +189,21 @@ def camera_label(camid: int, cameras: bool = True) -> str:
     return f"cam {int(camid) + 1}" if cameras else ""
 
 
-def _line_html(line: Shown, meta: Mapping[str, Any], thumbs: "_Thumbs", cameras: bool = True) -> str:
+def _line_html(line: Shown, meta: Mapping[str, Any], thumbs: Thumbs, cameras: bool = True) -> str:
     path, pid = meta["path"][line.query], meta["pid"][line.query]
     cam = camera_label(meta["camid"][line.query], cameras)
     ap, first = line.stored.get("ap"), line.stored.get("first_match", line.first_match)
     cam_text = f" &middot; {cam}" if cam else ""
-    text = f"query<br>pid {pid}{cam_text}<br>AP {_pct(ap)}<br>first match #{first or '-'}"
+    text = f"query<br>pid {pid}{cam_text}<br>AP {pct(ap)}<br>first match #{first or '-'}"
     if line.stored.get("first_match") not in (None, line.first_match):
         text += f"<br><span class='warn'>(#{line.first_match} here: ties or re-ranking)</span>"
-    cells = [f"<div class='q'>{_figure('query', path, text, thumbs)}</div><div class='sep'></div>"]
+    cells = [f"<div class='q'>{figure('query', path, text, thumbs)}</div><div class='sep'></div>"]
     for k, gi in enumerate(line.top, 1):
         g_pid, g_cam = meta["pid"][gi], camera_label(meta["camid"][gi], cameras)
         cls = "hit" if g_pid == pid else "miss"
         caption = f"#{k}<br>pid {g_pid}" + (f"<br>{g_cam}" if g_cam else "")
-        cells.append(_figure(cls, meta["path"][gi], caption, thumbs))
+        cells.append(figure(cls, meta["path"][gi], caption, thumbs))
     return "<div class='row'>" + "".join(cells) + "</div>"
-
-
-def _figure(cls: str, path: str, caption: str, thumbs: "_Thumbs") -> str:
-    src = thumbs.get(path)
-    image = (f"<img src='{src}' alt='{_e(Path(path).name)}' title='{_e(path)}'>" if src
-             else f"<div class='missing' title='{_e(path)}'>image not found: {_e(Path(path).name)}</div>")
-    return f"<figure class='{cls}'>{image}<figcaption>{caption}</figcaption></figure>"
-
-
-class _Thumbs:
-    """Base64 JPEG thumbnails, each image encoded once per page."""
-
-    def __init__(self):
-        self._cache: dict[str, str | None] = {}
-
-    def get(self, path: str) -> str | None:
-        if path not in self._cache:
-            self._cache[path] = _thumbnail(path)
-        return self._cache[path]
-
-
-def _thumbnail(path: str) -> str | None:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            im.thumbnail(THUMB)
-            buf = io.BytesIO()
-            im.save(buf, "JPEG", quality=70)
-    except (OSError, ValueError):
-        return None
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _index_page(run: Run, pages: Sequence[tuple[Cell, Path]]) -> str:
@@ -268,22 +213,11 @@ def _index_page(run: Run, pages: Sequence[tuple[Cell, Path]]) -> str:
         return "images", cell.value("mAP"), cell.value("R1")
 
     rows = "".join(
-        f"<tr><td><a href='{_e(p.name)}'>{_e(c.model)}</a></td><td>{_e(c.dataset)}</td><td>{kind}</td>"
-        f"<td>{_pct(mAP)}</td><td>{_pct(r1)}</td></tr>"
+        f"<tr><td><a href='{escape(p.name)}'>{escape(c.model)}</a></td><td>{escape(c.dataset)}</td><td>{kind}</td>"
+        f"<td>{pct(mAP)}</td><td>{pct(r1)}</td></tr>"
         for c, p in pages for kind, mAP, r1 in [numbers(c, p)]
     )
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>Rank lists: {_e(run.name)}</title>"
-            f"<style>{CSS}</style></head><body><h1>Rank lists: {_e(run.name)}</h1>"
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>Rank lists: {escape(run.name)}</title>"
+            f"<style>{CSS}</style></head><body><h1>Rank lists: {escape(run.name)}</h1>"
             "<table><tr><th>model</th><th>dataset</th><th>queries</th><th>mAP %</th><th>Rank-1 %</th></tr>"
             f"{rows}</table></body></html>\n")
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _pct(value: Any) -> str:
-    """A fraction as "45.4%" (raybench.metrics.percent), "-" where there is none."""
-    from raybench.metrics import percent
-
-    return percent(value) + "%" if isinstance(value, (int, float)) and not isinstance(value, bool) else "-"

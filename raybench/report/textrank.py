@@ -10,7 +10,7 @@ The numbers in the header are the result JSON's ``text`` block.
 from __future__ import annotations
 
 from raybench.report.load import Cell
-from raybench.report.ranklist import CSS, TOP_K, _e, _figure, _pct, _Thumbs
+from raybench.report.rankhtml import CSS, TOP_K, Thumbs, escape, figure, pct
 
 
 def text_page(cell: Cell, store, n_queries: int, seed: int) -> str:
@@ -29,25 +29,25 @@ def text_page(cell: Cell, store, n_queries: int, seed: int) -> str:
     text = cell.result.text
     title = f"{cell.model} x {cell.dataset}: text queries"
     parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{_e(title)}</title>",
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title>",
         f"<style>{CSS}.caption{{width:220px;flex:none;font-size:12px}}</style></head><body>",
-        f"<h1>Rank list: {_e(title)}</h1><p class='meta'>Text-to-image R1 {_pct(text.value('R1'))}, "
-        f"R5 {_pct(text.value('R5'))}, R10 {_pct(text.value('R10'))}, mAP {_pct(text.mAP)} over "
+        f"<h1>Rank list: {escape(title)}</h1><p class='meta'>Text-to-image R1 {pct(text.value('R1'))}, "
+        f"R5 {pct(text.value('R5'))}, R10 {pct(text.value('R10'))}, mAP {pct(text.mAP)} over "
         f"{text.num_query} captions and {text.num_gallery} images. {len(chosen)} "
         f"captions sampled (seed {seed}). Cosine similarity. Borders: <b style='color:#2ca02c'>green</b> "
         "the caption's identity, <b style='color:#d62728'>red</b> another identity.</p>",
     ]
-    thumbs = _Thumbs()
+    thumbs = Thumbs()
     for row, index in enumerate(chosen.tolist()):
         order = np.argsort(-sim[row], kind="stable")
         pid = int(captions.column("pid")[index].as_py())
         hits = np.flatnonzero(pids[order] == pid)
         first = int(hits[0]) + 1 if len(hits) else None
-        cells = [f"<div class='caption'>&ldquo;{_e(captions.column('caption')[index].as_py())}&rdquo;<br>"
+        cells = [f"<div class='caption'>&ldquo;{escape(captions.column('caption')[index].as_py())}&rdquo;<br>"
                  f"pid {pid}<br>first match #{first or '-'}</div><div class='sep'></div>"]
         for k, gi in enumerate(order[:TOP_K].tolist(), 1):
             cls = "hit" if pids[gi] == pid else "miss"
-            cells.append(_figure(cls, paths[gi], f"#{k}<br>pid {pids[gi]}<br>{sim[row, gi]:.3f}", thumbs))
+            cells.append(figure(cls, paths[gi], f"#{k}<br>pid {pids[gi]}<br>{sim[row, gi]:.3f}", thumbs))
         parts.append("<div class='row'>" + "".join(cells) + "</div>")
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -14,14 +14,16 @@ from typing import Any
 
 from raybench.rundir.records import RunRecord
 
-#: Distributions whose versions go into run.json (read from metadata: nothing is imported).
-VERSIONED = ("raybench", "ray", "torch", "torchvision", "pyarrow", "numpy", "torchreid",
-             "open_clip_torch", "timm", "transformers", "pillow")
+#: Distributions whose versions go into every run.json (read from metadata: nothing is
+#: imported); each model family adds the libraries it declares (``Loader.versioned``).
+VERSIONED = ("raybench", "ray", "torch", "torchvision", "pyarrow", "numpy", "pillow")
 
 
 def versions(extra: tuple[str, ...] = ()) -> dict[str, str | None]:
+    from raybench.models import versioned_packages
+
     found: dict[str, str | None] = {"python": platform.python_version(), "platform": platform.platform()}
-    for name in (*VERSIONED, *extra):
+    for name in dict.fromkeys((*VERSIONED, *versioned_packages(), *extra)):
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
