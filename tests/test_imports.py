@@ -148,24 +148,13 @@ def circles(edges: dict[str, set[str]]) -> list[set[str]]:
     return sorted(found, key=sorted)
 
 
-#: Circles known and owned elsewhere, allowed ONLY until the branch that removes them lands:
-#: train/config.py -> recipe.py -> data.py -> augment.py -> config.py is broken by the specs
-#: branch (one field-driven YAML reader). When it has landed, delete this entry: the test
-#: below fails while an entry here names a circle that no longer exists.
-KNOWN_CIRCLES = [{"raybench.train.augment", "raybench.train.config", "raybench.train.data", "raybench.train.recipe"}]
-
-
 def test_no_import_cycle_between_raybench_modules():
     edges = module_graph()
     assert {"raybench.models", "raybench.models.base", "raybench.eval.protocol"} <= set(edges)  # the walk saw them
     found = circles(edges)
-    new = [c for c in found if c not in KNOWN_CIRCLES]
-    assert not new, "import cycle: " + " -> ".join(find_cycle({m: edges[m] & new[0] for m in new[0]}))
-    stale = [c for c in KNOWN_CIRCLES if c not in found]
-    assert not stale, f"{sorted(stale[0])} is no circle any more: remove it from KNOWN_CIRCLES"
+    assert not found, "import cycle: " + " -> ".join(find_cycle({m: edges[m] & found[0] for m in found[0]}))
 
 
-@pytest.mark.xfail(strict=True, reason="integrator's eval refactor")
 def test_eval_knows_nothing_of_the_run_folder_or_the_pipeline():
     """raybench.eval takes arrays and returns blocks: it imports nothing from rundir/ or pipeline/."""
     edges = module_graph()
