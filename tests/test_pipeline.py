@@ -106,7 +106,7 @@ def test_bad_images_and_missing_datasets_fail_only_their_cells(ray_local, market
     assert status == {"good": "ok", "broken": "failed", "absent": "failed", "trials": "ok"} and not summary.ok
     # Two trials: the store mirrors the manifest (rows repeated per trial), each image embedded once.
     trials = RunStore.open(tmp_path / "run").read_embeddings("trials", "d")
-    assert trials.num_rows == 48 and trials.schema.equals(embedding_schema(8, trials=True))
+    assert trials.num_rows == 48 and trials.schema.equals(embedding_schema(8, ["trial"]))
     assert json.loads((tmp_path / "run/embeddings/trials/d/_SUCCESS").read_text())["rows"] == 48
     assert len(_result(tmp_path / "run", "trials", "d")["trials"]) == 2
     failed = _result(tmp_path / "run", "broken", "d")

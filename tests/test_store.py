@@ -45,7 +45,7 @@ def test_embedding_table_mirrors_the_manifest_with_the_declared_schema(trials):
     manifest = _manifest(trials)
     emb = np.arange(manifest.num_rows * 4, dtype=np.float32).reshape(-1, 4)
     table = embedding_table(manifest, emb)
-    assert table.schema.equals(embedding_schema(4, trials))
+    assert table.schema.equals(embedding_schema(4, ["trial"] if trials else []))
     assert table.column("path").to_pylist() == manifest.column("path").to_pylist()
     assert np.array_equal(np.stack(table.column("embedding").to_numpy(zero_copy_only=False)), emb)
     assert pa.types.is_fixed_size_list(table.schema.field("embedding").type)  # not a Ray extension type
@@ -91,7 +91,7 @@ def test_parquet_reads_with_plain_pyarrow(tmp_path):
     (part,) = (tmp_path / "embeddings/ds/m" / marker.attempt).glob("part-*.parquet")
     rows = pq.read_table(tmp_path / "embeddings/ds/m" / marker.attempt / "manifest.parquet")
     assert pq.read_table(part).schema.equals(part_schema(3))
-    assert rows.schema.equals(embedding_schema(3, trials=True).remove(5).append(rows.schema.field("row")))
+    assert rows.schema.equals(embedding_schema(3, ["trial"]).remove(5).append(rows.schema.field("row")))
     # the reader's table is the rows file joined with the parts on ``row`` (here with pandas)
     joined = rows.to_pandas().merge(pq.read_table(part).to_pandas(), on="row")
     assert store.read_embeddings("ds", "m").equals(table)

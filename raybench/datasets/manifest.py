@@ -29,6 +29,10 @@ SCHEMA = pa.schema([
     pa.field("split", pa.string(), nullable=False),
 ])
 TRIAL_FIELD = pa.field("trial", pa.int16(), nullable=False)
+#: The columns a manifest may add to SCHEMA, in this order, each only where its dataset has it:
+#: ``trial`` (several published splits). A new one is one entry here; the store keeps every
+#: manifest column beside the embeddings and the scorer receives them all.
+OPTIONAL_FIELDS: tuple[pa.Field, ...] = (TRIAL_FIELD,)
 CAPTION_SPLITS = ("train", "query")
 CAPTION_SCHEMA = pa.schema([
     pa.field("caption", pa.string(), nullable=False),
@@ -38,15 +42,26 @@ CAPTION_SCHEMA = pa.schema([
 ])
 
 
+def manifest_schema(columns: Iterable[str]) -> pa.Schema:
+    """The schema of a manifest with ``columns``: SCHEMA, then the optional fields among them."""
+    present = set(columns)
+    schema = SCHEMA
+    for optional in OPTIONAL_FIELDS:
+        if optional.name in present:
+            schema = schema.append(optional)
+    return schema
+
+
 def make_manifest(rows: Iterable[Mapping[str, Any]] | Mapping[str, list]) -> pa.Table:
-    """A manifest from records ({"path", "pid", "camid", "split"[, "trial"]}) or from columns."""
+    """A manifest from records ({"path", "pid", "camid", "split"} and any OPTIONAL_FIELDS) or
+    from columns."""
     if isinstance(rows, Mapping):
         columns = {k: list(v) for k, v in rows.items()}
     else:
         rows = list(rows)
         keys = rows[0].keys() if rows else SCHEMA.names
         columns = {k: [r[k] for r in rows] for k in keys}
-    schema = SCHEMA.append(TRIAL_FIELD) if "trial" in columns else SCHEMA
+    schema = manifest_schema(columns)
     return pa.table({name: columns.get(name, []) for name in schema.names}, schema=schema)
 
 
@@ -58,7 +73,7 @@ def validate_manifest(table: pa.Table, dataset: str, layout: str = "", trials: i
     query and gallery images. ``captioned``: the queries are captions (a caption table), so
     the manifest needs gallery images only.
     """
-    expected = SCHEMA.append(TRIAL_FIELD) if "trial" in table.column_names else SCHEMA
+    expected = manifest_schema(table.column_names)
     if not table.schema.equals(expected):
         raise DatasetError(f"{dataset}: manifest schema is {table.schema}, expected {expected}")
 

@@ -129,7 +129,7 @@ def _columns(cols: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     missing = [c for c in COLUMNS if c not in cols]
     if missing:
         raise EvaluationError(f"the table lacks the columns: {', '.join(missing)}")
-    return {**{c: np.asarray(cols[c]) for c in COLUMNS}, "trial": cols.get("trial")}
+    return {**{c: np.asarray(v) for c, v in cols.items()}, "trial": cols.get("trial")}
 
 
 def _trials(cols, protocol: Protocol) -> list[int]:

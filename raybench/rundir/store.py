@@ -52,7 +52,7 @@ from typing import Any, Iterable
 
 import pyarrow as pa
 
-from raybench.datasets.manifest import SCHEMA as MANIFEST_SCHEMA, TRIAL_FIELD
+from raybench.datasets.manifest import manifest_schema
 from raybench.errors import RaybenchError
 from raybench.rundir.records import CellMarker, CellResult, RunFileError, RunRecord
 
@@ -80,10 +80,11 @@ def _embedding_field(dim: int) -> pa.Field:
     return pa.field("embedding", pa.list_(pa.float32(), dim), nullable=False)
 
 
-def embedding_schema(dim: int, trials: bool = False) -> pa.Schema:
-    """The declared schema of a cell's embeddings, as ``read_embeddings`` returns them."""
-    schema = MANIFEST_SCHEMA.append(TRIAL_FIELD) if trials else MANIFEST_SCHEMA
-    return schema.append(_embedding_field(dim))
+def embedding_schema(dim: int, columns: Iterable[str] = ()) -> pa.Schema:
+    """The declared schema of a cell's embeddings, as ``read_embeddings`` returns them: the
+    manifest's columns (``columns``: the optional ones it has, datasets.manifest.OPTIONAL_FIELDS)
+    and the embedding."""
+    return manifest_schema(columns).append(_embedding_field(dim))
 
 
 def text_schema(dim: int) -> pa.Schema:
@@ -127,7 +128,7 @@ def text_table(captions: pa.Table, embeddings) -> pa.Table:
 def embedding_table(manifest: pa.Table, embeddings) -> pa.Table:
     """Manifest rows + their embeddings (float32 [rows, dim]) as a table of the declared schema."""
     column, dim = _embedding_column(embeddings)
-    schema = embedding_schema(dim, "trial" in manifest.column_names)
+    schema = embedding_schema(dim, manifest.column_names)
     columns = [manifest.column(name) for name in schema.names[:-1]] + [column]
     return pa.Table.from_arrays(columns, schema=schema)
 
