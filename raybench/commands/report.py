@@ -23,8 +23,14 @@ import click
 @click.option("--bootstraps", type=click.IntRange(min=100), default=1000, show_default=True,
               help="Bootstrap resamples for the 95% intervals.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap and of the query sample.")
+@click.option("--compare", "pair", default=None, metavar="A,B",
+              help="Print the paired difference A - B (mAP, R1, mINP) on each dataset both were scored on, "
+                   "with 95% paired-bootstrap intervals over the same queries and two-sided p-values, instead "
+                   "of writing the report. A and B are models of the run, each optionally MODEL:VARIANT for "
+                   "one of its eval variants (osnet:rerank,osnet: re-ranking against the main block).")
+@click.option("--dataset", "datasets", default=None, metavar="X,Y", help="With --compare: only these datasets.")
 def report(run_dir: str, fmt: str, show_paper: bool, out: Path | None, reference: Path | None,
-           queries: int, no_ranklists: bool, bootstraps: int, seed: int):
+           queries: int, no_ranklists: bool, bootstraps: int, seed: int, pair: str | None, datasets: str | None):
     """Tables (md, csv, json), heatmaps, the paper comparison and rank lists of a run.
 
     \b
@@ -39,6 +45,10 @@ def report(run_dir: str, fmt: str, show_paper: bool, out: Path | None, reference
 
     from raybench.console import count, notice, print_json, print_table
     from raybench.report.build import ReportOptions, build_report
+
+    if pair is not None:
+        _compare(run_dir, pair, datasets, fmt, bootstraps, seed)
+        return
 
     options = ReportOptions(out=out, paper=reference, ranklists=not no_ranklists,
                             ranklist_queries=queries, bootstraps=bootstraps, seed=seed)
@@ -82,3 +92,35 @@ def _grid(result):
                 line[dataset] = "" if cell is None else map_r1(cell) if cell.ok else cell.status
             rows.append(line)
     return rows, ["model", "paradigm", *run.datasets]
+
+
+def _compare(run_dir: str, pair: str, datasets: str | None, fmt: str, bootstraps: int, seed: int) -> None:
+    """``--compare A,B``: the paired differences, as a table, CSV or JSON rows."""
+    import csv
+    import sys
+
+    from raybench.console import print_json, print_table
+    from raybench.errors import RaybenchError
+    from raybench.metrics import percent
+    from raybench.report.load import load_run
+    from raybench.report.paired import compare_models
+
+    names = [n.strip() for n in pair.split(",")]
+    if len(names) != 2 or not all(names):
+        raise RaybenchError(f"--compare takes two names, A,B; got {pair!r}")
+    chosen = [d.strip() for d in datasets.split(",") if d.strip()] if datasets else None
+    rows = compare_models(load_run(run_dir), *names, chosen, n_boot=bootstraps, seed=seed)
+    if fmt == "json":
+        print_json(rows)
+    elif fmt == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        shown = [{**r, "a_value": percent(r["a_value"], 2), "b_value": percent(r["b_value"], 2),
+                  "delta": f"{100 * r['delta']:+.2f}" + ("*" if r["ci_low"] > 0 or r["ci_high"] < 0 else ""),
+                  "95% interval": f"[{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}]",
+                  "p": f"{r['p_value']:.4f}"} for r in rows]
+        print_table(shown, ["dataset", "metric", "a_value", "b_value", "delta", "95% interval", "p", "num_queries"],
+                    title=f"{names[0]} - {names[1]}, paired over the same queries (%; *: the interval excludes 0)",
+                    headers={"a_value": names[0], "b_value": names[1], "num_queries": "queries"})

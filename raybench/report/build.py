@@ -74,11 +74,11 @@ def build_report(run_dir: str | Path | RunStore, options: ReportOptions = Report
     else:
         out = Path(run.store.path("report"))
     _make_dir(out, run)
-    run = dataclasses.replace(run, cells=tuple(dataclasses.replace(c, intervals=_intervals(c, options))
-                                                  for c in run.cells))
-    blocks = [name for _, name in run.block_names()]
+    run = dataclasses.replace(run, cells=tuple(
+        dataclasses.replace(c, intervals=_intervals(c, options), vs_main=_vs_main(c, options)) for c in run.cells))
+    blocks = run.block_names()
     rows = [tables.cell_row(c, blocks) for c in run.cells]
-    report = Report(run=run, out=out, rows=rows, problems=problems, blocks=blocks)
+    report = Report(run=run, out=out, rows=rows, problems=problems, blocks=[name for _, name in blocks])
     sampled = [f"{c.model} x {c.dataset}" for c in run.cells if c.ok and _cuhk03_metric(c)]
     if sampled:
         report.notes.append("Rank-1 of " + ", ".join(sampled) + " is the classic CUHK03 single-shot "
@@ -130,6 +130,25 @@ def _intervals(cell: Cell, options: ReportOptions) -> Intervals:
     return out
 
 
+def _vs_main(cell: Cell, options: ReportOptions) -> dict[str, dict[str, Any]]:
+    """Each paired block's difference to the main block (records.BlockKind.paired), per compared
+    metric; a cell whose blocks kept no per-query numbers has none."""
+    from raybench.report.paired import COMPARED, NotPaired, compare
+
+    if not cell.ok:
+        return {}
+    out = {}
+    for kind, name, scores in cell.result.blocks():
+        if kind.paired:
+            metrics = [m for m in COMPARED if not (m == "R1" and _cuhk03_metric(cell))]
+            try:
+                out[name] = {p.metric: p for p in compare(scores, cell.result.main, metrics, options.bootstraps,
+                                                          options.seed)}
+            except NotPaired:
+                continue
+    return out
+
+
 def _cuhk03_metric(cell: Cell) -> bool:
     return bool((cell.result.protocol or {}).get("cuhk03_metric"))
 
@@ -138,7 +157,8 @@ def _write_extras(report: Report, options: ReportOptions) -> None:
     """Figures, paper comparison, rank lists: each adds its files or a note saying why not."""
     report.files += plots.write_heatmaps(report.run, report.out)
     report.files += plots.write_domain_plot(report.run, report.out, report.notes)
-    report.files += tradeoff.write_tradeoff_plot(report.run, report.out, report.notes)
+    for block in [None, *(name for kind, name in report.run.block_names() if kind.paired)]:
+        report.files += tradeoff.write_tradeoff_plot(report.run, report.out, report.notes, block)
     report.paper_rows, files = paper.write_comparison(report.run.cells, report.out, options.paper, report.notes)
     report.files += files
     if options.ranklists:
@@ -197,12 +217,7 @@ def markdown(report: Report, options: ReportOptions) -> str:
                   "In-domain: the dataset the weights were trained on (the model spec's "
                   "`options.trained_on`, else a name ending in the dataset's name; for a weight "
                   "interpolation, its supervised member's).", in_out]
-    hybrids = tradeoff.hybrids_table(run)
-    if hybrids:
-        parts += ["## Hybrids: fusions and weight interpolations",
-                  "Each beside its members, on its supervised member's training set (in domain) and the "
-                  "run's other datasets (across); \"Pareto front\": no model of the trade-off figure is better "
-                  f"on both ([{tradeoff.FIGURE}]({tradeoff.FIGURE})).", hybrids]
+    parts += hybrid_sections(run, options)
     if report.paper_rows:
         parts += ["## Compared with the study (mAP %)",
                   "The study's numbers, their source and how far to trust them: [paper.md](paper.md).",
@@ -218,6 +233,29 @@ def markdown(report: Report, options: ReportOptions) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+def hybrid_sections(run: Run, options: ReportOptions) -> list[str]:
+    """Fusions and weight interpolations beside their members, and against each member on the
+    same queries (paired), under the main eval block and under each eval variant: does a
+    hybrid still help once re-ranking or query expansion is on?"""
+    parts: list[str] = []
+    for block in [None, *(name for kind, name in run.block_names() if kind.paired)]:
+        table = tradeoff.hybrids_table(run, block)
+        if not table:
+            continue
+        figure = tradeoff.figure_name(block)
+        under = "" if block is None else f" (eval variant `{block}`)"
+        parts += [f"## Hybrids: fusions and weight interpolations{under}",
+                  "Each beside its members, on its supervised member's training set (in domain) and the "
+                  "run's other datasets (across); \"Pareto front\": no model of the trade-off figure is better "
+                  f"on both ([{figure}]({figure})).", table,
+                  "Each hybrid against each member, paired over the same queries: the difference in mAP "
+                  f"points with its 95% interval ({options.bootstraps} bootstrap resamples of the queries, "
+                  f"seed {options.seed}; across datasets, resampled within each) and two-sided p-value; "
+                  "\"*\": the interval excludes zero, a difference the queries support.",
+                  tradeoff.against_members(run, block, options.bootstraps, options.seed)]
+    return parts
+
+
 def block_sections(run: Run, failures: list[Cell]) -> list[str]:
     """A section per kind of block the run holds (records.BLOCK_KINDS), by one code for every
     kind: its title and what it is, then per block what it changes (as its results state it)
@@ -231,8 +269,8 @@ def block_sections(run: Run, failures: list[Cell]) -> list[str]:
             changes = tables.block_changes(run, name)
             if not kind.single:
                 parts.append(f"### `{name}`" + (f": {changes}" if changes else ""))
-            parts.append(tables.grid(run, tables.block_figures(kind, name), failures,
-                                     datasets=tables.block_datasets(run, name)))
+            fmt = tables.vs_main(name) if kind.paired else tables.block_figures(kind, name)
+            parts.append(tables.grid(run, fmt, failures, datasets=tables.block_datasets(run, name)))
     return parts
 
 

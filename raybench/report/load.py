@@ -42,6 +42,9 @@ class Cell:
     problem: str | None = None  # "invalid" or "missing" where there is no result
     why: str | None = None
     intervals: Intervals = field(default_factory=dict, hash=False)
+    #: block name -> metric -> its paired difference to the main block (report/paired.py), for
+    #: the blocks that score the main block's queries (records.BlockKind.paired)
+    vs_main: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, hash=False)
 
     @property
     def status(self) -> str:

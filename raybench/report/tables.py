@@ -60,15 +60,28 @@ LEGACY_COLUMNS = {"T2I_R1": "R1 (t2i)", "T2I_R5": "R5 (t2i)", "T2I_R10": "R10 (t
 _BLOCK_COLUMN = re.compile(r"^(?P<key>\S+) \((?P<block>[^()]+)\)$")
 
 
-def block_columns(names: Sequence[str]) -> list[str]:
-    """The column groups of the blocks ``names``: "mAP (rerank)", "mAP_ci_lo (rerank)", ..."""
-    return [block_column(c, name) for name in names for c in [*_metric_columns(BLOCK_METRICS), BLOCK_COUNT]]
+#: A paired block's difference to the main block, per compared metric (report/paired.py):
+#: "mAP_vs_main (rerank)", its interval and p-value.
+VS_MAIN = ("vs_main", "vs_main_lo", "vs_main_hi", "vs_main_p")
 
 
-def cell_row(cell: Cell, blocks: Sequence[str] = ()) -> dict[str, Any]:
+def _group(kind: BlockKind) -> list[str]:
+    from raybench.report.paired import COMPARED
+
+    paired = [f"{m}_{suffix}" for m in COMPARED for suffix in VS_MAIN] if kind.paired else []
+    return [*_metric_columns(BLOCK_METRICS), BLOCK_COUNT, *paired]
+
+
+def block_columns(blocks: Sequence[tuple[BlockKind, str]]) -> list[str]:
+    """The column groups of the blocks (kind, name): "mAP (rerank)", "mAP_ci_lo (rerank)", ...,
+    and for a paired kind the difference to the main block, "mAP_vs_main (rerank)", ..."""
+    return [block_column(c, name) for kind, name in blocks for c in _group(kind)]
+
+
+def cell_row(cell: Cell, blocks: Sequence[tuple[BlockKind, str]] = ()) -> dict[str, Any]:
     """The flat row of one cell: every CSV column, each of ``blocks``' column group (None
     where the cell has no such block), then, JSON only, the CMC curve and each block kind's
-    blocks by name ({metric: value, num_valid_query})."""
+    blocks by name ({metric: value, ..., num_valid_query})."""
     r = cell.result if cell.ok else None
     row: dict[str, Any] = {"model": cell.model, "dataset": cell.dataset, "paradigm": cell.paradigm,
                            "status": cell.status, **_metrics(cell, None, METRICS)}
@@ -90,17 +103,21 @@ def cell_row(cell: Cell, blocks: Sequence[str] = ()) -> dict[str, Any]:
         "random_weights": bool(cell.result and cell.result.random_weights),
         "error": None if cell.ok else (cell.error or f"status {cell.status!r} without an error message"),
     })
-    for name in blocks:
-        row.update({block_column(k, name): v for k, v in _block_values(cell, name).items()})
+    for kind, name in blocks:
+        values = _block_values(cell, kind, name)
+        row.update({block_column(k, name): values.get(k) for k in _group(kind)})
     nested: dict[str, dict] = {}
     for kind, name, _ in (r.blocks() if r else ()):
-        nested.setdefault(kind.key, {})[name] = _block_values(cell, name)
+        nested.setdefault(kind.key, {})[name] = _block_values(cell, kind, name)
     return {**row, "cmc": list(r.cmc) if r else [], **nested}
 
 
-def _block_values(cell: Cell, block: str) -> dict[str, Any]:
+def _block_values(cell: Cell, kind: BlockKind, block: str) -> dict[str, Any]:
     scores = cell.scores(block)
-    return {**_metrics(cell, block, BLOCK_METRICS), BLOCK_COUNT: scores.num_valid_query if scores else None}
+    out = {**_metrics(cell, block, BLOCK_METRICS), BLOCK_COUNT: scores.num_valid_query if scores else None}
+    for name, p in cell.vs_main.get(block, {}).items() if kind.paired else ():
+        out.update(zip((f"{name}_{suffix}" for suffix in VS_MAIN), (p.delta, p.ci_low, p.ci_high, p.p_value)))
+    return out
 
 
 def _metrics(cell: Cell, block: str | None, metrics) -> dict[str, float | None]:
@@ -143,7 +160,7 @@ def write_json(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
     path.write_text(json.dumps(list(rows), indent=2) + "\n")
 
 
-def write_csv(rows: Sequence[Mapping[str, Any]], path: Path, blocks: Sequence[str] = ()) -> None:
+def write_csv(rows: Sequence[Mapping[str, Any]], path: Path, blocks: Sequence[tuple[BlockKind, str]] = ()) -> None:
     """Floats as repr (exact round trip), None as an empty field; ``COLUMNS``, then each of
     ``blocks``' column group."""
     fields = [*COLUMNS, *block_columns(blocks)]
@@ -171,7 +188,7 @@ def _parser(column: str) -> Callable[[str], Any]:
     found = _BLOCK_COLUMN.match(column)
     if found is None:
         return str
-    return int if found["key"] == BLOCK_COUNT else float
+    return int if found["key"] == BLOCK_COUNT else float  # a metric, its interval or its difference to main
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,6 +278,22 @@ def block_figures(kind: BlockKind, name: str) -> Callable[[Cell], str]:
         if cell.scores(name) is not None:
             return shown(cell)
         return str(getattr(cell.result, kind.absent) or "-") if kind.absent else "-"
+    return fmt
+
+
+def vs_main(block: str) -> Callable[[Cell], str]:
+    """A paired block's grid cell: its headline metrics with their intervals, then its mAP's
+    paired difference to the main block ("vs main -6.7 [-9.9, -3.4]*")."""
+    shown = with_intervals(block)
+
+    def fmt(cell: Cell) -> str:
+        if cell.scores(block) is None:
+            return "-"
+        diff = cell.vs_main.get(block, {}).get("mAP")
+        if diff is None:
+            return shown(cell)
+        return (f"{shown(cell)}, vs main {100 * diff.delta:+.1f} [{pct(diff.ci_low)}, {pct(diff.ci_high)}]"
+                + ("*" if diff.significant else ""))
     return fmt
 
 

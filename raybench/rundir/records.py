@@ -105,7 +105,9 @@ class BlockKind:
     block name with ``shown`` in each cell (or, for an ok cell without the block, the result
     field ``absent`` that says why), a heatmap of ``heatmap`` where it names a metric, and
     every block's columns ``"<metric> (<name>)"`` (``block_column``); the run's live table
-    shows ``live`` of each block. Adding a kind is a CellResult field and a line in BLOCK_KINDS."""
+    shows ``live`` of each block. ``paired``: the blocks score the main block's queries, so the
+    report gives their paired difference to it (report/paired.py). Adding a kind is a
+    CellResult field and a line in BLOCK_KINDS."""
 
     key: str
     title: str
@@ -115,6 +117,7 @@ class BlockKind:
     live: tuple[str, ...] = ("mAP",)
     absent: str | None = None
     heatmap: str | None = None
+    paired: bool = False
 
 
 BLOCK_KINDS: tuple[BlockKind, ...] = (
@@ -127,7 +130,9 @@ BLOCK_KINDS: tuple[BlockKind, ...] = (
               heatmap="R1"),
     BlockKind("variants", "Eval variants",
               "Every cell scored again from the same stored embeddings, once per variant of the eval "
-              "block (the matrix's `eval_variants`)."),
+              "block (the matrix's `eval_variants`), with 95% bootstrap intervals and, after \"vs main\", "
+              "the paired difference of its mAP to the main eval block's on the same queries (interval and "
+              "p-value; \"*\": the interval excludes zero).", paired=True),
 )
 #: Names a block may not take: the main block's, and the single blocks'.
 RESERVED_BLOCK_NAMES = ("main", *(kind.single for kind in BLOCK_KINDS if kind.single))
