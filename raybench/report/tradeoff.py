@@ -47,14 +47,20 @@ def interpolation(run: Run, model: str) -> tuple[str, float] | None:
 
 def points(run: Run, block: str | None = None) -> dict[str, list[Point]]:
     """In-domain dataset -> its panel's points (mAP of the block ``block``, the main one by
-    default), in the run's paradigm and model order."""
+    default), in the run's paradigm and model order: the models trained on that dataset, the
+    models trained on nothing, and every member of a hybrid of that panel, wherever the member
+    was trained (a fusion's or an interpolation's members are drawn beside it, at their own
+    mAP on the panel's dataset and across the others)."""
     by_cell = {(c.model, c.dataset): c.value("mAP", block) for c in run.cells if c.value("mAP", block) is not None}
     models = [m for _, group in run.models_by_paradigm() for m in group]
     homes = {m: trained_on(run, m) for m in models}
     panels: dict[str, list[Point]] = {}
     for home in dict.fromkeys(h for h in homes.values() if h in run.datasets):
-        for model in models:
-            if homes[model] not in (home, None) or (model, home) not in by_cell:
+        shown = {m for m in models if homes[m] in (home, None)}
+        shown |= {member for m in models if homes[m] == home and run.paradigm(m) == "hybrid"
+                  for member in members(run, m)}
+        for model in (m for m in models if m in shown):
+            if (model, home) not in by_cell:
                 continue
             cross = [by_cell[(model, d)] for d in run.datasets if d != home and (model, d) in by_cell]
             if not cross:
@@ -74,26 +80,35 @@ def pareto(panel: Sequence[Point]) -> list[Point]:
     return sorted((p for p in panel if not dominated(p)), key=lambda p: (p.in_domain, -p.cross))
 
 
-def write_tradeoff_plot(run: Run, out: Path, notes: list[str]) -> list[Path]:
-    panels = points(run)
+def figure_name(block: str | None = None) -> str:
+    """The trade-off figure of a block: tradeoff_map.png (main), tradeoff_map_<variant>.png."""
+    return FIGURE if block in (None, "main") else f"tradeoff_map_{block}.png"
+
+
+def write_tradeoff_plot(run: Run, out: Path, notes: list[str], block: str | None = None) -> list[Path]:
+    """The trade-off figure of the main block, or of the eval variant ``block``."""
+    panels = points(run, block)
     if not panels:
-        notes.append("No model with a known training set was scored in domain and across: no trade-off figure.")
+        if block is None:
+            notes.append("No model with a known training set was scored in domain and across: no trade-off figure.")
         return []
     from raybench.report.plots import DPI, _pyplot
 
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(panels), figsize=(7.6 * len(panels), 5.6), dpi=DPI, layout="constrained",
+    fig, axes = plt.subplots(1, len(panels), figsize=(9.6 * len(panels), 5.6), dpi=DPI, layout="constrained",
                              squeeze=False)
     ends = {}  # curve -> its (first, second) member
     for model in run.models:
         found = interpolation(run, model)
         if found:
-            ends[found[0]] = tuple(_members(run, model)[:2])
+            ends[found[0]] = tuple(members(run, model)[:2])
     for ax, (home, panel) in zip(axes[0], panels.items()):
         _panel(ax, home, panel, ends)
-    fig.suptitle(f"In-domain vs cross-domain mAP, {run.name}\nlines: interpolations from the first member "
-                 "(alpha 0) to the second (1); circled: the Pareto front", fontsize=10)
-    path = out / FIGURE
+    scored = "" if block in (None, "main") else f" (eval variant {block})"
+    fig.suptitle(f"In-domain vs cross-domain mAP{scored}, {run.name}\nlines: interpolations from the first member "
+                 "(alpha 0) to the second (1); circled: the Pareto front; numbers: the key beside each panel",
+                 fontsize=10)
+    path = out / figure_name(block)
     fig.savefig(path, dpi=DPI, metadata={"Software": None})
     plt.close(fig)
     return [path]
@@ -101,12 +116,15 @@ def write_tradeoff_plot(run: Run, out: Path, notes: list[str]) -> list[Path]:
 
 def _panel(ax, home: str, panel: list[Point], ends: dict[str, tuple[str, str]]) -> None:
     """``ends``: curve -> its (first, second) member, drawn as the line's alpha 0 and 1 ends
-    where they are points of the panel."""
+    where they are points of the panel. Every point is numbered (a curve once, at its first
+    alpha; its alphas in small type), the numbers placed so that no label overlaps another or
+    leaves the axes (``place_labels``), and the key beside the panel names each number."""
     curves: dict[str, list[Point]] = {}
     for p in panel:
         if p.curve:
             curves.setdefault(p.curve, []).append(p)
     by_model = {p.model: p for p in panel}
+    labels: list[tuple[str, tuple[float, float], str, float]] = []
     for name, curve in curves.items():
         curve.sort(key=lambda p: p.alpha)
         first, second = (by_model.get(m) for m in ends.get(name, ("", "")))
@@ -114,32 +132,71 @@ def _panel(ax, home: str, panel: list[Point], ends: dict[str, tuple[str, str]]) 
             second is not None and curve[-1].alpha < 1)
         ax.plot([100 * p.in_domain for p in line], [100 * p.cross for p in line], "-", color=PARADIGM_COLOURS["hybrid"],
                 linewidth=1.2, alpha=0.7, zorder=1)
-        for p in curve:
-            ax.annotate(f"{p.alpha:g}", (100 * p.in_domain, 100 * p.cross), fontsize=7, xytext=(3, -9),
-                        textcoords="offset points", color=PARADIGM_COLOURS["hybrid"])
+        labels += [(f"{p.alpha:g}", (100 * p.in_domain, 100 * p.cross), PARADIGM_COLOURS["hybrid"], 6.5) for p in curve]
+    key = []
     for p in panel:
         ax.scatter(100 * p.in_domain, 100 * p.cross, s=36, color=PARADIGM_COLOURS.get(p.paradigm, "#333333"),
                    marker="D" if p.paradigm == "hybrid" else "o", zorder=3, label=p.paradigm)
         if not p.curve or p is curves[p.curve][0]:  # a curve is named once, at its first alpha
-            ax.annotate(p.curve or p.model, (100 * p.in_domain, 100 * p.cross), fontsize=7, xytext=(4, 4),
-                        textcoords="offset points")
+            key.append(p.curve or p.model)
+            labels.append((str(len(key)), (100 * p.in_domain, 100 * p.cross), "#111111", 8.0))
     front = pareto(panel)
     ax.step([100 * p.in_domain for p in front], [100 * p.cross for p in front], "--", where="post",
-             color="#333333", linewidth=0.9, zorder=2)
+            color="#333333", linewidth=0.9, zorder=2)
     ax.scatter([100 * p.in_domain for p in front], [100 * p.cross for p in front], s=130, facecolors="none",
                edgecolors="#333333", linewidths=1.0, zorder=4, label="Pareto front")
-    handles, labels = ax.get_legend_handles_labels()
-    unique = dict(zip(labels, handles))
+    handles, names = ax.get_legend_handles_labels()
+    unique = dict(zip(names, handles))
     ax.legend(unique.values(), unique.keys(), fontsize=7, loc="lower right")
     ax.set_xlabel(f"in-domain mAP (%), on {home}")
     ax.set_ylabel("mean cross-domain mAP (%)")
     ax.grid(True, linewidth=0.3, alpha=0.5)
+    _pad_limits(ax)
+    place_labels(ax, labels)
+    ax.text(1.02, 1.0, "\n".join(f"{i} {name}" for i, name in enumerate(key, 1)), transform=ax.transAxes,
+            fontsize=7, va="top", ha="left", family="monospace")
 
 
-def hybrids_table(run: Run) -> str:
-    """Markdown: each fusion and interpolation beside its members, in domain and across, and
-    whether it is on its panel's Pareto front."""
-    panels = points(run)
+def _pad_limits(ax, share: float = 0.08) -> None:
+    """Room inside the axes around the outermost points, for their labels."""
+    for get, set_ in ((ax.get_xlim, ax.set_xlim), (ax.get_ylim, ax.set_ylim)):
+        low, high = get()
+        pad = (high - low) * share
+        set_(low - pad, high + pad)
+
+
+#: Label offsets tried in turn, in points from the labelled point: close first, all around.
+_OFFSETS = [(dx * r, dy * r) for r in (5, 10, 16, 24)
+            for dx, dy in ((1, 1), (1, -1), (-1, 1), (-1, -1), (1, 0), (-1, 0), (0, 1), (0, -1))]
+
+
+def place_labels(ax, labels: Sequence[tuple[str, tuple[float, float], str, float]]) -> list:
+    """Place each (text, xy, colour, size) label at the first offset (``_OFFSETS``) where it
+    overlaps no label placed before it and stays inside the axes; the annotations, in order.
+    Measured by the figure's renderer, so what is checked is what is drawn."""
+    fig = ax.figure
+    fig.canvas.draw()  # the layout engine settles the axes before anything is measured
+    renderer = fig.canvas.get_renderer()
+    inside = ax.get_window_extent(renderer)
+    placed, boxes = [], []
+    for text, xy, colour, size in labels:
+        for i, (dx, dy) in enumerate(_OFFSETS):
+            note = ax.annotate(text, xy, xytext=(dx, dy), textcoords="offset points", fontsize=size, color=colour,
+                               ha="left" if dx >= 0 else "right", va="bottom" if dy >= 0 else "top", zorder=5)
+            box = note.get_window_extent(renderer)
+            fits = inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1)
+            if (fits and not any(box.overlaps(b) for b in boxes)) or i == len(_OFFSETS) - 1:
+                placed.append(note)
+                boxes.append(box)
+                break
+            note.remove()
+    return placed
+
+
+def hybrids_table(run: Run, block: str | None = None) -> str:
+    """Markdown: each fusion and interpolation beside its members, in domain and across (mAP of
+    the block ``block``), and whether it is on its panel's Pareto front."""
+    panels = points(run, block)
     lines = []
     for home, panel in panels.items():
         by_model = {p.model: p for p in panel}
@@ -147,8 +204,7 @@ def hybrids_table(run: Run) -> str:
         for p in panel:
             if p.paradigm != "hybrid":
                 continue
-            members = _members(run, p.model)
-            shown = ", ".join(f"{m} {_pair(by_model.get(m))}" for m in members)
+            shown = ", ".join(f"{m} {_pair(by_model.get(m))}" for m in members(run, p.model))
             lines.append([p.model, _made_of(run, p.model), home, tables.pct(p.in_domain), tables.pct(p.cross),
                           str(p.cross_datasets), "yes" if p.model in front else "", shown or "-"])
     header = ["hybrid", "made of", "in-domain dataset", "in-domain mAP", "cross-domain mean mAP", "cross datasets",
@@ -156,7 +212,47 @@ def hybrids_table(run: Run) -> str:
     return tables.md_table(header, lines) if lines else ""
 
 
-def _members(run: Run, model: str) -> list[str]:
+def against_members(run: Run, block: str | None = None, n_boot: int = 1000, seed: int = 0) -> str:
+    """Markdown: each hybrid against each member, paired over the same queries (report/paired.py):
+    the difference of their mAP on the hybrid's in-domain dataset and of their mean mAP across
+    the other datasets both were scored on, with 95% intervals and p-values; "*" where the
+    interval excludes zero."""
+    from raybench.report.paired import NotPaired, paired
+
+    lines = []
+    for home, panel in points(run, block).items():
+        for hybrid in (p.model for p in panel if p.paradigm == "hybrid"):
+            for member in members(run, hybrid):
+                inside = _pairs(run, hybrid, member, [home], block)
+                across = _pairs(run, hybrid, member, [d for d in run.datasets if d != home], block)
+                cells = []
+                for pairs in (inside, across):
+                    try:
+                        cells.append(paired_text(paired(pairs, "mAP", n_boot, seed)) if pairs else "-")
+                    except NotPaired as exc:
+                        cells.append(f"not paired: {exc}")
+                lines.append([hybrid, member, home, *cells, str(len(across))])
+    header = ["hybrid", "member", "in-domain dataset", "in-domain mAP, hybrid - member", "cross-domain mean mAP, "
+              "hybrid - member", "cross datasets"]
+    return tables.md_table(header, lines) if lines else ""
+
+
+def _pairs(run: Run, a: str, b: str, datasets, block):
+    """(A's block, B's block) on each of ``datasets`` where both are scored."""
+    found = [(run.cell(a, d), run.cell(b, d)) for d in datasets]
+    return [(x.scores(block), y.scores(block)) for x, y in found
+            if x is not None and y is not None and x.scores(block) is not None and y.scores(block) is not None]
+
+
+def paired_text(p) -> str:
+    """"+1.2 [0.4, 2.0] p 0.004*": a paired difference in points, its interval and p-value,
+    starred where the interval excludes zero."""
+    return (f"{100 * p.delta:+.1f} [{tables.pct(p.ci_low)}, {tables.pct(p.ci_high)}] p {p.p_value:.3f}"
+            + ("*" if p.significant else ""))
+
+
+def members(run: Run, model: str) -> list[str]:
+    """A fusion's or an interpolation's members, as run.json recorded them ([] otherwise)."""
     spec = run.model_spec(model)
     if "of" in spec:
         return list(spec["of"])
