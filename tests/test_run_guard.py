@@ -143,3 +143,35 @@ def test_an_interrupt_keeps_finished_cells_and_says_how_to_resume(tmp_path, sign
     kept = [p for p in out.glob("results/*/slow.json") if json.loads(p.read_text())["status"] == "ok"]
     assert 1 <= len(kept) < 4, "the interrupt should land between the first and the last cell"
     assert not (out / LOCK).exists(), "the lock outlived the run"
+
+
+def test_fusions_are_made_as_soon_as_their_members_are_committed(tmp_path):
+    """A fusion of two fast models is scored while a third, slow model still embeds: a run
+    interrupted then keeps the fusion's cells (they used to wait for every model)."""
+    market = make_market(tmp_path / "market")
+    fast = {"loader": "dummy", "arch": "rp", "paradigm": "baseline", "batch_size": 64,
+            "preprocess": {"size": [32, 16]}, "options": {"dim": 8}}
+    matrix = tmp_path / "fused.yaml"
+    matrix.write_text(json.dumps({
+        "name": "fused",
+        "models": [{"name": "a", **fast}, {"name": "b", **fast, "options": {"dim": 6}},
+                   {"name": "slow", **fast, "batch_size": 4, "options": {"dim": 4, "sleep": 1.0}}],
+        "fusions": [{"name": "ab", "of": ["a", "b"]}],
+        "datasets": [{"name": "mkt", "adapter": "market1501", "root": str(market)}],
+        "eval": {"max_rank": 10},
+    }))
+    out = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = subprocess.Popen([sys.executable, "-m", "raybench", "run", "--matrix", str(matrix), "--out", str(out),
+                             "--num-cpus", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    fused = out / "results" / "mkt" / "ab.json"
+    deadline = time.monotonic() + 240
+    while not fused.exists():
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "the fusion was not scored in time"
+        time.sleep(0.1)
+    assert not (out / "results" / "mkt" / "slow.json").exists()  # the slow model is still embedding
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert json.loads(fused.read_text())["status"] == "ok"

@@ -210,11 +210,15 @@ class Run:
                                          random_weights=random_weights) for model, _ in groups}
         self.caches = PixelCaches(self.store, self.options.pixel_cache, self.options.force, self.echo,
                                   _sharing(groups, prepared))
+        fusions = [cell for cell in cells if cell.state == FUSE]
+        embedding = {model.name for model, _ in groups}  # models whose cells are not all settled yet
+        fusions = self._fuse(fusions, embedding)  # those whose members were committed before this run
         for model, group in groups:
             self._embed_model(prepared[model.name], group)
+            embedding.discard(model.name)
+            fusions = self._fuse(fusions, embedding)  # as soon as their members are: an interrupt keeps them
         for cell in (c for _, group in groups for c in group):  # the parts of cells that failed
             self.store.drop_uncommitted(cell.data.name, cell.model.name)
-        self._fuse([cell for cell in cells if cell.state == FUSE])
         rows = self.tracker.wait_all()
         self.progress.close()
 
@@ -242,11 +246,13 @@ class Run:
             elif cell.state == EVALUATE:
                 self.tracker.evaluate(self._job(cell, marker=cell.previous))
 
-    def _fuse(self, cells: list[Cell]) -> None:
-        """Fusion cells, once every member cell is committed or failed: the reducer fuses the
-        members' stored embeddings (pipeline/fusion.py); a member that failed fails the fusion
-        with its reason."""
-        for cell in cells:
+    def _fuse(self, cells: list[Cell], embedding: set[str]) -> list[Cell]:
+        """Send the fusion cells whose members are all settled (no member's model among
+        ``embedding``, the models still to stream) to the reducer, which fuses the members'
+        stored embeddings (pipeline/fusion.py); a member that failed fails the fusion with its
+        reason. Returns the fusion cells still waiting for a member."""
+        waiting = [cell for cell in cells if any(m.model.name in embedding for m in cell.members)]
+        for cell in (c for c in cells if not any(c is w for w in waiting)):
             failed = [(m.model.name, self.failed[(cell.data.name, m.model.name)]) for m in cell.members
                       if (cell.data.name, m.model.name) in self.failed]
             if failed:
@@ -255,6 +261,7 @@ class Run:
                 continue
             self.tracker.evaluate(self._job(cell, members=tuple((m.model.name, m.key) for m in cell.members),
                                             weights=tuple(cell.model.options["weights"])))
+        return waiting
 
     # -- one model ------------------------------------------------------------------------
 
