@@ -110,7 +110,7 @@ def test_osnet_on_market_mini_equals_torchreid(ray_local, tmp_path):
                       "weights": str(OSNET_DIR / checkpoint), "batch_size": 32}
                      for name, (checkpoint, _) in CHECKPOINTS.items()),
                    # WiSE-FT between the two: its members are the matrix's own entries
-                   {"name": "osnet-wise", "loader": "interpolate", "models": list(CHECKPOINTS), "alpha": [ALPHA]}],
+                   {"name": "osnet-wise", "loader": "interpolate", "models": list(CHECKPOINTS), "alpha": [0, ALPHA]}],
         "datasets": [{"name": "market1501", "root": str(MARKET_MINI)}],
         "eval": {"distance": "euclidean", "normalize": False, "max_rank": MAX_RANK},
         "fusions": [{"name": "osnet-fused", "of": list(CHECKPOINTS), "weights": [1, 2]}],
@@ -143,3 +143,10 @@ def test_osnet_on_market_mini_equals_torchreid(ray_local, tmp_path):
     assert [m["weights"] for m in wise["options"]["members"]] == [str(OSNET_DIR / c) for c, _ in CHECKPOINTS.values()]
     assert (wise["paradigm"], wise["options"]["alpha"], wise["trained_on"]) == ("hybrid", ALPHA, "market1501")
     assert domain.trained_on(load_run(str(tmp_path / "run")), WISE) == "market1501"
+
+    # alpha 0 is its first member: compared on the same queries, every difference is 0 exactly
+    from raybench.report.paired import compare_models
+
+    first = next(iter(CHECKPOINTS))
+    rows = compare_models(load_run(str(tmp_path / "run")), "osnet-wise@0", first)
+    assert [(r["delta"], r["ci_low"], r["ci_high"], r["p_value"]) for r in rows] == [(0.0, 0.0, 0.0, 1.0)] * 3
