@@ -577,7 +577,9 @@ def test_a_rerun_with_eval_variants_rescores_stored_embeddings_into_column_group
     assert md.index("### `rerank`") < md.index("### `aqe`") < md.index("### `raw`") < md.index("## Details")
     aqe = md[md.index("### `aqe`"):md.index("### `raw`")]
     result = json.loads((run / "results/beta/color-hist.json").read_text())["variants"]["aqe"]
-    assert f"| color-hist | " in aqe and f" {100 * result['mAP']:.1f} / {100 * result['cmc'][0]:.1f} |" in aqe
+    line = next(line for line in aqe.splitlines() if line.startswith("| color-hist | "))
+    assert re.search(rf"\| {100 * result['mAP']:.1f} \[[\d.]+, [\d.]+\] / {100 * result['cmc'][0]:.1f} \[[\d.]+, [\d.]+\], "
+                     r"vs main [+-]\d+\.\d \[-?[\d.]+, -?[\d.]+\]\*? \|$", line), line
     csv_rows = {(r["model"], r["dataset"]): r for r in read_csv(report.out / "results.csv")}
     json_rows = {(r["model"], r["dataset"]): r for r in json.loads((report.out / "results.json").read_text())}
     assert list(next(iter(csv_rows.values())))[:5] == ["model", "dataset", "paradigm", "status", "mAP"]

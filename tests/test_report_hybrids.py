@@ -196,3 +196,17 @@ def test_tradeoff_labels_never_overlap_nor_leave_the_axes():
     key = next(t.get_text() for t in ax.texts if t.get_text().startswith("1 "))
     assert key.splitlines() == [f"{i + 1} model-{i}" for i in range(9)] + ["10 wise"]
     plt.close(fig)
+
+
+def test_the_report_console_shows_the_variant_tables_it_writes(hybrid_run, tmp_path):
+    from click.testing import CliRunner
+
+    from raybench.cli import cli
+
+    out = CliRunner().invoke(cli, ["report", str(hybrid_run), "--out", str(tmp_path / "r"), "--no-ranklists",
+                                   "--bootstraps", "100"])
+    assert out.exit_code == 0, out.output
+    assert "Eval variants `rr`: mAP / Rank-1, intervals, vs main (%)" in out.output
+    rr = _result(hybrid_run, "color-hist", "alpha")["variants"]["rr"]
+    line = next(line for line in out.output.split("Eval variants `rr`")[1].splitlines() if line.startswith("color-hist"))
+    assert f"{100 * rr['mAP']:.1f} [" in line and ", vs main " in line

@@ -58,7 +58,14 @@ def report(run_dir: str, fmt: str, show_paper: bool, out: Path | None, reference
     elif fmt == "csv":
         sys.stdout.write((result.out / "results.csv").read_text())
     else:
-        print_table(*_grid(result), title=f"{result.run.name}: mAP / Rank-1 (%)")
+        from raybench.metrics import title as metric_title
+        from raybench.report.tables import block_figures, map_r1, vs_main
+
+        print_table(*_grid(result, map_r1), title=f"{result.run.name}: mAP / Rank-1 (%)")
+        for kind, name in result.run.block_names():  # the text-to-image and eval-variant tables it writes
+            fmt = vs_main(name) if kind.paired else block_figures(kind, name)
+            shown = " / ".join(map(metric_title, kind.shown)) + (", intervals, vs main" if kind.paired else "")
+            print_table(*_grid(result, fmt, name), title=f"{kind.title} `{name}`: {shown} (%)")
     if show_paper:
         if result.paper_rows:
             from raybench.report.paper import TABLE_COLUMNS
@@ -78,20 +85,22 @@ def report(run_dir: str, fmt: str, show_paper: bool, out: Path | None, reference
            f"{count(len(cells), 'cell')}: {status_counts(cells)})")
 
 
-def _grid(result):
-    """(rows, columns) of the study's layout: a line per model, a column per dataset."""
-    from raybench.report.tables import map_r1
+def _grid(result, fmt, block: str | None = None):
+    """(rows, columns) of the study's layout: a line per model, a column per dataset (those that
+    have the block ``block``), ``fmt(cell)`` in ok cells."""
+    from raybench.report.tables import block_datasets
 
     run = result.run
+    datasets = run.datasets if block is None else block_datasets(run, block)
     rows = []
     for paradigm, models in run.models_by_paradigm():
         for model in models:
             line = {"model": model, "paradigm": paradigm}
-            for dataset in run.datasets:
+            for dataset in datasets:
                 cell = run.cell(model, dataset)
-                line[dataset] = "" if cell is None else map_r1(cell) if cell.ok else cell.status
+                line[dataset] = "" if cell is None else fmt(cell) if cell.ok else cell.status
             rows.append(line)
-    return rows, ["model", "paradigm", *run.datasets]
+    return rows, ["model", "paradigm", *datasets]
 
 
 def _compare(run_dir: str, pair: str, datasets: str | None, fmt: str, bootstraps: int, seed: int) -> None:

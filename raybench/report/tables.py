@@ -13,15 +13,16 @@ JSON only) and `read_csv` gives the same rows back.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
-import math
 import re
+import typing
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from raybench.metrics import BLOCK_METRICS, HEADLINE, METRICS, percent
 from raybench.report.load import Cell, Run
-from raybench.rundir.records import BlockKind, block_column
+from raybench.rundir.records import BLOCK_KINDS, BlockKind, CellResult, block_column
 
 
 def _flag(text: str) -> bool:
@@ -38,13 +39,32 @@ def _metric_columns(metrics) -> list[str]:
     return [c for m in metrics for c in (m.name, *(interval_columns(m.name) if m.interval else ()))]
 
 
-#: The cell's own fields shown in a row (after the main block's metrics), and their parsers.
+#: CellResult fields a row shows another way (identity, the main block through the metric
+#: table, curves, blocks, per-query lists) or not at all (keys for resume); every other scalar
+#: field of a result is a column of its own, so a new one needs no edit here.
+_SHOWN_ELSEWHERE = {"model", "dataset", "status", "paradigm", "error", "mAP", "mINP", "cmc", "trials", "spread",
+                    "protocol", "per_query", "skipped_images", "cell_key", "manifest_hash", "eval_hash",
+                    "schema_version", *(kind.key for kind in BLOCK_KINDS)}
+_PARSERS = {str: str, int: int, float: float, bool: _flag}
+
+
+def _field_columns() -> dict[str, Callable[[str], Any]]:
+    """The scalar fields of CellResult (str, int, float, bool, optional or not) that rows show as
+    they are, in declaration order, with the parser of their type."""
+    hints = typing.get_type_hints(CellResult)
+    out = {}
+    for f in dataclasses.fields(CellResult):
+        kinds = [k for k in (typing.get_args(hints[f.name]) or (hints[f.name],)) if k is not type(None)]
+        if f.name not in _SHOWN_ELSEWHERE and len(kinds) == 1 and kinds[0] in _PARSERS:
+            out[f.name] = _PARSERS[kinds[0]]
+    return out
+
+
+#: The cell's columns after the main block's metrics, and their parsers: the trials and their
+#: spread, every scalar field of the result (``_field_columns``), then what rows derive.
 CELL_COLUMNS: dict[str, Callable[[str], Any]] = {
-    "num_trials": int, **{m.std_key: float for m in METRICS if m.spread},
-    "num_query": int, "num_valid_query": int, "num_gallery": int,
-    "num_params": int, "seconds": float, "embed_seconds": float, "eval_seconds": float,
-    "skipped_images": int, "stream_cells": int, "distance": str, "camera_filter": _flag, "device": str, "spec_hash": str,
-    "i2i_rule": str, "text_status": str, "limit": int, "random_weights": _flag, "error": str,
+    "num_trials": int, **{m.std_key: float for m in METRICS if m.spread}, **_field_columns(),
+    "skipped_images": int, "distance": str, "camera_filter": _flag, "error": str,
 }
 #: CSV columns and their parsers: the order of the file, the types `read_csv` restores (then
 #: each block's group, ``block_columns``).
@@ -86,21 +106,14 @@ def cell_row(cell: Cell, blocks: Sequence[tuple[BlockKind, str]] = ()) -> dict[s
     row: dict[str, Any] = {"model": cell.model, "dataset": cell.dataset, "paradigm": cell.paradigm,
                            "status": cell.status, **_metrics(cell, None, METRICS)}
     protocol = (r.protocol if r else None) or {}
+    fields = {name: getattr(cell.result, name) if cell.result else None for name in _field_columns()}
     row.update({
         "num_trials": len(r.trials) or None if r else None,
         **{m.std_key: _num(r.main.std(m.name)) if r else None for m in METRICS if m.spread},
-        **{k: getattr(r, k) if r else None for k in ("num_query", "num_valid_query", "num_gallery")},
-        "num_params": cell.result.num_params if cell.result else None,
-        **{k: _num(getattr(cell.result, k)) if cell.result else None for k in ("seconds", "embed_seconds", "eval_seconds")},
+        **{name: None if value == "" else value for name, value in fields.items()},
         "skipped_images": len(cell.result.skipped_images) if cell.result else 0,
-        "stream_cells": cell.result.stream_cells if cell.result else 1,
         "distance": protocol.get("distance"),
         "camera_filter": protocol.get("camera_filter") if isinstance(protocol.get("camera_filter"), bool) else None,
-        "device": (cell.result.device if cell.result else "") or None,
-        "spec_hash": cell.result.spec_hash if cell.result else None,
-        "i2i_rule": r.i2i_rule if r else None, "text_status": r.text_status if r else None,
-        "limit": cell.result.limit if cell.result else None,
-        "random_weights": bool(cell.result and cell.result.random_weights),
         "error": None if cell.ok else (cell.error or f"status {cell.status!r} without an error message"),
     })
     for kind, name in blocks:
