@@ -135,10 +135,22 @@ class Scores:
         """The metric ``name`` of this block (METRICS), None where it cannot be known."""
         m = metric(name)
         if m.rank is None:
-            return getattr(self, m.name)
+            value = getattr(self, m.name, None)
+            return self._per_query_mean(m) if value is None else value
         if self.ranks is not None:
             return self.ranks.get(m.rank)
         return float(self.cmc[min(m.rank, len(self.cmc)) - 1]) if self.cmc else None
+
+    def _per_query_mean(self, m: Metric) -> float | None:
+        """A metric without a field of its own: the mean of its per-query values over the valid
+        queries, trial by trial, then over trials (as mAP is)."""
+        values = m.per_query_values(self.per_query or {})
+        if not values:
+            return None
+        trials = (self.per_query or {}).get("trial") or [0] * len(values)
+        means = [sum(v for v, t in zip(values, trials) if t == trial) / trials.count(trial) for trial in
+                 dict.fromkeys(trials)]
+        return sum(means) / len(means)
 
     def std(self, name: str) -> float | None:
         """The metric's sd over trials, None for a single split."""

@@ -200,8 +200,7 @@ def _per_query(trial: int, res, paths: np.ndarray | None) -> dict[str, list]:
     out = {"trial": [trial] * len(idx), "query": idx.tolist()}
     if paths is not None:
         out["path"] = [str(p) for p in paths[idx]]
-    return {**out, "ap": res.ap[idx].tolist(), "inp": res.inp[idx].tolist(),
-            "first_match": res.first_match[idx].tolist()}
+    return {**out, **{key: values[idx].tolist() for key, values in res.per_query_values().items()}}
 
 
 def _aggregate(trials: list[dict]) -> Scores:

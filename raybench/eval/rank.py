@@ -45,6 +45,11 @@ class RankResult:
     def rank1(self) -> float:
         return float(self.cmc[0])
 
+    def per_query_values(self) -> dict[str, np.ndarray]:
+        """Every per-query list a block keeps (raybench.metrics.Metric.per_query names them):
+        [Q] arrays over all queries; the block keeps the valid queries' entries."""
+        return {"ap": self.ap, "inp": self.inp, "first_match": self.first_match}
+
 
 def evaluate(distmat, q_pids, g_pids, q_camids, g_camids, *, max_rank: int = 50,
              camera_filter: bool = True, cuhk03: bool = False, seed: int = 0,
