@@ -188,7 +188,7 @@ def test_check_looks_for_a_custom_entry_at_its_own_root(tmp_path):
 
 
 def test_a_custom_catalog_entry_as_the_readme_adds_it(raybench, tmp_path, monkeypatch):
-    """README's "Adding a dataset": a folder entry with its own root in configs/datasets.yaml is
+    """README's "Adding a model or a dataset": a folder entry with its own root in configs/datasets.yaml is
     listed with that root, described by info without --root, and checked there."""
     market1501.tiny_copy(tmp_path / "copy")
     root = tmp_path / "copy" / "Market-1501-v15.09.15"

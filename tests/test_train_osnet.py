@@ -265,7 +265,7 @@ def test_training_really_learns_and_shows_the_domain_gap(run, tmp_path):
 
 
 def test_the_ablation_smoke_matrix_scores_end_to_end_in_a_fresh_process(run, clipreid_runs, ray_local, tmp_path):
-    """The README's ablation sequence: this OSNet run and conftest's CLIP-ReID runs (both arms)
+    """docs/training.md's ablation sequence: this OSNet run and conftest's CLIP-ReID runs (both arms)
     in one run folder, then `raybench run --matrix ablation_smoke` in a new process (joining the
     session's Ray) and `raybench report`: every cell scores, the CLIP-ReID arms embed exactly
     their trained modules' features, the fusion and the interpolations are there, and the report

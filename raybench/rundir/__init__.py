@@ -1,13 +1,9 @@
 """The run directory: one typed contract between the pipeline (which writes it), the planner
-and the report (which read it), and a user's scripts.
+and the report (which read it), and a user's scripts. Its layout is described in one place,
+docs/run-folder.md.
 
-    run.json                                   records.RunRecord (provenance.py builds it)
-    embeddings/<dataset>/<model>/_SUCCESS      records.CellMarker: the committed attempt and its files
-    embeddings/<dataset>/<model>/attempt-*/    part-*.parquet (written by the embedding workers),
-                                               manifest.parquet, spec.json
-    results/<dataset>/<model>.json             records.CellResult
-    cache/pixels/<dataset>/<pixel_key>/...     decoded pixels shared by models (pipeline/embed.py)
-
-store.RunStore reads and writes all of it, on a local path or any pyarrow filesystem URI
-(file://, s3://, gs://, ...); store.embedding_matrix decodes the stored embeddings.
+records.py declares its JSON files (RunRecord: run.json, built by provenance.py; CellMarker:
+a committed cell's _SUCCESS; CellResult: results/<dataset>/<model>.json); store.RunStore reads
+and writes all of it, on a local path or any pyarrow filesystem URI (file://, s3://, gs://,
+...); lock.py keeps one writer per run directory.
 """

@@ -1,16 +1,8 @@
 """The run directory, on a local path or any pyarrow filesystem URI (file://, s3://, gs://, ...).
 
-Layout::
-
-    run.json                                   resolved matrix, versions, git hash, timings
-    embeddings/<dataset>/<model>/_SUCCESS      the committed cell (records.CellMarker)
-    embeddings/<dataset>/<model>/attempt-<id>/ one attempt at the cell:
-        part-*.parquet                         embeddings, one file per batch (row, embedding)
-        manifest.parquet                       the manifest rows stored, each with its ``row``
-        [text-*.parquet, captions.parquet]     the same for the query captions (a text cell)
-        spec.json                              model, preprocessing and dataset specs
-    results/<dataset>/<model>.json             one result per cell
-    cache/pixels/<dataset>/<pixel_key>/part-*.parquet, _SUCCESS   decoded pixels, shared by models
+Its layout (file names, what each holds, the _SUCCESS marker, the result files and their
+schema versions) is described in one place, docs/run-folder.md; the JSON files' contract is
+rundir/records.py. This module is the one reader and writer of the folder.
 
 Embeddings are written where they are computed: each batch's, by the embedding worker that
 computed it, as a Parquet part in the folder of the stream's attempt at the cell
@@ -32,13 +24,11 @@ JSON files are written to a temporary name and moved, so they are either the old
 version, never a torn one; a directory committed whole (the pixel cache) is written under a
 temporary name (``.tmp-*``) and moved into place before its _SUCCESS is written.
 
-A cell of a dataset with captions, for a model with a text tower, also holds the captions'
-embeddings, committed under the same _SUCCESS (whose ``text_rows`` counts them) and read with
-``read_text_embeddings`` (``text_schema``: caption, pid, path, split, embedding).
-
-The embedding Parquet is plain Arrow (``fixed_size_list<float32>[dim]``, not Ray's tensor
-extension type), so pyarrow, pandas and duckdb read it without Ray (join a part's ``row`` with
-manifest.parquet's); ``read_embeddings`` returns the joined table (``embedding_schema``).
+A cell's caption embeddings (a dataset with captions, a model with a text tower) are committed
+under the same _SUCCESS (``text_rows``) and read with ``read_text_embeddings``
+(``text_schema``). The embedding column is plain Arrow (``fixed_size_list<float32>[dim]``,
+not Ray's tensor extension type), so the files are readable without Ray; ``read_embeddings``
+returns the joined table (``embedding_schema``).
 """
 
 from __future__ import annotations
