@@ -162,7 +162,7 @@ def test_eval_variants_override_the_matrix_eval_block(tmp_path):
     ("[{name: q, aqe: 5}]", r"key 'aqe' must be dict or bool, got 5"),
     ("[{rerank: true}]", r"eval_variants\[0\]: expected a mapping with a 'name'"),
     ("[{name: 'my variant', rerank: true}]", r"name 'my variant' must be a word"),
-    ("[{name: main, rerank: true}]", r"name 'main' must be a word .* \(not 'main'\)"),
+    ("[{name: main, rerank: true}]", r"name 'main' must be a word .* \(not 'main', 't2i'\)"),
     ("[{name: a, rerank: true}, {name: a, distance: cosine}]", r"eval_variants\[1\]: variant name 'a' is listed twice"),
     ("[{name: same, max_rank: 10}]", r"eval_variants\[0\] 'same': scores exactly as the matrix's eval block"),
     ("[{name: a, rerank: true}, {name: b, rerank: true}]", r"eval_variants\[1\] 'b': scores exactly as variant 'a'"),

@@ -217,3 +217,14 @@ def test_a_result_written_before_scoring_blocks_reads_with_the_metric_names(tmp_
     assert (rr.num_query, rr.num_gallery, rr.value("R1"), rr.scoring["rerank"]) == (4, 9, 0.75, True)
     again = CellResult.from_json(json.loads(json.dumps(result.to_json())), "again.json")
     assert again.text.value("R5") == 0.6 and again.variants == result.variants and again.main == result.main
+
+
+def test_no_eval_variant_can_take_a_single_block_s_name():
+    """A variant named like the text block would share its columns ("mAP (t2i)")."""
+    from raybench.errors import SpecError
+    from raybench.rundir.records import RESERVED_BLOCK_NAMES
+    from raybench.specs import RESERVED_VARIANT_NAMES, EvalSpec, parse_eval_variants
+
+    assert set(RESERVED_BLOCK_NAMES) <= set(RESERVED_VARIANT_NAMES)
+    with pytest.raises(SpecError, match="'t2i'"):
+        parse_eval_variants([{"name": "t2i", "rerank": True}], "m.yaml: eval_variants", EvalSpec())

@@ -198,6 +198,8 @@ def _parser(column: str) -> Callable[[str], Any]:
     """COLUMNS' parser of a column; a block's column ("mAP (rerank)") is a float, its count an int."""
     if column in COLUMNS:
         return COLUMNS[column]
+    if column == "num_text_images":  # a column of reports written before the metric table
+        return int
     found = _BLOCK_COLUMN.match(column)
     if found is None:
         return str

@@ -104,7 +104,9 @@ def parse_eval(data: Any, where: str, base: EvalSpec | None = None) -> EvalSpec:
 
 #: A variant's name becomes a column suffix ("mAP (rerank)"): a word, and not the main figures'.
 VARIANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-RESERVED_VARIANT_NAMES = ("main",)
+#: A variant's name names its block's columns ("mAP (rerank)"): not the main block's, nor a
+#: single block's (raybench.rundir.records.BLOCK_KINDS: "t2i"; a test keeps the two in step).
+RESERVED_VARIANT_NAMES = ("main", "t2i")
 
 
 def parse_eval_variants(data: Any, where: str, base: EvalSpec) -> tuple[EvalVariant, ...]:
