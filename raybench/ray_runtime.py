@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import sys
+import atexit
 import threading
 from typing import Callable
 
@@ -39,6 +40,8 @@ ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 #: A line of Ray's C++ logging below FATAL: "[2026-12-03 00:03:38,944 E 3603 3603] core_worker.cc:..."
 NATIVE_LINE = re.compile(rb"^(\x1b\[[0-9;]*m)*\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [DIWE] \d+ \d+\] ")
+#: Written to fd 2 at exit, after everything else: the copying thread has passed it once it sees it.
+DRAINED = b"\x00raybench-stderr-drained\x00\n"
 #: A record of Ray's Python logging: "2026-12-03 00:18:50,889\tINFO job_manager.py:581 -- ..."
 RECORD_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+\t[A-Z]+ \S+:\d+ -- ")
 
@@ -200,11 +203,26 @@ class _NativeStderr:
         os.close(write)
         sys.stderr = open(console, "w", buffering=1, encoding=sys.stderr.encoding,  # noqa: SIM115
                           errors=sys.stderr.errors, closefd=False)
-        threading.Thread(target=cls._copy, args=(read, console), name="raybench-stderr", daemon=True).start()
+        drained = threading.Event()
+        threading.Thread(target=cls._copy, args=(read, console, drained), name="raybench-stderr", daemon=True).start()
+        atexit.register(cls._drain, drained)
 
     @staticmethod
-    def _copy(read: int, console: int) -> None:
+    def _copy(read: int, console: int, drained: threading.Event) -> None:
         with open(read, "rb") as pipe:
             for line in iter(pipe.readline, b""):
-                if not NATIVE_LINE.match(line):
+                if line == DRAINED:
+                    drained.set()
+                elif not NATIVE_LINE.match(line):
                     os.write(console, line)
+
+    @staticmethod
+    def _drain(drained: threading.Event, limit: float = 5.0) -> None:
+        """At exit: every line written to fd 2 before it reaches the console (the copying thread
+        is a daemon, so the interpreter would not wait for it): a marker line follows them down
+        the pipe, and exit waits until the thread has passed it."""
+        try:
+            os.write(2, DRAINED)
+        except OSError:
+            return
+        drained.wait(limit)

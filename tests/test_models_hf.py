@@ -194,8 +194,6 @@ def no_processor_cached(hub_cache, tmp_path):
 def test_without_preprocess_offline_is_the_weights_error(monkeypatch, no_processor_cached):
     """Listing and loading see the processor config as part of what must be fetched; offline,
     resolving the preprocess is the clear, bounded weights error (not 'state preprocess')."""
-    import time
-
     from raybench.errors import WeightsUnavailableError
     from raybench.models import resolve_preprocess, weights
 
@@ -204,10 +202,9 @@ def test_without_preprocess_offline_is_the_weights_error(monkeypatch, no_process
     monkeypatch.setattr(weights, "reachable", lambda host, port=443, timeout=0: probes.append(host) or False)
     assert weights.cached_status(CATALOG["dinov2-b14-hf"]) is True  # states its preprocess: nothing more needed
     assert weights.cached_status(spec) is False
-    start = time.perf_counter()
     with pytest.raises(WeightsUnavailableError) as info:
         resolve_preprocess(spec)
-    assert time.perf_counter() - start < 5 and probes == ["huggingface.co"]
+    assert probes == ["huggingface.co"]  # one probe, no retry
     message = str(info.value)
     assert "model 'dinov2-b14-hf'" in message and "facebook/dinov2-base" in message
     assert "raybench models fetch dinov2-b14-hf" in message

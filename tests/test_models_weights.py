@@ -42,33 +42,39 @@ def weights_dir(monkeypatch, tmp_path):
     ("osnet-x1_0-market", "drive.google.com"),
     ("clipreid-vit-b16-msmt17", "drive.google.com"),
 ])
-def test_offline_without_cache_is_a_clear_error_in_seconds(offline, weights_dir, name, host):
-    import importlib
-
-    # the library's own import is not what is timed (tens of seconds on a loaded 2-core runner)
-    importlib.import_module(get_loader(CATALOG[name].loader).library)
-    start = time.perf_counter()
+def test_offline_without_cache_is_a_clear_error_after_one_probe(offline, weights_dir, name, host):
+    """Offline, building a model is the clear weights error after exactly one bounded probe
+    (``reachable``: counted here, bounded by its own test), never a download that retries."""
     with pytest.raises(WeightsUnavailableError) as info:
         build_embedder(CATALOG[name], device="cpu")
     message = str(info.value)
     assert f"model {name!r}" in message and host in message
     assert f"raybench models fetch {name}" in message and "RAYBENCH_WEIGHTS" in message
     assert offline == [host]  # one probe, no retries
-    assert time.perf_counter() - start < 10
 
 
 def test_probe_is_bounded_even_when_the_connection_hangs(monkeypatch):
-    """A DNS lookup or connect that hangs (no egress, no refusal) costs the timeout, no more."""
+    """A DNS lookup or connect that hangs (no egress, no refusal) costs the timeout, no more: the
+    probe runs in a daemon thread that it waits for at most timeout + 0.5 s, then answers False
+    (the thread is injected: it records that bound and never finishes, as a hung lookup)."""
     monkeypatch.delenv("HTTPS_PROXY", raising=False)
     monkeypatch.delenv("https_proxy", raising=False)
-    def hang(*args, **kwargs):
-        time.sleep(30)
-        raise OSError("timed out")  # what a real connect does in the end, long after the probe
+    waits = []
 
-    monkeypatch.setattr(weights.socket, "create_connection", hang)
-    start = time.perf_counter()
+    class Hung:
+        def __init__(self, target, daemon):
+            assert daemon  # a hung lookup must not keep the process alive
+            self.target = target
+
+        def start(self):
+            pass  # the attempt never completes
+
+        def join(self, timeout=None):
+            waits.append(timeout)
+
+    monkeypatch.setattr(weights.threading, "Thread", Hung)
     assert weights.reachable("huggingface.co", 443, timeout=0.5) is False
-    assert time.perf_counter() - start < 2
+    assert waits == [1.0]
 
 
 def test_probe_goes_through_the_https_proxy(monkeypatch):
@@ -125,14 +131,12 @@ def test_a_download_that_stalls_is_a_clear_error_in_seconds(monkeypatch, weights
     with stalling_server(reply) as port:
         url = f"http://127.0.0.1:{port}/osnet_x0_25.pth"
         spec = dataclasses.replace(CATALOG["osnet-x0_25-market"], weights=url)
-        start = time.perf_counter()
         with pytest.raises(WeightsUnavailableError) as info:
             weights.fetch(spec)
-        elapsed = time.perf_counter() - start
     message = str(info.value)
+    # "stalled" is the read timeout (DOWNLOAD_STALL_S) firing: the transfer was cut, not waited out
     assert "model 'osnet-x0_25-market'" in message and url in message and "stalled" in message
-    assert "raybench models fetch osnet-x0_25-market" in message
-    assert elapsed < 10
+    assert "nothing received for 1 s" in message and "raybench models fetch osnet-x0_25-market" in message
     assert not list((weights_dir / "torchreid").iterdir())  # no partial file left behind
 
 
@@ -241,13 +245,11 @@ def run_cli(*args, **env):
 
 def test_fetch_offline_cli_is_one_line(tmp_path):
     """A closed local port stands in for the hub: the probe fails at once, whatever the CI's egress."""
-    start = time.perf_counter()
     result = run_cli("models", "fetch", "clip-vit-b32", HF_ENDPOINT="http://127.0.0.1:9",
                      RAYBENCH_WEIGHTS=str(tmp_path))
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert "raybench models fetch clip-vit-b32" in result.stderr and "127.0.0.1 cannot be reached" in result.stderr
-    assert time.perf_counter() - start < 60  # python start-up included, on a busy CI runner
     unknown = run_cli("models", "fetch", "clip-vit-b23")
     assert unknown.returncode == 2 and "Did you mean 'clip-vit-b32'" in unknown.stderr
 
@@ -289,11 +291,10 @@ def test_a_timm_tag_kept_at_a_url_is_probed_and_fetched_from_that_url(offline, w
     source = get_loader("timm").find_source(spec)
     assert source.kind == "url" and source.location.startswith("https://github.com/")
     assert source.target == str(weights_dir / "hub" / "seresnet18-4bb0ce65.pth")
-    start = time.perf_counter()  # timm is imported by now (find_source): its import is not timed
     for attempt in (lambda: build_embedder(spec, device="cpu"), lambda: weights.fetch(spec)):
         with pytest.raises(WeightsUnavailableError) as info:
             attempt()
         message = str(info.value)
         assert "model 'seresnet18'" in message and "github.com" in message
         assert "raybench models fetch seresnet18" in message
-    assert offline == ["github.com", "github.com"] and time.perf_counter() - start < 10
+    assert offline == ["github.com", "github.com"]  # one probe each, no retries

@@ -100,9 +100,15 @@ def test_missing_weights_and_dataset_roots_are_found_before_ray_starts(tmp_path)
         "datasets": [{"name": "mine", "adapter": "market1501", "root": str(tmp_path / "Market-1501-typo")},
                      "synth-a"],
     }))
-    start = time.monotonic()
-    done = _cli("run", "--matrix", str(matrix), "--out", str(tmp_path / "run"))
-    assert done.returncode == 2 and time.monotonic() - start < 15
+    # Ray's start is replaced by a tripwire: the problems must be found without reaching it.
+    code = ("import sys, raybench.ray_runtime as r\n"
+            "def tripwire(*args, **kwargs):\n    print('RAY STARTED', file=sys.stderr); raise SystemExit(3)\n"
+            "r.connect = tripwire\n"
+            "from raybench.cli import main\n"
+            f"main(['run', '--matrix', {str(matrix)!r}, '--out', {str(tmp_path / 'run')!r}])\n")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 2 and "RAY STARTED" not in done.stderr, done.stderr[-2000:]
     assert "2 problems found before starting Ray" in done.stderr
     assert "osnet_x0_25_markt1501.pth does not exist" in done.stderr
     assert f"{tmp_path}/Market-1501-typo does not exist" in done.stderr and "expected layout" in done.stderr
