@@ -188,8 +188,9 @@ OK = scored()
 
 
 def test_eval_hash_without_variants_is_the_one_written_before_they_existed():
-    """Pinned from raybench before eval variants and AQE existed (commit 378ec43): finished
-    results of a matrix without variants (a `make run` behind results/smoke, say) stay fresh."""
+    """The rule: a matrix without eval variants, AQE off, hashes as it always has, so finished
+    results of such a matrix (a `make run` behind results/smoke, say) stay fresh across
+    upgrades; the pinned values are those every raybench wrote for it."""
     from raybench.catalog import load_dataset_catalog, load_matrix
 
     smoke = load_matrix("smoke")

@@ -402,7 +402,8 @@ def test_ranklist_shows_no_camera_for_datasets_without_cameras():
 
 
 def test_domain_plot_value_labels_never_sit_under_the_legend(tmp_path):
-    """Tall bars at the right (where the legend used to be) keep their value labels visible."""
+    """Tall bars keep their value labels visible wherever they stand: the legend sits above the
+    axes, over no bar."""
     from raybench.report.plots import _domain_panel, _pyplot
 
     plt = _pyplot()

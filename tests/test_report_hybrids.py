@@ -111,8 +111,8 @@ def _result(run: Path, model: str, dataset: str) -> dict:
 
 def test_a_hybrid_meets_every_member_even_one_trained_elsewhere(hybrid_run):
     """osnet-tiny-beta is trained on beta, its fusion is in domain on alpha: it is on alpha's
-    panel of the trade-off figure and in the hybrids table with its own numbers (it used to be
-    "(not scored here)")."""
+    panel of the trade-off figure and in the hybrids table with its own numbers: every member that
+    was scored is shown beside its hybrid, whatever its training set."""
     from raybench.report.load import load_run
     from raybench.report.tradeoff import hybrids_table, points
 

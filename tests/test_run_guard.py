@@ -153,7 +153,7 @@ def test_an_interrupt_keeps_finished_cells_and_says_how_to_resume(tmp_path, sign
 
 def test_fusions_are_made_as_soon_as_their_members_are_committed(tmp_path):
     """A fusion of two fast models is scored while a third, slow model still embeds: a run
-    interrupted then keeps the fusion's cells (they used to wait for every model)."""
+    interrupted then keeps the fusion's cells: a fusion waits for its members only."""
     market = make_market(tmp_path / "market")
     fast = {"loader": "dummy", "arch": "rp", "paradigm": "baseline", "batch_size": 64,
             "preprocess": {"size": [32, 16]}, "options": {"dim": 8}}
