@@ -104,6 +104,14 @@ def percent(value: float | None, digits: int = 1) -> str:
     return f"{100 * value:.{digits}f}"
 
 
+def points(delta: float | None, digits: int = 1) -> str:
+    """A difference of two fractions in signed percentage points ("+1.2"); "-" for none: the
+    one formatter of every difference a table shows."""
+    if delta is None or (isinstance(delta, float) and math.isnan(delta)):
+        return "-"
+    return f"{100 * delta:+.{digits}f}"
+
+
 @dataclass(frozen=True)
 class Scores:
     """One scoring block of a cell: its metrics (fractions) and counts.

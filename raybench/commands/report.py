@@ -110,7 +110,7 @@ def _compare(run_dir: str, pair: str, datasets: str | None, fmt: str, bootstraps
 
     from raybench.console import print_json, print_table
     from raybench.errors import RaybenchError
-    from raybench.metrics import percent
+    from raybench.metrics import percent, points
     from raybench.report.load import load_run
     from raybench.report.paired import compare_models
 
@@ -127,8 +127,8 @@ def _compare(run_dir: str, pair: str, datasets: str | None, fmt: str, bootstraps
         writer.writerows(rows)
     else:
         shown = [{**r, "a_value": percent(r["a_value"], 2), "b_value": percent(r["b_value"], 2),
-                  "delta": f"{100 * r['delta']:+.2f}" + ("*" if r["ci_low"] > 0 or r["ci_high"] < 0 else ""),
-                  "95% interval": f"[{100 * r['ci_low']:+.2f}, {100 * r['ci_high']:+.2f}]",
+                  "delta": points(r["delta"], 2) + ("*" if r["ci_low"] > 0 or r["ci_high"] < 0 else ""),
+                  "95% interval": f"[{points(r['ci_low'], 2)}, {points(r['ci_high'], 2)}]",
                   "p": f"{r['p_value']:.4f}"} for r in rows]
         print_table(shown, ["dataset", "metric", "a_value", "b_value", "delta", "95% interval", "p", "num_queries"],
                     title=f"{names[0]} - {names[1]}, paired over the same queries (%; *: the interval excludes 0)",

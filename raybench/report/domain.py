@@ -14,6 +14,7 @@ run.json records its supervised member's (raybench.catalog.trained_on).
 
 from __future__ import annotations
 
+from raybench.metrics import points
 from raybench.report import tables
 from raybench.report.load import Run
 
@@ -51,7 +52,7 @@ def domain_table(run: Run) -> str:
         cross = [v for v in (run.value(model, d, "mAP") for d in run.datasets if d != home) if v is not None]
         mean = sum(cross) / len(cross) if cross else None
         inside = run.value(model, home, "mAP")
-        change = None if mean is None or inside is None else f"{100 * (mean - inside):+.1f}"
+        change = None if mean is None or inside is None else points(mean - inside)
         lines.append([model, home, tables.pct(inside), tables.pct(mean), str(len(cross)), change or "-"])
     header = ["model", "trained on", "in-domain mAP", "cross-domain mean mAP", "cross datasets", "change (points)"]
     return tables.md_table(header, lines, align="r") if lines else ""

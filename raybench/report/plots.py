@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from raybench.metrics import percent
 from raybench.report import tables
 from raybench.report.domain import supervised_models
 from raybench.report.load import Run
@@ -111,7 +112,7 @@ def heatmap(models: list[str], datasets: list[str], values: list[list[Any]], par
 
 def _label(value: Any) -> tuple[str, str]:
     if isinstance(value, float):
-        return f"{100 * value:.1f}", "white" if value < 0.6 else "black"
+        return percent(value), "white" if value < 0.6 else "black"
     return ("" if value is None else str(value)), "#555555"
 
 

@@ -20,7 +20,7 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from raybench.metrics import BLOCK_METRICS, HEADLINE, METRICS, percent
+from raybench.metrics import BLOCK_METRICS, HEADLINE, METRICS, percent, points
 from raybench.report.load import Cell, Run
 from raybench.rundir.records import BLOCK_KINDS, BlockKind, CellResult, block_column
 
@@ -307,7 +307,7 @@ def vs_main(block: str) -> Callable[[Cell], str]:
         diff = cell.vs_main.get(block, {}).get("mAP")
         if diff is None:
             return shown(cell)
-        return (f"{shown(cell)}, vs main {100 * diff.delta:+.1f} [{pct(diff.ci_low)}, {pct(diff.ci_high)}]"
+        return (f"{shown(cell)}, vs main {points(diff.delta)} [{pct(diff.ci_low)}, {pct(diff.ci_high)}]"
                 + ("*" if diff.significant else ""))
     return fmt
 

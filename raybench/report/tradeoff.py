@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from raybench.metrics import points as signed_points
 from raybench.report import tables
 from raybench.report.domain import trained_on
 from raybench.report.load import Run
@@ -247,7 +248,7 @@ def _pairs(run: Run, a: str, b: str, datasets, block):
 def paired_text(p) -> str:
     """"+1.2 [0.4, 2.0] p 0.004*": a paired difference in points, its interval and p-value,
     starred where the interval excludes zero."""
-    return (f"{100 * p.delta:+.1f} [{tables.pct(p.ci_low)}, {tables.pct(p.ci_high)}] p {p.p_value:.3f}"
+    return (f"{signed_points(p.delta)} [{tables.pct(p.ci_low)}, {tables.pct(p.ci_high)}] p {p.p_value:.3f}"
             + ("*" if p.significant else ""))
 
 
