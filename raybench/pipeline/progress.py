@@ -107,6 +107,11 @@ class Progress:
         else:
             self.echo(self.line())
 
+    def cell_kept(self) -> None:
+        """A cell an earlier run finished: done, without a line of its own (the plan line
+        counted it as kept)."""
+        self.cells_done += 1
+
     def cell_finished(self, row: dict) -> None:
         """A scored (or failed) cell: counted, and printed on its own line."""
         self.cells_done += 1
