@@ -72,13 +72,25 @@ def notice(message: str) -> None:
 
 def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
     """The CLI's logging, set once per command: raybench's records go to stderr; ``-v`` adds its
-    debug lines and Ray's own (raybench.ray_runtime reads this level), ``-q`` keeps warnings and
-    errors only (notices and progress lines go)."""
+    debug lines, Ray's own (raybench.ray_runtime reads this level) and other libraries' Python
+    warnings, ``-q`` keeps warnings and errors only (notices and progress lines go)."""
     logger = logging.getLogger(LOGGER)
     logger.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
     logger.handlers = [h for h in logger.handlers if not isinstance(h, _StderrHandler)]
     logger.addHandler(_StderrHandler())
     logger.propagate = False
+    if not verbose:
+        quiet_warnings()
+
+
+def quiet_warnings() -> None:
+    """Other libraries' Python warnings off the console (torchreid's "Cython evaluation ...
+    unavailable" on import, deprecation notices): raybench writes its own warnings through its
+    logger, never ``warnings.warn``, so this leaves raybench's lines alone. Also for a process
+    that raybench spawns (it does not inherit the filters) while its parent is not verbose."""
+    import warnings
+
+    warnings.filterwarnings("ignore")
 
 
 class _StderrHandler(logging.Handler):
