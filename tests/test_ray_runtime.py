@@ -83,6 +83,35 @@ def test_connect_console_policy(flag):
         assert "coloured" not in err and "Started a local Ray" not in err and "Ray Data" not in err
 
 
+LIBRARY_LINES = textwrap.dedent("""
+    import logging, sys, warnings
+    from raybench import console
+    console.configure_logging(verbose=sys.argv[1] == "-v")
+    logging.warning("No pretrained weights loaded for model 'ViT-B-16'")  # open_clip, via the root logger
+    logging.getLogger("timm.models").warning("a library's logger")
+    warnings.warn("a library's UserWarning")
+    console.notice("a raybench line")
+    logging.getLogger("raybench.x").warning("a raybench warning")
+""")
+
+
+@pytest.mark.parametrize("flag", ["", "-v"])
+def test_library_log_records_and_warnings_stay_off_the_console(flag):
+    """open_clip logs "No pretrained weights loaded" on the root logger, which prints when no
+    one configured logging; a Python warning prints too: by default neither shows, raybench's
+    own lines and warnings do; with -v everything shows. (`raybench rehearse` builds models in
+    a process of its own, which applies the same policy.)"""
+    done = subprocess.run([sys.executable, "-c", LIBRARY_LINES, flag], capture_output=True, text=True,
+                          env=_env(), cwd=REPO, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "a raybench line" in done.stderr and "warning: a raybench warning" in done.stderr
+    libraries = ("No pretrained weights", "a library's logger", "a library's UserWarning")
+    if flag == "-v":
+        assert all(line in done.stderr for line in libraries), done.stderr
+    else:
+        assert not any(line in done.stderr for line in libraries), done.stderr
+
+
 DIES_ONCE = textwrap.dedent("""
     import os, sys, time, warnings
     import ray

@@ -79,15 +79,14 @@ def measure_forward(spec, preprocess, device: str) -> dict[str, Any]:
     torch = sys.modules.get("torch")  # numpy-only models never import it
     gpu = torch.cuda.max_memory_allocated() if torch and embedder.device.startswith("cuda") else None
     return {"params": int(embedder.num_params), "build_seconds": build_seconds,
-            "peak_host_bytes": peak_rss(), "peak_gpu_bytes": gpu,
-            "torch_threads": torch.get_num_threads() if torch else None}
+            "peak_host_bytes": peak_rss(), "peak_gpu_bytes": gpu}
 
 
 def _child(send, args, quiet: bool) -> None:
-    if quiet:  # a spawned process does not inherit the console's warning filters
-        from raybench.console import quiet_warnings
+    if quiet:  # a spawned process does not inherit the console's policy
+        from raybench.console import quiet_libraries
 
-        quiet_warnings()
+        quiet_libraries()
     try:
         result = measure_forward(*args)
     except Exception as exc:  # noqa: BLE001 - the model's row says why
