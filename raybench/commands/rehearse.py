@@ -94,6 +94,6 @@ def estimate_line(record: dict) -> str:
 
     if record["estimate_seconds"] is None:
         return (f"full matrix on this hardware: at least {format_seconds(record['estimate_partial_seconds'])} "
-                "(some cells have no rate or no published image count)")
-    return (f"full matrix on this hardware ({len(record['cells'])} cells, published image counts / pipeline rates "
+                "(some cells have no rate or no known image count)")
+    return (f"full matrix on this hardware ({len(record['cells'])} cells, their images / the pipeline rates "
             f"+ each model's start): about {format_seconds(record['estimate_seconds'])}")
