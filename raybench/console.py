@@ -72,13 +72,30 @@ def notice(message: str) -> None:
 
 def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
     """The CLI's logging, set once per command: raybench's records go to stderr; ``-v`` adds its
-    debug lines and Ray's own (raybench.ray_runtime reads this level), ``-q`` keeps warnings and
-    errors only (notices and progress lines go)."""
+    debug lines, Ray's own (raybench.ray_runtime reads this level) and other libraries' Python
+    warnings and log records, ``-q`` keeps warnings and errors only (notices and progress lines go)."""
     logger = logging.getLogger(LOGGER)
     logger.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
     logger.handlers = [h for h in logger.handlers if not isinstance(h, _StderrHandler)]
     logger.addHandler(_StderrHandler())
     logger.propagate = False
+    if not verbose:
+        quiet_libraries()
+
+
+def quiet_libraries() -> None:
+    """Other libraries' Python warnings and log records off the console (torchreid's "Cython
+    evaluation ... unavailable" warning on import; open_clip's "No pretrained weights loaded"
+    on the root logger, which would configure it to print; deprecation notices). raybench
+    writes its own warnings through its logger (which does not propagate to the root), never
+    ``warnings.warn``, so its lines stay. A root logger someone configured is left alone. Also
+    for a process that raybench spawns (it does not inherit this) while its parent is quiet."""
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.NullHandler())
 
 
 class _StderrHandler(logging.Handler):

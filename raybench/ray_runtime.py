@@ -17,7 +17,12 @@ raybench's own lines only:
   Train's controller): not forwarded to the driver (``log_to_driver=False``); it stays in the
   workers' log files in the session log folder (``session_log_dir``);
 - the C++ core worker of this process, which writes its ERROR lines to stderr as well as to
-  its python-core-driver-*.log there: those lines are filtered out of stderr (``_NativeStderr``).
+  its python-core-driver-*.log there: those lines are filtered out of stderr (``_NativeStderr``);
+- the errors Ray's GCS publishes to the driver ("(raylet) Task ... failed. There are infinite
+  retries remaining", "A worker died or was killed"), which Ray's listener thread prints on
+  stdout whatever ``log_to_driver`` says: left out (``_quiet_published_errors``); the core
+  worker's log holds the same events, and a task that runs out of retries fails its cells,
+  which raybench reports itself.
 
 When stderr is not a terminal, Ray's lines carry no ANSI colour codes (RAY_COLOR_PREFIX=0 for
 the worker prefixes, a filter for its log records), whatever the level.
@@ -73,6 +78,7 @@ def connect(name: str, num_cpus: int | None = None, dashboard: bool | None = Fal
     import ray.data  # noqa: F401 - imported now, so that its console handler gets the policy
 
     configure_ray_console()  # before ray.init: the token notice is logged by it
+    _quiet_published_errors()
     common = {
         "namespace": "raybench",
         "log_to_driver": verbose(),
@@ -150,6 +156,27 @@ def configure_ray_console() -> None:
                 handler.setLevel(max(handler.level, logging.ERROR))
             if plain and not any(isinstance(f, _PlainText) for f in handler.filters):
                 handler.addFilter(_PlainText())
+
+
+def _quiet_published_errors() -> None:
+    """Ray's driver prints the errors published by its GCS (its listener thread calls
+    ``ray._private.worker.print_to_stdstream`` with pid "raylet" for each) on stdout; Ray has
+    no setting for it. Wrapped once per process: such messages print only when ``verbose()``,
+    decided per message, so -v shows them. Worker output that ``log_to_driver`` forwards (on
+    with -v only) goes through the same function and is left as it is."""
+    from ray._private import worker
+
+    original = worker.print_to_stdstream
+    if getattr(original, "raybench_quiet", False):
+        return
+
+    def print_to_stdstream(data, ignore_prefix: bool):
+        if data.get("pid") == "raylet" and not verbose():
+            return
+        original(data, ignore_prefix)
+
+    print_to_stdstream.raybench_quiet = True
+    worker.print_to_stdstream = print_to_stdstream
 
 
 def _ray_loggers() -> list[logging.Logger]:

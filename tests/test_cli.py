@@ -112,3 +112,20 @@ def test_run_table_marks_seconds_shared_by_one_stream():
     assert [r["seconds"] for r in _percent(_summary("o", rows).rows)] == ["4.0*", "4.0*", "4.0"]
     assert closing_lines(_summary("o", rows))[0].startswith("* embedded in one stream with other datasets")
     assert not closing_lines(_summary("o", rows[2:]))[0].startswith("*")
+
+
+@pytest.mark.parametrize("name", ["run", "report"])
+def test_run_and_report_help_name_the_matrix_features_and_where_they_are_documented(name):
+    """Fusions, eval variants, weight interpolation, trained models and caption datasets are
+    matrix features a user finds only if the help says they exist, and where to read about them."""
+    from click.testing import CliRunner
+
+    from raybench.cli import cli
+
+    text = " ".join(CliRunner().invoke(cli, [name, "--help"]).output.split())
+    for feature in ("fusions:", "eval_variants:", "loader: interpolate", "trained:<run>", "caption datasets"):
+        assert feature in text, feature
+    for section in ("Hybrids: fusions and weight interpolations", "Eval variants", "Weight interpolation (WiSE-FT)",
+                    "Training the supervised side", "Text queries in the matrix"):
+        assert f'"{section}' in text, section
+    assert "README" in text

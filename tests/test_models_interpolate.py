@@ -208,7 +208,8 @@ def test_members_are_checked_as_models_of_their_own():
     with pytest.raises(WeightsUnavailableError, match=r"model 'osnet': weights file /nowhere/osnet.pth does not exist"):
         check_model(interpolations(osnet, dataclasses.replace(osnet, name="b", weights=None), 0.5)[0])
     squarer = dataclasses.replace(osnet, name="square", weights=None, preprocess=Preprocess(size=(128, 128)))
-    with pytest.raises(SpecError, match=r"its members see different inputs \(osnet: .*; square: "):
+    with pytest.raises(SpecError, match=r"^model 'wise@0.5': its members see different inputs: size 256x128 "
+                                        r"\(osnet\) vs 128x128 \(square\); state the same 'preprocess' on both$"):
         resolve_preprocess(interpolations(osnet, squarer, 0.5)[0])
     spec = interpolations(osnet, dataclasses.replace(osnet, name="b"), 0.5)[0]
     assert resolve_preprocess(spec) == Preprocess(size=(256, 128))  # torchreid's own, the members'
@@ -255,3 +256,26 @@ def test_real_osnets_at_alpha_0_and_1_are_each_member_bit_for_bit():
     ours = built.tower.state_dict()  # alpha 1: every float is MSMT17's, every counter Market's
     assert counters and all(not torch.equal(first[k], state[k]) for k in counters)
     assert all(torch.equal(ours[k], first[k]) for k in counters)
+
+
+def test_members_that_see_different_inputs_are_refused_before_ray_in_one_line(tmp_path):
+    """As an architecture mismatch is: before Ray starts (preflight), one line that names the
+    keys that differ and each member's value, not a failed cell with two Preprocess(...) dumps."""
+    import yaml
+
+    from raybench.catalog import load_matrix
+    from raybench.errors import RaybenchError
+    from raybench.pipeline.preflight import preflight
+
+    osnet = {"loader": "torchreid", "arch": "osnet_x0_25", "weights": None, "paradigm": "baseline"}
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump({"name": "m", "datasets": ["synth-a"], "models": [
+        {"name": "plain", **osnet},  # torchreid's own input: 256 x 128, ImageNet mean and std
+        {"name": "square", **osnet, "preprocess": {"size": [128, 128], "mean": [0.5, 0.5, 0.5]}},
+        {"name": "wise", "loader": "interpolate", "models": ["plain", "square"], "alpha": 0.5}]}))
+    with pytest.raises(RaybenchError) as caught:
+        preflight(load_matrix(str(path)))
+    [line] = [line for line in str(caught.value).splitlines() if "wise@0.5" in line]
+    assert line == ("  - model wise@0.5: its members see different inputs: size 256x128 (plain) vs 128x128 "
+                    "(square), mean 0.485,0.456,0.406 (plain) vs 0.5,0.5,0.5 (square); "
+                    "state the same 'preprocess' on both")

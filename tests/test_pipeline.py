@@ -293,3 +293,18 @@ def test_empty_and_oversize_images_are_named_where_people_look(ray_local, market
     failed = run_matrix(matrix([dummy_model("d")], [data]), str(tmp_path / "fail"), RunOptions(), echo=_quiet)
     (row,) = failed.failed
     assert f"cannot read image {empty}: empty file (0 bytes)" in row["error"]
+
+
+def test_progress_counts_the_cells_an_earlier_run_finished(ray_local, market, tmp_path):
+    """After "2 cells: 1 kept, 1 to run (0 to re-score)", the cell this run scores is the second of two: the
+    kept one counts as done ("[2/2]", not "[1/2]"), in the lines and the progress count."""
+    d8 = dummy_model("d8", 8)
+    both = matrix([d8], [market_dataset("mkt-a", market), market_dataset("mkt-b", market)], name="kept")
+    out = str(tmp_path / "run")
+    run_matrix(both.select(None, ["mkt-a"]), out, RunOptions(), echo=_quiet)
+    lines: list[str] = []
+    summary = run_matrix(both, out, RunOptions(), echo=lines.append)
+    assert summary.ok and [r["this_run"] for r in summary.rows] == ["kept", "scored"]
+    assert "2 cells: 1 kept, 1 to run (0 to re-score)" in lines
+    [done] = [line for line in lines if line.startswith("[")]
+    assert done.startswith("[2/2] done   mkt-b x d8: mAP ")

@@ -326,12 +326,18 @@ def test_progress_sends_every_image_to_the_metrics():
         def embedded(self, model, count, rate):
             self.sent[model] = self.sent.get(model, 0) + count
 
+        def remaining(self, images, cells):
+            self.left = (images, cells)
+
     metrics, now = Metrics(), [0.0]
     progress = Progress(2, 0, 30, metrics=metrics, echo=lambda _: None, interval=100, clock=lambda: now[0])
     progress.start_model("a")
     progress.add_images(10)
     progress.start_model("b")
+    assert metrics.left == (20, 2)  # what the dashboard's ETA divides by the rate
     progress.add_images(20)
+    progress.cell_finished({"dataset": "d", "model": "b", "status": "ok", "mAP": 0.5})
+    assert metrics.left == (0, 1)
     progress.close()
     assert metrics.sent == {"a": 10, "b": 20}
 

@@ -82,6 +82,76 @@ def test_connect_console_policy(flag):
         assert "coloured" not in err and "Started a local Ray" not in err and "Ray Data" not in err
 
 
+LIBRARY_LINES = textwrap.dedent("""
+    import logging, sys, warnings
+    from raybench import console
+    console.configure_logging(verbose=sys.argv[1] == "-v")
+    logging.warning("No pretrained weights loaded for model 'ViT-B-16'")  # open_clip, via the root logger
+    logging.getLogger("timm.models").warning("a library's logger")
+    warnings.warn("a library's UserWarning")
+    console.notice("a raybench line")
+    logging.getLogger("raybench.x").warning("a raybench warning")
+""")
+
+
+@pytest.mark.parametrize("flag", ["", "-v"])
+def test_library_log_records_and_warnings_stay_off_the_console(flag):
+    """open_clip logs "No pretrained weights loaded" on the root logger, which prints when no
+    one configured logging; a Python warning prints too: by default neither shows, raybench's
+    own lines and warnings do; with -v everything shows. (`raybench rehearse` builds models in
+    a process of its own, which applies the same policy.)"""
+    done = subprocess.run([sys.executable, "-c", LIBRARY_LINES, flag], capture_output=True, text=True,
+                          env=_env(), cwd=REPO, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "a raybench line" in done.stderr and "warning: a raybench warning" in done.stderr
+    libraries = ("No pretrained weights", "a library's logger", "a library's UserWarning")
+    if flag == "-v":
+        assert all(line in done.stderr for line in libraries), done.stderr
+    else:
+        assert not any(line in done.stderr for line in libraries), done.stderr
+
+
+DIES_ONCE = textwrap.dedent("""
+    import os, sys, time, warnings
+    import ray
+    from raybench import console, ray_runtime
+    console.configure_logging(verbose=sys.argv[1] == "-v")
+    assert ray_runtime.connect("console-test", num_cpus=1, kind="test")
+    warnings.warn("a library's UserWarning")  # torchreid warns so on import
+    marker = sys.argv[2]
+
+    @ray.remote(max_retries=-1)
+    def dies_once():
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            os._exit(1)  # as a worker killed by SIGTERM or the OOM killer
+        return 1
+
+    assert ray.get(dies_once.remote()) == 1
+    time.sleep(2)  # Ray publishes "Task ... failed" through the GCS; its listener prints it
+    console.notice("a raybench line")
+    ray.shutdown()
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flag", ["", "-v"])
+def test_a_retried_task_and_a_library_warning_stay_off_the_console(flag, tmp_path):
+    """Ray's driver prints the errors its GCS publishes ("(raylet) Task ... failed. There are
+    infinite retries remaining", "A worker died") on stdout whatever log_to_driver says, and a
+    library's Python warning prints on stderr: by default neither shows (they are in the
+    session's log folder: python-core-driver-*.log), with -v both do."""
+    done = subprocess.run([sys.executable, "-c", DIES_ONCE, flag, str(tmp_path / "died")], capture_output=True,
+                          text=True, env=_env(), cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "died").exists() and "a raybench line" in done.stderr
+    shown = done.stdout + done.stderr
+    if flag == "-v":
+        assert "infinite retries remaining" in shown and "a library's UserWarning" in shown
+    else:
+        assert "retries remaining" not in shown and "raylet" not in shown and "Warning" not in shown, shown
+
+
 @pytest.mark.slow
 def test_default_run_prints_raybench_lines_only(tmp_path):
     """A real `raybench run` of the smoke matrix, stdout and stderr pipes (not terminals)."""

@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from raybench.paths import PROJECT_ROOT
+from raybench.pipeline.progress import exported_names
 from test_ray_runtime import RAY_LINE
 
 VENV_BIN = Path(sys.executable).parent
@@ -69,7 +70,10 @@ def _start_head(root: Path):
     env.update(PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}", RAY_AUTH_MODE="token",
                RAY_AUTH_TOKEN_PATH=str(token_path), RAY_USAGE_STATS_ENABLED="0",
                # SIGTERM then stops the node at once instead of draining it for 30 s.
-               RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0")
+               RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0",
+               # the raylet waits 15 s for the metrics agent by default, then dies: too short for
+               # two cores that other tests keep busy
+               RAY_agent_register_timeout_ms="120000")
     ports = {f"--{name}": str(free_port()) for name in (
         "ray-client-server-port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port",
         "runtime-env-agent-port", "metrics-export-port")}
@@ -221,9 +225,9 @@ def test_follow_exits_non_zero_for_a_failed_job(as_client, capsys):
     assert f"job {job_id} FAILED" in err
 
 
-#: The run's counters, as the head's Prometheus endpoint names them (progress.RunMetrics).
-RUN_COUNTERS = ("ray_raybench_images_embedded_total", "ray_raybench_cells_done_total")
-RUN_GAUGE = "ray_raybench_images_per_second"
+#: The run's metrics, as the head's Prometheus endpoint names them, with their tags (read from
+#: progress.METRICS, which the Grafana dashboard in cluster/grafana is checked against too).
+RUN_METRICS = exported_names()
 
 
 def scrape(head: Head) -> str:
@@ -290,18 +294,29 @@ def test_submit_smoke_matrix_and_wait(head, tmp_path):
     assert not RAY_LINE.search(result.stdout + result.stderr), result.stdout[-4000:] + result.stderr[-4000:]
 
     # Counters stay on the endpoint after the driver exits; the last export may lag a little.
+    # Gauges (images/s, what remains) are only kept while the driver lives: the scraper saw them.
+    done = "ray_raybench_cells_done_total"
     deadline = time.monotonic() + 30
     samples = run_samples(scrape(head), "smoke")
-    while time.monotonic() < deadline and sum(v for _, v in samples.get(RUN_COUNTERS[1], [])) < 4:
+    while time.monotonic() < deadline and sum(v for _, v in samples.get(done, [])) < 4:
         time.sleep(1)
         samples = run_samples(scrape(head), "smoke")
     samples = {**scraper.seen, **samples}
-    assert set(RUN_COUNTERS) <= set(samples), sorted(samples)
-    assert sum(v for _, v in samples["ray_raybench_cells_done_total"]) == 4
+    failed = "ray_raybench_cells_failed_total"  # no cell failed: a counter never increased is not exported
+    assert set(RUN_METRICS) - {failed} <= set(samples), sorted(samples)
+    for name, series in samples.items():  # every series carries the metric's tags
+        for labels, _ in series:
+            assert {f'{tag}="' for tag in RUN_METRICS[name]} <= {m.group(0) for m in re.finditer(r'\w+="', labels)}, \
+                (name, labels)
+    cells = {(re.search(r'model="([^"]+)"', labels).group(1), re.search(r'dataset="([^"]+)"', labels).group(1)): value
+             for labels, value in samples[done]}
+    assert cells == {(m, d): 1.0 for m in ("color-hist", "osnet-x0_25-untrained") for d in ("synth-a", "synth-b")}
     for model in ("color-hist", "osnet-x0_25-untrained"):
         assert any(f'model="{model}"' in labels and value > 0
                    for labels, value in samples["ray_raybench_images_embedded_total"]), model
-    assert RUN_GAUGE in samples, sorted(samples)
+    # what remains (the ETA's numerator): of the smoke run's 2 x 2 x 216 images and 4 cells
+    assert all(0 <= v <= 4 * 216 for _, v in samples["ray_raybench_images_remaining"])
+    assert all(0 <= v <= 4 for _, v in samples["ray_raybench_cells_remaining"])
 
 
 def test_submit_wait_fails_when_the_driver_fails(as_client, capsys, tmp_path):

@@ -439,3 +439,51 @@ def test_a_torn_checkpoint_record_is_set_aside_and_the_latest_folder_resumed(tmp
     snapshot.write_text("")
     assert _set_aside_torn_snapshot(tmp_path) == str(tmp_path / "checkpoint_2026-12-03_08-00-01.000002")
     assert not snapshot.exists() and (tmp_path / "checkpoint_manager_snapshot.json.torn").is_file()
+
+
+def test_an_exported_model_yaml_pasted_into_a_matrix_elsewhere_finds_its_weights(tmp_path, monkeypatch):
+    """README: a finished run's model.yaml "can be pasted into configs/models.yaml" (or a
+    matrix). Its weights must be found from wherever the catalog or matrix is read: an
+    absolute path, not ``model.pth`` relative to a folder the paste no longer sits in; and
+    ``trained:<run>`` of a run folder moved whole still finds the weights beside model.yaml."""
+    import shutil
+
+    import yaml
+
+    from raybench.catalog import load_matrix
+    from raybench.models import check_model, get_loader, resolve_model
+    from raybench.train.export import write_model_entry
+    from raybench.train.osnet import build_osnet, export
+
+    cfg = load_train_config("osnet_smoke")
+    out = tmp_path / "runs" / "train" / cfg.name
+    out.mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    state = build_osnet(cfg.model, num_classes=24).state_dict()
+    info = {"num_classes": 24, "epoch": 0}
+    path = write_model_entry(cfg, export(cfg, state, info, out), out.relative_to(tmp_path), info)
+    [(name, fields)] = yaml.safe_load(path.read_text()).items()
+
+    elsewhere = tmp_path / "project" / "configs"
+    elsewhere.mkdir(parents=True)
+    monkeypatch.chdir(elsewhere)
+    (elsewhere / "mine.yaml").write_text(yaml.safe_dump(
+        {"name": "mine", "models": [{"name": name, **fields}], "datasets": ["synth-a"]}))
+    [model] = load_matrix(str(elsewhere / "mine.yaml")).models
+    check_model(model, local_files=True)  # the weights file is found from here
+    assert fields["weights"] == str(out / "model.pth")
+    assert get_loader(model.loader).source(model).location == str(out / "model.pth")
+
+    moved = tmp_path / "shared" / cfg.name  # the run folder copied whole to shared storage
+    shutil.copytree(out, moved)
+    shutil.rmtree(out)
+    [ref] = load_matrix(str(_matrix_file(elsewhere, f"trained:{moved}"))).models
+    assert resolve_model(ref).weights == str(moved / "model.pth")
+
+
+def _matrix_file(folder, model: str):
+    import yaml
+
+    path = folder / "ref.yaml"
+    path.write_text(yaml.safe_dump({"name": "ref", "models": [model], "datasets": ["synth-a"]}))
+    return path

@@ -112,22 +112,29 @@ def peak_rss_mark() -> int | None:
 def drain_stream(stream) -> dict:
     """Consume an embedding stream (pipeline.embed) as the driver does; what a throughput
     figure needs: images, arrival times of the first and last batch, the times the actors
-    finished the first and the last batch (``embedded_at``), and any errors named in the
+    finished the first and the last batch (``embedded_at``), each actor call as ``calls``
+    [(actor, end, seconds in the model, images)] where the stream carries those columns (the
+    driver may get a call's rows split or merged: a call is one actor's one ``embedded_at``),
+    the stream's start on the actors' clock (``start_wall``), and any errors named in the
     ``embed_error`` / ``image_error`` columns."""
     import time
 
-    start = time.perf_counter()
+    start, start_wall = time.perf_counter(), time.time()
     first = first_count = None
-    count, errors, embedded = 0, set(), []
+    count, errors, embedded, calls = 0, set(), [], {}
     for batch in stream.iter_batches(batch_size=None, batch_format="numpy"):
         count += len(batch["row"])
         errors.update(e for e in batch["embed_error"] if e)
         errors.update(e for e in batch["image_error"] if e)
         embedded.append(float(batch["embedded_at"].max()) if len(batch["row"]) else float("nan"))
+        for actor, end, seconds in zip(batch.get("actor", ()), batch["embedded_at"], batch.get("forward_seconds", ())):
+            key = (str(actor), float(end))
+            calls[key] = (float(seconds), calls.get(key, (0.0, 0))[1] + 1)
         if first is None:
             first, first_count = time.perf_counter(), count
-    return {"start": start, "first": first, "first_count": first_count, "count": count,
+    return {"start": start, "start_wall": start_wall, "first": first, "first_count": first_count, "count": count,
             "end": time.perf_counter(), "errors": sorted(errors),
             # the actors' clock: when the first batch's embeddings were done, and the last's
             "first_embedded": embedded[0] if embedded else None,
-            "last_embedded": max(embedded) if embedded else None}
+            "last_embedded": max(embedded) if embedded else None,
+            "calls": [(actor, end, seconds, images) for (actor, end), (seconds, images) in calls.items()]}

@@ -13,24 +13,26 @@ COLUMNS = ["model", "status", "params", "build s", "host GB", "GPU GB", "ceiling
               help="configs/matrices/NAME.yaml, or a matrix YAML file.")
 @click.option("--models", default=None, metavar="A,B", help="Only these models of the matrix.")
 @click.option("--limit", type=click.IntRange(min=1), default=4, show_default=True, metavar="N",
-              help="Timed batches on each side (the pipeline streams one more, which carries its start).")
+              help="Timed batches (the pipeline streams one more per actor: its first, which carries "
+                   "the model's start).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
-              help="Override every model's batch size (a CPU rehearsal of large ViTs: e.g. 4).")
+              help="Every model's batch size (default: each model's own, but at most 4 for a torch model "
+                   "on a CPU, so that large ViTs take seconds a batch).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
               help="Default: cuda when this machine has a GPU, else cpu.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="JSON output (default: results/bench/rehearse-<device>.json in the checkout).")
+              help="JSON output (default: rehearse-<device>.json in the current folder).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON record instead of a table.")
 def rehearse(matrix_name, models, limit, batch_size, device, out, as_json):
     """Build every model of a matrix with random weights (no download, no dataset) and measure
-    it: build time, parameters, peak host and GPU memory, the forward-only ceiling (its own
-    forward on ready tensors), the Ray pipeline's rate on synthetic JPEG crops, their ratio,
-    and an estimate of the whole matrix's time on this hardware. Exit code 1 when any model
-    fails to build or run.
+    it: build time, parameters, peak host and GPU memory, the Ray pipeline's rate on synthetic
+    JPEG crops, the model's own rate on the same batches (the ceiling), their ratio, and an
+    estimate of the whole matrix's time on this hardware. Exit code 1 when any model fails to
+    build or run; 130 when interrupted (Ctrl-C, SIGTERM).
 
     \b
       raybench rehearse --matrix paper                      # on this machine's GPU, else CPU
-      raybench rehearse --matrix paper --device cpu --batch-size 4
+      raybench rehearse --matrix smoke --limit 2 --json     # print the record
     """
     import time
     from pathlib import Path
@@ -40,18 +42,17 @@ def rehearse(matrix_name, models, limit, batch_size, device, out, as_json):
     from raybench.catalog import load_matrix
     from raybench.commands.run import _names
     from raybench.console import notice, print_json, print_table
-    from raybench.paths import PROJECT_ROOT
 
     matrix = load_matrix(matrix_name).select(_names(models), None)
     device = device or _default_device()
-    notice(f"rehearse {matrix.name}: {len(matrix.models)} model(s), random weights, on {device}, {limit} batch(es) a side")
+    notice(f"rehearse {matrix.name}: {len(matrix.models)} model(s), random weights, on {device}, {limit} timed batch(es)")
     start = time.perf_counter()
     record = run_rehearsal(matrix, limit=limit, device=device, batch_size=batch_size, echo=notice)
     record.update(matrix=matrix.name, seconds=time.perf_counter() - start, git=provenance(),
                   date=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                   command=f"raybench rehearse --matrix {matrix_name} --limit {limit} --device {device}"
                           + (f" --batch-size {batch_size}" if batch_size else ""))
-    path = write_json(record, Path(out) if out else PROJECT_ROOT / "results" / "bench" / f"rehearse-{device}.json")
+    path = write_json(record, Path(out) if out else Path.cwd() / f"rehearse-{device}.json")
     if as_json:
         print_json(record)
     else:
@@ -93,6 +94,6 @@ def estimate_line(record: dict) -> str:
 
     if record["estimate_seconds"] is None:
         return (f"full matrix on this hardware: at least {format_seconds(record['estimate_partial_seconds'])} "
-                "(some cells have no rate or no published image count)")
-    return (f"full matrix on this hardware ({len(record['cells'])} cells, published image counts / pipeline rates "
+                "(some cells have no rate or no known image count)")
+    return (f"full matrix on this hardware ({len(record['cells'])} cells, their images / the pipeline rates "
             f"+ each model's start): about {format_seconds(record['estimate_seconds'])}")

@@ -40,6 +40,13 @@ def report(run_dir: str, fmt: str, show_paper: bool, out: Path | None, reference
       raybench report runs/smoke
       raybench report runs/smoke --format json     # one row per cell, for scripts
       raybench report runs/paper --paper           # ours vs the study's numbers
+    
+    What the matrix's features add (README, under the section quoted; "What a report holds"):
+      fusions:             the hybrids table and tradeoff_map.png ("Hybrids: fusions and weight interpolations")
+      loader: interpolate  the same, an interpolation's alphas joined ("Weight interpolation (WiSE-FT)")
+      eval_variants:       a column group per variant ("Eval variants")
+      trained:<run>        trained models, in domain on their training set ("Training the supervised side")
+      caption datasets     a text-retrieval table, heatmap_t2i_r1.png ("Text queries in the matrix")
     """
     import sys
 

@@ -63,6 +63,13 @@ def run(matrix_name, out, models, datasets, force, actors, batch_size, threads, 
       raybench run                                     # the smoke matrix, no downloads
       raybench run --matrix paper --out runs/paper     # needs $RAYBENCH_DATA and weights
       raybench run --matrix paper --models osnet-x1_0-market --datasets market1501
+    
+    Besides models, datasets and eval, a matrix may hold (README, under the section quoted):
+      fusions:             rows fused from stored embeddings ("Hybrids: fusions and weight interpolations")
+      eval_variants:       every cell scored again with changed eval keys ("Eval variants")
+      loader: interpolate  a model mixing two models' weights ("Weight interpolation (WiSE-FT)")
+      trained:<run>        a model `raybench train` made ("Training the supervised side (ablations)")
+      caption datasets     text-to-image retrieval by the models' text towers ("Text queries in the matrix")
     """
     from raybench.console import notice, print_table
     from raybench.pipeline.driver import RunOptions, run_matrix

@@ -72,9 +72,40 @@ def default_preprocess(spec: ModelSpec) -> Preprocess:
 
     (first, a), (second, b) = ((m, resolve_preprocess(m)) for m in members(spec))
     if a != b:
-        raise SpecError(f"model {spec.name!r}: its members see different inputs ({first.name}: {a}; "
-                        f"{second.name}: {b}); state the same 'preprocess' on both")
+        raise SpecError(f"model {spec.name!r}: {_differing_inputs((first.name, a), (second.name, b))}")
     return a
+
+
+def input_mismatch(spec: ModelSpec) -> str | None:
+    """Why the members of ``spec`` (a resolved interpolation) cannot be mixed because they see
+    different inputs, in one line naming the keys that differ; None when they agree or when a
+    member's input is known only from its weights' hub config (checked where the model is
+    built). Offline and without building anything: what preflight checks before Ray starts."""
+    from raybench.models import get_loader
+
+    known = []
+    for member in members(spec):
+        loader = get_loader(member.loader)
+        if member.preprocess is None and (loader.hub_preprocess or loader.members(member)):
+            return None
+        known.append((member.name, member.preprocess or loader.default_preprocess(member)))
+    (_, a), (_, b) = known
+    return None if a == b else _differing_inputs(*known)
+
+
+def _differing_inputs(first: tuple[str, Preprocess], second: tuple[str, Preprocess]) -> str:
+    """'its members see different inputs: size 256x128 (a) vs 128x128 (b), ...; state ...'."""
+    (name_a, a), (name_b, b) = first, second
+    keys = [f.name for f in dataclasses.fields(Preprocess) if getattr(a, f.name) != getattr(b, f.name)]
+    shown = ", ".join(f"{key} {_value(key, getattr(a, key))} ({name_a}) vs {_value(key, getattr(b, key))} ({name_b})"
+                      for key in keys)
+    return f"its members see different inputs: {shown}; state the same 'preprocess' on both"
+
+
+def _value(key: str, value: Any) -> str:
+    if isinstance(value, tuple):
+        return ("x" if key == "size" else ",").join(f"{v:g}" for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def has_text(spec: ModelSpec) -> bool:

@@ -5,8 +5,10 @@ A matrix names it ``trained:<run>``, which parses to a reference (loader ``train
 ``<run>``) without reading anything: the run may live only on the cluster's storage. Here,
 where the model is built, the reference becomes the run's entry. ``<run>`` is a run name,
 looked up as ``$RAYBENCH_TRAINED/<run>`` (default ``runs/train/<run>``), or a path to a run
-folder or to its model.yaml. The entry's ``weights`` is relative to model.yaml, so a run folder
-can be moved or copied to shared storage whole. YAML only, no torch.
+folder or to its model.yaml. The entry's ``weights`` is an absolute path (so that model.yaml
+can be pasted into a catalog or matrix); a run folder moved or copied to shared storage whole
+is read with the file of that name beside its model.yaml, and a relative ``weights`` (runs
+exported by older raybench) is relative to model.yaml. YAML only, no torch.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def run_dir(name_or_path: str) -> Path:
 
 
 def run_spec(run: str) -> ModelSpec:
-    """The ModelSpec a finished run wrote (its model.yaml), weights made absolute."""
+    """The ModelSpec a finished run wrote (its model.yaml), its weights the run folder's own."""
     folder = run_dir(run)
     path = folder / MODEL_FILE
     if not path.is_file():
@@ -43,9 +45,21 @@ def run_spec(run: str) -> ModelSpec:
     if len(entries) != 1:
         raise SpecError(f"{path}: expected exactly one model entry, found {len(entries)}")
     spec = next(iter(entries.values()))
-    if spec.weights and not Path(spec.weights).is_absolute():
-        spec = dataclasses.replace(spec, weights=str((folder / spec.weights).resolve()))
+    if spec.weights:
+        spec = dataclasses.replace(spec, weights=_own_weights(folder, Path(spec.weights)))
     return spec
+
+
+def _own_weights(folder: Path, weights: Path) -> str:
+    """The weights file of the run in ``folder``: a relative path is relative to model.yaml; an
+    absolute one that is not there (the folder was moved or copied whole since it was
+    exported) is the file of the same name beside model.yaml, when that exists."""
+    if not weights.is_absolute():
+        return str((folder / weights).resolve())
+    beside = folder / weights.name
+    if not weights.exists() and beside.exists():
+        return str(beside.resolve())
+    return str(weights)
 
 
 def resolve(reference: ModelSpec) -> ModelSpec:

@@ -313,10 +313,16 @@ class EmbedWorker:
     threads: int | None = None
     pretrained: bool = True  # False: --random-weights (the architecture, seeded random weights)
     parts: Any = None  # parts.Parts: write the embeddings there and return rows without them
+    #: Wall clock of the ``embedded_at`` and ``forward_seconds`` columns (a test injects one).
+    clock = staticmethod(time.time)
 
     def __init__(self):
+        import os
+        import socket
+
         spec = self.spec
         self.failure, self.embedder = None, None
+        self.actor = f"{socket.gethostname()}:{os.getpid()}"  # a restarted actor is another process
         try:
             import sys
             import warnings
@@ -345,6 +351,7 @@ class EmbedWorker:
         dim = self.embedder.dim if self.embedder is not None else 1
         embedding = np.zeros((count, dim), dtype=np.float32)
         good = np.array([not e for e in image_error], dtype=bool) & ~text
+        started = self.clock()
         if self.embedder is not None and (good.any() or text.any()):
             try:
                 if good.any():
@@ -354,6 +361,7 @@ class EmbedWorker:
                     embedding[text] = self.embedder.embed_text([str(c) for c in batch["caption"][text]])
             except Exception as exc:  # noqa: BLE001 - fails this batch's cells, not the run
                 failure = Failure(BATCH, f"model {self.spec.name} failed to embed: {error_text(exc)}")
+        done = self.clock()
         params = getattr(self.embedder, "num_params", None)
         params = -1 if params is None else int(params)  # -1: unknown
         out = {
@@ -365,9 +373,12 @@ class EmbedWorker:
             "embed_error": np.full(count, failure.message if failure else "", dtype=object),
             "error_kind": np.full(count, failure.kind if failure else "", dtype=object),
             "num_params": np.full(count, params, dtype=np.int64),
-            # when this batch's embeddings were done (wall clock): a throughput figure taken
-            # from the actor's own pace, not from the batches' arrival at the driver
-            "embedded_at": np.full(count, time.time()),
+            # when this batch's embeddings were done (wall clock), how long the model took, and
+            # which actor process: throughput figures taken from the actors' own pace, not from
+            # the batches' arrival at the driver (`raybench rehearse`: bench/rehearse.py)
+            "embedded_at": np.full(count, done),
+            "forward_seconds": np.full(count, done - started),
+            "actor": np.full(count, self.actor, dtype=object),
         }
         if self.parts is None:
             return out

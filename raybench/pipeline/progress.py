@@ -3,42 +3,83 @@ the Ray dashboard.
 
 The progress line (cells done/total, images/s, ETA) goes to stderr: rewritten in place on a
 terminal, one line every few seconds otherwise (Ray Jobs logs, CI). Ray Data's own per-operator
-bars are off by default, since two progress displays interleave badly.
+bars are off by default, since two progress displays interleave badly. Cells an earlier run
+finished (kept) count as done.
 
-Metrics use ray.util.metrics, so they appear in the dashboard's Metrics view (Prometheus and
-Grafana) tagged with the run name: raybench_images_embedded and raybench_images_per_second per
-model, raybench_cells_done and raybench_cells_failed per model and dataset.
+Metrics use ray.util.metrics, so every node's metrics agent exports them to Prometheus (what the
+dashboard's Metrics view and Grafana read), tagged with the run's name: ``METRICS`` declares
+them, ``exported_names`` gives the names a Prometheus endpoint shows, and cluster/grafana/
+holds a Grafana dashboard of them (images/s per model, cells done and failed, ETA; its test
+checks every query against ``exported_names``).
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 from raybench.console import notice
 
 
+@dataclass(frozen=True)
+class Metric:
+    """One of the run's metrics as ray.util.metrics declares it."""
+
+    kind: str  # "counter" or "gauge"
+    name: str
+    description: str
+    tags: tuple[str, ...]
+
+    @property
+    def exported(self) -> str:
+        """Its name at a Prometheus endpoint: Ray prefixes ``ray_``; a counter ends ``_total``."""
+        return f"ray_{self.name}" + ("_total" if self.kind == "counter" else "")
+
+
+METRICS = (
+    Metric("counter", "raybench_images_embedded", "Images embedded", ("run", "model")),
+    Metric("gauge", "raybench_images_per_second", "Embedding throughput of a model, since its first batch",
+           ("run", "model")),
+    Metric("counter", "raybench_cells_done", "Cells scored", ("run", "model", "dataset")),
+    Metric("counter", "raybench_cells_failed", "Cells failed", ("run", "model", "dataset")),
+    # with the images' rate, the ETA; with the cells, the progress
+    Metric("gauge", "raybench_images_remaining", "Images of the run still to embed", ("run",)),
+    Metric("gauge", "raybench_cells_remaining", "Cells of the run not finished yet", ("run",)),
+)
+
+
+def exported_names() -> dict[str, tuple[str, ...]]:
+    """{name at a Prometheus endpoint: tag keys} of every metric a run records."""
+    return {metric.exported: metric.tags for metric in METRICS}
+
+
 class RunMetrics:
-    """The run's counters and gauges (needs a connected Ray; one instance per process)."""
+    """The run's counters and gauges (needs a connected Ray; one instance per process: the
+    driver records images and what remains, the reducer the cells)."""
 
     def __init__(self, run: str):
         from ray.util.metrics import Counter, Gauge
 
+        kinds = {"counter": Counter, "gauge": Gauge}
         self.run = run
-        self.images = Counter("raybench_images_embedded", "Images embedded", tag_keys=("run", "model"))
-        self.rate = Gauge("raybench_images_per_second", "Embedding throughput", tag_keys=("run", "model"))
-        self.done = Counter("raybench_cells_done", "Cells scored", tag_keys=("run", "model", "dataset"))
-        self.failed = Counter("raybench_cells_failed", "Cells failed", tag_keys=("run", "model", "dataset"))
+        self._metrics = {m.name: kinds[m.kind](m.name, m.description, tag_keys=m.tags) for m in METRICS}
 
     def embedded(self, model: str, count: int, rate: float) -> None:
         tags = {"run": self.run, "model": model}
         if count:
-            self.images.inc(count, tags=tags)
-        self.rate.set(rate, tags=tags)
+            self._metrics["raybench_images_embedded"].inc(count, tags=tags)
+        self._metrics["raybench_images_per_second"].set(rate, tags=tags)
+
+    def remaining(self, images: int, cells: int) -> None:
+        tags = {"run": self.run}
+        self._metrics["raybench_images_remaining"].set(images, tags=tags)
+        self._metrics["raybench_cells_remaining"].set(cells, tags=tags)
 
     def cell(self, model: str, dataset: str, ok: bool) -> None:
-        (self.done if ok else self.failed).inc(1, tags={"run": self.run, "model": model, "dataset": dataset})
+        name = "raybench_cells_done" if ok else "raybench_cells_failed"
+        self._metrics[name].inc(1, tags={"run": self.run, "model": model, "dataset": dataset})
 
 
 def format_seconds(seconds: float) -> str:
@@ -94,8 +135,10 @@ class Progress:
                 f"images {self.images_done:,}/{self.images_total:,} | {speed} img/s | ETA {eta}")
 
     def _send_metrics(self) -> None:
-        if self.metrics is not None and self.model:
-            self.metrics.embedded(self.model, self._unsent, self.rate())
+        if self.metrics is not None:
+            if self.model:
+                self.metrics.embedded(self.model, self._unsent, self.rate())
+            self.metrics.remaining(max(0, self.images_total - self.images_done), self.cells_total - self.cells_done)
         self._unsent = 0
 
     def show(self) -> None:
@@ -107,12 +150,19 @@ class Progress:
         else:
             self.echo(self.line())
 
+    def cell_kept(self) -> None:
+        """A cell an earlier run finished: done, without a line of its own (the plan line
+        counted it as kept)."""
+        self.cells_done += 1
+        self._send_metrics()
+
     def cell_finished(self, result) -> None:
         """A scored (or failed) cell (records.CellResult): counted, and printed on its own line
         with the live metrics of each of its blocks (raybench.metrics, records.BLOCK_KINDS)."""
         from raybench.metrics import HEADLINE, percent
 
         self.cells_done += 1
+        self._send_metrics()
         if not result.ok:
             self.cells_failed += 1
             text = f"FAILED {result.dataset} x {result.model}: {result.error}"

@@ -35,8 +35,10 @@ class Tracker:
         self._submit(_Call(job, failure))
 
     def keep(self, result) -> None:
-        """A cell finished by an earlier run: in the table as kept, not scored again."""
+        """A cell finished by an earlier run: in the table as kept, not scored again, and
+        counted as done in the progress."""
         self.rows[(result.dataset, result.model)] = {**reducers.summary_row(result), "this_run": "kept"}
+        self.progress.cell_kept()
 
     def _submit(self, call: "_Call") -> None:
         self.pending[call.send(self.reducer)] = call

@@ -2,8 +2,10 @@
 beside its weights, loadable by the same loaders as every catalog model.
 
 A matrix names it ``trained:<run>``; raybench.models.trained reads it back where the model is
-built. The entry's ``weights`` is relative to model.yaml, so a run folder can be moved or
-copied to shared storage whole.
+built. The entry's ``weights`` is an absolute path, so that the entry works wherever it is
+pasted (configs/models.yaml, a matrix), as the README suggests; a run folder moved or copied
+whole to shared storage still loads as ``trained:<folder>``, which finds its weights beside
+model.yaml (raybench.models.trained.run_spec).
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ def write_model_entry(cfg: "TrainConfig", entry: Mapping[str, Any], out: Path, i
         "description": (f"{cfg.recipe} trained by raybench on {cfg.dataset.name} train "
                         f"({info.get('num_classes')} ids, {info.get('epoch', -1) + 1} epochs; config {cfg.source})"),
     }
+    weights = fields.get("weights")
+    if weights and not Path(weights).is_absolute():  # the recipe wrote it into ``out``
+        fields["weights"] = str((out / weights).resolve())
     fields.setdefault("options", {})
     fields["options"] = {**fields["options"], "trained_on": cfg.dataset.name}
     path = out / MODEL_FILE

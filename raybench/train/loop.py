@@ -48,6 +48,7 @@ def train_worker(config: dict[str, Any]) -> None:
     from raybench.train import RECIPES
     from raybench.train.schedule import build_optimizer
 
+    threads = reproducible()
     torch.manual_seed(cfg.seed)
     data = load_train_set(cfg.dataset)
     task = RECIPES.get(cfg.recipe).make_task(cfg, data, device, rank, world)
@@ -63,15 +64,43 @@ def train_worker(config: dict[str, Any]) -> None:
         log.line(f"resumed from the checkpoint of epoch {start - 1}; continuing at epoch {start}")
     model = ray.train.torch.prepare_model(task.module) if world > 1 else task.module
     info = {"name": cfg.name, "recipe": cfg.recipe, "dataset": cfg.dataset.name, "arch": cfg.model.arch,
-            "num_classes": data.num_classes, "num_images": len(data), "world": world, **getattr(task, "info", {})}
+            "num_classes": data.num_classes, "num_images": len(data), "world": world, "torch_threads": threads,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
+            **getattr(task, "info", {})}
     log.line(f"{cfg.name}: {cfg.recipe} on {cfg.dataset.name} train ({len(data)} images, "
-             f"{data.num_classes} ids), {world} worker(s) on {device}, epochs {start}..{cfg.epochs - 1}")
+             f"{data.num_classes} ids), {world} worker(s) on {device} ({threads} torch thread(s) each), "
+             f"epochs {start}..{cfg.epochs - 1}")
     for epoch in range(start, cfg.epochs):
         if cfg.fail_once_after_epoch is not None and checkpoint is None and epoch == cfg.fail_once_after_epoch + 1:
             inject_failure(cfg, log)
         metrics = run_epoch(cfg, task, model, optimizer, epoch, world, device, log)
         report(metrics, task.module, optimizer, epoch, {**info, **metrics}, rank)
         log.epoch(metrics)
+
+
+def reproducible() -> int:
+    """Make this worker's arithmetic depend on the recipe and the machine only; returns its
+    torch threads.
+
+    torch's CPU kernels split their reductions by thread, so the thread count changes the last
+    bits of every gradient, and a few dozen steps from random weights turn them into points of
+    mAP. Ray sets a worker's OMP_NUM_THREADS to its CPUs only where the environment does not
+    already set it (a shell, a notebook or a cluster image may): the worker's CPUs, set here,
+    decide instead. Deterministic algorithms (warn-only: an op without a deterministic version
+    warns in the worker's log rather than failing the run) and no cuDNN autotuning do the same
+    for GPUs; cuBLAS needs its workspace fixed before its first call to be deterministic.
+    """
+    import math
+
+    import ray
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU") or 1.0
+    threads = max(1, math.floor(cpus))
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    return threads
 
 
 def inject_failure(cfg: TrainConfig, log: "RunLog") -> None:
