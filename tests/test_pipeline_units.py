@@ -336,7 +336,8 @@ def test_progress_sends_every_image_to_the_metrics():
     progress.start_model("b")
     assert metrics.left == (20, 2)  # what the dashboard's ETA divides by the rate
     progress.add_images(20)
-    progress.cell_finished({"dataset": "d", "model": "b", "status": "ok", "mAP": 0.5})
+    progress.cell_finished(CellResult("b", "d", "ok", mAP=0.5, mINP=0.5, cmc=(0.5,), num_query=2, num_valid_query=2,
+                                      num_gallery=4))
     assert metrics.left == (0, 1)
     progress.close()
     assert metrics.sent == {"a": 10, "b": 20}
