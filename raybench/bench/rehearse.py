@@ -59,11 +59,10 @@ def measure_forward(spec, preprocess, device: str) -> dict[str, Any]:
     import numpy as np
 
     from raybench.bench import peak_rss
-    from raybench.models import build_embedder
-    from raybench.pipeline.embed import NUMPY_LOADERS
+    from raybench.models import build_embedder, numpy_only
 
     start = time.perf_counter()
-    if spec.loader not in NUMPY_LOADERS:
+    if not numpy_only(spec):
         import torch
 
         torch.manual_seed(0)  # as EmbedWorker seeds a model with random weights
@@ -262,9 +261,9 @@ def _batch_size(model, device: str) -> int:
     """A model's batch in a rehearsal without --batch-size: its own, except a torch model on a
     CPU, at most ``CPU_BATCH_SIZE`` (a weight-free numpy model costs next to nothing at its own
     batch, and at 4 would measure Ray Data's cost per batch rather than its pace)."""
-    from raybench.pipeline.embed import NUMPY_LOADERS
+    from raybench.models import numpy_only
 
-    if device == "cpu" and model.loader not in NUMPY_LOADERS:
+    if device == "cpu" and not numpy_only(model):
         return min(model.batch_size, CPU_BATCH_SIZE)
     return model.batch_size
 
