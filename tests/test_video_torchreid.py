@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import MARKET_MINI, OSNET_DIR, needs_fixtures
+from test_datasets_torchreid import partition  # identities without their numbers, of (frames, pid, camid) here
 
 from raybench.datasets import dukevideo, get_adapter, ilidsvid, mars, prid2011
 
@@ -52,14 +53,6 @@ def ours(table, split, trial=None):
 
 def theirs(data):
     return {(tuple(sorted(frames)), int(pid), int(camid)) for frames, pid, camid, *_ in data}
-
-
-def partition(tracklets):
-    """Tracklets grouped by identity, without its number: {frozenset((frames, camid))}."""
-    groups = defaultdict(set)
-    for frames, pid, camid in tracklets:
-        groups[pid].add((frames, camid))
-    return {frozenset(g) for g in groups.values()}
 
 
 def test_mars_tiny_copy_matches_torchreid(video, tmp_path):
