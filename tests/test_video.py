@@ -251,3 +251,39 @@ def test_published_video_counts_are_checked_in_tracklets():
                             "frame": i % 2} for i in range(4)])
     assert compare_stats(table, {"query": {"images": 4, "tracklets": 3}}) == ["query tracklets: 2 (published 3)"]
     assert pa.types.is_string(table.schema.field("tracklet").type)
+
+
+def test_report_has_a_video_table_and_rank_lists_of_tracklet_strips(tmp_path, crops):
+    """A committed video cell (the store's writer), scored by the reducer's own function, then
+    the report: the video table states pooling, counts and the variant; the rank list shows
+    each tracklet as a strip of its frames."""
+    from raybench.pipeline.reducer import CellJob, evaluate_cell
+    from raybench.report.build import ReportOptions, build_report
+    from raybench.rundir.records import CellMarker
+    from raybench.rundir.store import RunStore, embedding_table
+
+    cell = _mars_cell(tmp_path / "data", crops)
+    data, store = cell.data, RunStore.open(tmp_path / "run")
+    rng = np.random.default_rng(0)
+    unique = rng.standard_normal((len(data.paths), 4)).astype(np.float32)
+    marker = CellMarker(key="k", model="m", dataset=data.name, spec_hash="s", manifest_hash=data.hash, dim=4,
+                        rows=data.manifest.num_rows, video=data.video)
+    marker = store.write_embeddings(data.name, "m", embedding_table(data.manifest, unique[data.index]), marker)
+    job = CellJob(model="m", dataset=data.spec, paradigm="baseline", spec_hash="s", cell_key="k",
+                  manifest_hash=data.hash, eval_hash="e", marker=marker)
+    spec = EvalSpec(max_rank=5)
+    result = evaluate_cell(store, job, spec, variants=(EvalVariant("max", dataclasses.replace(spec, pool="max")),))
+    assert result.ok and result.video == data.video and result.num_query == 3
+    report = build_report(tmp_path / "run", ReportOptions(ranklist_queries=2, bootstraps=20))
+    md = (report.out / "results.md").read_text()
+    assert "## Video ReID: tracklets" in md and "Variants' pooling: `max` max of all frames." in md
+    line = next(x for x in md.splitlines() if x.startswith("| m | mars-tiny |"))
+    assert line == (f"| m | mars-tiny | mean of all frames | {result.num_valid_query} / 3 | 3 | 12 | "
+                    f"{100 * result.mAP:.1f} | {100 * result.cmc[0]:.1f} | {100 * result.variants['max'].mAP:.1f} | - |")
+    page = (report.out / "ranklists" / "mars-tiny__m.html").read_text()
+    strips = page.split("<figure class='")[1:]
+    assert strips and all("strip'" in s.split(">")[0] for s in strips)
+    query = strips[0]
+    # 0001C1T0001: its 3 frames, the unreadable one (BAD) said to be so
+    assert query.startswith("query strip") and query.count("<img ") == 2 and "image not found: 0001C1T0001F002" in query
+    assert "Tracklets pooled by mean over all frames" in page and "gallery tracklets" in page
