@@ -71,17 +71,19 @@ def pool_tracklets(cols: Mapping[str, np.ndarray], pool: str, frames: str) -> di
     count = frames_count(frames)
     picks = (starts[:, None] + evenly_indices(lengths, count)) if count else None
     emb = np.asarray(cols["embedding"])
+    in_order = bool(np.array_equal(order, np.arange(len(order))))  # a stored table usually is: no copy
     pooled = np.empty((len(starts), emb.shape[1]), dtype=np.float32)
     for a, b in _chunks(lengths if count is None else np.full(len(lengths), count)):
         if picks is None:
-            rows = order[starts[a]:starts[b - 1] + lengths[b - 1]]
-            block = emb[rows].astype(np.float64)
-            at = starts[a:b] - starts[a]
-            pooled[a:b] = (np.add.reduceat(block, at, axis=0) / lengths[a:b, None] if pool == "mean"
+            first_row, end = starts[a], starts[b - 1] + lengths[b - 1]
+            block = emb[first_row:end] if in_order else emb[order[first_row:end]]
+            at = starts[a:b] - first_row
+            # sums in float64 (a float32 running sum over hundreds of frames drifts); max is exact
+            pooled[a:b] = (np.add.reduceat(block, at, axis=0, dtype=np.float64) / lengths[a:b, None] if pool == "mean"
                            else np.maximum.reduceat(block, at, axis=0))
         else:
-            block = emb[order[picks[a:b]]].astype(np.float64)  # [tracklets, N, d]
-            pooled[a:b] = block.mean(axis=1) if pool == "mean" else block.max(axis=1)
+            block = emb[order[picks[a:b]]]  # [tracklets, N, d]
+            pooled[a:b] = block.mean(axis=1, dtype=np.float64) if pool == "mean" else block.max(axis=1)
     shown = np.argsort(first, kind="stable")  # the table's order
     out = {"path": np.asarray(cols["tracklet"], dtype=object)[first][shown], "embedding": pooled[shown],
            "frames": (lengths if count is None else np.full(len(lengths), count))[shown],
@@ -92,17 +94,19 @@ def pool_tracklets(cols: Mapping[str, np.ndarray], pool: str, frames: str) -> di
 
 
 def _group_codes(cols: Mapping[str, np.ndarray]) -> np.ndarray:
-    """One integer per (trial, split, tracklet): the rows pooled together."""
-    keys = [_codes(cols["tracklet"]), _codes(cols["split"])]
-    if cols.get("trial") is not None:
-        keys.append(np.asarray(cols["trial"]))
-    stacked = np.stack([np.asarray(k, dtype=np.int64) for k in keys], axis=1)
-    return np.unique(stacked, axis=0, return_inverse=True)[1].ravel()
+    """One integer per (trial, split, tracklet): the rows pooled together (mixed-radix codes,
+    not renumbered: grouping only needs them equal where the keys are)."""
+    code = _codes(cols["tracklet"])
+    for values in (cols["split"], cols.get("trial")):
+        if values is not None:
+            part = _codes(values)
+            code = code * (int(part.max(initial=0)) + 1) + part
+    return code
 
 
 def _codes(values) -> np.ndarray:
     """Integer codes of any column (strings included), equal where the values are."""
-    return np.unique(np.asarray(values), return_inverse=True)[1].ravel()
+    return np.unique(np.asarray(values), return_inverse=True)[1].ravel().astype(np.int64)
 
 
 def _groups(codes: np.ndarray, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
