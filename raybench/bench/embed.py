@@ -236,13 +236,25 @@ def _rows(record: dict) -> list[dict]:
     ]
 
 
+def pipeline_options(command):
+    """The options of the benchmarks that stream through the pipeline (embed, video): the
+    model, its weights, the batch size, the actors and their torch threads."""
+    options = [
+        click.option("--model", default="osnet-x0_25-market", show_default=True, help="A catalog model."),
+        click.option("--pretrained", is_flag=True, help="Load the model's weights (default: random weights, no download)."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Default: the model's."),
+        click.option("--actors", type=click.IntRange(min=1), default=None,
+                     help="Embedding actors (default: as `raybench run`)."),
+        click.option("--threads", type=click.IntRange(min=1), default=None, help="torch threads per CPU actor."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 @click.command("embed")
-@click.option("--model", default="osnet-x0_25-market", show_default=True, help="A catalog model.")
-@click.option("--pretrained", is_flag=True, help="Load the model's weights (default: random weights, no download).")
+@pipeline_options
 @click.option("--images", type=click.IntRange(min=1), default=None, help="Use only the first N of the 2,048 images.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Default: the model's.")
-@click.option("--actors", type=click.IntRange(min=1), default=None, help="Embedding actors (default: as `raybench run`).")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch threads per CPU actor.")
 @click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True,
               help="Rounds of (plain, ray); the ratio is the median of the rounds' paired ratios.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,

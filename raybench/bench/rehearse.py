@@ -28,6 +28,11 @@ all its cells).
 
 On a CPU every torch model runs at (at most) ``CPU_BATCH_SIZE`` unless ``--batch-size`` says
 otherwise: large ViTs at their GPU batch sizes would take most of an hour.
+
+A video dataset's images are its frames: MARS's published 657,709 query and gallery frames, a
+split published in tracklets only at the other split's mean tracklet length, and, with
+``embed_frames: evenly:N``, at most N frames per query and gallery tracklet. Scoring a video
+cell (pooling, then ranking tracklets) costs a small share of embedding it, and is left out.
 """
 
 from __future__ import annotations
@@ -188,18 +193,39 @@ def steady_rates(calls) -> dict[str, Any] | None:
 
 
 def eval_images(dataset) -> tuple[int | None, str]:
-    """The published number of images a cell embeds (query + gallery, once each), and where
-    it comes from; None where nothing is published."""
+    """The published number of images a cell embeds (query + gallery, once each; a video
+    dataset's frames), and where it comes from; None where nothing is published."""
     from raybench.datasets import published_stats
+    from raybench.specs import frames_count
 
     if dataset.adapter == "synthetic":
         return _generated_images(dataset), "generated (query + gallery)"
     stats = published_stats(dataset)
+    query, gallery = (stats.get(s) or {} for s in ("query", "gallery"))
+    count, source = _published_images(stats, query, gallery, dataset.protocol.trials)
+    per_tracklet = frames_count(dataset.embed_frames)
+    # the tracklets a cell embeds: its query and gallery ones; with trials, every tracklet is
+    # evaluated in some trial (iLIDS-VID, PRID2011), so all of them (a split's count is per trial)
+    splits = ("query", "gallery") if dataset.protocol.trials == 1 else ("train", "query", "gallery")
+    tracklets = [(stats.get(s) or {}).get("tracklets") for s in splits]
+    if per_tracklet and None not in tracklets:
+        bound = per_tracklet * sum(tracklets)  # embed_frames: evenly:N embeds at most N a tracklet
+        if count is None or bound < count:
+            return bound, f"at most {per_tracklet} frames x {' + '.join(splits)} tracklets (embed_frames)"
+    return count, source
+
+
+def _published_images(stats, query, gallery, trials: int) -> tuple[int | None, str]:
     if "eval_images" in stats:
         return int(stats["eval_images"]), "eval_images"
-    query, gallery = (stats.get(s) or {} for s in ("query", "gallery"))
-    if dataset.protocol.trials == 1 and "images" in query and "images" in gallery:
+    if trials == 1 and "images" in query and "images" in gallery:
         return int(query["images"]) + int(gallery["images"]), "query + gallery"
+    known, unknown = (query, gallery) if "images" in query else (gallery, query)
+    if trials == 1 and "images" in known and known.get("tracklets") and unknown.get("tracklets"):
+        # a video split published in tracklets only: its frames at the other split's mean length
+        mean = known["images"] / known["tracklets"]
+        return int(known["images"] + round(mean * unknown["tracklets"])), \
+            "frames of one split + the other's tracklets at its mean length (estimate)"
     if "images" in stats:  # trials (each image is evaluated in some trial), or no split counts
         return int(stats["images"]), "all images (upper bound)"
     return None, "not published"

@@ -1,4 +1,4 @@
-"""`raybench bench metrics|embed|t2i`: performance benchmarks against the peers."""
+"""`raybench bench metrics|embed|t2i|driver|video`: performance benchmarks against the peers."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from raybench.commands.lazy import LazyGroup
 
 @click.group("bench", cls=LazyGroup, lazy={"embed": "raybench.bench.embed:embed_command",
                                           "driver": "raybench.commands.bench:driver",
-                                          "t2i": "raybench.bench.text:t2i_command"})
+                                          "t2i": "raybench.bench.text:t2i_command",
+                                          "video": "raybench.bench.video:video_command"})
 def bench():
     """Benchmarks against the peers: rank metrics vs torchreid, embedding vs a plain torch loop;
-    text-to-image scoring's time and memory at a text-to-person test set's size."""
+    text-to-image scoring's time and memory at a text-to-person test set's size; video frames vs
+    images through the pipeline, and tracklet pooling at MARS's size."""
 
 
 #: The --scale choices: features.SCALES' names (kept literal so that --help imports no numpy).

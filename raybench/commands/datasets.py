@@ -51,7 +51,9 @@ def info(name: str, root: str | None, as_json: bool):
     title = f"{spec.name} at {where}"
     if trials[0] is not None:
         title += f" (trial {trials[0]} of {len(trials)} published splits)"
-    print_table([{"split": s, **stats[s]} for s in SPLITS], ["split", "images", "ids", "cameras"], title=title)
+    columns = ["split", "images", "ids", "cameras"] + (["tracklets"] if "tracklets" in stats["query"] else [])
+    print_table([{"split": s, **stats[s]} for s in SPLITS], columns, title=title,
+                headers={"images": "frames"} if "tracklets" in columns else None)
     cameras = len(set(table.column("camid").to_pylist()))
     filtering = "on" if spec.protocol.camera_filter else "off (no camera semantics)"
     click.echo(f"cameras overall: {cameras}; camera filtering: {filtering}; trials: {spec.protocol.trials}")
@@ -137,10 +139,11 @@ def list_datasets(as_json: bool):
 
 
 def stats_summary(stats) -> str | None:
-    """Published statistics in a table cell: the image counts per split (per trial where
-    there are trials), the copy's or the evaluation's image total, the text queries."""
-    parts = [f"{split} {stats[split]['images']:,}" for split in ("query", "gallery", "train")
-             if "images" in (stats.get(split) or {})]
+    """Published statistics in a table cell: the image (or tracklet and frame) counts per
+    split (per trial where there are trials), the copy's or the evaluation's image total, the
+    text queries."""
+    parts = [_split_summary(split, stats.get(split) or {}) for split in ("query", "gallery", "train")
+             if {"images", "tracklets"} & set(stats.get(split) or {})]
     if "eval_images" in stats:
         parts.append(f"{stats['eval_images']:,} evaluated")
     if "images" in stats:
@@ -148,3 +151,11 @@ def stats_summary(stats) -> str | None:
     if "captions" in (stats.get("captions") or {}):
         parts.append(f"{stats['captions']['captions']:,} captions")
     return ", ".join(parts) or None
+
+
+def _split_summary(split: str, counts) -> str:
+    """"query 3,368" (images), or "query 1,980 tracklets / 114,493 frames" (a video split)."""
+    if "tracklets" not in counts:
+        return f"{split} {counts['images']:,}"
+    frames = f" / {counts['images']:,} frames" if "images" in counts else ""
+    return f"{split} {counts['tracklets']:,} tracklets{frames}"

@@ -28,7 +28,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from raybench.specs import DatasetSpec
 
 
-#: Per split (train, query, gallery): (images, ids, cameras) as manifest.split_stats counts them.
+#: Per split (train, query, gallery): (images, ids, cameras), and tracklets for a video dataset,
+#: as manifest.split_stats counts them.
 SplitCounts = Mapping[str, tuple[int, int, int]]
 
 
@@ -59,7 +60,8 @@ class TinyCopy:
 
     root: what to pass to ``parse``; options: parse's options. splits: per split (images, ids,
     cameras), or a list of those, one per trial; None where the copy's counts are not fixed
-    here (a generated dataset). rows: some rows, (split, file name) -> (pid, camid).
+    here (a generated dataset); a video dataset's add its tracklets, (images, ids, cameras,
+    tracklets). rows: some rows, (split, file name) -> (pid, camid).
     """
 
     root: Path
@@ -118,6 +120,11 @@ for _name, _module in (
     ("cuhkpedes", "cuhkpedes"),
     ("icfgpedes", "icfgpedes"),
     ("rstpreid", "rstpreid"),
+    ("mars", "mars"),
+    ("ilidsvid", "ilidsvid"),
+    ("prid2011", "prid2011"),
+    ("dukemtmc-videoreid", "dukevideo"),
+    ("synthetic-video", "synthvideo"),
 ):
     ADAPTERS.register(_name, f"raybench.datasets.{_module}:ADAPTER")
 del _name, _module

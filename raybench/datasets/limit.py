@@ -12,6 +12,10 @@ column):
   kept identity as the full one, and the same image is kept (or not) in every trial and on
   every machine.
 
+A video dataset (a ``tracklet`` column) is limited by the same rule with whole tracklets: a
+kept identity keeps every frame of its tracklets, and the share of other gallery tracklets is
+drawn by a hash of the tracklet's name, so a tracklet is kept or dropped with all its frames.
+
 A trial's query identities are its own (GRID tests a different 125 in each of its 10 splits,
 CUHK03 has one split), so each trial keeps the first ``n`` of its own, by the same rule;
 distractors are chosen by path, so a distractor kept in one trial is kept in all of them.
@@ -41,9 +45,11 @@ def limit_manifest(table: pa.Table, limit: int) -> pa.Table:
         raise RaybenchError(f"--limit must be at least 1, got {limit}")
     split = table.column("split").to_numpy(zero_copy_only=False)
     pid = table.column("pid").to_numpy()
-    paths = table.column("path").to_pylist()
+    unit = table.column("tracklet" if "tracklet" in table.column_names else "path")
     trial = table.column("trial").to_numpy() if "trial" in table.column_names else np.zeros(len(pid), np.int64)
-    fraction = np.array([path_fraction(p) for p in paths], dtype=np.float64)
+    names = pc.unique(unit)  # hashed once per tracklet (or image)
+    by_name = np.array([path_fraction(p) for p in names.to_pylist()], dtype=np.float64)
+    fraction = by_name[pc.index_in(unit, value_set=names).to_numpy()]
     keep = np.zeros(len(pid), dtype=bool)
     for t in np.unique(trial):
         rows = trial == t

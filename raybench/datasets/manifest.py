@@ -4,6 +4,12 @@ Columns: path (string, absolute), pid (int32), camid (int32, 0-based), split (st
 query or gallery) and, for datasets with several published splits, trial (int16): then an
 image appears once per trial, with its role in that trial.
 
+A video dataset (MARS, iLIDS-VID, ...) has one row per frame, and two more columns: tracklet
+(string: the tracklet's name, e.g. MARS's ``0001C1T0001``; every frame of a tracklet shares
+its pid, camera and split) and frame (int32: the frame's place in its tracklet, in the order
+the dataset gives). Frames are images to the embedding pipeline; the scorer pools each
+tracklet's frame embeddings into one (raybench.eval.tracklets) and ranks tracklets.
+
 A dataset with captions (text-to-person retrieval) also has a caption table, kept beside the
 manifest: caption (string), pid (int32), path (string: the image the caption was written
 for, as the manifest spells it) and split (string: ``query`` for the captions that are
@@ -29,10 +35,13 @@ SCHEMA = pa.schema([
     pa.field("split", pa.string(), nullable=False),
 ])
 TRIAL_FIELD = pa.field("trial", pa.int16(), nullable=False)
+TRACKLET_FIELD = pa.field("tracklet", pa.string(), nullable=False)
+FRAME_FIELD = pa.field("frame", pa.int32(), nullable=False)
 #: The columns a manifest may add to SCHEMA, in this order, each only where its dataset has it:
-#: ``trial`` (several published splits). A new one is one entry here; the store keeps every
-#: manifest column beside the embeddings and the scorer receives them all.
-OPTIONAL_FIELDS: tuple[pa.Field, ...] = (TRIAL_FIELD,)
+#: ``trial`` (several published splits), ``tracklet`` and ``frame`` (a video dataset: one row
+#: per frame). A new one is one entry here; the store keeps every manifest column beside the
+#: embeddings and the scorer receives them all.
+OPTIONAL_FIELDS: tuple[pa.Field, ...] = (TRIAL_FIELD, TRACKLET_FIELD, FRAME_FIELD)
 CAPTION_SPLITS = ("train", "query")
 CAPTION_SCHEMA = pa.schema([
     pa.field("caption", pa.string(), nullable=False),
@@ -89,7 +98,33 @@ def validate_manifest(table: pa.Table, dataset: str, layout: str = "", trials: i
         raise DatasetError(f"{dataset}: junk images (pid -1) must be dropped from the manifest")
     if trials is not None and trials > 1:
         _check_trials(table, dataset, trials, where)
+    if ("tracklet" in table.column_names) != ("frame" in table.column_names):
+        raise DatasetError(f"{dataset}: a video manifest has both a 'tracklet' and a 'frame' column")
     return table
+
+
+#: Schema metadata key of a manifest's note: what a reader of its results must know about the
+#: copy's protocol (PRID2011's seeded splits: "not the published splits"), carried to the
+#: cells' results. A note does not change the schema's equality.
+NOTE_KEY = b"raybench.note"
+
+
+def with_note(table: pa.Table, note: str | None) -> pa.Table:
+    """``table`` carrying ``note`` (none: unchanged)."""
+    if not note:
+        return table
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), NOTE_KEY: note.encode()})
+
+
+def manifest_note(table: pa.Table) -> str | None:
+    """The note a manifest carries (``with_note``), if any."""
+    value = (table.schema.metadata or {}).get(NOTE_KEY)
+    return value.decode() if value else None
+
+
+def is_video(table: pa.Table) -> bool:
+    """Whether a manifest (or an embedding table) holds frames of tracklets."""
+    return "tracklet" in table.column_names
 
 
 def _check_trials(table: pa.Table, dataset: str, trials: int, where: str) -> None:
@@ -106,7 +141,8 @@ def _check_trials(table: pa.Table, dataset: str, trials: int, where: str) -> Non
 
 
 def split_stats(table: pa.Table, trial: int | None = None) -> dict[str, dict[str, int]]:
-    """Images, identities and cameras per split (unique paths, so trials do not multiply).
+    """Images, identities and cameras per split (unique paths, so trials do not multiply), and
+    in a video manifest its tracklets (unique names; ``images`` then counts frames).
 
     With ``trial``, only that trial's rows count: a dataset with published splits is
     described one trial at a time, since an image changes role between trials.
@@ -124,6 +160,8 @@ def split_stats(table: pa.Table, trial: int | None = None) -> dict[str, dict[str
                 pids.add(pid)
                 cams.add(cam)
         stats[split] = {"images": len(seen), "ids": len(pids), "cameras": len(cams)}
+        if is_video(table):
+            stats[split]["tracklets"] = len(pc.unique(rows.column("tracklet")))
     return stats
 
 

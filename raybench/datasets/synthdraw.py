@@ -124,6 +124,29 @@ def pose_params(seed: int, domain: Domain, key: int, count: int) -> dict:
     }
 
 
+def walk_params(seed: int, domain: Domain, key: int, frames: int) -> dict:
+    """Per-frame poses of one tracklet (``key``): a person walking through a camera's view, as
+    a video ReID tracker crops them. One ``pose_params`` draw sets the tracklet's look (which way
+    they face, occlusion, light); from frame to frame the person drifts sideways and a little up
+    or down, grows or shrinks slowly (walking towards or away from the camera), swings the arms
+    and opens and closes the stride on a walking cycle, and the background slides behind them.
+    Every value is a [frames] array, seeded by (seed, domain, key) alone."""
+    start = pose_params(seed, domain, key, 1)
+    rng = _rng(seed, domain, 5, key)
+    t = np.arange(frames, dtype=np.float64)
+    cycle = 2 * np.pi * t / rng.uniform(6.0, 12.0) + rng.uniform(0, 2 * np.pi)
+    step = rng.normal(0, 0.5)  # pixels per frame, sideways
+    out = {k: np.repeat(v, frames) for k, v in start.items()}
+    out["dx"] = np.clip(start["dx"] + step * t + rng.normal(0, 0.4, frames), -6, 6)
+    out["dy"] = start["dy"] + rng.normal(0, 0.3, frames)
+    out["scale"] = start["scale"] * (1 + rng.normal(0, 0.003) * t)
+    out["swing"] = 0.035 * np.sin(cycle)
+    out["stance"] = 0.035 * (1 + np.sin(cycle))
+    out["bg_shift"] = np.clip(start["bg_shift"] - 2 * step * t, 0, SHIFT)
+    out["noise_tile"] = rng.integers(0, 1 << 30, frames)
+    return out
+
+
 class Canvas:
     """A batch of N label maps [N, H, W]: each pixel names the layer (a flat colour per image)
     painted there last; 0 is the background. Painting labels instead of colours keeps every

@@ -63,22 +63,30 @@ class SynthConfig:
     train_fraction: float = 0.5
 
     def __post_init__(self):
-        from raybench.datasets.synthdraw import DOMAINS
-
-        if self.domain not in DOMAINS:
-            raise UnknownNameError("synthetic domain", self.domain, DOMAINS)
-        checks = [(self.ids >= 2, "ids must be at least 2"), (self.cams >= 2, "cams must be at least 2"),
-                  (self.images_per_id >= 4, "images-per-id must be at least 4 (queries need gallery matches)"),
-                  (self.distractors >= 0 and self.junk >= 0, "distractors and junk cannot be negative"),
-                  (16 <= self.height <= 1024 and 8 <= self.width <= 512, "height/width out of range"),
-                  (0 <= self.train_fraction < 1, "train_fraction must be in [0, 1)")]
-        for ok, message in checks:
-            if not ok:
-                raise SpecError(f"synthetic dataset: {message}")
+        check_config("synthetic dataset", self, [
+            (self.cams >= 2, "cams must be at least 2"),
+            (self.images_per_id >= 4, "images-per-id must be at least 4 (queries need gallery matches)")])
 
     @property
     def total(self) -> int:
         return self.ids * self.images_per_id + self.distractors + self.junk
+
+
+def check_config(what: str, cfg, checks: list[tuple[bool, str]]) -> None:
+    """The rules of a synthetic config (this one, or synthvideo's VideoConfig): a known domain,
+    the fields every config has, then ``checks`` ((holds, why not) pairs); a SpecError says
+    which failed."""
+    from raybench.datasets.synthdraw import DOMAINS
+
+    if cfg.domain not in DOMAINS:
+        raise UnknownNameError("synthetic domain", cfg.domain, DOMAINS)
+    common = [(cfg.ids >= 2, "ids must be at least 2"),
+              (cfg.distractors >= 0 and cfg.junk >= 0, "distractors and junk cannot be negative"),
+              (16 <= cfg.height <= 1024 and 8 <= cfg.width <= 512, "height/width out of range"),
+              (0 <= cfg.train_fraction < 1, "train_fraction must be in [0, 1)")]
+    for ok, message in common + checks:
+        if not ok:
+            raise SpecError(f"{what}: {message}")
 
 
 def plan(cfg: SynthConfig) -> dict[str, np.ndarray]:
@@ -120,23 +128,33 @@ def render_rows(cfg: SynthConfig, rows: dict[str, np.ndarray]) -> np.ndarray:
     from raybench.datasets import synthdraw as draw
 
     domain = draw.DOMAINS[cfg.domain]
-    idents, poses, cameras = {}, {}, {}
-    ident_rows, pose_rows, cam_index = [], [], []
-    for kind, key, index, cam in zip(rows["kind"].tolist(), rows["key"].tolist(), rows["index"].tolist(),
-                                     rows["cam"].tolist()):
-        if key not in idents:
-            idents[key] = draw.identity_params(cfg.seed, domain, key)
+    poses, pose_rows = {}, []
+    for kind, key, index in zip(rows["kind"].tolist(), rows["key"].tolist(), rows["index"].tolist()):
+        if key not in poses:
             count = cfg.images_per_id if kind == KINDS["person"] else 1
             poses[key] = draw.pose_params(cfg.seed, domain, key, count)
+        pose_rows.append({k: v[index] for k, v in poses[key].items()})
+    return render_people(cfg, rows["key"], rows["cam"], pose_rows, rows["kind"] != KINDS["junk"])
+
+
+def render_people(cfg, keys: np.ndarray, cams: np.ndarray, pose_rows: list[dict], person: np.ndarray) -> np.ndarray:
+    """Crops of the identities ``keys`` in cameras ``cams``, each in its pose (a dict of
+    synthdraw.pose_params' keys, one value each); ``person``: which crops show a person (junk is
+    background only). ``cfg``: any config with seed, domain, height and width. uint8 [N, H, W, 3]."""
+    from raybench.datasets import synthdraw as draw
+
+    domain = draw.DOMAINS[cfg.domain]
+    idents, cameras, ident_rows, cam_index = {}, {}, [], []
+    for key, cam in zip(np.asarray(keys).tolist(), np.asarray(cams).tolist()):
+        if key not in idents:
+            idents[key] = draw.identity_params(cfg.seed, domain, key)
         if cam not in cameras:
             cameras[cam] = (len(cameras), draw.camera_params(cfg.seed, domain, cam))
         ident_rows.append(idents[key])
-        pose_rows.append({k: v[index] for k, v in poses[key].items()})
         cam_index.append(cameras[cam][0])
-    person = rows["kind"] != KINDS["junk"]
     bank = draw.noise_bank(cfg.seed, domain, cfg.height, cfg.width)
     return draw.render(draw.stack(ident_rows), [params for _, params in cameras.values()], np.asarray(cam_index),
-                       draw.stack(pose_rows), cfg.height, cfg.width, person, bank)
+                       draw.stack(pose_rows), cfg.height, cfg.width, np.asarray(person), bank)
 
 
 def _write_chunk(args) -> int:
@@ -210,29 +228,35 @@ def generate(out: Path, workers: int | None = None, **params) -> Path:
     return build_once(out, lambda tmp: write_dataset(cfg, tmp, workers))
 
 
-def config(params: dict) -> SynthConfig:
+def config(params: dict, cls: type = SynthConfig, what: str = "synthetic dataset"):
+    """A synthetic config (``cls``) from a catalog entry's options; an unknown option says which exist."""
     try:
-        return SynthConfig(**params)
+        return cls(**params)
     except TypeError as exc:
-        fields = ", ".join(f.name for f in dataclasses.fields(SynthConfig))
-        raise SpecError(f"synthetic dataset: {exc}; allowed options: {fields}") from None
+        fields = ", ".join(f.name for f in dataclasses.fields(cls))
+        raise SpecError(f"{what}: {exc}; allowed options: {fields}") from None
 
 
 def materialize(spec) -> Path:
     """The cache folder of a catalog entry such as synth-a, generated on first use."""
+    return cached(spec, config(dict(spec.options)), {"draw_version": DRAW_VERSION, "captions_version": CAPTIONS_VERSION},
+                  write_dataset)
+
+
+def cached(spec, cfg, versions: dict, write) -> Path:
+    """The cache folder of a generated catalog entry: named after the entry and a hash of its
+    config and the generator's ``versions``, written by ``write(cfg, folder)`` on first use."""
     from raybench.datasets.cache import build_once, params_hash
     from raybench.paths import cache_dir
 
-    cfg = config(dict(spec.options))
-    key = params_hash({**dataclasses.asdict(cfg), "draw_version": DRAW_VERSION, "captions_version": CAPTIONS_VERSION})
-    final = cache_dir() / "synth" / f"{spec.name}-{key}"
-    return build_once(final, lambda tmp: write_dataset(cfg, tmp))
+    key = params_hash({**dataclasses.asdict(cfg), **versions})
+    return build_once(cache_dir() / "synth" / f"{spec.name}-{key}", lambda tmp: write(cfg, tmp))
 
 
 def parse(root: Path, **params) -> pa.Table:
     """A generated dataset; with ``params`` (a catalog entry's options), synth.json must agree."""
     if params:
-        _check_params(Path(root), config(params))
+        check_written(Path(root), config(params))
     return market_style(root, dataset="synthetic", layout=LAYOUT, names=(), pattern=PATTERN,
                         example="0001_c1s1_000000_00.jpg")
 
@@ -243,7 +267,7 @@ def captions(root: Path, **params) -> pa.Table:
     from raybench.datasets.manifest import make_captions
 
     if params:
-        _check_params(Path(root), config(params))
+        check_written(Path(root), config(params))
     path = Path(root) / CAPTIONS_FILE
     if not path.is_file():
         raise DatasetError(f"synthetic dataset at {root} has no {CAPTIONS_FILE} (generated by an older raybench): "
@@ -253,7 +277,8 @@ def captions(root: Path, **params) -> pa.Table:
                          for r in json.loads(read_text(path, "synthetic", LAYOUT)) for caption in r["captions"])
 
 
-def _check_params(root: Path, cfg: SynthConfig) -> None:
+def check_written(root: Path, cfg, what: str = "synthetic dataset") -> None:
+    """A generated copy's synth.json, where there is one, must hold ``cfg``'s parameters."""
     meta = root / "synth.json"
     if not meta.is_file():
         return
@@ -262,7 +287,7 @@ def _check_params(root: Path, cfg: SynthConfig) -> None:
     different = sorted(k for k in expected if written.get(k) != expected[k])
     if different:
         key = different[0]
-        raise DatasetError(f"synthetic dataset at {root} was generated with {key}={written.get(key)!r}, "
+        raise DatasetError(f"{what} at {root} was generated with {key}={written.get(key)!r}, "
                            f"the spec asks for {key}={expected[key]!r}")
 
 

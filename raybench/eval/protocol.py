@@ -18,6 +18,12 @@ each image is its own camera, so it runs on the same rank engine. Query expansio
 re-ranking then see every test image twice (as a query and as a gallery image), as they would
 any query set that repeats the gallery.
 
+A video dataset's table holds frames of tracklets (a ``tracklet`` and a ``frame`` column):
+each block pools them first, by its own eval block's ``pool`` and ``frames``
+(raybench.eval.tracklets), and ranks tracklets; a pooling shared by several blocks is computed
+once. ``Scored.pooling`` then states the main block's pooling, and each variant's ``scoring``
+its own.
+
 With several trials, mAP, mINP and the CMC are the means over trials (the CMC cut to the
 shortest trial's length), the query and gallery counts are per-trial means, and ``spread``
 holds the sample standard deviations (ddof=1) over trials of the metrics that declare one
@@ -49,6 +55,7 @@ class Scored:
     main: Scores
     variants: Mapping[str, Scores] = field(default_factory=dict)
     i2i_rule: str | None = None
+    pooling: Mapping[str, Any] | None = None  # a video table: the main block's pool and frames
 
 
 def stated(spec: EvalSpec) -> dict[str, Any]:
@@ -83,16 +90,41 @@ def score(cols: Mapping[str, np.ndarray], protocol: Protocol, spec: EvalSpec, se
     if not (cols["split"] == "query").any() and cols["trial"] is None:
         cols, protocol, rule = _leave_one_out(cols), replace(protocol, camera_filter=True), LEAVE_ONE_OUT
     trials = _trials(cols, protocol)
-    main = _score_trials(cols, trials, protocol, spec, seed, device, paths=True)
-    return Scored(main, {v.name: _score_variant(cols, trials, protocol, v, seed, device) for v in variants}, rule)
+    rows = _Rows(cols)
+    main = _score_trials(rows(spec), trials, protocol, spec, seed, device, paths=True)
+    return Scored(main, {v.name: _score_variant(rows, trials, protocol, v, seed, device) for v in variants}, rule,
+                  pooling=rows.stated(spec))
 
 
-def _score_variant(cols, trials: list[int], protocol: Protocol, variant: EvalVariant, seed: int, device) -> Scores:
+class _Rows:
+    """What a block ranks: the table's rows, or, in a video table, its tracklets pooled as the
+    block's eval block says (each pooling computed once)."""
+
+    def __init__(self, cols: dict):
+        self.cols, self.pooled = cols, {}
+
+    def __call__(self, spec: EvalSpec) -> dict:
+        if self.cols.get("tracklet") is None:
+            return self.cols
+        rule = (spec.pool, spec.frames)
+        if rule not in self.pooled:
+            from raybench.eval.tracklets import pool_tracklets
+
+            self.pooled[rule] = pool_tracklets(self.cols, spec.pool, spec.frames)
+        return self.pooled[rule]
+
+    def stated(self, spec: EvalSpec) -> dict[str, Any] | None:
+        """The pooling as results state it (None for an image table)."""
+        return None if self.cols.get("tracklet") is None else {"pool": spec.pool, "frames": spec.frames}
+
+
+def _score_variant(rows: _Rows, trials: list[int], protocol: Protocol, variant: EvalVariant, seed: int,
+                   device) -> Scores:
     try:
-        scored = _score_trials(cols, trials, protocol, variant.eval, seed, device)
+        scored = _score_trials(rows(variant.eval), trials, protocol, variant.eval, seed, device)
     except EvaluationError as exc:
         raise EvaluationError(f"eval variant {variant.name!r}: {exc}") from exc
-    return replace(scored, scoring=stated(variant.eval))
+    return replace(scored, scoring={**stated(variant.eval), **(rows.stated(variant.eval) or {})})
 
 
 def _score_trials(cols, trials: list[int], protocol: Protocol, spec: EvalSpec, seed: int, device,
@@ -129,7 +161,7 @@ def _columns(cols: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     missing = [c for c in COLUMNS if c not in cols]
     if missing:
         raise EvaluationError(f"the table lacks the columns: {', '.join(missing)}")
-    return {**{c: np.asarray(v) for c, v in cols.items()}, "trial": cols.get("trial")}
+    return {**{c: np.asarray(v) for c, v in cols.items()}, "trial": cols.get("trial"), "tracklet": cols.get("tracklet")}
 
 
 def _trials(cols, protocol: Protocol) -> list[int]:

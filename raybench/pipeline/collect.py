@@ -5,7 +5,9 @@ Rows arrive in any order and from any actor, without their embeddings (the worke
 driver, wrote those as Parquet parts: parts.py); each cell keeps a mask of the rows seen, the
 errors, and the parts its rows came in, so the driver's memory per cell is a few bytes per
 image. A cell is complete when every unique image has arrived, and, for a cell that embeds its
-dataset's captions, every query caption (``add_text``).
+dataset's captions, every query caption (``add_text``). A video cell also counts the tracklets
+whose frames have all arrived (for the progress line), and its marker records what was
+embedded (``video_record``).
 """
 
 from __future__ import annotations
@@ -34,11 +36,15 @@ class CellBuffer:
     parts: dict[str, None] = field(default_factory=dict)  # the image parts that brought rows, in order
     text_seen: np.ndarray = field(init=False)
     text_parts: dict[str, None] = field(default_factory=dict)
+    frames_left: np.ndarray | None = field(init=False)  # a video cell: per tracklet, frames not yet arrived
+    tracklets_done: int = 0  # completed tracklets not yet taken by ``take_tracklets``
 
     def __post_init__(self):
         self.seen = np.zeros(len(self.cell.data.paths), dtype=bool)
         captions = self.cell.data.captions.num_rows if self.cell.text else 0
         self.text_seen = np.zeros(captions, dtype=bool)
+        codes = self.cell.data.tracklet_index
+        self.frames_left = None if codes is None else np.bincount(codes, minlength=len(self.cell.data.tracklets))
 
     @property
     def total(self) -> int:
@@ -63,11 +69,20 @@ class CellBuffer:
             if err:
                 self.image_errors[int(row)] = str(err)
         self._file(self.parts, batch, mask, new)
+        if self.frames_left is not None and new.any():
+            touched = self.cell.data.tracklet_index[rows[new]]
+            np.subtract.at(self.frames_left, touched, 1)
+            self.tracklets_done += int((self.frames_left[np.unique(touched)] == 0).sum())
         if mask.any():
             self.num_params = max(self.num_params, int(np.max(batch["num_params"][mask])))
             self.dim = max(self.dim, int(np.max(batch["dim"][mask])))
         self.count += int(new.sum())
         return int(new.sum())
+
+    def take_tracklets(self) -> int:
+        """Tracklets completed since the last call (0 for an image cell)."""
+        done, self.tracklets_done = self.tracklets_done, 0
+        return done
 
     def add_text(self, batch: dict, mask: np.ndarray) -> int:
         """File the caption rows ``mask`` selects of a batch; returns how many were new."""
@@ -133,6 +148,29 @@ def finish(buffer: CellBuffer, on_bad_image: str) -> tuple[pa.Table | None, list
         keep = ~np.isin(index, np.array(sorted(buffer.image_errors)))
         manifest, index = manifest.filter(pa.array(keep)), index[keep]
     return row_table(manifest, index), skipped, None
+
+
+def video_record(buffer: CellBuffer) -> dict | None:
+    """A video cell's marker record (None for an image cell): what plan.load_images recorded
+    (tracklets, frames, embed_frames, frames_in_copy, the manifest's note) and, where frames
+    could not be read (on_bad_image: skip), the tracklets scored from the frames that were
+    read (``partial``: the first NAMED_PATHS by name, "3 of 5 frames", and ``partial_count``)
+    and those left out because none was (``skipped``, ``skipped_count``)."""
+    data = buffer.cell.data
+    if data.video is None:
+        return None
+    record = dict(data.video)
+    if buffer.image_errors:
+        codes = np.asarray(data.tracklet_index)
+        total = np.bincount(codes, minlength=len(data.tracklets))
+        lost = np.bincount(codes[sorted(buffer.image_errors)], minlength=len(data.tracklets))
+        partial = np.flatnonzero((lost > 0) & (lost < total))
+        skipped = np.flatnonzero((lost == total) & (total > 0))
+        record.update(
+            partial={data.tracklets[i]: f"{total[i] - lost[i]} of {total[i]} frames" for i in partial[:NAMED_PATHS]},
+            partial_count=len(partial), skipped=[data.tracklets[i] for i in skipped[:NAMED_PATHS]],
+            skipped_count=len(skipped))
+    return record
 
 
 def finish_text(buffer: CellBuffer) -> pa.Table | None:

@@ -26,7 +26,7 @@ from raybench.console import count, notice
 from raybench.errors import RaybenchError
 from raybench.models import without_text
 from raybench.pipeline import reducer as reducers
-from raybench.pipeline.collect import CellBuffer, file_batch, finish, finish_text
+from raybench.pipeline.collect import CellBuffer, file_batch, finish, finish_text, video_record
 from raybench.pipeline.embed import PixelCaches, Source, embedding_stream
 from raybench.pipeline.failure import DATASET, LOAD, MEMBER, STREAM, Failure, error_text, load_failure
 from raybench.pipeline.oversize import oversize_warnings
@@ -189,7 +189,10 @@ class Run:
                                       label_selector=runtime.reducer_selector(),
                                       variants=self.matrix.eval_variants)
         images = sum(len(c.data.paths) for _, group in groups for c in group)
-        self.progress = Progress(len(cells), 0, images, RunMetrics(self.matrix.name), self.echo)
+        video = [c.data for _, group in groups for c in group if c.data.tracklets]
+        self.progress = Progress(len(cells), 0, images, RunMetrics(self.matrix.name), self.echo,
+                                 tracklets_total=sum(len(d.tracklets) for d in video),
+                                 frames_total=sum(len(d.paths) for d in video))
         self.tracker = Tracker(self.reducer, self.progress)
         try:
             return self._execute(cells, groups, cluster, record, start)
@@ -329,7 +332,7 @@ class Run:
         """File a batch into its cells; finish cells that became complete; return the index of
         a cell the model failed to embed, if any."""
         for i, new in file_batch(batch, buffers).items():
-            self.progress.add_images(new)
+            self.progress.add_images(new, buffers[i].take_tracklets())
             if buffers[i].failure:
                 return i
             if buffers[i].complete and i not in finished:
@@ -350,7 +353,7 @@ class Run:
             num_params=buffer.params, embed_seconds=round(embed_seconds, 3),
             skipped_images=tuple(skipped), device=self.pool.device, written=provenance.now(),
             stream_cells=self._stream_size,
-            text_rows=cell.data.captions.num_rows if cell.text else None,
+            text_rows=cell.data.captions.num_rows if cell.text else None, video=video_record(buffer),
         )
         if failure:
             self._fail(cell, failure, self._job(cell, marker=marker))

@@ -17,8 +17,9 @@ import pyarrow as pa
 
 from raybench.errors import RaybenchError
 
-#: The columns that say which image a row is (and in which trial): equal across members.
-_IDENTITY = ("path", "split", "trial")
+#: The columns that say which image a row is (in which trial, and in a video table which frame
+#: of which tracklet): equal across members.
+_IDENTITY = ("path", "split", "trial", "tracklet", "frame")
 
 
 def fuse(embeddings: list[np.ndarray], weights: list[float]) -> np.ndarray:
@@ -66,6 +67,7 @@ def fuse_cell(store, job):
         embed_seconds=round(time.perf_counter() - start, 3),
         skipped_images=tuple(sorted({s for m in markers for s in m.skipped_images})),
         device=",".join(sorted({m.device for m in markers if m.device})), written=provenance.now(),
+        video=markers[0].video,  # the members embedded the same frames
     )
     spec = {"fusion": {"name": job.model, "of": [m for m, _ in job.members], "weights": list(job.weights)},
             "members": {m.model: m.key for m in markers}}

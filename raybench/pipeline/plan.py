@@ -49,6 +49,11 @@ class DatasetImages:
     captions: pa.Table | None = None  # the query captions (caption, pid, path, split); None: no text
     text_hash: str = ""
     limit: int | None = None  # --limit: only the first N query identities (datasets/limit.py)
+    #: a video dataset: what is embedded (``video_record``), each tracklet's name, and the
+    #: tracklet of each of ``paths`` (an index into ``tracklets``; numpy int64)
+    video: dict | None = None
+    tracklets: tuple[str, ...] = ()
+    tracklet_index: object = None
 
     @property
     def name(self) -> str:
@@ -100,6 +105,12 @@ def load_images(spec: DatasetSpec, load_manifest: Callable[[DatasetSpec], pa.Tab
         from raybench.datasets.limit import limit_manifest
 
         table = limit_manifest(table, limit).combine_chunks()
+    frames_in_copy = len(pc.unique(table.column("path")))
+    if spec.embed_frames != "all":
+        if "tracklet" not in table.column_names:
+            return DatasetImages(spec, None, error=f"{spec.name}: embed_frames ({spec.embed_frames}) applies to video "
+                                                   "datasets; this one has no tracklets")
+        table = embedded_frames(table, spec.embed_frames)
     paths = pc.unique(table.column("path"))
     index = pc.index_in(table.column("path"), value_set=paths).to_numpy().astype(np.int64)
     text_hash = ""
@@ -108,8 +119,38 @@ def load_images(spec: DatasetSpec, load_manifest: Callable[[DatasetSpec], pa.Tab
         if limit is not None:
             captions = captions.filter(pc.is_in(captions.column("path"), paths)).combine_chunks()
         text_hash = manifest_hash(captions)
+    video = {} if "tracklet" not in table.column_names else video_images(table, paths, spec, frames_in_copy)
     return DatasetImages(spec, table, tuple(paths.to_pylist()), index, manifest_hash(table),
-                         captions=captions, text_hash=text_hash, limit=limit)
+                         captions=captions, text_hash=text_hash, limit=limit, **video)
+
+
+def embedded_frames(table: pa.Table, rule: str) -> pa.Table:
+    """The rows of a video manifest that ``embed_frames: rule`` embeds: those that pooling
+    with ``frames: rule`` reads (raybench.eval.tracklets)."""
+    from raybench.eval.tracklets import selected_rows
+
+    cols = {name: table.column(name).to_numpy(zero_copy_only=False)
+            for name in ("tracklet", "frame", "split", "trial") if name in table.column_names}
+    return table.filter(pa.array(selected_rows(cols, rule))).combine_chunks()
+
+
+def video_images(table: pa.Table, paths: pa.Array, spec: DatasetSpec, frames_in_copy: int) -> dict:
+    """DatasetImages' video fields: the record of what is embedded (tracklets, frames, the
+    frames of the copy that ``embed_frames`` leaves out, the manifest's note), each tracklet's
+    name, and each unique image's tracklet."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from raybench.datasets.manifest import manifest_note
+
+    names = pc.unique(table.column("tracklet"))
+    first = pc.index_in(paths, value_set=table.column("path")).to_numpy()  # each image's first row
+    codes = pc.index_in(table.column("tracklet"), value_set=names).to_numpy()[first].astype(np.int64)
+    record = {"tracklets": len(names), "frames": len(paths), "embed_frames": spec.embed_frames,
+              "frames_in_copy": frames_in_copy}
+    note = manifest_note(table)
+    return {"video": {**record, **({"note": note} if note else {})}, "tracklets": tuple(names.to_pylist()),
+            "tracklet_index": codes}
 
 
 def manifest_hash(table: pa.Table) -> str:

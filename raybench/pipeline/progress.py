@@ -1,7 +1,8 @@
 """What a run tells the person watching it: a progress line on the terminal and metrics on
 the Ray dashboard.
 
-The progress line (cells done/total, images/s, ETA) goes to stderr: rewritten in place on a
+The progress line (cells done/total, images/s, ETA; in a run with video datasets, frames and
+the tracklets whose frames have all been embedded) goes to stderr: rewritten in place on a
 terminal, one line every few seconds otherwise (Ray Jobs logs, CI). Ray Data's own per-operator
 bars are off by default, since two progress displays interleave badly. Cells an earlier run
 finished (kept) count as done.
@@ -93,9 +94,12 @@ class Progress:
 
     def __init__(self, cells_total: int, cells_done: int, images_total: int,
                  metrics: RunMetrics | None = None, echo: Callable[[str], None] = notice,
-                 interval: float | None = None, clock: Callable[[], float] = time.monotonic):
+                 interval: float | None = None, clock: Callable[[], float] = time.monotonic,
+                 tracklets_total: int = 0, frames_total: int = 0):
         self.cells_total, self.cells_done, self.cells_failed = cells_total, cells_done, 0
         self.images_total, self.images_done = images_total, 0
+        # video cells: their tracklets, and how many of images_total are their frames
+        self.tracklets_total, self.tracklets_done, self.frames_total = tracklets_total, 0, frames_total
         self.metrics, self.echo, self.clock = metrics, echo, clock
         self.tty = sys.stderr.isatty() and echo is notice
         self.interval = interval if interval is not None else (1.0 if self.tty else 10.0)
@@ -116,10 +120,12 @@ class Progress:
         elapsed = self.clock() - start
         return (self.model_images - first) / elapsed if elapsed > 0 else 0.0
 
-    def add_images(self, count: int) -> None:
+    def add_images(self, count: int, tracklets: int = 0) -> None:
+        """``count`` images (frames) embedded, completing ``tracklets`` video tracklets."""
         if self.model_start is None and count:
             self.model_start = (self.clock(), count)
         self.images_done += count
+        self.tracklets_done += tracklets
         self.model_images += count
         self._unsent += count
         if self.clock() - self._printed >= self.interval:
@@ -131,8 +137,13 @@ class Progress:
         eta = format_seconds(left / rate) if rate > 0 and left > 0 else "-"
         failed = f", {self.cells_failed} failed" if self.cells_failed else ""
         speed = f"{rate:,.1f}" if rate > 0 else "-"  # "-" until two batches give a rate
+        what = "images" if not self.frames_total else \
+            "frames" if self.frames_total == self.images_total else "images and frames"
+        images = f"{what} {self.images_done:,}/{self.images_total:,}"
+        if self.tracklets_total:
+            images += f", tracklets {self.tracklets_done:,}/{self.tracklets_total:,}"
         return (f"cells {self.cells_done}/{self.cells_total}{failed} | {self.model}: "
-                f"images {self.images_done:,}/{self.images_total:,} | {speed} img/s | ETA {eta}")
+                f"{images} | {speed} img/s | ETA {eta}")
 
     def _send_metrics(self) -> None:
         if self.metrics is not None:

@@ -74,7 +74,7 @@ def result_record(job: CellJob, spec: EvalSpec, scored=None, failure: Failure | 
     return CellResult(
         model=job.model, dataset=job.dataset.name, status="failed" if failure else "ok",
         error=failure.message if failure else None, error_kind=failure.kind if failure else None,
-        protocol=protocol_block(job.dataset.protocol, spec), **main, text=text,
+        protocol={**protocol_block(job.dataset.protocol, spec), **((scored and scored.pooling) or {})}, **main, text=text,
         text_status=None if failure else job.text_status,
         seconds=round(embed_seconds + eval_seconds, 3), embed_seconds=round(embed_seconds, 3),
         eval_seconds=round(eval_seconds, 3), paradigm=job.paradigm,

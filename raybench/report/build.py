@@ -10,6 +10,8 @@
       paper.md  paper.csv                       ours vs the study's published numbers
       ranklists/index.html, <dataset>__<model>.html   top-10 galleries of sampled queries
       ranklists/<dataset>__<model>__text.html  sampled captions and their top-10 images
+    results.md holds a video table where the run has video cells (video.py), and their rank lists
+    show each tracklet as a strip of its frames.
 
 The output depends only on the run directory and the options (no dates), so regenerating a
 committed report from the same run gives the same files.
@@ -26,7 +28,7 @@ from typing import Any
 from raybench.console import count
 from raybench.errors import RaybenchError
 from raybench.metrics import HEADLINE, title as metric_title
-from raybench.report import domain, paper, plots, ranklist, tables, tradeoff
+from raybench.report import domain, paper, plots, ranklist, tables, tradeoff, video
 from raybench.report.bootstrap import DEFAULT_BOOTSTRAPS, bootstrap_intervals
 from raybench.report.load import Cell, Intervals, Run, load_run
 from raybench.rundir.store import RunStore
@@ -197,6 +199,7 @@ def markdown(report: Report, options: ReportOptions) -> str:
         "not evidence of a better model.",
         tables.grid(run, tables.intervals, failures),
         *block_sections(run, failures),
+        *video.video_section(run),
     ]
     if failures:
         parts += ["## Cells that did not finish", tables.failure_list(failures)]

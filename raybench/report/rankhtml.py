@@ -23,7 +23,9 @@ figure .missing{font-size:9px;overflow:hidden;word-break:break-all;box-sizing:bo
 figure.query img{border-color:#333}
 figure.hit img,figure.hit .missing{border-color:#2ca02c}
 figure.miss img,figure.miss .missing{border-color:#d62728}
-.q{width:110px;flex:none;font-size:12px}
+figure.strip{width:auto} figure.strip .frames{display:flex;gap:1px;justify-content:center}
+figure.strip img,figure.strip .missing{width:32px;height:64px;border-width:3px}
+.q{width:110px;flex:none;font-size:12px} .q figure.strip{width:auto}
 .sep{width:2px;align-self:stretch;background:#ccc;margin:0 6px}
 .warn{color:#b35900}
 table{border-collapse:collapse} td,th{padding:3px 10px;border-bottom:1px solid #ddd;text-align:left}
@@ -31,11 +33,27 @@ table{border-collapse:collapse} td,th{padding:3px 10px;border-bottom:1px solid #
 
 
 def figure(cls: str, path: str, caption: str, thumbs: Thumbs) -> str:
+    return f"<figure class='{cls}'>{_image(path, thumbs)}<figcaption>{caption}</figcaption></figure>"
+
+
+def _image(path: str, thumbs: Thumbs) -> str:
     src = thumbs.get(path)
     name = escape(Path(path).name)
-    image = (f"<img src='{src}' alt='{name}' title='{escape(path)}'>" if src
-             else f"<div class='missing' title='{escape(path)}'>image not found: {name}</div>")
-    return f"<figure class='{cls}'>{image}<figcaption>{caption}</figcaption></figure>"
+    return (f"<img src='{src}' alt='{name}' title='{escape(path)}'>" if src
+            else f"<div class='missing' title='{escape(path)}'>image not found: {name}</div>")
+
+
+#: Frames a tracklet shows in a rank list (video datasets), spread evenly over it.
+STRIP_FRAMES = 3
+
+
+def strip(cls: str, frames: list[str], caption: str, thumbs: Thumbs) -> str:
+    """A video tracklet as one bordered figure: ``STRIP_FRAMES`` of its frames (first, last and
+    evenly between), side by side, over one caption."""
+    if len(frames) > STRIP_FRAMES:
+        frames = [frames[round(i * (len(frames) - 1) / (STRIP_FRAMES - 1))] for i in range(STRIP_FRAMES)]
+    images = "".join(_image(path, thumbs) for path in frames)
+    return f"<figure class='{cls} strip'><div class='frames'>{images}</div><figcaption>{caption}</figcaption></figure>"
 
 
 class Thumbs:

@@ -11,7 +11,9 @@ multi-trial datasets; no re-ranking).
 The numbers on the page (AP, rank of the first true match) are the result JSON's; the page
 says so where its own ranking disagrees with them. A dataset without image queries (scored
 leave-one-out) samples its test images as queries, each ranked against the others. A cell
-with text queries also gets a caption page (textrank.py).
+with text queries also gets a caption page (textrank.py). A video cell ranks tracklets: its
+stored frames are pooled as its result says (protocol ``pool`` and ``frames``,
+raybench.eval.tracklets) and each tracklet is shown as a strip of a few of its frames.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any, Mapping, Sequence
 
 from raybench.errors import RaybenchError
 from raybench.report.load import Cell, Run
-from raybench.report.rankhtml import CSS, TOP_K, Thumbs, escape, figure, pct
+from raybench.report.rankhtml import CSS, STRIP_FRAMES, TOP_K, Thumbs, escape, figure, pct, strip
 
 @dataclass(frozen=True)
 class Shown:
@@ -43,7 +45,10 @@ def write_ranklists(run: Run, out: Path, n_queries: int, seed: int, notes: list[
             continue
         try:
             meta, emb = load_embeddings(run.store, cell.dataset, cell.model)
-            page = cell_page(cell, meta, emb, n_queries, seed)
+            strips = None
+            if "tracklet" in meta:
+                meta, emb, strips = tracklets(meta, emb, cell.result.protocol or {})
+            page = cell_page(cell, meta, emb, n_queries, seed, strips)
         except (OSError, KeyError, ValueError, RaybenchError) as exc:
             # one unreadable embeddings folder (a truncated part, an older layout) costs that
             # cell its page, not the whole report: the tables come from the result JSONs
@@ -85,6 +90,24 @@ def load_embeddings(store, dataset: str, model: str):
     table = store.read_embeddings(dataset, model)
     meta = {k: table.column(k).to_numpy(zero_copy_only=False) for k in table.column_names if k != "embedding"}
     return meta, embedding_matrix(table)
+
+
+def tracklets(meta: Mapping[str, Any], emb, protocol: Mapping[str, Any]):
+    """A video cell's frames as its scoring saw them: (tracklet columns, their pooled
+    embeddings, each tracklet's frame paths in frame order), pooled by the result's pool and
+    frames (raybench.eval.tracklets)."""
+    import numpy as np
+
+    from raybench.eval.tracklets import pool_tracklets
+
+    pooled = pool_tracklets({**meta, "embedding": emb, "trial": meta.get("trial")}, protocol.get("pool", "mean"),
+                            protocol.get("frames", "all"))
+    keep = ("path", "pid", "camid", "split") + (("trial",) if pooled["trial"] is not None else ())
+    frames: dict[str, list[tuple[int, str]]] = {}
+    for name, frame, path in zip(meta["tracklet"], meta["frame"], meta["path"]):
+        frames.setdefault(str(name), []).append((int(frame), str(path)))
+    strips = {name: [p for _, p in sorted(set(pairs))] for name, pairs in frames.items()}
+    return {k: np.asarray(pooled[k]) for k in keep}, pooled["embedding"], strips
 
 
 def rank(query, gallery, distance: str = "euclidean", normalize: bool = True):
@@ -152,7 +175,9 @@ def _stored_by_path(per_query: Mapping[str, Any], trial: int | None) -> dict[str
 # HTML
 
 
-def cell_page(cell: Cell, meta: Mapping[str, Any], emb, n_queries: int, seed: int) -> str:
+def cell_page(cell: Cell, meta: Mapping[str, Any], emb, n_queries: int, seed: int,
+              strips: Mapping[str, list[str]] | None = None) -> str:
+    """``strips``: a video cell's frames per tracklet (``tracklets``); ``meta`` is then per tracklet."""
     lines, q_idx, g_idx = sample_lines(cell, meta, emb, n_queries, seed)
     thumbs = Thumbs()
     r = cell.result
@@ -163,11 +188,13 @@ def cell_page(cell: Cell, meta: Mapping[str, Any], emb, n_queries: int, seed: in
         f"<style>{CSS}</style></head><body><h1>Rank list: {escape(title)}</h1>",
         "<p class='meta'>"
         f"mAP {pct(r.mAP)}, Rank-1 {pct(cell.value('R1'))} over "
-        f"{r.num_valid_query} valid queries and {r.num_gallery} gallery images. "
+        f"{r.num_valid_query} valid queries and {r.num_gallery} gallery {'tracklets' if strips else 'images'}. "
         f"{len(lines)} queries sampled (seed {seed}) of {len(q_idx)}"
         + (f", trial {int(meta['trial'][q_idx[0]])} of {protocol.get('trials', '?')}" if "trial" in meta else "")
         + f". Distance {escape(protocol.get('distance', 'euclidean'))}"
         + (", L2-normalised" if protocol.get("normalize", True) else ", not normalised")
+        + (f". Tracklets pooled by {escape(protocol.get('pool', 'mean'))} over {escape(protocol.get('frames', 'all'))} "
+           f"frames; each shown by up to {STRIP_FRAMES} of its frames" if strips else "")
         + (", same-identity same-camera gallery images removed" if protocol.get("camera_filter", True) else "")
         + (f". Metrics used {escape(' and '.join(_not_shown(protocol)))}; this page does not"
            if _not_shown(protocol) else "")
@@ -177,7 +204,7 @@ def cell_page(cell: Cell, meta: Mapping[str, Any], emb, n_queries: int, seed: in
     ]
     cameras = bool(protocol.get("camera_filter", True))
     for line in lines:
-        parts.append(_line_html(line, meta, thumbs, cameras))
+        parts.append(_line_html(line, meta, thumbs, cameras, strips))
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -189,7 +216,11 @@ def camera_label(camid: int, cameras: bool = True) -> str:
     return f"cam {int(camid) + 1}" if cameras else ""
 
 
-def _line_html(line: Shown, meta: Mapping[str, Any], thumbs: Thumbs, cameras: bool = True) -> str:
+def _line_html(line: Shown, meta: Mapping[str, Any], thumbs: Thumbs, cameras: bool = True,
+               strips: Mapping[str, list[str]] | None = None) -> str:
+    def shown(cls: str, path: str, caption: str) -> str:
+        return strip(cls, strips[path], caption, thumbs) if strips else figure(cls, path, caption, thumbs)
+
     path, pid = meta["path"][line.query], meta["pid"][line.query]
     cam = camera_label(meta["camid"][line.query], cameras)
     ap, first = line.stored.get("ap"), line.stored.get("first_match", line.first_match)
@@ -197,12 +228,12 @@ def _line_html(line: Shown, meta: Mapping[str, Any], thumbs: Thumbs, cameras: bo
     text = f"query<br>pid {pid}{cam_text}<br>AP {pct(ap)}<br>first match #{first or '-'}"
     if line.stored.get("first_match") not in (None, line.first_match):
         text += f"<br><span class='warn'>(#{line.first_match} here: ties or re-ranking)</span>"
-    cells = [f"<div class='q'>{figure('query', path, text, thumbs)}</div><div class='sep'></div>"]
+    cells = [f"<div class='q'>{shown('query', path, text)}</div><div class='sep'></div>"]
     for k, gi in enumerate(line.top, 1):
         g_pid, g_cam = meta["pid"][gi], camera_label(meta["camid"][gi], cameras)
         cls = "hit" if g_pid == pid else "miss"
         caption = f"#{k}<br>pid {g_pid}" + (f"<br>{g_cam}" if g_cam else "")
-        cells.append(figure(cls, meta["path"][gi], caption, thumbs))
+        cells.append(shown(cls, meta["path"][gi], caption))
     return "<div class='row'>" + "".join(cells) + "</div>"
 
 

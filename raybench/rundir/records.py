@@ -250,7 +250,8 @@ class CellResult:
     (raybench.metrics.Scores): ``text`` (on a dataset with captions: text-to-image retrieval;
     ``text_status`` is "ok", or why there is none, "no text tower") and ``variants`` (each eval
     variant of the matrix, by name). ``i2i_rule`` says how image-to-image was scored when the
-    dataset has no image queries ("leave-one-out")."""
+    dataset has no image queries ("leave-one-out"). A video cell's counts are tracklets, its
+    ``protocol`` states the pooling (pool, frames) and ``video`` what was embedded."""
 
     model: str
     dataset: str
@@ -287,6 +288,8 @@ class CellResult:
     limit: int | None = key(None, check=at_least(1))  # --limit N: the first N query identities
     random_weights: bool = False  # --random-weights: the architecture with seeded random weights
     variants: Mapping[str, Scores] | None = key(None, hash=False, parse=_blocks)
+    #: a video cell: what was embedded (as its marker says; pipeline/collect.py video_record)
+    video: Mapping[str, Any] | None = key(None, hash=False)
     schema_version: int = key(SCHEMA_VERSION, absent=1, check=_version(SCHEMA_VERSION))
 
     @property
@@ -376,6 +379,9 @@ class CellMarker:
     text_rows: int | None = key(None, check=count)
     attempt: str = ""
     files: Mapping[str, int] = field(default_factory=dict, hash=False)
+    #: a video cell: tracklets and frames embedded, the rule that chose them, the tracklets
+    #: that lost frames to unreadable images (pipeline/collect.py video_record)
+    video: Mapping[str, Any] | None = key(None, hash=False)
     schema_version: int = key(MARKER_VERSION, absent=1, check=_version(MARKER_VERSION))
 
     def to_json(self) -> dict[str, Any]:

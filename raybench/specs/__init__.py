@@ -19,10 +19,13 @@ from raybench.specs.evaluation import (
     AQE_DEFAULTS,
     AQE_FIELDS,
     DISTANCES,
+    POOLING_DEFAULTS,
+    POOLS,
     RESERVED_VARIANT_NAMES,
     VARIANT_NAME,
     EvalSpec,
     EvalVariant,
+    frames_count,
     parse_eval,
     parse_eval_variants,
 )
@@ -47,8 +50,8 @@ from raybench.specs.schema import Fields
 
 __all__ = [
     "AQE_DEFAULTS", "AQE_FIELDS", "BAD_IMAGE_POLICIES", "CROP_OFFSETS", "DISTANCES", "FUSION", "IMAGENET_MEAN",
-    "IMAGENET_STD", "INTERPOLATE", "INTERPOLATIONS", "PARADIGMS", "POOLINGS", "PRECISIONS", "RESERVED_VARIANT_NAMES",
+    "IMAGENET_STD", "INTERPOLATE", "INTERPOLATIONS", "PARADIGMS", "POOLING_DEFAULTS", "POOLINGS", "POOLS", "PRECISIONS", "RESERVED_VARIANT_NAMES",
     "RESIZE_MODES", "VARIANT_NAME", "DatasetSpec", "EvalSpec", "EvalVariant", "Fields", "FusionSpec", "MatrixSpec",
-    "ModelSpec", "Preprocess", "Protocol", "load_yaml", "parse_dataset", "parse_entries", "parse_eval",
+    "ModelSpec", "Preprocess", "Protocol", "frames_count", "load_yaml", "parse_dataset", "parse_entries", "parse_eval",
     "parse_eval_variants", "parse_fusion", "parse_model", "parse_preprocess",
 ]

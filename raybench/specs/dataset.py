@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from raybench.specs.evaluation import frames_rule
 from raybench.specs.schema import key, merge_over_base, read
 
 
@@ -29,6 +30,8 @@ class DatasetSpec:
     options: Mapping[str, Any] = key(default_factory=dict, hash=False, parse=merge_over_base)
     stats: Mapping[str, Any] = key(default_factory=dict, hash=False)  # published statistics
     description: str = ""
+    #: a video dataset: embed only the frames that ``frames: evenly:N`` pools (all: every frame)
+    embed_frames: str = key("all", check=frames_rule)
 
 
 def parse_dataset(data: Any, where: str, base: DatasetSpec | None = None) -> DatasetSpec:

@@ -13,6 +13,22 @@ from raybench.errors import SpecError
 from raybench.specs.schema import Group, Slot, at_least, key, read
 
 DISTANCES = ("euclidean", "cosine")
+#: How a video tracklet's frame embeddings become one (raybench.eval.tracklets).
+POOLS = ("mean", "max")
+#: Which frames of a tracklet: ``all``, or ``evenly:N`` (torchreid's test sampling: N frames at
+#: a stride of len // N from the first; a shorter tracklet repeats its last frame up to N).
+FRAMES_RULE = re.compile(r"all|evenly:([1-9][0-9]*)")
+
+
+def frames_count(rule: str) -> int | None:
+    """N of an ``evenly:N`` frames rule; None for ``all``."""
+    found = FRAMES_RULE.fullmatch(rule)
+    return int(found.group(1)) if found and found.group(1) else None
+
+
+def frames_rule(value: str) -> str | None:
+    """The check of a frames rule (``frames:`` in an eval block, ``embed_frames:`` on a dataset)."""
+    return None if FRAMES_RULE.fullmatch(value) else f"must be 'all' or 'evenly:N' (N >= 1, e.g. evenly:15), got {value!r}"
 
 #: fast-reid's average query expansion defaults (its config: TEST.AQE.QE_K, ALPHA, QE_TIME)
 AQE_DEFAULTS = {"aqe_k": 5, "aqe_alpha": 3.0, "aqe_times": 1}
@@ -72,19 +88,32 @@ class EvalSpec:
     aqe_k: int = key(0, group=AQE)
     aqe_alpha: float = key(3.0, group=AQE)
     aqe_times: int = key(1, group=AQE)
+    #: video datasets (a manifest of tracklets): each tracklet's frame embeddings pooled into
+    #: one, by their mean or element-wise max, over ``frames`` (all, or evenly:N as torchreid's
+    #: test loader takes them), before normalisation and distance; image datasets ignore both
+    pool: str = key("mean", choices=POOLS)
+    frames: str = key("all", check=frames_rule)
 
     @property
     def aqe(self) -> bool:
         return self.aqe_k > 0
 
     def hash_fields(self) -> dict[str, Any]:
-        """The fields an eval hash reads. The AQE fields count only when AQE is on, so an eval
-        block without it hashes as it did before AQE existed (finished cells stay fresh)."""
+        """The fields an eval hash reads. The AQE fields count only when AQE is on, and the
+        pooling fields only away from their defaults (what an image dataset means), so an eval
+        block without them hashes as it did before they existed (finished cells stay fresh)."""
         fields = dataclasses.asdict(self)
         if not self.aqe:
             for name in AQE_FIELDS:
                 fields.pop(name)
+        for name, default in POOLING_DEFAULTS.items():
+            if fields[name] == default:
+                fields.pop(name)
         return fields
+
+
+#: The pooling fields' defaults: the mean over every frame (and, for an image, the image).
+POOLING_DEFAULTS = {"pool": "mean", "frames": "all"}
 
 
 @dataclass(frozen=True)
