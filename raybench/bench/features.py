@@ -43,8 +43,10 @@ SCALES = {
     # LTCC test: 75 ids, 12 cameras, 493 queries, 7,050 gallery images, each person in 1-3
     # outfits (the clothes-changing benchmark, raybench.eval.clothes).
     "ltcc": SynthShape("ltcc", 75, 12, 493, 7050, 0, outfits=3),
-    # DeepChange test (as cited: 521 ids, 17,527 queries, 62,956 gallery images; 17 cameras).
-    "deepchange": SynthShape("deepchange", 521, 17, 17527, 62956, 0, noise=1.4, outfits=3),
+    # DeepChange test (as cited: 521 ids, 17,527 queries, 62,956 gallery images). Its "cameras"
+    # are tracklets (a true match may share the camera, not the tracklet: datasets/deepchange.py),
+    # many per person: 60 here, so there are enough (identity, tracklet) pairs for its queries.
+    "deepchange": SynthShape("deepchange", 521, 60, 17527, 62956, 0, noise=1.4, outfits=3),
 }
 
 
@@ -106,6 +108,8 @@ def _layout(shape: SynthShape, rng: np.random.Generator):
 def _camera_pairs(shape: SynthShape, rng: np.random.Generator) -> np.ndarray:
     """num_query distinct (pid, camera) pairs, each identity under at least two cameras."""
     n_ids, n_cams = shape.num_ids, shape.num_cameras
+    if shape.num_query > n_ids * n_cams:  # one query per pair: more would never be placed
+        raise ValueError(f"{shape.name}: {shape.num_query} queries need more than {n_ids} ids x {n_cams} cameras")
     per_id = np.full(n_ids, 2)
     extra = shape.num_query - 2 * n_ids
     while extra > 0:  # add cameras to random identities that still have one free
