@@ -173,4 +173,4 @@ def test_single_shot_setting_scores_seeded_draws_as_trials():
     assert len({t["mAP"] for t in a.trials}) > 1  # the draws differ
     assert a.mAP == pytest.approx(np.mean([t["mAP"] for t in a.trials]))
     assert a.std("mAP") == pytest.approx(np.std([t["mAP"] for t in a.trials], ddof=1))
-    assert a.scoring == {"setting": "one", "rule": "standard", "single_shot": 10, "seed": 3}
+    assert a.scoring == {"rule": "standard", "single_shot": 10, "seed": 3}

@@ -144,10 +144,10 @@ def sample_lines(cell: Cell, meta: Mapping[str, Any], emb, n_queries: int, seed:
 
 def headline_scoring(cell: Cell) -> Mapping[str, Any]:
     """How the main figures were scored where the dataset has settings (its headline setting's
-    ``scoring``: rule, cameras), else {}."""
+    ``scoring``: rule, cameras, and its name as ``setting``), else {}."""
     headline = (cell.result.protocol or {}).get("headline")
     scores = (cell.result.settings or {}).get(headline) if headline else None
-    return (scores.scoring or {}) if scores is not None else {}
+    return {**(scores.scoring or {}), "setting": headline} if scores is not None else {}
 
 
 def _cameras(meta: Mapping[str, Any], cameras) -> Any:

@@ -47,7 +47,7 @@ class Setting:
 
     def stated(self) -> dict[str, Any]:
         """The setting as results state it (its block's ``scoring``): the rule, and what else it sets."""
-        out = {"setting": self.name, "rule": self.rule}
+        out = {"rule": self.rule}
         out.update({f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                     if f.name not in ("name", "rule") and getattr(self, f.name) not in ((), 0)})
         if self.single_shot:
