@@ -145,3 +145,14 @@ def test_outfits_keep_everything_but_the_clothes():
         assert np.array_equal(dressed[key], person[key]), key
     assert np.array_equal(dressed["skin"], person["skin"]) and np.array_equal(dressed["hair"], person["hair"])
     assert not np.array_equal(dressed["upper"], person["upper"])
+
+
+def test_settings_are_in_the_eval_hash_and_a_dataset_without_them_keeps_its_hash():
+    from raybench.pipeline.plan import eval_hash
+
+    plain = parse_dataset({"name": "x", "adapter": "ltcc"}, "test")
+    assert eval_hash(plain, EvalSpec()) == "d865186f40a690d9"  # market1501's pinned hash: the same protocol
+    cc = parse_dataset({"name": "x", "adapter": "ltcc", "protocol": {"settings": ["standard", "cc"]}}, "test")
+    headline = parse_dataset({"name": "x", "adapter": "ltcc",
+                              "protocol": {"settings": ["standard", "cc"], "headline": "cc"}}, "test")
+    assert len({eval_hash(plain, EvalSpec()), eval_hash(cc, EvalSpec()), eval_hash(headline, EvalSpec())}) == 3

@@ -100,18 +100,21 @@ def _clothes(scale, rule, seed, repeat, out, as_json) -> None:
     if as_json:
         print_json(record)
     else:
-        rows = [{"side": side, "seconds": round(r["seconds"], 3), "rank_s": round(r["seconds_rank"], 3),
-                 "peak_rss_gb": round(r["peak_rss_bytes"] / 1e9, 3),
-                 "mAP": round(r["metrics"]["mAP"], 6), "mINP": round(r["metrics"]["mINP"], 6),
-                 "rank1": round(r["metrics"]["cmc"][0], 6), "valid": r["metrics"]["num_valid_query"]}
-                for side, r in (("raybench", record["raybench"]), ("per-query", record["reference"]))]
-        print_table(rows, ["side", "seconds", "rank_s", "peak_rss_gb", "mAP", "mINP", "rank1", "valid"],
+        ours, ref = record["raybench"], record["reference"]
+        rows = [{"side": side, "rank_s": round(r["seconds_rank_only"], 3), "rank_cpu_s": round(r["cpu_seconds_rank_only"], 3),
+                 "from_features_s": round(r["seconds"], 3) if "seconds" in r else None,
+                 "peak_rss_gb": round(r["peak_rss_bytes"] / 1e9, 3), "mAP": round(r["metrics"]["mAP"], 6),
+                 "mINP": round(r["metrics"]["mINP"], 6), "rank1": round(r["metrics"]["cmc"][0], 6),
+                 "valid": r["metrics"]["num_valid_query"]}
+                for side, r in (("raybench", ours), ("per-query", ref))]
+        print_table(rows, ["side", "rank_s", "rank_cpu_s", "from_features_s", "peak_rss_gb", "mAP", "mINP", "rank1",
+                           "valid"],
                     title=f"clothes rule {rule}, {scale} scale: {record['num_query']:,} x {record['num_gallery']:,}, "
-                          f"d={record['dim']}")
+                          f"d={record['dim']} (rank: both sides on the same dense distances)")
         comp = record["comparison"]
         d = comp["max_abs_diff"]
-        print(f"speedup {comp['speedup']:.1f}x (ranking alone {comp['speedup_rank']:.1f}x, CPU seconds "
-              f"{comp['speedup_cpu']:.1f}x); max |diff| mAP {d['mAP']:.2e}, mINP {d['mINP']:.2e}, CMC {d['cmc']:.2e}")
+        print(f"ranking {comp['speedup_rank']:.1f}x faster ({comp['speedup_rank_cpu']:.1f}x in CPU seconds); "
+              f"max |diff| mAP {d['mAP']:.2e}, mINP {d['mINP']:.2e}, CMC {d['cmc']:.2e}")
     notice(f"wrote {path}")
 
 
