@@ -62,3 +62,20 @@ def _minp(distmat, q_pids, g_pids, q_camids, g_camids) -> float:
             hits = np.flatnonzero(match) + 1
             inps.append(len(hits) / hits[-1])
     return float(np.mean(inps))
+
+
+
+def reference_clothes(distmat, q_pids, g_pids, q_camids, g_camids, q_clothes, g_clothes, mode="standard",
+                      max_rank=50, ap="step"):
+    """The clothes-changing rules as Simple-CCReID states them (tools/eval_metrics.py, ``evaluate``
+    and ``evaluate_with_clothes``), one query at a time with a stable sort: raybench.bench.clothes'
+    per-query loop (the benchmark's reference) on one block of distances.
+
+    Returns (mAP, mINP, cmc [min(max_rank, G)], number of valid queries); mAP None when none is valid."""
+    from raybench.bench.clothes import per_query
+
+    d = np.asarray(distmat)
+    res = per_query([(0, len(d), d)], np.asarray(q_pids), g_pids, np.asarray(q_camids), g_camids,
+                    np.asarray(q_clothes), g_clothes, mode=mode, max_rank=max_rank, ap=ap)
+    cmc = None if res["cmc"] is None else np.asarray(res["cmc"])
+    return res["mAP"], res["mINP"], cmc, res["num_valid_query"]

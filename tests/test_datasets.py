@@ -66,6 +66,9 @@ def test_adapter_parses_fake_tree(adapter, build, tmp_path):
     by_name = {(r["split"], Path(r["path"]).name): (r["pid"], r["camid"]) for r in rows}
     for key, value in checks.items():
         assert by_name[key] == value, key
+    clothes = {(r["split"], Path(r["path"]).name): r.get("clothes") for r in rows}
+    for key, value in tiny.clothes.items():
+        assert clothes[key] == value, key
 
 
 def test_market_keeps_distractors_and_parent_or_folder_roots_agree(tmp_path):

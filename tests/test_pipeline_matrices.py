@@ -64,3 +64,9 @@ def test_vits_build_at_their_matrix_input(name):
         embedder = build_embedder(spec, device="meta", pretrained=False)
         out = embedder.features(torch.empty(2, 3, *spec.preprocess.size))
     assert tuple(out.shape) == (2, spec.dim)
+
+
+def test_clothes_scores_the_papers_cells():
+    """The clothes matrix is the study's 11 models at paper.yaml's inputs: its cells of a shared
+    run directory are paper's (same spec hashes)."""
+    assert load_matrix("clothes").models == load_matrix("paper").models

@@ -138,38 +138,91 @@ MATRICES = {
             "osnet-x0_25-untrained": "56606a0c52298c0b"
         }
     },
+    "clothes": {
+        "eval": {
+            "celebreid": "443ffea6cdd21dbb",
+            "celebreid-official": "ad3c213a1677fa07",
+            "deepchange": "345235d51777b859",
+            "ltcc": "ab3ce391bddd3d65",
+            "prcc": "a715c8cb44c5876e",
+            "vcclothes": "fab3047f0e0d38cc"
+        },
+        "eval_main": {
+            "celebreid": "443ffea6cdd21dbb",
+            "celebreid-official": "ad3c213a1677fa07",
+            "deepchange": "345235d51777b859",
+            "ltcc": "ab3ce391bddd3d65",
+            "prcc": "a715c8cb44c5876e",
+            "vcclothes": "fab3047f0e0d38cc"
+        },
+        "fusions": {},
+        "models": {
+            "clip-vit-b16": "110df2ab2fd9fe31",
+            "clip-vit-b32": "b3e26840a6c609ad",
+            "clip-vit-l14": "d31dfdcef62ecef0",
+            "clipreid-vit-b16-msmt17": "b908101366d0e544",
+            "dinov2-b14": "974dd0b0ded0fa8f",
+            "dinov2-l14": "86dbb1b3417e0c99",
+            "osnet-x1_0-market": "a0463e1a72ab9381",
+            "pe-core-l14-336": "5960402acc18a1e8",
+            "pe-spatial-s16-512": "8fc199f4e338d334",
+            "siglip2-b16-256": "5d574f99d62bd766",
+            "siglip2-b16-384": "224ef21ee02e8f15"
+        }
+    },
+    "clothes_smoke": {
+        "eval": {
+            "synth-cc": "9b91cb860f577786"
+        },
+        "eval_main": {
+            "synth-cc": "9b91cb860f577786"
+        },
+        "fusions": {},
+        "models": {
+            "color-hist": "88de030465ade2b5",
+            "osnet-x0_25-untrained": "964438cf5af25290"
+        }
+    },
     "full": {
         "eval": {
             "celebreid": "443ffea6cdd21dbb",
             "cuhk03-detected": "d865186f40a690d9",
             "cuhk03-labeled": "d865186f40a690d9",
+            "deepchange": "345235d51777b859",
             "dukemtmcreid": "d865186f40a690d9",
             "grid": "2dea7e96e467e8d9",
             "iustreid": "d865186f40a690d9",
             "last-test": "443ffea6cdd21dbb",
+            "ltcc": "ab3ce391bddd3d65",
             "market1501": "d865186f40a690d9",
             "msmt17": "d865186f40a690d9",
             "pku": "d865186f40a690d9",
             "mars": "d865186f40a690d9",
             "ilidsvid": "2dea7e96e467e8d9",
             "prid2011": "2dea7e96e467e8d9",
-            "dukemtmc-videoreid": "d865186f40a690d9"
+            "dukemtmc-videoreid": "d865186f40a690d9",
+            "prcc": "a715c8cb44c5876e",
+            "vcclothes": "fab3047f0e0d38cc"
         },
         "eval_main": {
             "celebreid": "443ffea6cdd21dbb",
             "cuhk03-detected": "d865186f40a690d9",
             "cuhk03-labeled": "d865186f40a690d9",
+            "deepchange": "345235d51777b859",
             "dukemtmcreid": "d865186f40a690d9",
             "grid": "2dea7e96e467e8d9",
             "iustreid": "d865186f40a690d9",
             "last-test": "443ffea6cdd21dbb",
+            "ltcc": "ab3ce391bddd3d65",
             "market1501": "d865186f40a690d9",
             "msmt17": "d865186f40a690d9",
             "pku": "d865186f40a690d9",
             "mars": "d865186f40a690d9",
             "ilidsvid": "2dea7e96e467e8d9",
             "prid2011": "2dea7e96e467e8d9",
-            "dukemtmc-videoreid": "d865186f40a690d9"
+            "dukemtmc-videoreid": "d865186f40a690d9",
+            "prcc": "a715c8cb44c5876e",
+            "vcclothes": "fab3047f0e0d38cc"
         },
         "fusions": {},
         "models": {
@@ -332,8 +385,8 @@ MATRICES = {
     }
 }
 
-#: configs/datasets.yaml: name -> sha256 of the DatasetSpec as a dict (no file reads it; it pins
-#: what the reader makes of each entry)
+#: configs/datasets.yaml: name -> sha256 of the DatasetSpec as a dict, its protocol as its
+#: hash_fields (no file reads it; it pins what the reader makes of each entry)
 DATASETS = {
     "mars": "69d83d8ca6f882ac",
     "mars-official": "b551a8d5f858764e",
@@ -342,21 +395,27 @@ DATASETS = {
     "dukemtmc-videoreid": "919b2326ae794232",
     "synth-video": "dd7d3ca8f456f277",
     "celebreid": "c6c8f67e69fd90fa",
+    "celebreid-official": "7c8c7fa09ce5fe83",
     "cuhk-pedes": "6497466fec30fa61",
     "cuhk03-detected": "0e5450400f7ba4c9",
     "cuhk03-labeled": "8ca16813ed87d812",
+    "deepchange": "1a3748dce1eb9402",
     "dukemtmcreid": "da6d11da0acc1460",
     "grid": "9508b953da887edf",
     "icfg-pedes": "6297ce321a9e56dd",
     "iustreid": "afa218a5caae9b0a",
     "last-test": "471c1b16b5db882c",
     "last-val": "7c4d35ad307adec1",
+    "ltcc": "3337f29ed698d78d",
     "market1501": "09ac2d787df6f085",
     "msmt17": "c62174d15a9fc793",
     "pku": "60f9f8ed9d3a6691",
+    "prcc": "df62d9113f4e4a82",
     "rstpreid": "f31252af156d9ee5",
     "synth-a": "ec1ef55f6aa1cd9a",
-    "synth-b": "c6b152baab915dec"
+    "synth-b": "c6b152baab915dec",
+    "synth-cc": "48c50e81bc48ff54",
+    "vcclothes": "49f3bedc6a3f16a6"
 }
 
 #: configs/train/NAME.yaml: sha256 of TrainConfig.to_dict() without 'source' (the file's path)
@@ -409,23 +468,26 @@ def test_the_pins_cover_every_matrix_and_training_config():
     assert set(config_files(train_configs_dir())) == set(TRAIN)
 
 
-def _as_read_then(spec) -> dict:
-    """A dataset entry's fields as the pinned reader read them: its published statistics, which
-    the catalog held then, are what its adapter declares now (raybench.datasets.published_stats)."""
+def _pinned(spec) -> dict:
+    """A dataset entry's fields as the pins read them: its published statistics, which the
+    catalog held when they were written, are what its adapter declares now
+    (raybench.datasets.published_stats); its protocol as its hash_fields (the later keys, such
+    as settings, only where an entry sets them); the fields added since, where they are defaults."""
     from raybench.datasets import published_stats
 
-    return {**dataclasses.asdict(spec), "stats": dict(published_stats(spec) or {})}
+    fields = {**dataclasses.asdict(spec), "stats": dict(published_stats(spec) or {}),
+              "protocol": spec.protocol.hash_fields()}
+    return as_pinned(fields)
 
 
 def test_every_dataset_entry_reads_as_before():
     catalog = load_dataset_catalog()
-    assert {name: digest(as_pinned(_as_read_then(catalog[name]))) for name in DATASETS} == DATASETS
+    assert {name: digest(_pinned(catalog[name])) for name in DATASETS} == DATASETS
 
 
 @pytest.mark.parametrize("name", sorted(TRAIN))
 def test_every_training_config_reads_as_before(name):
     config = load_train_config(name)
-    fields = {**config.to_dict(), "dataset": _as_read_then(config.dataset)}
+    fields = {**config.to_dict(), "dataset": _pinned(config.dataset)}
     fields.pop("source")
-    fields["dataset"] = as_pinned(fields["dataset"])
     assert digest(fields) == TRAIN[name]

@@ -228,3 +228,14 @@ def test_no_eval_variant_can_take_a_single_block_s_name():
     assert set(RESERVED_BLOCK_NAMES) <= set(RESERVED_VARIANT_NAMES)
     with pytest.raises(SpecError, match="'t2i'"):
         parse_eval_variants([{"name": "t2i", "rerank": True}], "m.yaml: eval_variants", EvalSpec())
+
+
+def test_no_eval_variant_can_take_a_setting_s_name(tmp_path):
+    """A variant named like a dataset's scoring setting would share its columns ("mAP (cc)")."""
+    from raybench.catalog import load_matrix
+    from raybench.errors import SpecError
+
+    path = tmp_path / "m.yaml"
+    path.write_text("name: m\nmodels: [color-hist]\ndatasets: [ltcc]\neval_variants: [{name: cc, rerank: true}]\n")
+    with pytest.raises(SpecError, match="variant 'cc' has the name of a scoring setting of dataset 'ltcc'"):
+        load_matrix(str(path))

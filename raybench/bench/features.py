@@ -29,6 +29,7 @@ class SynthShape:
     num_distractors: int = 0
     dim: int = 512
     noise: float = 1.0  # image noise relative to identity spread: sets how hard the set is
+    outfits: int = 1  # > 1: every image wears one of its person's 1..outfits outfits (clothes labels)
 
 
 SCALES = {
@@ -39,6 +40,13 @@ SCALES = {
     # A harder set (mAP ~0.55 here, as OSNet's ~0.52) than Market (~0.87 here, OSNet ~0.85).
     "msmt17": SynthShape("msmt17", 3060, 15, 11659, 82161, 0, noise=1.7),
     "tiny": SynthShape("tiny", 40, 4, 120, 600, 60, 64),
+    # LTCC test: 75 ids, 12 cameras, 493 queries, 7,050 gallery images, each person in 1-3
+    # outfits (the clothes-changing benchmark, raybench.eval.clothes).
+    "ltcc": SynthShape("ltcc", 75, 12, 493, 7050, 0, outfits=3),
+    # DeepChange test (as cited: 521 ids, 17,527 queries, 62,956 gallery images). Its "cameras"
+    # are tracklets (a true match may share the camera, not the tracklet: datasets/deepchange.py),
+    # many per person: 60 here, so there are enough (identity, tracklet) pairs for its queries.
+    "deepchange": SynthShape("deepchange", 521, 60, 17527, 62956, 0, noise=1.4, outfits=3),
 }
 
 
@@ -50,6 +58,8 @@ class SynthFeatures:
     g_pids: np.ndarray
     q_camids: np.ndarray
     g_camids: np.ndarray
+    q_clothes: np.ndarray | None = None  # [Q] int64 outfit keys, for shapes with outfits
+    g_clothes: np.ndarray | None = None
 
 
 def synthetic_features(shape: SynthShape | str, seed: int = 0) -> SynthFeatures:
@@ -61,7 +71,27 @@ def synthetic_features(shape: SynthShape | str, seed: int = 0) -> SynthFeatures:
     gf = np.concatenate([embed(g_pids, g_cams), embed.distractors(shape.num_distractors)])
     g_pids = np.concatenate([g_pids, np.zeros(shape.num_distractors, np.int64)])
     g_cams = np.concatenate([g_cams, rng.integers(0, shape.num_cameras, shape.num_distractors)])
-    return SynthFeatures(embed(q_pids, q_cams), gf, q_pids, g_pids, q_cams, g_cams)
+    qf = embed(q_pids, q_cams)
+    if shape.outfits == 1:
+        return SynthFeatures(qf, gf, q_pids, g_pids, q_cams, g_cams)
+    return _dressed(shape, seed, qf, gf, q_pids, g_pids, q_cams, g_cams)
+
+
+def _dressed(shape: SynthShape, seed: int, qf, gf, q_pids, g_pids, q_cams, g_cams) -> SynthFeatures:
+    """Outfits drawn after everything else (from a stream of their own, so a shape's other
+    bytes never depend on them): each person owns 1..outfits outfits, each image wears one, and
+    an outfit moves the embedding as much as the person's own noise does."""
+    rng = np.random.default_rng([seed, 1])
+    owned = rng.integers(1, shape.outfits + 1, shape.num_ids + 1)
+    shift = rng.standard_normal((shape.num_ids + 1, shape.outfits, shape.dim), np.float32) / np.sqrt(shape.dim)
+
+    def wear(f, pids):
+        outfit = rng.integers(0, owned[pids])
+        return f + shift[pids, outfit], pids * shape.outfits + outfit  # keys unique per person and outfit
+
+    qf, q_clothes = wear(qf, q_pids)
+    gf, g_clothes = wear(gf, g_pids)
+    return SynthFeatures(qf, gf, q_pids, g_pids, q_cams, g_cams, q_clothes, g_clothes)
 
 
 def _layout(shape: SynthShape, rng: np.random.Generator):
@@ -78,6 +108,8 @@ def _layout(shape: SynthShape, rng: np.random.Generator):
 def _camera_pairs(shape: SynthShape, rng: np.random.Generator) -> np.ndarray:
     """num_query distinct (pid, camera) pairs, each identity under at least two cameras."""
     n_ids, n_cams = shape.num_ids, shape.num_cameras
+    if shape.num_query > n_ids * n_cams:  # one query per pair: more would never be placed
+        raise ValueError(f"{shape.name}: {shape.num_query} queries need more than {n_ids} ids x {n_cams} cameras")
     per_id = np.full(n_ids, 2)
     extra = shape.num_query - 2 * n_ids
     while extra > 0:  # add cameras to random identities that still have one free

@@ -91,9 +91,10 @@ def compare(ours: dict, ref: dict) -> dict:
     }
 
 
-def _spawn(side: str, **job) -> dict:
+def _spawn(side: str, module: str = "raybench.bench.metrics", **job) -> dict:
+    """A benchmark side in a fresh process (``python -m module``), its JSON record back."""
     args = json.dumps({"side": side, **job})
-    proc = subprocess.run([sys.executable, "-m", "raybench.bench.metrics", args],
+    proc = subprocess.run([sys.executable, "-m", module, args],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{side} benchmark worker failed:\n{proc.stderr[-4000:]}")

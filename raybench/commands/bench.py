@@ -18,7 +18,7 @@ def bench():
 
 
 #: The --scale choices: features.SCALES' names (kept literal so that --help imports no numpy).
-SCALES = ("market", "msmt17", "tiny")
+SCALES = ("market", "msmt17", "tiny", "ltcc", "deepchange")
 
 
 @bench.command("metrics")
@@ -32,13 +32,16 @@ SCALES = ("market", "msmt17", "tiny")
 @click.option("--rerank", is_flag=True,
               help="Time k-reciprocal re-ranking (k1=20, k2=6, lambda=0.3) + scoring, raybench alone; "
                    "writes metrics-<scale>-rerank.json.")
+@click.option("--clothes", type=click.Choice(["cc", "sc", "standard"]), default=None,
+              help="Time a clothes-changing rule (raybench.eval.clothes) against the per-query loop the CC "
+                   "codebases run, at --scale ltcc or deepchange; writes metrics-<scale>-clothes-<rule>.json.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--repeat", type=int, default=None,
               help="raybench runs; the best counts (default: 3, or 1 with --rerank).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="JSON output (default: results/bench/metrics-<scale>[-rerank].json in the checkout).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON record instead of a table.")
-def metrics(scale, against, rerank, seed, repeat, out, as_json):
+def metrics(scale, against, rerank, clothes, seed, repeat, out, as_json):
     """Time raybench's metrics and torchreid's evaluate_rank on the same features; compare them."""
     from pathlib import Path
 
@@ -50,6 +53,8 @@ def metrics(scale, against, rerank, seed, repeat, out, as_json):
     if rerank and against == "torchreid":
         raise click.UsageError("--rerank runs raybench alone (torchreid's re_ranking needs dense "
                                "(Q+G)^2 matrices); leave --against out or use --against none")
+    if clothes:
+        return _clothes(scale, clothes, seed, repeat, out, as_json)
     against = against or ("torchreid" if scale == "market" and not rerank else "none")
     repeat = max(1, repeat if repeat is not None else (1 if rerank else 3))
     what = "re-ranking + scoring" if rerank else f"against {against}"
@@ -77,6 +82,41 @@ def metrics(scale, against, rerank, seed, repeat, out, as_json):
             t = record["raybench"]["seconds_phases"]
             print(f"neighbour search {t['neighbours']:.1f} s, k-reciprocal graph {t['graph']:.1f} s, "
                   f"re-ranked rows + scoring {t['rows_and_scoring']:.1f} s")
+    notice(f"wrote {path}")
+
+
+def _clothes(scale, rule, seed, repeat, out, as_json) -> None:
+    """`bench metrics --clothes RULE`: the rank engine against the per-query loop (bench/clothes.py)."""
+    from pathlib import Path
+
+    from raybench.bench import clothes as bench_clothes
+    from raybench.bench import write_json
+    from raybench.console import notice, print_json, print_table
+    from raybench.paths import PROJECT_ROOT
+
+    repeat = max(1, repeat if repeat is not None else 3)
+    notice(f"bench metrics: {scale} scale, clothes rule {rule}, against the per-query loop (each in its own process)...")
+    record = bench_clothes.run(scale, mode=rule, seed=seed, repeat=repeat)
+    record["command"] = f"raybench bench metrics --scale {scale} --clothes {rule} --seed {seed} --repeat {repeat}"
+    path = write_json(record, Path(out) if out else PROJECT_ROOT / "results" / "bench" / f"metrics-{scale}-clothes-{rule}.json")
+    if as_json:
+        print_json(record)
+    else:
+        ours, ref = record["raybench"], record["reference"]
+        rows = [{"side": side, "rank_s": round(r["seconds_rank_only"], 3), "rank_cpu_s": round(r["cpu_seconds_rank_only"], 3),
+                 "from_features_s": round(r["seconds"], 3) if "seconds" in r else None,
+                 "peak_rss_gb": round(r["peak_rss_bytes"] / 1e9, 3), "mAP": round(r["metrics"]["mAP"], 6),
+                 "mINP": round(r["metrics"]["mINP"], 6), "rank1": round(r["metrics"]["cmc"][0], 6),
+                 "valid": r["metrics"]["num_valid_query"]}
+                for side, r in (("raybench", ours), ("per-query", ref))]
+        print_table(rows, ["side", "rank_s", "rank_cpu_s", "from_features_s", "peak_rss_gb", "mAP", "mINP", "rank1",
+                           "valid"],
+                    title=f"clothes rule {rule}, {scale} scale: {record['num_query']:,} x {record['num_gallery']:,}, "
+                          f"d={record['dim']} (rank: both sides on the same dense distances)")
+        comp = record["comparison"]
+        d = comp["max_abs_diff"]
+        print(f"ranking {comp['speedup_rank']:.1f}x faster ({comp['speedup_rank_cpu']:.1f}x in CPU seconds); "
+              f"max |diff| mAP {d['mAP']:.2e}, mINP {d['mINP']:.2e}, CMC {d['cmc']:.2e}")
     notice(f"wrote {path}")
 
 

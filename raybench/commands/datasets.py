@@ -93,9 +93,12 @@ def check(root: str | None, as_json: bool):
 @click.option("--seed", default=0, show_default=True, help="Everything drawn depends on it.")
 @click.option("--distractors", default=0, show_default=True, help="Gallery images of people seen once (pid 0).")
 @click.option("--junk", default=0, show_default=True, help="Background-only gallery crops (pid -1).")
+@click.option("--outfits", default=1, show_default=True,
+              help="Above 1: each person owns 2..N outfits across cameras (clothes changes, LTCC's layout).")
 @click.option("--workers", default=None, type=int, help="Processes (default: all cores for large sets).")
-def synth(out, ids, cams, images_per_id, domain, seed, distractors, junk, workers):
-    """Write a synthetic dataset of procedurally drawn persons in the Market-1501 layout."""
+def synth(out, ids, cams, images_per_id, domain, seed, distractors, junk, outfits, workers):
+    """Write a synthetic dataset of procedurally drawn persons in the Market-1501 layout (LTCC's
+    with --outfits)."""
     import json
     import time
 
@@ -103,7 +106,7 @@ def synth(out, ids, cams, images_per_id, domain, seed, distractors, junk, worker
 
     start = time.perf_counter()
     folder = generate(Path(out), workers=workers, ids=ids, cams=cams, images_per_id=images_per_id,
-                      domain=domain, seed=seed, distractors=distractors, junk=junk)
+                      domain=domain, seed=seed, distractors=distractors, junk=junk, outfits=outfits)
     summary = json.loads((folder / "synth.json").read_text())
     splits = ", ".join(f"{n} {s}" for s, n in summary["splits"].items())
     click.echo(f"wrote {summary['images']} images ({splits}) to {folder} in {time.perf_counter() - start:.1f}s")

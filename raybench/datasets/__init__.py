@@ -61,13 +61,15 @@ class TinyCopy:
     root: what to pass to ``parse``; options: parse's options. splits: per split (images, ids,
     cameras), or a list of those, one per trial; None where the copy's counts are not fixed
     here (a generated dataset); a video dataset's add its tracklets, (images, ids, cameras,
-    tracklets). rows: some rows, (split, file name) -> (pid, camid).
+    tracklets). rows: some rows, (split, file name) -> (pid, camid); clothes: some rows'
+    clothes keys, (split, file name) -> key (a clothes-changing dataset).
     """
 
     root: Path
     options: Mapping[str, Any] = field(default_factory=dict)
     splits: SplitCounts | Sequence[SplitCounts] | None = None
     rows: Mapping[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    clothes: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,10 @@ for _name, _module in (
     ("pku", "pku"),
     ("last", "last"),
     ("iustreid", "iustreid"),
+    ("ltcc", "ltcc"),
+    ("prcc", "prcc"),
+    ("vcclothes", "vcclothes"),
+    ("deepchange", "deepchange"),
     ("folder", "folder"),
     ("synthetic", "synthetic"),
     ("cuhkpedes", "cuhkpedes"),
@@ -183,12 +189,14 @@ def is_generated(spec: "DatasetSpec") -> bool:
 
 def load_manifest(spec: "DatasetSpec") -> "pa.Table":
     """The validated manifest of ``spec``'s copy: never an empty or half-valid table."""
-    from raybench.datasets.manifest import validate_manifest
+    from raybench.datasets.manifest import check_settings, validate_manifest
 
     adapter = get_adapter(spec.adapter)
     table = _read(spec, adapter, adapter.parse)
-    return validate_manifest(table, spec.name, adapter.layout, trials=spec.protocol.trials,
-                             captioned=adapter.captions is not None)
+    table = validate_manifest(table, spec.name, adapter.layout, trials=spec.protocol.trials,
+                              captioned=adapter.captions is not None)
+    check_settings(table, spec.name, spec.protocol.settings, spec.adapter)
+    return table
 
 
 def has_captions(spec: "DatasetSpec") -> bool:

@@ -2,7 +2,9 @@
 
 Columns: path (string, absolute), pid (int32), camid (int32, 0-based), split (string: train,
 query or gallery) and, for datasets with several published splits, trial (int16): then an
-image appears once per trial, with its role in that trial.
+image appears once per trial, with its role in that trial. A clothes-changing dataset adds
+clothes (string): a key unique per person and outfit (LTCC's "001_2", the name's
+``{pid}_{clothes}`` prefix), which its clothes-changing scoring settings read.
 
 A video dataset (MARS, iLIDS-VID, ...) has one row per frame, and two more columns: tracklet
 (string: the tracklet's name, e.g. MARS's ``0001C1T0001``; every frame of a tracklet shares
@@ -37,11 +39,12 @@ SCHEMA = pa.schema([
 TRIAL_FIELD = pa.field("trial", pa.int16(), nullable=False)
 TRACKLET_FIELD = pa.field("tracklet", pa.string(), nullable=False)
 FRAME_FIELD = pa.field("frame", pa.int32(), nullable=False)
+CLOTHES_FIELD = pa.field("clothes", pa.string(), nullable=False)
 #: The columns a manifest may add to SCHEMA, in this order, each only where its dataset has it:
-#: ``trial`` (several published splits), ``tracklet`` and ``frame`` (a video dataset: one row
-#: per frame). A new one is one entry here; the store keeps every manifest column beside the
-#: embeddings and the scorer receives them all.
-OPTIONAL_FIELDS: tuple[pa.Field, ...] = (TRIAL_FIELD, TRACKLET_FIELD, FRAME_FIELD)
+#: ``trial`` (several published splits), ``clothes`` (outfit labels), ``tracklet`` and
+#: ``frame`` (a video dataset: one row per frame). A new one is one entry here; the store keeps
+#: every manifest column beside the embeddings and the scorer receives them all.
+OPTIONAL_FIELDS: tuple[pa.Field, ...] = (TRIAL_FIELD, CLOTHES_FIELD, TRACKLET_FIELD, FRAME_FIELD)
 CAPTION_SPLITS = ("train", "query")
 CAPTION_SCHEMA = pa.schema([
     pa.field("caption", pa.string(), nullable=False),
@@ -100,6 +103,8 @@ def validate_manifest(table: pa.Table, dataset: str, layout: str = "", trials: i
         _check_trials(table, dataset, trials, where)
     if ("tracklet" in table.column_names) != ("frame" in table.column_names):
         raise DatasetError(f"{dataset}: a video manifest has both a 'tracklet' and a 'frame' column")
+    if "clothes" in table.column_names and pc.any(pc.equal(table.column("clothes"), "")).as_py():
+        raise DatasetError(f"{dataset}: some images have an empty clothes label; each needs its outfit's key")
     return table
 
 
@@ -125,6 +130,27 @@ def manifest_note(table: pa.Table) -> str | None:
 def is_video(table: pa.Table) -> bool:
     """Whether a manifest (or an embedding table) holds frames of tracklets."""
     return "tracklet" in table.column_names
+
+
+def check_settings(table: pa.Table, dataset: str, settings, adapter: str) -> None:
+    """A dataset's scoring settings (raybench.specs.Setting) against its manifest: a clothes
+    rule needs the clothes column, a camera subset needs images under its cameras. One line
+    that says what is missing, before anything is embedded."""
+    for setting in settings:
+        if setting.rule in ("cc", "sc") and "clothes" not in table.column_names:
+            raise DatasetError(
+                f"{dataset}: setting {setting.name!r} (rule {setting.rule}) needs clothes labels, and adapter "
+                f"{adapter!r} gives none; use a clothes-changing dataset (ltcc, prcc, vcclothes, deepchange) "
+                "or leave the setting out of the protocol")
+        for split, cameras in (("query", setting.query_cameras), ("gallery", setting.gallery_cameras)):
+            if not cameras:
+                continue
+            rows = table.filter(pc.equal(table.column("split"), split))
+            found = set(rows.column("camid").to_pylist())
+            if not found & set(cameras):
+                raise DatasetError(
+                    f"{dataset}: setting {setting.name!r} keeps {split} images of cameras {list(cameras)} (camids), "
+                    f"but the copy's {split} images are under cameras {sorted(found)[:12]}")
 
 
 def _check_trials(table: pa.Table, dataset: str, trials: int, where: str) -> None:

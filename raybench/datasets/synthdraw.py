@@ -9,6 +9,10 @@ occlusion and sensor noise, plus per-image jitter of position, stance and arm sw
 domain fixes the ranges all of these are drawn from, so two domains differ the way two
 camera networks do (outdoor daylight vs indoor artificial light).
 
+Clothes changes: an outfit (``outfit_params``) is what a person can change, the garments,
+their colours and pattern, shoes and accessories; body proportions, skin and hair stay. A
+person's outfit 0 is the one ``identity_params`` drew; ``dressed`` puts a person in any outfit.
+
 Every draw comes from a generator seeded by (seed, domain, what, key), never from a shared
 stream, so an image is the same whichever process draws it and in whichever batch.
 """
@@ -92,6 +96,27 @@ def identity_params(seed: int, domain: Domain, key: int) -> dict:
         "backpack": acc[0], "hat": acc[1], "handbag": acc[2], "scarf": acc[3],
         "acc_colour": _pick(rng, domain.clothing, size=4),
     }
+
+
+def outfit_params(seed: int, domain: Domain, key: int, outfit: int) -> dict:
+    """Outfit ``outfit`` (>= 1) of a person: garments and accessories drawn as identity_params
+    draws them, from a stream of the person's own (what 5, key, outfit)."""
+    rng = np.random.default_rng([seed, domain.code, 5, key, outfit])
+    acc = rng.random(4) < domain.accessories
+    return {
+        "upper": _pick(rng, domain.clothing), "second": _pick(rng, domain.clothing), "pattern": rng.integers(0, 5),
+        "period": rng.integers(3, 8), "long_sleeves": rng.random() < 0.6,
+        "lower": _pick(rng, domain.clothing), "lower_type": rng.choice(3, p=[0.65, 0.15, 0.2]),
+        "shoes": _pick(rng, domain.clothing[:4]),
+        "backpack": acc[0], "hat": acc[1], "handbag": acc[2], "scarf": acc[3],
+        "acc_colour": _pick(rng, domain.clothing, size=4),
+    }
+
+
+def dressed(seed: int, domain: Domain, key: int, outfit: int = 0) -> dict:
+    """A person (identity_params) in their outfit ``outfit``: 0 is the one they were drawn in."""
+    person = identity_params(seed, domain, key)
+    return person if outfit == 0 else {**person, **outfit_params(seed, domain, key, outfit)}
 
 
 def camera_params(seed: int, domain: Domain, cam: int) -> dict:

@@ -13,8 +13,19 @@ cameras is a query and the rest are gallery images. ``distractors`` adds gallery
 people seen once (pid 0) and ``junk`` adds background-only crops (pid -1, dropped by the
 parser, as Market's junk is). What the images look like: raybench/datasets/synthdraw.py.
 
+Clothes changes (``outfits`` > 1, the catalog's synth-cc): each test and train person owns
+2..outfits outfits; body, skin and hair stay the person's (synthdraw.identity_params) while
+the garments, their colours and patterns and the accessories are the outfit's
+(synthdraw.outfit_params; outfit 1 is the identity's own, so ``outfits: 1`` draws exactly
+what it always drew). A person's images go round its cameras in outfit 1, then round them
+again in outfit 2, and so on, so each outfit is seen by several cameras; the queries are the
+first image of each (camera, outfit) pair, as LTCC picks one query per camera and outfit.
+Such a dataset is written in LTCC's layout ({train,query,test}/001_2_c3_000042.png:
+pid, outfit, camera, frame) and read by LTCC's adapter, clothes column included.
+
 Captions: captions.json beside the images holds one caption per image of a person (not of
-distractors or junk), written from the attributes drawn for that identity (synthcaption.py),
+distractors or junk), written from the attributes drawn for that identity (synthcaption.py;
+with outfits, from what the person wears in that image),
 in the shape of the text-to-person datasets' JSON: [{"file_path": "query/0001_c1s1_...jpg",
 "id": 1, "split": "query", "captions": ["a person in ..."]}]. The adapter's caption table
 makes the captions of test images (query and gallery) the text queries, split ``query``, and
@@ -35,9 +46,11 @@ import pyarrow as pa
 
 from raybench.datasets import Adapter, TinyCopy
 from raybench.datasets.common import MARKET_FOLDERS, market_style
+from raybench.datasets.ltcc import FOLDERS as LTCC_FOLDERS
 from raybench.errors import DatasetError, SpecError, UnknownNameError
 
-LAYOUT = "{bounding_box_train,query,bounding_box_test}/0001_c1s1_000000_00.jpg + synth.json + captions.json"
+LAYOUT = ("{bounding_box_train,query,bounding_box_test}/0001_c1s1_000000_00.jpg (with outfits: "
+          "{train,query,test}/001_1_c1_000000.png) + synth.json + captions.json")
 PATTERN = re.compile(r"^([-\d]+)_c(\d+)")
 KINDS = {"person": 0, "distractor": 1, "junk": 2}
 CHUNK = 256
@@ -61,15 +74,29 @@ class SynthConfig:
     height: int = 128
     width: int = 64
     train_fraction: float = 0.5
+    outfits: int = 1  # > 1: each person owns 2..outfits outfits (clothes changes, LTCC's layout)
 
     def __post_init__(self):
         check_config("synthetic dataset", self, [
             (self.cams >= 2, "cams must be at least 2"),
-            (self.images_per_id >= 4, "images-per-id must be at least 4 (queries need gallery matches)")])
+            (self.images_per_id >= 4, "images-per-id must be at least 4 (queries need gallery matches)"),
+            (self.outfits >= 1, "outfits must be at least 1"),
+            (self.outfits == 1 or self.junk == 0, "junk needs outfits 1 (LTCC's layout has no junk images)")])
 
     @property
     def total(self) -> int:
         return self.ids * self.images_per_id + self.distractors + self.junk
+
+    @property
+    def folders(self) -> dict[str, str]:
+        """split -> folder: Market-1501's, or LTCC's for a clothes-changing dataset."""
+        return dict(LTCC_FOLDERS) if self.outfits > 1 else dict(MARKET_FOLDERS)
+
+    def file_name(self, pid: int, cam: int, frame: int, outfit: int = 0) -> str:
+        """Market-1501's naming, or LTCC's with outfits (001_2_c3_000042.png)."""
+        if self.outfits > 1:
+            return f"{max(pid, 0):03d}_{outfit + 1}_c{cam + 1}_{frame:06d}.png"
+        return file_name(pid, cam, frame)
 
 
 def check_config(what: str, cfg, checks: list[tuple[bool, str]]) -> None:
@@ -90,7 +117,8 @@ def check_config(what: str, cfg, checks: list[tuple[bool, str]]) -> None:
 
 
 def plan(cfg: SynthConfig) -> dict[str, np.ndarray]:
-    """One row per image: kind, key (who), index (which of their images), pid, cam, split."""
+    """One row per image: kind, key (who), index (which of their images), pid, cam, split,
+    outfit (0 for everyone without outfits)."""
     from raybench.datasets.synthdraw import DOMAINS
 
     code = DOMAINS[cfg.domain].code
@@ -100,20 +128,25 @@ def plan(cfg: SynthConfig) -> dict[str, np.ndarray]:
     for pid in pids.tolist():
         rng = np.random.default_rng([cfg.seed, code, 6, pid])
         seen_by = rng.permutation(cfg.cams)[: rng.integers(2, cfg.cams + 1)]
-        cams = seen_by[np.arange(cfg.images_per_id) % len(seen_by)]
-        query_cams = set(seen_by[: cfg.images_per_id // 2].tolist()) if pid in test else set()
-        for index, cam in enumerate(cams.tolist()):
-            split = "train" if pid not in test else "query" if cam in query_cams else "gallery"
+        index = np.arange(cfg.images_per_id)
+        cams = seen_by[index % len(seen_by)]
+        # round the cameras once per outfit (a stream of its own: outfits 1 draws what it always drew)
+        owned = 1 if cfg.outfits == 1 else int(np.random.default_rng([cfg.seed, code, 9, pid]).integers(2, cfg.outfits + 1))
+        outfits = (index // len(seen_by)) % owned
+        pairs = list(dict.fromkeys(zip(cams.tolist(), outfits.tolist())))
+        query_keys = set(pairs[: cfg.images_per_id // 2]) if pid in test else set()
+        for i, (cam, outfit) in enumerate(zip(cams.tolist(), outfits.tolist())):
+            split = "train" if pid not in test else "query" if (cam, outfit) in query_keys else "gallery"
             if split == "query":
-                query_cams.remove(cam)  # one query per camera: the camera's first image
-            rows.append((KINDS["person"], pid, index, pid, cam, split))
+                query_keys.remove((cam, outfit))  # one query per camera and outfit: the pair's first image
+            rows.append((KINDS["person"], pid, i, pid, cam, split, outfit))
     rng = np.random.default_rng([cfg.seed, code, 7])
     for j, cam in enumerate(rng.integers(0, cfg.cams, cfg.distractors).tolist()):
-        rows.append((KINDS["distractor"], 1_000_000 + j, 0, 0, cam, "gallery"))
+        rows.append((KINDS["distractor"], 1_000_000 + j, 0, 0, cam, "gallery", 0))
     for j, cam in enumerate(rng.integers(0, cfg.cams, cfg.junk).tolist()):
-        rows.append((KINDS["junk"], 2_000_000 + j, 0, -1, cam, "gallery"))
+        rows.append((KINDS["junk"], 2_000_000 + j, 0, -1, cam, "gallery", 0))
     columns = list(zip(*rows))
-    names = ("kind", "key", "index", "pid", "cam", "split")
+    names = ("kind", "key", "index", "pid", "cam", "split", "outfit")
     return {name: np.asarray(col) for name, col in zip(names, columns)}
 
 
@@ -134,23 +167,26 @@ def render_rows(cfg: SynthConfig, rows: dict[str, np.ndarray]) -> np.ndarray:
             count = cfg.images_per_id if kind == KINDS["person"] else 1
             poses[key] = draw.pose_params(cfg.seed, domain, key, count)
         pose_rows.append({k: v[index] for k, v in poses[key].items()})
-    return render_people(cfg, rows["key"], rows["cam"], pose_rows, rows["kind"] != KINDS["junk"])
+    return render_people(cfg, rows["key"], rows["cam"], pose_rows, rows["kind"] != KINDS["junk"], rows["outfit"])
 
 
-def render_people(cfg, keys: np.ndarray, cams: np.ndarray, pose_rows: list[dict], person: np.ndarray) -> np.ndarray:
+def render_people(cfg, keys: np.ndarray, cams: np.ndarray, pose_rows: list[dict], person: np.ndarray,
+                  outfits: np.ndarray | None = None) -> np.ndarray:
     """Crops of the identities ``keys`` in cameras ``cams``, each in its pose (a dict of
-    synthdraw.pose_params' keys, one value each); ``person``: which crops show a person (junk is
-    background only). ``cfg``: any config with seed, domain, height and width. uint8 [N, H, W, 3]."""
+    synthdraw.pose_params' keys, one value each) and outfit (``outfits``; None: each person's
+    own, outfit 0); ``person``: which crops show a person (junk is background only). ``cfg``:
+    any config with seed, domain, height and width. uint8 [N, H, W, 3]."""
     from raybench.datasets import synthdraw as draw
 
     domain = draw.DOMAINS[cfg.domain]
+    outfits = np.zeros(len(keys), int) if outfits is None else outfits
     idents, cameras, ident_rows, cam_index = {}, {}, [], []
-    for key, cam in zip(np.asarray(keys).tolist(), np.asarray(cams).tolist()):
-        if key not in idents:
-            idents[key] = draw.identity_params(cfg.seed, domain, key)
+    for key, cam, outfit in zip(np.asarray(keys).tolist(), np.asarray(cams).tolist(), np.asarray(outfits).tolist()):
+        if (key, outfit) not in idents:
+            idents[key, outfit] = draw.dressed(cfg.seed, domain, key, outfit)
         if cam not in cameras:
             cameras[cam] = (len(cameras), draw.camera_params(cfg.seed, domain, cam))
-        ident_rows.append(idents[key])
+        ident_rows.append(idents[key, outfit])
         cam_index.append(cameras[cam][0])
     bank = draw.noise_bank(cfg.seed, domain, cfg.height, cfg.width)
     return draw.render(draw.stack(ident_rows), [params for _, params in cameras.values()], np.asarray(cam_index),
@@ -166,9 +202,9 @@ def _write_chunk(args) -> int:
     images = render_rows(cfg, rows)
     domain = draw.DOMAINS[cfg.domain]
     quality = {cam: int(draw.camera_params(cfg.seed, domain, cam)["quality"]) for cam in set(rows["cam"].tolist())}
-    for image, pid, cam, split, frame in zip(images, rows["pid"].tolist(), rows["cam"].tolist(),
-                                             rows["split"].tolist(), rows["frame"].tolist()):
-        path = Path(out) / MARKET_FOLDERS[split] / file_name(pid, cam, frame)
+    for image, pid, cam, split, frame, outfit in zip(images, *(rows[k].tolist() for k in
+                                                               ("pid", "cam", "split", "frame", "outfit"))):
+        path = Path(out) / cfg.folders[split] / cfg.file_name(pid, cam, frame, outfit)
         Image.fromarray(image).save(path, quality=quality[cam])
     return len(images)
 
@@ -177,7 +213,7 @@ def write_dataset(cfg: SynthConfig, out: Path, workers: int | None = None) -> di
     """Render and write the whole dataset into ``out`` (an existing, empty folder)."""
     rows = plan(cfg)
     rows["frame"] = np.arange(len(rows["kind"]))
-    for folder in MARKET_FOLDERS.values():
+    for folder in cfg.folders.values():
         (out / folder).mkdir(parents=True, exist_ok=True)
     chunks = [(cfg, {k: v[i:i + CHUNK] for k, v in rows.items()}, str(out))
               for i in range(0, len(rows["kind"]), CHUNK)]
@@ -191,8 +227,8 @@ def write_dataset(cfg: SynthConfig, out: Path, workers: int | None = None) -> di
         # spawn: the parent may hold Ray or torch state that a fork would copy badly
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             written = sum(pool.map(_write_chunk, chunks))
-    summary = {"params": dataclasses.asdict(cfg), "draw_version": DRAW_VERSION, "images": written,
-               "splits": {s: int((rows["split"] == s).sum()) for s in MARKET_FOLDERS}}
+    summary = {"params": _params(cfg), "draw_version": DRAW_VERSION, "images": written,
+               "splits": {s: int((rows["split"] == s).sum()) for s in cfg.folders}}
     (out / "synth.json").write_text(json.dumps(summary, indent=2) + "\n")
     (out / CAPTIONS_FILE).write_text(json.dumps(caption_records(cfg, rows), indent=1) + "\n")
     return summary
@@ -203,15 +239,17 @@ def caption_records(cfg: SynthConfig, rows: dict[str, np.ndarray]) -> list[dict]
     from raybench.datasets import synthcaption, synthdraw
 
     domain = synthdraw.DOMAINS[cfg.domain]
-    idents: dict[int, dict] = {}
+    idents: dict[tuple[int, int], dict] = {}
     records = []
-    for kind, key, pid, cam, split, frame in zip(*(rows[k].tolist() for k in ("kind", "key", "pid", "cam", "split", "frame"))):
+    for kind, key, pid, cam, split, frame, outfit in zip(*(rows[k].tolist() for k in
+                                                          ("kind", "key", "pid", "cam", "split", "frame", "outfit"))):
         if kind != KINDS["person"]:
             continue
-        ident = idents.setdefault(key, synthdraw.identity_params(cfg.seed, domain, key))
-        caption = synthcaption.describe(ident, synthcaption.caption_rng(cfg.seed, domain.code, frame))
-        records.append({"file_path": f"{MARKET_FOLDERS[split]}/{file_name(pid, cam, frame)}", "id": pid, "split": split,
-                        "captions": [caption]})
+        if (key, outfit) not in idents:
+            idents[key, outfit] = synthdraw.dressed(cfg.seed, domain, key, outfit)
+        caption = synthcaption.describe(idents[key, outfit], synthcaption.caption_rng(cfg.seed, domain.code, frame))
+        records.append({"file_path": f"{cfg.folders[split]}/{cfg.file_name(pid, cam, frame, outfit)}", "id": pid,
+                        "split": split, "captions": [caption]})
     return records
 
 
@@ -239,26 +277,48 @@ def config(params: dict, cls: type = SynthConfig, what: str = "synthetic dataset
 
 def materialize(spec) -> Path:
     """The cache folder of a catalog entry such as synth-a, generated on first use."""
-    return cached(spec, config(dict(spec.options)), {"draw_version": DRAW_VERSION, "captions_version": CAPTIONS_VERSION},
-                  write_dataset)
+    cfg = config(dict(spec.options))
+    return cached(spec, cfg, {"draw_version": DRAW_VERSION, "captions_version": CAPTIONS_VERSION}, write_dataset,
+                  _params(cfg))
 
 
-def cached(spec, cfg, versions: dict, write) -> Path:
+def cached(spec, cfg, versions: dict, write, params: dict | None = None) -> Path:
     """The cache folder of a generated catalog entry: named after the entry and a hash of its
-    config and the generator's ``versions``, written by ``write(cfg, folder)`` on first use."""
+    config (``params``: the config as its generator states it, default every field) and the
+    generator's ``versions``, written by ``write(cfg, folder)`` on first use."""
     from raybench.datasets.cache import build_once, params_hash
     from raybench.paths import cache_dir
 
-    key = params_hash({**dataclasses.asdict(cfg), **versions})
+    key = params_hash({**(dataclasses.asdict(cfg) if params is None else params), **versions})
     return build_once(cache_dir() / "synth" / f"{spec.name}-{key}", lambda tmp: write(cfg, tmp))
 
 
+def _params(cfg: SynthConfig) -> dict:
+    """The parameters as synth.json and the cache key state them: ``outfits`` only where it is
+    set, so every dataset generated before outfits existed keeps its folder and its synth.json."""
+    params = dataclasses.asdict(cfg)
+    if params["outfits"] == 1:
+        params.pop("outfits")
+    return params
+
+
 def parse(root: Path, **params) -> pa.Table:
-    """A generated dataset; with ``params`` (a catalog entry's options), synth.json must agree."""
+    """A generated dataset; with ``params`` (a catalog entry's options), synth.json must agree.
+    A dataset with outfits is in LTCC's layout and parsed by LTCC's adapter (clothes column)."""
     if params:
         check_written(Path(root), config(params))
+    written = _written_params(Path(root))
+    if (config(params) if params else config(written)).outfits > 1:
+        from raybench.datasets import ltcc
+
+        return ltcc.parse(root)
     return market_style(root, dataset="synthetic", layout=LAYOUT, names=(), pattern=PATTERN,
                         example="0001_c1s1_000000_00.jpg")
+
+
+def _written_params(root: Path) -> dict:
+    meta = root / "synth.json"
+    return json.loads(meta.read_text()).get("params", {}) if meta.is_file() else {}
 
 
 def captions(root: Path, **params) -> pa.Table:
@@ -278,11 +338,13 @@ def captions(root: Path, **params) -> pa.Table:
 
 
 def check_written(root: Path, cfg, what: str = "synthetic dataset") -> None:
-    """A generated copy's synth.json, where there is one, must hold ``cfg``'s parameters."""
+    """A generated copy's synth.json, where there is one, must hold ``cfg``'s parameters (a
+    parameter it does not state, written before the parameter existed, had its default)."""
     meta = root / "synth.json"
     if not meta.is_file():
         return
-    written = json.loads(meta.read_text()).get("params", {})
+    defaults = {f.name: f.default for f in dataclasses.fields(cfg) if f.default is not dataclasses.MISSING}
+    written = {**defaults, **json.loads(meta.read_text()).get("params", {})}
     expected = dataclasses.asdict(cfg)
     different = sorted(k for k in expected if written.get(k) != expected[k])
     if different:
@@ -298,4 +360,12 @@ def tiny_copy(folder: Path) -> TinyCopy:
     return TinyCopy(folder / "synth", params)
 
 
-ADAPTER = Adapter(parse=parse, layout=LAYOUT, synthesize=materialize, captions=captions, tiny_copies=(tiny_copy,))
+def tiny_copy_outfits(folder: Path) -> TinyCopy:
+    """A small clothes-changing copy, in LTCC's layout."""
+    params = {"ids": 4, "cams": 3, "images_per_id": 6, "domain": "a", "seed": 2, "outfits": 3}
+    generate(folder / "synth-cc", workers=1, **params)
+    return TinyCopy(folder / "synth-cc", params)
+
+
+ADAPTER = Adapter(parse=parse, layout=LAYOUT, synthesize=materialize, captions=captions,
+                  tiny_copies=(tiny_copy, tiny_copy_outfits))

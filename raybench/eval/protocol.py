@@ -28,6 +28,13 @@ With several trials, mAP, mINP and the CMC are the means over trials (the CMC cu
 shortest trial's length), the query and gallery counts are per-trial means, and ``spread``
 holds the sample standard deviations (ddof=1) over trials of the metrics that declare one
 (raybench.metrics: mAP and R1).
+
+A dataset with scoring settings (``Protocol.settings``: the clothes-changing datasets) is
+scored once per setting, each a block of ``Scored.settings``: the setting keeps its queries
+and gallery (by camera), matches them by its rule (raybench.eval.clothes: standard, cc, sc,
+reading the ``clothes`` column) and, for a single-shot setting, scores seeded draws of one
+gallery image per identity as trials (``_draws``). The headline setting is also the main
+block, and eval variants score the headline setting.
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ import numpy as np
 
 from raybench.errors import EvaluationError
 from raybench.metrics import METRICS, Scores
-from raybench.specs import EvalSpec, EvalVariant, Protocol
+from raybench.specs import EvalSpec, EvalVariant, Protocol, Setting
 
 
 LEAVE_ONE_OUT = "leave-one-out"
@@ -56,6 +63,7 @@ class Scored:
     variants: Mapping[str, Scores] = field(default_factory=dict)
     i2i_rule: str | None = None
     pooling: Mapping[str, Any] | None = None  # a video table: the main block's pool and frames
+    settings: Mapping[str, Scores] = field(default_factory=dict)  # Protocol.settings' blocks, by name
 
 
 def stated(spec: EvalSpec) -> dict[str, Any]:
@@ -73,8 +81,16 @@ def stated(spec: EvalSpec) -> dict[str, Any]:
 def protocol_block(protocol: Protocol, spec: EvalSpec) -> dict[str, Any]:
     """A result's "protocol" block: how the cell was scored (the dataset's Protocol and the
     matrix's EvalSpec). The one place it is built, for scored and failed cells alike."""
-    return {"camera_filter": protocol.camera_filter, "cuhk03_metric": protocol.cuhk03_metric,
-            "trials": protocol.trials, **stated(spec)}
+    block = {"camera_filter": protocol.camera_filter, "cuhk03_metric": protocol.cuhk03_metric,
+             "trials": protocol.trials, **stated(spec)}
+    # the later keys only where they are set: a result of any other dataset reads as before
+    if protocol.settings:
+        block["headline"] = protocol.headline_setting.name
+    if protocol.ap != "step":
+        block["ap"] = protocol.ap
+    if protocol.follows:
+        block["follows"] = protocol.follows
+    return block
 
 
 def score(cols: Mapping[str, np.ndarray], protocol: Protocol, spec: EvalSpec, seed: int = 0,
@@ -91,9 +107,13 @@ def score(cols: Mapping[str, np.ndarray], protocol: Protocol, spec: EvalSpec, se
         cols, protocol, rule = _leave_one_out(cols), replace(protocol, camera_filter=True), LEAVE_ONE_OUT
     trials = _trials(cols, protocol)
     rows = _Rows(cols)
-    main = _score_trials(rows(spec), trials, protocol, spec, seed, device, paths=True)
-    return Scored(main, {v.name: _score_variant(rows, trials, protocol, v, seed, device) for v in variants}, rule,
-                  pooling=rows.stated(spec))
+    headline = protocol.headline_setting
+    settings = {s.name: _score_setting(rows(spec), trials, protocol, spec, s, seed, device, paths=s is headline)
+                for s in protocol.settings}
+    main = settings[headline.name] if headline else _score_trials(rows(spec), trials, protocol, spec, seed, device,
+                                                                  paths=True)
+    return Scored(main, {v.name: _score_variant(rows, trials, protocol, v, headline, seed, device) for v in variants},
+                  rule, pooling=rows.stated(spec), settings=settings)
 
 
 class _Rows:
@@ -118,30 +138,44 @@ class _Rows:
         return None if self.cols.get("tracklet") is None else {"pool": spec.pool, "frames": spec.frames}
 
 
-def _score_variant(rows: _Rows, trials: list[int], protocol: Protocol, variant: EvalVariant, seed: int,
-                   device) -> Scores:
+def _score_variant(rows: _Rows, trials: list[int], protocol: Protocol, variant: EvalVariant, setting: Setting | None,
+                   seed: int, device) -> Scores:
     try:
-        scored = _score_trials(rows(variant.eval), trials, protocol, variant.eval, seed, device)
+        scored = _score_trials(rows(variant.eval), trials, protocol, variant.eval, seed, device, setting=setting)
     except EvaluationError as exc:
         raise EvaluationError(f"eval variant {variant.name!r}: {exc}") from exc
     return replace(scored, scoring={**stated(variant.eval), **(rows.stated(variant.eval) or {})})
 
 
+def _score_setting(cols, trials: list[int], protocol: Protocol, spec: EvalSpec, setting: Setting, seed: int, device,
+                   paths: bool) -> Scores:
+    try:
+        scored = _score_trials(cols, trials, protocol, spec, seed, device, paths=paths, setting=setting)
+    except EvaluationError as exc:
+        raise EvaluationError(f"setting {setting.name!r}: {exc}") from exc
+    return replace(scored, scoring=setting.stated())
+
+
 def _score_trials(cols, trials: list[int], protocol: Protocol, spec: EvalSpec, seed: int, device,
-                  paths: bool = False) -> Scores:
+                  paths: bool = False, setting: Setting | None = None) -> Scores:
     """The block of ``trials`` (``_aggregate``), with every trial's per-query lists (and the
-    queries' image paths, with ``paths``)."""
+    queries' image paths, with ``paths``); with a ``setting``, its queries, gallery and rule,
+    and for a single-shot setting each trial's draws as trials of their own."""
     results, per_query = [], []
     for t in trials:
-        query, gallery = _split(cols, t)
-        try:
-            res = _evaluate(cols["embedding"], cols, query, gallery, protocol, spec, seed, device)
-        except EvaluationError as exc:
-            if len(trials) == 1:
-                raise
-            raise EvaluationError(f"trial {t} ({len(trials)} trials): {exc}") from exc
-        results.append(_trial_record(t, res))
-        per_query.append(_per_query(t, res, cols["path"][query] if paths else None))
+        query, gallery = _split(cols, t, setting)
+        draws = _draws(cols, gallery, setting) if setting is not None and setting.single_shot else [gallery]
+        for d, drawn in enumerate(draws):
+            label = t * len(draws) + d  # a trial of the dataset, or a draw, or both
+            try:
+                res = _evaluate(cols["embedding"], cols, query, drawn, protocol, spec, seed, device, setting)
+            except EvaluationError as exc:
+                if len(trials) * len(draws) == 1:
+                    raise
+                what = f"draw {d} ({len(draws)} draws)" if len(draws) > 1 else f"trial {t} ({len(trials)} trials)"
+                raise EvaluationError(f"{what}: {exc}") from exc
+            results.append(_trial_record(label, res))
+            per_query.append(_per_query(label, res, cols["path"][query] if paths else None))
     merged = {k: [x for pq in per_query for x in pq[k]] for k in per_query[0]}
     return replace(_aggregate(results), per_query=merged)
 
@@ -161,7 +195,10 @@ def _columns(cols: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     missing = [c for c in COLUMNS if c not in cols]
     if missing:
         raise EvaluationError(f"the table lacks the columns: {', '.join(missing)}")
-    return {**{c: np.asarray(v) for c, v in cols.items()}, "trial": cols.get("trial"), "tracklet": cols.get("tracklet")}
+    out = {**{c: np.asarray(v) for c, v in cols.items()}, "trial": cols.get("trial"), "tracklet": cols.get("tracklet")}
+    if "clothes" in out:  # outfit keys -> integer codes, once for every setting
+        out["clothes_code"] = np.unique(out["clothes"].astype(str), return_inverse=True)[1].reshape(-1)
+    return out
 
 
 def _trials(cols, protocol: Protocol) -> list[int]:
@@ -179,24 +216,47 @@ def _trials(cols, protocol: Protocol) -> list[int]:
     return found
 
 
-def _split(cols, trial: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices of the trial's queries and gallery, in table order."""
+def _split(cols, trial: int, setting: Setting | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of the trial's queries and gallery, in table order; a setting keeps those
+    under its cameras."""
     here = np.ones(len(cols["split"]), bool) if cols["trial"] is None else cols["trial"] == trial
-    query = np.flatnonzero(here & (cols["split"] == "query"))
-    gallery = np.flatnonzero(here & (cols["split"] == "gallery"))
+    query, gallery = here & (cols["split"] == "query"), here & (cols["split"] == "gallery")
+    if setting is not None and setting.query_cameras:
+        query &= np.isin(cols["camid"], setting.query_cameras)
+    if setting is not None and setting.gallery_cameras:
+        gallery &= np.isin(cols["camid"], setting.gallery_cameras)
+    query, gallery = np.flatnonzero(query), np.flatnonzero(gallery)
     if not len(query) or not len(gallery):
         raise EvaluationError(f"trial {trial}: {len(query)} query and {len(gallery)} gallery rows; "
                               "both are needed")
     return query, gallery
 
 
-def _evaluate(emb, cols, query, gallery, protocol: Protocol, spec: EvalSpec, seed: int, device):
+def _draws(cols, gallery: np.ndarray, setting: Setting) -> list[np.ndarray]:
+    """A single-shot setting's galleries: per draw, one image of each identity, picked by a
+    generator seeded with (seed, draw) among the identity's gallery rows in table order (the
+    manifest's path order: the same draws on every copy and machine), kept in table order."""
+    pids = cols["pid"][gallery]
+    order = np.argsort(pids, kind="stable")
+    starts = np.flatnonzero(np.r_[True, pids[order][1:] != pids[order][:-1]])
+    sizes = np.diff(np.r_[starts, len(order)])
+    draws = []
+    for d in range(setting.single_shot):
+        rng = np.random.default_rng([setting.seed, d])
+        picked = order[starts + rng.integers(0, sizes)]
+        draws.append(np.sort(gallery[picked]))
+    return draws
+
+
+def _evaluate(emb, cols, query, gallery, protocol: Protocol, spec: EvalSpec, seed: int, device,
+              setting: Setting | None = None):
     from raybench.eval.rank import evaluate_features, evaluate_rows
     from raybench.eval.rerank import rerank_rows
 
     ids = (cols["pid"][query], cols["pid"][gallery], cols["camid"][query], cols["camid"][gallery])
     common = dict(max_rank=spec.max_rank, camera_filter=protocol.camera_filter,
-                  cuhk03=protocol.cuhk03_metric, seed=seed)
+                  cuhk03=protocol.cuhk03_metric, seed=seed, ap=protocol.ap,
+                  clothes=_clothes(cols, query, gallery, setting))
     qf, gf = emb[query], emb[gallery]
     if spec.aqe:
         qf, gf = _expanded(qf, gf, spec, device)
@@ -207,6 +267,18 @@ def _evaluate(emb, cols, query, gallery, protocol: Protocol, spec: EvalSpec, see
                        lambda_value=spec.rerank_lambda, distance=spec.distance,
                        normalize=spec.normalize, device=device)
     return evaluate_rows(rows, *ids, shape=(len(query), len(gallery)), **common)
+
+
+def _clothes(cols, query, gallery, setting: Setting | None):
+    """The setting's clothes rule over these queries and gallery; None where it reads none."""
+    if setting is None or setting.rule == "standard":
+        return None
+    from raybench.eval.matches import Clothes
+
+    codes = cols.get("clothes_code")
+    if codes is None:
+        raise EvaluationError(f"rule {setting.rule!r} needs clothes labels: the table has no 'clothes' column")
+    return Clothes(codes[query], codes[gallery], setting.rule)
 
 
 def _expanded(qf, gf, spec: EvalSpec, device):

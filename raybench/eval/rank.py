@@ -12,6 +12,12 @@ Two corners where torchreid fails and raybench does not: when camera filtering l
 fewer than ``max_rank`` items, torchreid's ragged CMC list cannot become an array; here the
 curve is extended with its last value (1: every valid query has found its match by then).
 When no query is valid, torchreid asserts; here an EvaluationError says which setting to fix.
+
+``clothes`` (matches.Clothes) widens the junk by an outfit rule (raybench.eval.clothes: the
+clothes-changing and same-clothes settings); ``ap="trapezoid"`` takes each query's AP as the
+trapezoid area under its precision-recall curve, as open-reid-era code that calls
+``auc(recall, precision)`` does (Celeb-reID's own evaluator): hit k at rank r_k adds
+``((k-1)/(r_k-1) + k/r_k) / 2`` (the first term 1 when r_k is 1) instead of ``k/r_k``.
 """
 
 from __future__ import annotations
@@ -23,7 +29,10 @@ import numpy as np
 
 from raybench.errors import EvaluationError
 from raybench.eval.count import positive_ranks
-from raybench.eval.matches import SamePid
+from raybench.eval.matches import Clothes, SamePid
+
+#: How a query's AP is read from the ranks of its true matches (module docstring).
+AP_RULES = ("step", "trapezoid")
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,7 +62,7 @@ class RankResult:
 
 def evaluate(distmat, q_pids, g_pids, q_camids, g_camids, *, max_rank: int = 50,
              camera_filter: bool = True, cuhk03: bool = False, seed: int = 0,
-             chunk_size: int | None = None) -> RankResult:
+             chunk_size: int | None = None, clothes: Clothes | None = None, ap: str = "step") -> RankResult:
     """Score a dense distance matrix.
 
     distmat: [Q, G] (numpy or torch, any device); q_pids/q_camids: [Q]; g_pids/g_camids: [G].
@@ -67,13 +76,14 @@ def evaluate(distmat, q_pids, g_pids, q_camids, g_camids, *, max_rank: int = 50,
 
     blocks = ((a, b, distmat[a:b]) for a, b in row_chunks(Q, G, chunk_size))
     return evaluate_rows(blocks, q_pids, g_pids, q_camids, g_camids, shape=(Q, G), max_rank=max_rank,
-                         camera_filter=camera_filter, cuhk03=cuhk03, seed=seed)
+                         camera_filter=camera_filter, cuhk03=cuhk03, seed=seed, clothes=clothes, ap=ap)
 
 
 def evaluate_features(qf, gf, q_pids, g_pids, q_camids, g_camids, *, distance: str = "euclidean",
                       normalize: bool = True, device: str | None = None, max_rank: int = 50,
                       camera_filter: bool = True, cuhk03: bool = False, seed: int = 0,
-                      chunk_size: int | None = None) -> RankResult:
+                      chunk_size: int | None = None, clothes: Clothes | None = None,
+                      ap: str = "step") -> RankResult:
     """Score query features against gallery features without a Q x G distance matrix.
 
     qf: [Q, dim], gf: [G, dim] (numpy or torch). distance: squared "euclidean" or "cosine",
@@ -86,12 +96,14 @@ def evaluate_features(qf, gf, q_pids, g_pids, q_camids, g_camids, *, distance: s
     rows = DistanceRows(g, distance)
     blocks = ((a, b, rows(q[a:b])) for a, b in row_chunks(len(q), len(g), chunk_size))
     return evaluate_rows(blocks, q_pids, g_pids, q_camids, g_camids, shape=(len(q), len(g)),
-                         max_rank=max_rank, camera_filter=camera_filter, cuhk03=cuhk03, seed=seed)
+                         max_rank=max_rank, camera_filter=camera_filter, cuhk03=cuhk03, seed=seed,
+                         clothes=clothes, ap=ap)
 
 
 def evaluate_rows(blocks: Iterable[tuple[int, int, object]], q_pids, g_pids, q_camids, g_camids, *,
                   shape: tuple[int, int], max_rank: int = 50, camera_filter: bool = True,
-                  cuhk03: bool = False, seed: int = 0) -> RankResult:
+                  cuhk03: bool = False, seed: int = 0, clothes: Clothes | None = None,
+                  ap: str = "step") -> RankResult:
     """Score distance rows given block by block: ``(start, stop, d[start:stop])`` in query order.
 
     The engine behind ``evaluate``, ``evaluate_features`` and re-ranking, which all produce
@@ -100,12 +112,16 @@ def evaluate_rows(blocks: Iterable[tuple[int, int, object]], q_pids, g_pids, q_c
     Q, G = shape
     if max_rank < 1:
         raise EvaluationError(f"max_rank must be at least 1, got {max_rank}")
-    same = SamePid(q_pids, g_pids, q_camids, g_camids, camera_filter)
+    if ap not in AP_RULES:
+        raise EvaluationError(f"ap rule {ap!r}; allowed: {', '.join(AP_RULES)}")
+    if cuhk03 and clothes is not None and clothes.mode != "standard":
+        raise EvaluationError("the classic CUHK03 metric has no clothes rule: score clothes settings Market-style")
+    same = SamePid(q_pids, g_pids, q_camids, g_camids, camera_filter, clothes)
     if (len(same.q_pids), len(same.g_pids)) != (Q, G):
         raise EvaluationError(f"distances are {Q} x {G} but there are {len(same.q_pids)} query "
                               f"and {len(same.g_pids)} gallery ids")
     length = min(max_rank, G)
-    acc = _Accumulator(Q)
+    acc = _Accumulator(Q, ap == "trapezoid")
     cmc_sampled = _SampledCMC(same, length, seed) if cuhk03 else None
     for a, b, d in blocks:
         matches = same.rows(a, b)
@@ -122,7 +138,8 @@ def evaluate_rows(blocks: Iterable[tuple[int, int, object]], q_pids, g_pids, q_c
 class _Accumulator:
     """Per-query AP, INP and first-match rank, filled block by block."""
 
-    def __init__(self, Q: int):
+    def __init__(self, Q: int, trapezoid: bool = False):
+        self.trapezoid = trapezoid
         self.ap = np.full(Q, np.nan)
         self.inp = np.full(Q, np.nan)
         self.first = np.zeros(Q, np.int64)
@@ -137,7 +154,11 @@ class _Accumulator:
             return
         k = np.arange(1, ranks.shape[1] + 1)
         safe = np.where(ranks > 0, ranks, 1)
-        precision = np.where(k[None, :] <= npos[:, None], k[None, :] / safe, 0.0)
+        precision = k[None, :] / safe
+        if self.trapezoid:  # the mean of the precisions just before and at each hit
+            before = np.where(safe > 1, (k[None, :] - 1) / np.maximum(safe - 1, 1), 1.0)
+            precision = (before + precision) / 2
+        precision = np.where(k[None, :] <= npos[:, None], precision, 0.0)
         n = np.maximum(npos, 1)
         hardest = np.take_along_axis(safe, (n - 1)[:, None], axis=1)[:, 0]
         # a running sum read at the last match: the same additions whatever the padding

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Callable
 
 import pyarrow as pa
@@ -166,7 +166,7 @@ def eval_hash(dataset: DatasetSpec, spec: EvalSpec, variants: tuple[EvalVariant,
     """What changes a cell's scores without changing its embeddings: the dataset's protocol,
     the eval block and the eval variants. Without variants, and with AQE off, it is the hash
     raybench wrote before either existed, so those results stay fresh."""
-    blocks: list = [asdict(dataset.protocol), spec.hash_fields()]
+    blocks: list = [dataset.protocol.hash_fields(), spec.hash_fields()]
     if variants:
         blocks.append([[v.name, v.eval.hash_fields()] for v in variants])
     text = json.dumps(blocks, sort_keys=True)

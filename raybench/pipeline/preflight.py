@@ -12,9 +12,12 @@ from raybench.specs import MatrixSpec
 def preflight(matrix: MatrixSpec, check_weights: bool = True) -> None:
     """Every model's local weights file (unless ``check_weights`` is False: random weights)
     and every dataset's root exist, and the members of each interpolation see the same input,
-    checked on this machine before Ray starts; one
-    RaybenchError lists every problem found."""
-    from raybench.datasets import get_adapter, is_generated, resolve_root
+    checked on this machine before Ray starts; one RaybenchError lists every problem found. A
+    dataset with scoring settings is also parsed here (a listing of names, seconds at most): its
+    settings need labels a copy may lack (the clothes field of the names, PRCC's camera B or C
+    folder), and a setting asked of a dataset without clothes labels is found before anything
+    is embedded."""
+    from raybench.datasets import get_adapter, is_generated, load_manifest, resolve_root
     from raybench.models import check_model
 
     problems = []
@@ -35,6 +38,8 @@ def preflight(matrix: MatrixSpec, check_weights: bool = True) -> None:
                 layout = get_adapter(dataset.adapter).layout
                 problems.append(f"dataset {dataset.name}: {root} does not exist"
                                 + (f" (expected layout: {layout})" if layout else ""))
+            elif dataset.protocol.settings:
+                load_manifest(dataset)
         except RaybenchError as exc:
             problems.append(f"dataset {dataset.name}: {exc}")
     if problems:

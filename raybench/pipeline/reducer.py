@@ -70,6 +70,7 @@ def result_record(job: CellJob, spec: EvalSpec, scored=None, failure: Failure | 
         "num_query": scored.main.num_query, "num_valid_query": scored.main.num_valid_query,
         "num_gallery": scored.main.num_gallery, "trials": scored.main.trials, "spread": scored.main.spread,
         "per_query": scored.main.per_query, "variants": dict(scored.variants) or None, "i2i_rule": scored.i2i_rule,
+        "settings": dict(scored.settings) or None,
     }
     return CellResult(
         model=job.model, dataset=job.dataset.name, status="failed" if failure else "ok",

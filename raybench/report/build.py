@@ -7,6 +7,7 @@
       heatmap_t2i_r1.png                        text-to-image Rank-1 (%), caption datasets only
       domain_map.png                            supervised, hybrid: in-domain vs cross-domain mAP
       tradeoff_map.png                          in-domain vs mean cross-domain mAP, Pareto front
+      clothes_gap.png                           clothes-changing datasets: standard vs cc mAP per model
       paper.md  paper.csv                       ours vs the study's published numbers
       ranklists/index.html, <dataset>__<model>.html   top-10 galleries of sampled queries
       ranklists/<dataset>__<model>__text.html  sampled captions and their top-10 images
@@ -28,7 +29,7 @@ from typing import Any
 from raybench.console import count
 from raybench.errors import RaybenchError
 from raybench.metrics import HEADLINE, title as metric_title
-from raybench.report import domain, paper, plots, ranklist, tables, tradeoff, video
+from raybench.report import clothes, domain, paper, plots, ranklist, tables, tradeoff, video
 from raybench.report.bootstrap import DEFAULT_BOOTSTRAPS, bootstrap_intervals
 from raybench.report.load import Cell, Intervals, Run, load_run
 from raybench.rundir.store import RunStore
@@ -161,6 +162,7 @@ def _write_extras(report: Report, options: ReportOptions) -> None:
     report.files += plots.write_domain_plot(report.run, report.out, report.notes)
     for block in [None, *(name for kind, name in report.run.block_names() if kind.paired)]:
         report.files += tradeoff.write_tradeoff_plot(report.run, report.out, report.notes, block)
+    report.files += clothes.write_gap_plot(report.run, report.out)
     report.paper_rows, files = paper.write_comparison(report.run.cells, report.out, options.paper, report.notes)
     report.files += files
     if options.ranklists:
@@ -220,6 +222,12 @@ def markdown(report: Report, options: ReportOptions) -> str:
                   "In-domain: the dataset the weights were trained on (the model spec's "
                   "`options.trained_on`, else a name ending in the dataset's name; for a weight "
                   "interpolation, its supervised member's).", in_out]
+    clothing = clothes.clothes_tables(run)
+    if clothing:
+        parts += ["## Clothes-changing: standard / cc / sc (mAP / Rank-1 %)",
+                  "Each clothes-changing dataset under its settings: `standard` (same person, another camera), "
+                  "`cc` (and another outfit), `sc` (and the same outfit); the gap is cc minus the reference "
+                  f"setting in mAP points ([{clothes.FIGURE}]({clothes.FIGURE}); docs/clothes.md).", clothing]
     parts += hybrid_sections(run, options)
     if report.paper_rows:
         parts += ["## Compared with the study (mAP %)",

@@ -20,7 +20,8 @@ HEATMAPS = {"mAP": ("heatmap_map.png", "mAP"), "R1": ("heatmap_rank1.png", "Rank
 #: file -> alt text, for the Markdown that shows the figures (a block's heatmap: block_heatmap)
 CAPTIONS = {"heatmap_map.png": "mAP heatmap", "heatmap_rank1.png": "Rank-1 heatmap",
             "domain_map.png": "in-domain vs cross-domain mAP of supervised and hybrid models",
-            "tradeoff_map.png": "in-domain vs mean cross-domain mAP, Pareto front and interpolation curves"}
+            "tradeoff_map.png": "in-domain vs mean cross-domain mAP, Pareto front and interpolation curves",
+            "clothes_gap.png": "clothes gap: each model's standard (or same-clothes) mAP against its clothes-changing mAP"}
 
 
 def block_heatmap(name: str, metric: str) -> str:

@@ -7,7 +7,10 @@ can be mailed or committed on its own.
 
 The ranking is recomputed for the sampled queries with the metrics' own distance code and the
 cell's recorded protocol (distance, L2 normalisation, same-camera filtering; the first trial of
-multi-trial datasets; no re-ranking).
+multi-trial datasets; no re-ranking). On a dataset with scoring settings the page ranks as the
+headline setting (the main figures) does: its queries and gallery cameras, and its clothes
+rule (cc drops the query's person in the query's outfit, sc in any other); each image shows
+its clothes key where the dataset has one.
 The numbers on the page (AP, rank of the first true match) are the result JSON's; the page
 says so where its own ranking disagrees with them. A dataset without image queries (scored
 leave-one-out) samples its test images as queries, each ranked against the others. A cell
@@ -135,8 +138,9 @@ def sample_lines(cell: Cell, meta: Mapping[str, Any], emb, n_queries: int, seed:
     if "trial" in meta:
         trial = int(min(per_query.get("trial") or meta["trial"]))
         in_trial = meta["trial"] == trial
-    q_idx = np.flatnonzero(in_trial & (meta["split"] == "query"))
-    g_idx = np.flatnonzero(in_trial & (meta["split"] == "gallery"))
+    setting = headline_scoring(cell)
+    q_idx = np.flatnonzero(in_trial & (meta["split"] == "query") & _cameras(meta, setting.get("query_cameras")))
+    g_idx = np.flatnonzero(in_trial & (meta["split"] == "gallery") & _cameras(meta, setting.get("gallery_cameras")))
     leave_one_out = not len(q_idx)
     if leave_one_out:  # each test image a query against the others (eval.protocol)
         q_idx = g_idx
@@ -152,13 +156,38 @@ def sample_lines(cell: Cell, meta: Mapping[str, Any], emb, n_queries: int, seed:
         order = np.argsort(dist[row], kind="stable")
         if leave_one_out:
             order = order[g_idx[order] != q_idx[qi]]
-        elif protocol.get("camera_filter", True):
-            order = order[~((g_pid[order] == q_pid) & (g_cam[order] == q_cam))]
+        else:
+            order = order[~_junk(meta, g_idx[order], q_idx[qi], protocol.get("camera_filter", True), setting.get("rule"))]
         hits = np.flatnonzero(g_pid[order] == q_pid)
         lines.append(Shown(query=int(q_idx[qi]), top=tuple(int(g_idx[j]) for j in order[:TOP_K]),
                            first_match=int(hits[0]) + 1 if len(hits) else None,
                            stored=stored.get(meta["path"][q_idx[qi]], {})))
     return lines, q_idx, g_idx
+
+
+def headline_scoring(cell: Cell) -> Mapping[str, Any]:
+    """How the main figures were scored where the dataset has settings (its headline setting's
+    ``scoring``: rule, cameras, and its name as ``setting``), else {}."""
+    headline = (cell.result.protocol or {}).get("headline")
+    scores = (cell.result.settings or {}).get(headline) if headline else None
+    return {**(scores.scoring or {}), "setting": headline} if scores is not None else {}
+
+
+def _cameras(meta: Mapping[str, Any], cameras) -> Any:
+    import numpy as np
+
+    return np.isin(meta["camid"], cameras) if cameras else True
+
+
+def _junk(meta: Mapping[str, Any], gallery, query: int, camera_filter: bool, rule: str | None):
+    """Which of ``gallery`` (row indices) the metrics removed for ``query``: its person under its
+    camera (camera filtering), and by the clothes rule in its outfit (cc) or in another (sc)."""
+    same = meta["pid"][gallery] == meta["pid"][query]
+    junk = same & (meta["camid"][gallery] == meta["camid"][query]) if camera_filter else same & False
+    if rule in ("cc", "sc") and "clothes" in meta:
+        outfit = meta["clothes"][gallery] == meta["clothes"][query]
+        junk |= same & (outfit if rule == "cc" else ~outfit)
+    return junk
 
 
 def _stored_by_path(per_query: Mapping[str, Any], trial: int | None) -> dict[str, dict[str, Any]]:
@@ -196,6 +225,7 @@ def cell_page(cell: Cell, meta: Mapping[str, Any], emb, n_queries: int, seed: in
         + (f". Tracklets pooled by {escape(protocol.get('pool', 'mean'))} over {escape(protocol.get('frames', 'all'))} "
            f"frames; each shown by up to {STRIP_FRAMES} of its frames" if strips else "")
         + (", same-identity same-camera gallery images removed" if protocol.get("camera_filter", True) else "")
+        + _setting_text(headline_scoring(cell))
         + (f". Metrics used {escape(' and '.join(_not_shown(protocol)))}; this page does not"
            if _not_shown(protocol) else "")
         + ". Borders: <b style='color:#2ca02c'>green</b> same identity, "
@@ -207,6 +237,21 @@ def cell_page(cell: Cell, meta: Mapping[str, Any], emb, n_queries: int, seed: in
         parts.append(_line_html(line, meta, thumbs, cameras, strips))
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def _setting_text(setting: Mapping[str, Any]) -> str:
+    """What the headline setting adds to the page's ranking, in words."""
+    if not setting:
+        return ""
+    text = f". Setting {escape(setting.get('setting'))!s} (the main figures)"
+    if setting.get("rule") == "cc":
+        text += ": same-identity images in the query's outfit removed too"
+    elif setting.get("rule") == "sc":
+        text += ": same-identity images in another outfit removed too"
+    for side in ("query", "gallery"):
+        if setting.get(f"{side}_cameras"):
+            text += f"; {side} cameras {', '.join(str(c + 1) for c in setting[f'{side}_cameras'])}"
+    return text
 
 
 def camera_label(camid: int, cameras: bool = True) -> str:
@@ -225,16 +270,21 @@ def _line_html(line: Shown, meta: Mapping[str, Any], thumbs: Thumbs, cameras: bo
     cam = camera_label(meta["camid"][line.query], cameras)
     ap, first = line.stored.get("ap"), line.stored.get("first_match", line.first_match)
     cam_text = f" &middot; {cam}" if cam else ""
-    text = f"query<br>pid {pid}{cam_text}<br>AP {pct(ap)}<br>first match #{first or '-'}"
+    text = f"query<br>pid {pid}{cam_text}{_clothes_text(meta, line.query)}<br>AP {pct(ap)}<br>first match #{first or '-'}"
     if line.stored.get("first_match") not in (None, line.first_match):
         text += f"<br><span class='warn'>(#{line.first_match} here: ties or re-ranking)</span>"
     cells = [f"<div class='q'>{shown('query', path, text)}</div><div class='sep'></div>"]
     for k, gi in enumerate(line.top, 1):
         g_pid, g_cam = meta["pid"][gi], camera_label(meta["camid"][gi], cameras)
         cls = "hit" if g_pid == pid else "miss"
-        caption = f"#{k}<br>pid {g_pid}" + (f"<br>{g_cam}" if g_cam else "")
+        caption = f"#{k}<br>pid {g_pid}" + (f"<br>{g_cam}" if g_cam else "") + _clothes_text(meta, gi)
         cells.append(shown(cls, meta["path"][gi], caption))
     return "<div class='row'>" + "".join(cells) + "</div>"
+
+
+def _clothes_text(meta: Mapping[str, Any], row: int) -> str:
+    """An image's clothes key under its caption, where the dataset has clothes labels."""
+    return f"<br>clothes {escape(meta['clothes'][row])}" if "clothes" in meta else ""
 
 
 def _index_page(run: Run, pages: Sequence[tuple[Cell, Path]]) -> str:

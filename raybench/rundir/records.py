@@ -133,6 +133,12 @@ BLOCK_KINDS: tuple[BlockKind, ...] = (
               "block (the matrix's `eval_variants`), with 95% bootstrap intervals and, after \"vs main\", "
               "the paired difference of its mAP to the main eval block's on the same queries (interval and "
               "p-value; \"*\": the interval excludes zero).", paired=True),
+    BlockKind("settings", "Scoring settings",
+              "A dataset's own settings (its protocol's `settings`), each scored from the same stored "
+              "embeddings: `standard` (same person, another camera), `cc` (clothes-changing: and another "
+              "outfit) and `sc` (same-clothes: and the same outfit), on the queries and gallery the "
+              "setting keeps; the dataset's headline setting is also its main figures "
+              "(raybench.eval.clothes, docs/clothes.md)."),
 )
 #: Names a block may not take: the main block's, and the single blocks'.
 RESERVED_BLOCK_NAMES = ("main", *(kind.single for kind in BLOCK_KINDS if kind.single))
@@ -248,10 +254,12 @@ class CellResult:
     ``eval_hash`` tell resume whether the result still matches the embeddings and the eval
     block. Besides the main block, a result holds the blocks of BLOCK_KINDS
     (raybench.metrics.Scores): ``text`` (on a dataset with captions: text-to-image retrieval;
-    ``text_status`` is "ok", or why there is none, "no text tower") and ``variants`` (each eval
-    variant of the matrix, by name). ``i2i_rule`` says how image-to-image was scored when the
-    dataset has no image queries ("leave-one-out"). A video cell's counts are tracklets, its
-    ``protocol`` states the pooling (pool, frames) and ``video`` what was embedded."""
+    ``text_status`` is "ok", or why there is none, "no text tower"), ``variants`` (each eval
+    variant of the matrix, by name) and ``settings`` (each scoring setting of the dataset, by
+    name: standard, cc, sc on a clothes-changing dataset). ``i2i_rule`` says how image-to-image
+    was scored when the dataset has no image queries ("leave-one-out"). A video cell's counts
+    are tracklets, its ``protocol`` states the pooling (pool, frames) and ``video`` what was
+    embedded."""
 
     model: str
     dataset: str
@@ -290,6 +298,8 @@ class CellResult:
     variants: Mapping[str, Scores] | None = key(None, hash=False, parse=_blocks)
     #: a video cell: what was embedded (as its marker says; pipeline/collect.py video_record)
     video: Mapping[str, Any] | None = key(None, hash=False)
+    #: the dataset's scoring settings (Protocol.settings), by name; the headline one is also the main block
+    settings: Mapping[str, Scores] | None = key(None, hash=False, parse=_blocks)
     schema_version: int = key(SCHEMA_VERSION, absent=1, check=_version(SCHEMA_VERSION))
 
     @property

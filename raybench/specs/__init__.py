@@ -14,7 +14,7 @@ variants), matrix.py (matrix and fusions), files.py (YAML files and catalogs).
 
 from __future__ import annotations
 
-from raybench.specs.dataset import DatasetSpec, Protocol, parse_dataset
+from raybench.specs.dataset import CLOTHES_RULES, SETTING_RULES, DatasetSpec, Protocol, Setting, parse_dataset
 from raybench.specs.evaluation import (
     AQE_DEFAULTS,
     AQE_FIELDS,
@@ -49,9 +49,10 @@ from raybench.specs.model import (
 from raybench.specs.schema import Fields
 
 __all__ = [
-    "AQE_DEFAULTS", "AQE_FIELDS", "BAD_IMAGE_POLICIES", "CROP_OFFSETS", "DISTANCES", "FUSION", "IMAGENET_MEAN",
-    "IMAGENET_STD", "INTERPOLATE", "INTERPOLATIONS", "PARADIGMS", "POOLING_DEFAULTS", "POOLINGS", "POOLS", "PRECISIONS", "RESERVED_VARIANT_NAMES",
-    "RESIZE_MODES", "VARIANT_NAME", "DatasetSpec", "EvalSpec", "EvalVariant", "Fields", "FusionSpec", "MatrixSpec",
-    "ModelSpec", "Preprocess", "Protocol", "frames_count", "load_yaml", "parse_dataset", "parse_entries", "parse_eval",
+    "AQE_DEFAULTS", "AQE_FIELDS", "BAD_IMAGE_POLICIES", "CLOTHES_RULES", "CROP_OFFSETS", "DISTANCES", "FUSION",
+    "IMAGENET_MEAN", "IMAGENET_STD", "INTERPOLATE", "INTERPOLATIONS", "PARADIGMS", "POOLING_DEFAULTS", "POOLINGS", "POOLS",
+    "PRECISIONS", "RESERVED_VARIANT_NAMES", "RESIZE_MODES", "SETTING_RULES", "VARIANT_NAME", "DatasetSpec", "EvalSpec",
+    "EvalVariant", "Fields", "FusionSpec", "MatrixSpec", "ModelSpec", "Preprocess", "Protocol", "Setting", "frames_count",
+    "load_yaml", "parse_dataset", "parse_entries", "parse_eval",
     "parse_eval_variants", "parse_fusion", "parse_model", "parse_preprocess",
 ]

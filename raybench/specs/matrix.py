@@ -97,6 +97,11 @@ class MatrixSpec:
                 fail("", f"{kind} {sorted(dup)[0]!r} is listed twice")
             if not specs and kind != "fusion":
                 fail(f"{kind}s", "is empty")
+        settings = {s.name: d.name for d in self.datasets for s in d.protocol.settings}
+        for variant in self.eval_variants:  # each names a block's columns ("mAP (cc)"): one block a name
+            if variant.name in settings:
+                fail("eval_variants", f"variant {variant.name!r} has the name of a scoring setting of dataset "
+                                      f"{settings[variant.name]!r}; name it otherwise")
 
     def select(self, models: list[str] | None = None, datasets: list[str] | None = None) -> "MatrixSpec":
         """The sub-matrix with only the named models and datasets (unknown names raise).
