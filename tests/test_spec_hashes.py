@@ -351,9 +351,18 @@ def test_the_pins_cover_every_matrix_and_training_config():
     assert set(config_files(train_configs_dir())) == set(TRAIN)
 
 
+#: DatasetSpec fields added after the pins, left out where an entry does not set them
+LATER_DATASET_FIELDS = {"distractors": None}
+
+
 def test_every_dataset_entry_reads_as_before():
     catalog = load_dataset_catalog()
-    assert {name: digest(dataclasses.asdict(catalog[name])) for name in DATASETS} == DATASETS
+
+    def pinned(spec) -> dict:
+        fields = dataclasses.asdict(spec)
+        return {k: v for k, v in fields.items() if k not in LATER_DATASET_FIELDS or v != LATER_DATASET_FIELDS[k]}
+
+    assert {name: digest(pinned(catalog[name])) for name in DATASETS} == DATASETS
 
 
 @pytest.mark.parametrize("name", sorted(TRAIN))

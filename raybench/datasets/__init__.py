@@ -15,6 +15,7 @@ no adapter; a spec's adapter may also be a ``"module:attr"`` string naming an Ad
 from __future__ import annotations
 
 import inspect
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
@@ -84,6 +85,8 @@ class Adapter:
     decoding cost (`raybench rehearse`); None where unknown (the rehearsal's default). tiny_copies:
     functions ``(folder) -> TinyCopy`` that write a tiny copy in the real layout under
     ``folder`` (the tests parse each one; one per naming or layout variant worth covering).
+    naming: the dataset's file naming, group 1 the pid and group 2 the 1-based camera, where it
+    has one: a distractor set's cameras are read with it (raybench.datasets.distractors).
     """
 
     parse: Callable[..., "pa.Table"]
@@ -93,6 +96,7 @@ class Adapter:
     published: tuple[Published, ...] = ()
     crop: tuple[int, int] | None = None
     tiny_copies: tuple[Callable[[Path], TinyCopy], ...] = ()
+    naming: "re.Pattern | None" = None
 
     def published_for(self, options: Mapping[str, Any]) -> Published | None:
         """The statistics published for a copy parsed with ``options``, if any."""

@@ -273,4 +273,5 @@ def tiny_copy(folder: Path) -> TinyCopy:
     return TinyCopy(folder / "synth", params)
 
 
-ADAPTER = Adapter(parse=parse, layout=LAYOUT, synthesize=materialize, captions=captions, tiny_copies=(tiny_copy,))
+ADAPTER = Adapter(parse=parse, layout=LAYOUT, synthesize=materialize, captions=captions, tiny_copies=(tiny_copy,),
+                  naming=PATTERN)

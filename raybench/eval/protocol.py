@@ -18,6 +18,13 @@ each image is its own camera, so it runs on the same rank engine. Query expansio
 re-ranking then see every test image twice (as a query and as a gallery image), as they would
 any query set that repeats the gallery.
 
+A gallery too large for one process is scored in shards (``sharded``, eval/shard.py, held by
+Ray actors that raybench.pipeline.shards starts): every block that compares plain distances
+(no query expansion, no re-ranking, not the classic CUHK03 CMC) is scored there, exactly as
+here; the others read every gallery row here. Distractors (a dataset's ``distractors:``) are
+gallery rows with ``pid`` ``DISTRACTOR_PID``, an identity no query has, and ``trial``
+``ALL_TRIALS`` where the table has trials: they are in every trial's gallery.
+
 With several trials, mAP, mINP and the CMC are the means over trials (the CMC cut to the
 shortest trial's length), the query and gallery counts are per-trial means, and ``spread``
 holds the sample standard deviations (ddof=1) over trials of the metrics that declare one
@@ -37,6 +44,10 @@ from raybench.specs import EvalSpec, EvalVariant, Protocol
 
 
 LEAVE_ONE_OUT = "leave-one-out"
+#: The pid of a distractor row: no query has it (manifests hold pids >= 0; -1 is junk, dropped).
+DISTRACTOR_PID = -2
+#: The trial of a row that is in every trial's gallery (a distractor).
+ALL_TRIALS = -1
 #: The columns ``score`` reads (``trial`` only where a dataset has several splits).
 COLUMNS = ("path", "pid", "camid", "split", "embedding")
 
@@ -71,31 +82,35 @@ def protocol_block(protocol: Protocol, spec: EvalSpec) -> dict[str, Any]:
 
 
 def score(cols: Mapping[str, np.ndarray], protocol: Protocol, spec: EvalSpec, seed: int = 0,
-          device: str | None = None, variants: Sequence[EvalVariant] = ()) -> Scored:
+          device: str | None = None, variants: Sequence[EvalVariant] = (), sharded=None) -> Scored:
     """The blocks of a cell's embeddings, given as columns (``COLUMNS``, [rows] each; the
     embedding float32 [rows, dim]; ``trial`` [rows] where there are trials; rundir/store.py's
     ``embedding_columns`` reads them from a stored cell). A table without queries and without
     trials is scored leave-one-out (module docstring). Each of ``variants`` is scored the same
     way, trial by trial, from the same features. A variant that cannot be scored fails the
-    whole call, naming it."""
+    whole call, naming it. ``sharded``: the cell's gallery held in shards (an
+    eval.shard.Sharded), for the blocks it scores (module docstring); the embedding column may
+    then be any object that gives rows by index (``embedding[rows]``)."""
     cols = _columns(cols)
     rule = None
     if not (cols["split"] == "query").any() and cols["trial"] is None:
         cols, protocol, rule = _leave_one_out(cols), replace(protocol, camera_filter=True), LEAVE_ONE_OUT
     trials = _trials(cols, protocol)
-    main = _score_trials(cols, trials, protocol, spec, seed, device, paths=True)
-    return Scored(main, {v.name: _score_variant(cols, trials, protocol, v, seed, device) for v in variants}, rule)
+    main = _score_trials(cols, trials, protocol, spec, seed, device, sharded, paths=True)
+    return Scored(main, {v.name: _score_variant(cols, trials, protocol, v, seed, device, sharded) for v in variants},
+                  rule)
 
 
-def _score_variant(cols, trials: list[int], protocol: Protocol, variant: EvalVariant, seed: int, device) -> Scores:
+def _score_variant(cols, trials: list[int], protocol: Protocol, variant: EvalVariant, seed: int, device,
+                   sharded) -> Scores:
     try:
-        scored = _score_trials(cols, trials, protocol, variant.eval, seed, device)
+        scored = _score_trials(cols, trials, protocol, variant.eval, seed, device, sharded)
     except EvaluationError as exc:
         raise EvaluationError(f"eval variant {variant.name!r}: {exc}") from exc
     return replace(scored, scoring=stated(variant.eval))
 
 
-def _score_trials(cols, trials: list[int], protocol: Protocol, spec: EvalSpec, seed: int, device,
+def _score_trials(cols, trials: list[int], protocol: Protocol, spec: EvalSpec, seed: int, device, sharded=None,
                   paths: bool = False) -> Scores:
     """The block of ``trials`` (``_aggregate``), with every trial's per-query lists (and the
     queries' image paths, with ``paths``)."""
@@ -103,7 +118,7 @@ def _score_trials(cols, trials: list[int], protocol: Protocol, spec: EvalSpec, s
     for t in trials:
         query, gallery = _split(cols, t)
         try:
-            res = _evaluate(cols["embedding"], cols, query, gallery, protocol, spec, seed, device)
+            res = _evaluate(cols["embedding"], cols, query, gallery, protocol, spec, seed, device, sharded)
         except EvaluationError as exc:
             if len(trials) == 1:
                 raise
@@ -129,7 +144,7 @@ def _columns(cols: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     missing = [c for c in COLUMNS if c not in cols]
     if missing:
         raise EvaluationError(f"the table lacks the columns: {', '.join(missing)}")
-    return {**{c: np.asarray(v) for c, v in cols.items()}, "trial": cols.get("trial")}
+    return {**{c: v if c == "embedding" else np.asarray(v) for c, v in cols.items()}, "trial": cols.get("trial")}
 
 
 def _trials(cols, protocol: Protocol) -> list[int]:
@@ -139,7 +154,7 @@ def _trials(cols, protocol: Protocol) -> list[int]:
                 f"the protocol asks for {protocol.trials} trials but the table has no 'trial' column: "
                 "the dataset adapter must emit one row per image and trial")
         return [0]
-    found = sorted(int(t) for t in np.unique(cols["trial"]))
+    found = sorted(int(t) for t in np.unique(cols["trial"]) if t != ALL_TRIALS)
     if len(found) != protocol.trials:
         raise EvaluationError(
             f"the protocol asks for {protocol.trials} trials but the table has {len(found)} "
@@ -149,7 +164,7 @@ def _trials(cols, protocol: Protocol) -> list[int]:
 
 def _split(cols, trial: int) -> tuple[np.ndarray, np.ndarray]:
     """Row indices of the trial's queries and gallery, in table order."""
-    here = np.ones(len(cols["split"]), bool) if cols["trial"] is None else cols["trial"] == trial
+    here = np.ones(len(cols["split"]), bool) if cols["trial"] is None else np.isin(cols["trial"], (trial, ALL_TRIALS))
     query = np.flatnonzero(here & (cols["split"] == "query"))
     gallery = np.flatnonzero(here & (cols["split"] == "gallery"))
     if not len(query) or not len(gallery):
@@ -158,11 +173,13 @@ def _split(cols, trial: int) -> tuple[np.ndarray, np.ndarray]:
     return query, gallery
 
 
-def _evaluate(emb, cols, query, gallery, protocol: Protocol, spec: EvalSpec, seed: int, device):
+def _evaluate(emb, cols, query, gallery, protocol: Protocol, spec: EvalSpec, seed: int, device, sharded=None):
     from raybench.eval.rank import evaluate_features, evaluate_rows
     from raybench.eval.rerank import rerank_rows
 
     ids = (cols["pid"][query], cols["pid"][gallery], cols["camid"][query], cols["camid"][gallery])
+    if sharded is not None and not (spec.aqe or spec.rerank or protocol.cuhk03_metric):
+        return sharded.evaluate(emb[query], gallery, ids, spec, protocol.camera_filter)
     common = dict(max_rank=spec.max_rank, camera_filter=protocol.camera_filter,
                   cuhk03=protocol.cuhk03_metric, seed=seed)
     qf, gf = emb[query], emb[gallery]

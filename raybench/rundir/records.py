@@ -282,6 +282,12 @@ class CellResult:
     limit: int | None = key(None, check=at_least(1))  # --limit N: the first N query identities
     random_weights: bool = False  # --random-weights: the architecture with seeded random weights
     variants: Mapping[str, Scores] | None = key(None, hash=False, parse=_blocks)
+    #: the shards its gallery was scored in (raybench.pipeline.shards: count, items, the nodes
+    #: they ran on, restarts), None where one process scored it
+    shards: Mapping[str, Any] | None = key(None, hash=False)
+    #: the distractor set in its gallery (a dataset's ``distractors:``: the set's name in
+    #: embeddings/, its images, where they are), None without one
+    distractors: Mapping[str, Any] | None = key(None, hash=False)
     schema_version: int = key(SCHEMA_VERSION, absent=1, check=_version(SCHEMA_VERSION))
 
     @property

@@ -29,6 +29,9 @@ class DatasetSpec:
     options: Mapping[str, Any] = key(default_factory=dict, hash=False, parse=merge_over_base)
     stats: Mapping[str, Any] = key(default_factory=dict, hash=False)  # published statistics
     description: str = ""
+    #: a folder of images (or a CSV of their paths) that join the gallery as identities no query
+    #: has (raybench.datasets.distractors); a relative path is relative to the dataset's root
+    distractors: str | None = None
 
 
 def parse_dataset(data: Any, where: str, base: DatasetSpec | None = None) -> DatasetSpec:
