@@ -75,6 +75,19 @@ def _changed_paths() -> list[str] | None:
     return sorted(paths)
 
 
+def bench_device(asked: str | None) -> tuple[str, str | None]:
+    """The device a benchmark runs on, and why it is not the one asked for (None when it is):
+    None is the GPU when torch sees one, else the CPU; ``cuda`` without a CUDA device visible
+    to torch falls back to the CPU."""
+    import torch
+
+    if asked is None:
+        return ("cuda" if torch.cuda.is_available() else "cpu"), None
+    if asked != "cuda" or torch.cuda.is_available():
+        return "cuda", None
+    return "cpu", "no CUDA device is visible to torch: the benchmark ran on the CPU"
+
+
 def drain_stream(stream) -> dict:
     """Consume an embedding stream (pipeline.embed) as the driver does; what a throughput
     figure needs: images, arrival times of the first and last batch, the times the actors

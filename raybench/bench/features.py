@@ -39,7 +39,12 @@ SCALES = {
     # A harder set (mAP ~0.55 here, as OSNet's ~0.52) than Market (~0.87 here, OSNet ~0.85).
     "msmt17": SynthShape("msmt17", 3060, 15, 11659, 82161, 0, noise=1.7),
     "tiny": SynthShape("tiny", 40, 4, 120, 600, 60, 64),
+    # Market-1501 + 500k: the same queries and gallery, and the 500,000 extra distractors of
+    # Market-1501+500k (images of nobody, pid 0) after them (raybench bench metrics, bench/shards.py).
+    "market500k": SynthShape("market500k", 750, 6, 3368, 15913 + 500_000, 2793 + 500_000),
 }
+#: The extra distractors of a scale: the last ones of its gallery, a distractor set of their own.
+EXTRA_DISTRACTORS = {"market500k": 500_000, "tiny": 60}
 
 
 @dataclass(frozen=True, eq=False)

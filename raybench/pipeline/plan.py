@@ -161,11 +161,11 @@ def load_distractor_set(spec: DatasetSpec, limit: int | None = None) -> DatasetI
             table = limit_distractors(table, limit)
         name = set_name(table)
     except RaybenchError as exc:
-        return DatasetImages(DatasetSpec(name=f"{spec.name}-distractors", adapter="folder"), None, error=str(exc))
+        return DatasetImages(DatasetSpec(name=f"{spec.name}-distractors", adapter="folder", layout_dir=""), None, error=str(exc))
     import numpy as np
 
     paths = tuple(table.column("path").to_pylist())
-    set_spec = DatasetSpec(name=name, adapter="folder", root=str(distractor_source(spec)),
+    set_spec = DatasetSpec(name=name, adapter="folder", layout_dir="", root=str(distractor_source(spec)),
                            description=f"distractors named by {spec.name}")
     return DatasetImages(set_spec, table, paths, np.arange(len(paths), dtype=np.int64), manifest_hash(table),
                          limit=limit)

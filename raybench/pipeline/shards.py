@@ -10,19 +10,18 @@ the rows of its distractor set's cell (datasets/distractors.py), as gallery rows
   as for any cell (every study-sized gallery: ``auto`` keeps them in one process);
 - N: the gallery is split into N contiguous shards, each held by a ``ShardActor`` that reads
   its rows of the embeddings from the run directory itself (so the run directory must be
-  shared storage on a cluster, as it must be for the embedding actors). The actors are spread
-  over the nodes (``SPREAD``, off nodes that take no work) and reserve no CPU, like the
-  reducer. This process reads the query embeddings only, and scores every block through
+  shared storage on a cluster, as it must be for the embedding actors). The actors are placed
+  on the nodes that take work, one after another, and reserve no CPU, like the reducer. This process reads the query embeddings only, and scores every block through
   eval.shard.Sharded: the main block and every eval variant on the same shards; a block that
   needs every gallery feature in one place (query expansion, re-ranking, the classic CUHK03
   CMC) reads them here. A table with several trials, or without image queries (scored
   leave-one-out), is scored in one process (its galleries are small).
 
-A shard actor that dies (its process killed, its node lost) is restarted by Ray, on another
-node if its own is gone, and reads its shard again from the stored embeddings; the step it was
-running is sent again (``max_task_retries``), and a step says all a shard needs
+A shard actor that dies (its process killed, its node lost) is replaced, on another node if
+its own is gone (``ActorShards``), and the new one reads its shard again from the stored
+embeddings; the step it was running is sent again, and a step says all a shard needs
 (eval.shard.Step), so the cell finishes with the same numbers. The result's ``shards`` records
-the shards: count, items, the nodes each ran on, and restarts.
+the shards: count, items, the nodes each ran on, restarts, and each one's peak memory.
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ import numpy as np
 
 from raybench.errors import EvaluationError, RaybenchError
 
-#: Restarts (and step retries) of a shard actor before its cell fails.
+#: Replacements of a lost shard actor before its cell fails.
 SHARD_RESTARTS = 3
 
 
@@ -49,9 +48,12 @@ class Placement:
     distractors: Mapping[str, Any] | None = None
 
 
-def score_cell(store, job, spec, seed: int = 0, variants=(), actor=None, device: str | None = None):
+def score_cell(store, job, spec, seed: int = 0, variants=(), actor=None, device: str | None = None,
+               gpus: float = 0):
     """(eval.protocol.Scored, Placement) of a committed cell (reducer.CellJob) with the eval
-    block ``spec`` and its ``variants``; ``actor``: the shard actor class (tests)."""
+    block ``spec`` and its ``variants``; ``actor``: the shard actor class (tests); ``device``
+    and ``gpus``: where the distances are computed, and the GPUs a shard actor reserves (the
+    benchmark's --device cuda)."""
     from raybench.eval.protocol import score
     from raybench.eval.shard import resolve_shards
 
@@ -67,7 +69,7 @@ def score_cell(store, job, spec, seed: int = 0, variants=(), actor=None, device:
     gallery = table.gallery
     bounds = shard_bounds(len(gallery), shards)
     held = ActorShards(store, [table.pieces(gallery[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:])], bounds,
-                       table.dim, actor=actor or ShardActor, device=device)
+                       table.dim, actor=actor or ShardActor, device=device, gpus=gpus)
     try:
         scored = score({**table.cols, "embedding": table}, job.dataset.protocol, spec, seed=seed, variants=variants,
                        device=device, sharded=Sharded(held, bounds, gallery))
@@ -226,15 +228,12 @@ class ShardActor:
             at += len(piece.rows)
         self.shard = GalleryShard(features, offset, device)
 
-    def where(self) -> tuple[str, int]:
-        """(node id, process id): a new process is a restart."""
+    def step(self, queries, step):
+        """eval.shard.GalleryShard.step's answer, and the node it ran on."""
         import ray
 
-        return ray.get_runtime_context().get_node_id(), os.getpid()
-
-    def step(self, queries, step):
         counts, values = self.shard.step(queries, step)
-        return counts, values, self.where()
+        return counts, values, ray.get_runtime_context().get_node_id()
 
     def peak_rss(self) -> int | None:
         """This process's peak resident memory in bytes (VmHWM), for the benchmark."""
@@ -245,20 +244,39 @@ class ShardActor:
 
 class ActorShards:
     """The shards of one cell as Ray actors (eval.shard.LocalShards' interface: ``put`` the
-    queries once, ``run`` one step per shard); ``record`` says where they ran."""
+    queries once, ``run`` one step per shard); ``record`` says where they ran.
+
+    Each actor is pinned to a node that takes work (CPUs > 0), the nodes taken in turn: Ray's
+    SPREAD strategy put a shard on a head without CPUs, and two on one node of a two-worker
+    cluster; a soft node affinity was not honoured. An actor that dies (its process, or its
+    node) is replaced here, not by Ray: a new actor on the same node if it is alive (a second
+    loss moves it), else on the working node that holds the fewest shards, reads the shard
+    from the stored embeddings and is sent the step again (a step says all a shard needs), up
+    to ``restarts`` times a shard.
+    """
 
     def __init__(self, store, layout: Sequence[Sequence[Piece]], bounds: np.ndarray, dim: int, actor=ShardActor,
-                 device: str | None = None, restarts: int = SHARD_RESTARTS):
+                 device: str | None = None, restarts: int = SHARD_RESTARTS, gpus: float = 0):
         import ray
 
-        options = ray.remote(actor).options(num_cpus=0, max_restarts=restarts, max_task_retries=restarts,
-                                            scheduling_strategy="SPREAD", **_placement())
-        threads = _threads(len(layout))
-        self.actors = [options.remote(store, pieces, int(lo), dim, device, threads)
-                       for pieces, lo in zip(layout, bounds[:-1])]
+        self.cls, self.restarts, self.gpus = ray.remote(actor), restarts, gpus
+        node_cpus = _alive_cpus()
+        threads = _threads(len(layout), node_cpus)
+        self.args = [(store, pieces, int(lo), dim, device, threads) for pieces, lo in zip(layout, bounds[:-1])]
+        working = _working(node_cpus)
+        self.nodes = [working[s % len(working)] if working else None for s in range(len(layout))]
+        self.actors = [self._start(s) for s in range(len(layout))]
         self.items = np.diff(bounds).tolist()
-        self.seen: list[dict[int, str]] = [{} for _ in self.actors]  # per shard: pid -> node
-        self.restarts = restarts
+        self.seen: list[set[str]] = [set() for _ in self.actors]  # per shard: the nodes that answered
+        self.lost = [0] * len(self.actors)
+
+    def _start(self, shard: int):
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        node = self.nodes[shard]
+        placement = {"scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=False)} if node else {}
+        return self.cls.options(num_cpus=0, max_restarts=0, **({"num_gpus": self.gpus} if self.gpus else {}),
+                                **placement).remote(*self.args[shard])
 
     def put(self, queries):
         import ray
@@ -268,24 +286,43 @@ class ActorShards:
     def run(self, queries, steps) -> list[tuple]:
         import ray
 
-        try:
-            answers = ray.get([a.step.remote(queries, s) for a, s in zip(self.actors, steps)])
-        except ray.exceptions.RayActorError as exc:
-            raise EvaluationError(f"a shard actor was lost {self.restarts + 1} times: {exc}") from None
-        for seen, (_, _, (node, pid)) in zip(self.seen, answers):
-            seen.setdefault(pid, node)
-        return [(counts, values) for counts, values, _ in answers]
+        refs = [actor.step.remote(queries, step) for actor, step in zip(self.actors, steps)]
+        answers = []
+        for shard, ref in enumerate(refs):
+            while True:
+                try:
+                    counts, values, node = ray.get(ref)
+                    break
+                except (ray.exceptions.RayActorError, ray.exceptions.ActorUnschedulableError) as exc:
+                    ref = self._replace(shard, exc).step.remote(queries, steps[shard])
+            self.seen[shard].add(node)
+            answers.append((counts, values))
+        return answers
+
+    def _replace(self, shard: int, exc: Exception):
+        """A new actor for a lost one (class docstring)."""
+        self.lost[shard] += 1
+        if self.lost[shard] > self.restarts:
+            raise EvaluationError(f"shard {shard} of {len(self.actors)} was lost {self.lost[shard]} times: "
+                                  f"{type(exc).__name__}: {exc}") from None
+        working = _working(_alive_cpus())
+        if working and (self.nodes[shard] not in working or self.lost[shard] > 1):  # its node is gone, or
+            others = [node for node in working if node != self.nodes[shard]] or working  # not yet seen gone
+            self.nodes[shard] = min(others, key=self.nodes.count)
+        self.actors[shard] = self._start(shard)
+        return self.actors[shard]
 
     def record(self) -> dict[str, Any]:
-        """The result's ``shards``: count, items per shard, the nodes each ran on, restarts."""
-        return {"count": len(self.actors), "items": self.items,
-                "nodes": [sorted(set(seen.values())) for seen in self.seen],
-                "restarts": sum(max(0, len(seen) - 1) for seen in self.seen)}
-
-    def peaks(self) -> list[int | None]:
+        """The result's ``shards``: count, items per shard, the nodes each ran on, restarts, and
+        each shard process's peak resident memory (bytes; None where unknown)."""
         import ray
 
-        return ray.get([a.peak_rss.remote() for a in self.actors])
+        try:
+            peaks = ray.get([a.peak_rss.remote() for a in self.actors], timeout=60)
+        except ray.exceptions.RayError:  # a figure to show, not worth failing a scored cell
+            peaks = [None] * len(self.actors)
+        return {"count": len(self.actors), "items": self.items, "nodes": [sorted(seen) for seen in self.seen],
+                "restarts": sum(self.lost), "peak_rss_bytes": peaks}
 
     def close(self) -> None:
         import ray
@@ -300,19 +337,13 @@ def _alive_cpus() -> dict[str, float]:
     return {n["NodeID"]: n.get("Resources", {}).get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")}
 
 
-def _placement(node_cpus: dict[str, float] | None = None) -> dict[str, Any]:
-    """Off the nodes that take no work (a head started with --num-cpus 0) while some node takes
-    work: they run the cluster, and losing them ends the run anyway."""
-    node_cpus = _alive_cpus() if node_cpus is None else node_cpus
-    idle = sorted(node for node, cpus in node_cpus.items() if cpus <= 0)
-    if not idle or len(idle) == len(node_cpus):
-        return {}
-    return {"label_selector": {"ray.io/node-id": f"!in({','.join(idle)})" if len(idle) > 1 else f"!{idle[0]}"}}
+def _working(node_cpus: dict[str, float]) -> list[str]:
+    """The nodes that take work (CPUs > 0: not a head started with --num-cpus 0), sorted."""
+    return sorted(node for node, cpus in node_cpus.items() if cpus > 0)
 
 
-def _threads(shards: int, node_cpus: dict[str, float] | None = None) -> int:
-    """torch threads per shard actor: a node's CPUs shared by the shards SPREAD puts there."""
-    node_cpus = _alive_cpus() if node_cpus is None else node_cpus
+def _threads(shards: int, node_cpus: dict[str, float]) -> int:
+    """torch threads per shard actor: a node's CPUs shared by the shards placed there."""
     working = [c for c in node_cpus.values() if c > 0] or [float(os.cpu_count() or 1)]
     per_node = math.ceil(shards / len(working))
     return max(1, int(min(working)) // per_node)
