@@ -59,6 +59,9 @@ def test_distractors_in_three_shards_equal_torchreid_and_one_process(ray_local, 
     gallery = tuple(torch.cat([p[0] for p in parts]) if i == 0 else np.concatenate([p[i] for p in parts])
                     for i in range(3))
     ref_map, ref_cmc = reference(query, gallery, MAX_RANK)
+    from torchreid.reid.metrics import compute_distance_matrix
+
+    distmat = compute_distance_matrix(query[0], gallery[0], metric="euclidean").numpy()
     for dataset in ("market1501", "mini-again"):
         result = json.loads((out / "results" / dataset / "osnet-market.json").read_text())
         assert (result["num_query"], result["num_valid_query"], result["num_gallery"]) == (32, 30, 64)
@@ -80,3 +83,23 @@ def test_distractors_in_three_shards_equal_torchreid_and_one_process(ray_local, 
     result = json.loads((out / "results" / "market1501" / "osnet-market.json").read_text())
     assert (scored.main.mAP, scored.main.mINP, list(scored.main.cmc)) == (result["mAP"], result["mINP"], result["cmc"])
     assert scored.main.per_query == result["per_query"]
+
+    # the rank list ranks the distractors too, a block of the set at a time: torchreid's top 10
+    from raybench.report.load import load_run
+    from raybench.report.ranklist import Distractors, load_embeddings, sample_lines
+
+    run = load_run(str(out))
+    cell = next(c for c in run.cells if c.dataset == "market1501")
+    meta, emb = load_embeddings(run.store, "market1501", "osnet-market")
+    extra = Distractors(run.store, sets[0], "osnet-market")
+    extra.BLOCK = 10  # four blocks of the set
+    lines, _, _ = sample_lines(cell, meta, emb, 8, 0, extra)
+    names = [p.name for f in ("bounding_box_test", "bounding_box_train") for p in sorted((MARKET_MINI / f).glob("*.jpg"))]
+    paths = np.concatenate([meta["path"], extra.paths])
+    queries = [p.name for p in sorted((MARKET_MINI / "query").glob("*.jpg"))]
+    for line in lines:
+        q = queries.index(meta["path"][line.query].rsplit("/", 1)[1])
+        junk = (gallery[1] == query[1][q]) & (gallery[2] == query[2][q])
+        order = [i for i in np.argsort(distmat[q], kind="stable") if not junk[i]]
+        assert [p.rsplit("/", 1)[1] for p in paths[list(line.top)]] == [names[i] for i in order[:10]]
+        assert line.first_match == line.stored["first_match"]

@@ -166,11 +166,19 @@ def resolve_root(spec: "DatasetSpec") -> Path:
 
 def published_stats(spec: "DatasetSpec") -> Mapping[str, Any]:
     """What ``spec``'s copy is checked against: the entry's own ``stats`` (a dataset of the
-    user's), else what its adapter publishes for its options (with ``source``); {} if none."""
-    if spec.stats:
-        return spec.stats
+    user's), else what its adapter publishes for its options (with ``source``); {} if none. An
+    entry's ``distractors`` ({images: N}, its distractor set's count) is checked beside either
+    and replaces nothing."""
+    own = {k: v for k, v in spec.stats.items() if k != DISTRACTOR_STATS}
+    extra = {DISTRACTOR_STATS: spec.stats[DISTRACTOR_STATS]} if DISTRACTOR_STATS in spec.stats else {}
+    if own:
+        return {**own, **extra}
     published = get_adapter(spec.adapter).published_for(spec.options)
-    return {**published.counts, "source": published.source} if published else {}
+    return {**published.counts, "source": published.source, **extra} if published else extra
+
+
+#: The key of a catalog entry's ``stats`` that counts its distractor set (datasets/distractors.py).
+DISTRACTOR_STATS = "distractors"
 
 
 def is_generated(spec: "DatasetSpec") -> bool:

@@ -43,10 +43,11 @@ from raybench.errors import EvaluationError
 from raybench.eval.count import count_before, sorted_matches
 from raybench.eval.matches import SamePid
 
-#: What a shard's process costs besides its data: Python, numpy, pyarrow, torch (its shared
-#: libraries count as resident: 0.68 GB for torch 2.14+cu130 alone), numba's kernels and Ray's
-#: worker; measured here: 0.99 GB before the first distance.
-SHARD_BASE_BYTES = 10**9
+#: What a shard's process costs besides its features and distances: Python, numpy, pyarrow,
+#: torch (its shared libraries count as resident: 0.68 GB for torch 2.14+cu130 alone), numba's
+#: kernels and Ray's worker, 0.99 GB measured here before the first distance; and reading its
+#: rows and holding their ids, 0.25 GB at Market + 500k in one process (results/bench).
+SHARD_BASE_BYTES = 1_250_000_000
 
 
 def chunk_rows(num_gallery: int) -> int:
