@@ -177,6 +177,7 @@ def _public(one: dict) -> dict:
     return {"shards": one["shards_asked"], "seconds": one["seconds"], "scorer_peak_rss_bytes": one["scorer_peak_rss_bytes"],
             "shard_peak_rss_bytes": shards.get("peak_rss_bytes"), "max_shard_peak_rss_bytes": max(peaks, default=None),
             "items": shards.get("items"), "nodes": shards.get("nodes"), "restarts": shards.get("restarts"),
+            "shard_read_seconds": shards.get("read_seconds"), "shard_step_seconds": shards.get("step_seconds"),
             "max_abs_diff": one["max_abs_diff"], "identical": one["identical"],
             "metrics": {k: v for k, v in one["metrics"].items() if k != "cmc"} | {"R1": one["metrics"]["cmc"][0]}}
 

@@ -215,8 +215,11 @@ class ShardActor:
 
     def __init__(self, store, pieces: Sequence[Piece], offset: int, dim: int, device: str | None = None,
                  threads: int | None = None):
+        import time
+
         from raybench.eval.shard import GalleryShard
 
+        start = time.perf_counter()
         if threads:
             import torch
 
@@ -227,19 +230,26 @@ class ShardActor:
             store.read_embedding_rows(piece.dataset, piece.model, piece.rows, out=features[at:at + len(piece.rows)])
             at += len(piece.rows)
         self.shard = GalleryShard(features, offset, device)
+        self.read_seconds, self.step_seconds = time.perf_counter() - start, 0.0
 
     def step(self, queries, step):
         """eval.shard.GalleryShard.step's answer, and the node it ran on."""
+        import time
+
         import ray
 
+        start = time.perf_counter()
         counts, values = self.shard.step(queries, step)
+        self.step_seconds += time.perf_counter() - start
         return counts, values, ray.get_runtime_context().get_node_id()
 
-    def peak_rss(self) -> int | None:
-        """This process's peak resident memory in bytes (VmHWM), for the benchmark."""
+    def stats(self) -> dict[str, Any]:
+        """This process's peak resident memory in bytes (VmHWM; None where unknown), and its
+        seconds reading its rows and in steps (distances, gathers, counts)."""
         from raybench.memory import peak_rss_mark
 
-        return peak_rss_mark()
+        return {"peak_rss_bytes": peak_rss_mark(), "read_seconds": round(self.read_seconds, 3),
+                "step_seconds": round(self.step_seconds, 3)}
 
 
 class ActorShards:
@@ -314,15 +324,17 @@ class ActorShards:
 
     def record(self) -> dict[str, Any]:
         """The result's ``shards``: count, items per shard, the nodes each ran on, restarts, and
-        each shard process's peak resident memory (bytes; None where unknown)."""
+        per shard process its peak resident memory (bytes), seconds reading its rows and
+        seconds in steps (ShardActor.stats; None where unknown)."""
         import ray
 
         try:
-            peaks = ray.get([a.peak_rss.remote() for a in self.actors], timeout=60)
-        except ray.exceptions.RayError:  # a figure to show, not worth failing a scored cell
-            peaks = [None] * len(self.actors)
+            stats = ray.get([a.stats.remote() for a in self.actors], timeout=60)
+        except ray.exceptions.RayError:  # figures to show, not worth failing a scored cell
+            stats = [{}] * len(self.actors)
         return {"count": len(self.actors), "items": self.items, "nodes": [sorted(seen) for seen in self.seen],
-                "restarts": sum(self.lost), "peak_rss_bytes": peaks}
+                "restarts": sum(self.lost),
+                **{key: [s.get(key) for s in stats] for key in ("peak_rss_bytes", "read_seconds", "step_seconds")}}
 
     def close(self) -> None:
         import ray
