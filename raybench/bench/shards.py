@@ -13,10 +13,12 @@ What it measures, and how:
 3. For each shard count (1, 2 and 4 by default): the reducer's scoring of the cell
    (raybench.pipeline.shards.score_cell, the eval block's ``shards: N``) in an actor placed as
    the reducer is (no CPU reserved, off the head): timed from the call to the scores, reading
-   the embeddings included (and, with N > 1, starting the shard actors); the peak resident
-   memory of that actor and of every shard actor (each process's VmHWM); the largest
-   difference of every metric and every per-query number (AP, INP, first-match rank) to the
-   one-shard run, which must be 0.
+   the embeddings included (and, with N > 1, starting the shard actors), in wall and CPU
+   seconds, and each shard actor's seconds reading its rows and in steps, wall and CPU (on a
+   machine that other work shares, CPU seconds are what the work costs: docs/scale.md plans
+   from them); the peak resident memory of that actor and of every shard actor (each
+   process's VmHWM); the largest difference of every metric and every per-query number (AP,
+   INP, first-match rank) to the one-shard run, which must be 0.
 
 ``device="cuda"`` computes the distances on the GPU (torch; the counts with the torch path of
 eval/count.py), each shard actor reserving a share of it; without a CUDA device it falls back
@@ -134,13 +136,14 @@ class Scorer:
         from raybench.specs import EvalSpec
 
         reset_peak_rss()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         spec = dataclasses.replace(EvalSpec(), shards=shards)
         gpus = 1 / shards if device == "cuda" else 0
         scored, placement = score_cell(store, job, spec, device=device, gpus=gpus)
-        seconds = time.perf_counter() - start
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
         main = scored.main
-        return {"seconds": seconds, "scorer_peak_rss_bytes": peak_rss_mark(), "shards": placement.shards,
+        return {"seconds": seconds, "cpu_seconds": cpu, "scorer_peak_rss_bytes": peak_rss_mark(),
+                "shards": placement.shards,
                 "metrics": {"mAP": main.mAP, "mINP": main.mINP, "cmc": list(main.cmc),
                             "num_valid_query": main.num_valid_query, "num_gallery": main.num_gallery},
                 "per_query": {k: main.per_query[k] for k in PER_QUERY}}
@@ -174,10 +177,12 @@ def _public(one: dict) -> dict:
     """A run as the record keeps it (the per-query lists are compared, not stored)."""
     shards = one["shards"] or {}
     peaks = [p for p in shards.get("peak_rss_bytes") or [] if p is not None]
-    return {"shards": one["shards_asked"], "seconds": one["seconds"], "scorer_peak_rss_bytes": one["scorer_peak_rss_bytes"],
+    return {"shards": one["shards_asked"], "seconds": one["seconds"], "scorer_cpu_seconds": one["cpu_seconds"],
+            "scorer_peak_rss_bytes": one["scorer_peak_rss_bytes"],
             "shard_peak_rss_bytes": shards.get("peak_rss_bytes"), "max_shard_peak_rss_bytes": max(peaks, default=None),
             "items": shards.get("items"), "nodes": shards.get("nodes"), "restarts": shards.get("restarts"),
-            "shard_read_seconds": shards.get("read_seconds"), "shard_step_seconds": shards.get("step_seconds"),
+            **{f"shard_{key}": shards.get(key) for key in ("read_seconds", "read_cpu_seconds", "step_seconds",
+                                                          "step_cpu_seconds")},
             "max_abs_diff": one["max_abs_diff"], "identical": one["identical"],
             "metrics": {k: v for k, v in one["metrics"].items() if k != "cmc"} | {"R1": one["metrics"]["cmc"][0]}}
 

@@ -35,6 +35,8 @@ import numpy as np
 
 from raybench.errors import EvaluationError, RaybenchError
 
+#: What a result's ``shards`` holds per shard process besides where it ran (ShardActor.stats).
+STATS = ("peak_rss_bytes", "read_seconds", "read_cpu_seconds", "step_seconds", "step_cpu_seconds")
 #: Replacements of a lost shard actor before its cell fails.
 SHARD_RESTARTS = 3
 
@@ -217,20 +219,21 @@ class ShardActor:
                  threads: int | None = None):
         import time
 
+        import torch
+
         from raybench.eval.shard import GalleryShard
 
-        start = time.perf_counter()
         if threads:
-            import torch
-
             torch.set_num_threads(threads)
+        start, cpu = time.perf_counter(), time.process_time()  # the rows' reading, imports done
         features = np.empty((sum(len(p.rows) for p in pieces), dim), np.float32)
         at = 0
         for piece in pieces:
             store.read_embedding_rows(piece.dataset, piece.model, piece.rows, out=features[at:at + len(piece.rows)])
             at += len(piece.rows)
         self.shard = GalleryShard(features, offset, device)
-        self.read_seconds, self.step_seconds = time.perf_counter() - start, 0.0
+        self.seconds = {"read_seconds": time.perf_counter() - start, "read_cpu_seconds": time.process_time() - cpu,
+                        "step_seconds": 0.0, "step_cpu_seconds": 0.0}
 
     def step(self, queries, step):
         """eval.shard.GalleryShard.step's answer, and the node it ran on."""
@@ -238,18 +241,19 @@ class ShardActor:
 
         import ray
 
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         counts, values = self.shard.step(queries, step)
-        self.step_seconds += time.perf_counter() - start
+        self.seconds["step_seconds"] += time.perf_counter() - start
+        self.seconds["step_cpu_seconds"] += time.process_time() - cpu
         return counts, values, ray.get_runtime_context().get_node_id()
 
     def stats(self) -> dict[str, Any]:
         """This process's peak resident memory in bytes (VmHWM; None where unknown), and its
-        seconds reading its rows and in steps (distances, gathers, counts)."""
+        seconds, wall and CPU (all its threads), reading its rows and in steps (distances,
+        gathers, counts): CPU seconds say what the work costs on a machine that others share."""
         from raybench.memory import peak_rss_mark
 
-        return {"peak_rss_bytes": peak_rss_mark(), "read_seconds": round(self.read_seconds, 3),
-                "step_seconds": round(self.step_seconds, 3)}
+        return {"peak_rss_bytes": peak_rss_mark(), **{k: round(v, 3) for k, v in self.seconds.items()}}
 
 
 class ActorShards:
@@ -334,7 +338,7 @@ class ActorShards:
             stats = [{}] * len(self.actors)
         return {"count": len(self.actors), "items": self.items, "nodes": [sorted(seen) for seen in self.seen],
                 "restarts": sum(self.lost),
-                **{key: [s.get(key) for s in stats] for key in ("peak_rss_bytes", "read_seconds", "step_seconds")}}
+                **{key: [s.get(key) for s in stats] for key in STATS}}
 
     def close(self) -> None:
         import ray
