@@ -111,3 +111,27 @@ def test_datasets_check_counts_the_set(tmp_path):
     row = check_one(spec, tmp_path)
     assert row["distractors"] == {"images": 4, "named": 3, "published": 500000}
     assert (row["status"], row["detail"]) == ("differs", "distractors: 4 images (published 500000)")
+
+
+def test_distractor_rows_join_every_trials_gallery():
+    """eval.protocol: rows of trial ALL_TRIALS (a distractor set joined to a dataset with
+    published splits) are in each trial's gallery, as if each trial listed them."""
+    from raybench.eval import evaluate_features
+    from raybench.eval.protocol import ALL_TRIALS, DISTRACTOR_PID, score
+    from raybench.specs import EvalSpec, Protocol
+
+    rng = np.random.default_rng(2)
+    n, extra = 40, 25
+    emb = rng.standard_normal((2 * n + extra, 8)).astype(np.float32)
+    pid = np.concatenate([np.tile(rng.integers(1, 6, n), 2), np.full(extra, DISTRACTOR_PID)])
+    camid = rng.integers(0, 3, len(pid))
+    split = np.array((["query"] * 10 + ["gallery"] * (n - 10)) * 2 + ["gallery"] * extra, dtype=object)
+    trial = np.concatenate([np.zeros(n, int), np.ones(n, int), np.full(extra, ALL_TRIALS)])
+    cols = {"path": np.array([f"{i}.jpg" for i in range(len(pid))], dtype=object), "pid": pid, "camid": camid,
+            "split": split, "trial": trial, "embedding": emb}
+    scored = score(cols, Protocol(trials=2), EvalSpec(max_rank=5))
+    for t, got in enumerate(scored.main.trials):
+        rows = np.flatnonzero(trial == t)
+        q, g = rows[:10], np.concatenate([rows[10:], np.arange(2 * n, 2 * n + extra)])
+        ref = evaluate_features(emb[q], emb[g], pid[q], pid[g], camid[q], camid[g], device="cpu", max_rank=5)
+        assert (got["mAP"], got["num_gallery"]) == (ref.mAP, n - 10 + extra)

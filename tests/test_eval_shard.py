@@ -37,8 +37,8 @@ def case(seed: int, Q: int = 70, G: int = 500, dim: int = 12):
 def sharded(qf, gf, ids, shards: int, spec: EvalSpec = EvalSpec(), camera_filter: bool = True, chunk_size=None):
     bounds = shard_bounds(len(gf), shards)
     held = LocalShards([GalleryShard(gf[lo:hi], lo, "cpu") for lo, hi in zip(bounds[:-1], bounds[1:])])
-    return Sharded(held, bounds, np.arange(len(gf)), chunk_size).evaluate(qf, np.arange(len(gf)), ids, spec,
-                                                                          camera_filter)
+    return Sharded(held, bounds, np.arange(len(gf)), chunk_size).evaluate(qf, np.arange(len(gf)),
+                                                                          SamePid(*ids, camera_filter), spec)
 
 
 def assert_same(ours, ref):

@@ -179,7 +179,10 @@ def _evaluate(emb, cols, query, gallery, protocol: Protocol, spec: EvalSpec, see
 
     ids = (cols["pid"][query], cols["pid"][gallery], cols["camid"][query], cols["camid"][gallery])
     if sharded is not None and not (spec.aqe or spec.rerank or protocol.cuhk03_metric):
-        return sharded.evaluate(emb[query], gallery, ids, spec, protocol.camera_filter)
+        from raybench.eval.matches import SamePid
+
+        # any block whose matches and junk are a SamePid-like rule (.rows(a, b)) scores here
+        return sharded.evaluate(_rows(emb, query), gallery, SamePid(*ids, protocol.camera_filter), spec)
     common = dict(max_rank=spec.max_rank, camera_filter=protocol.camera_filter,
                   cuhk03=protocol.cuhk03_metric, seed=seed)
     qf, gf = _rows(emb, query), _rows(emb, gallery)

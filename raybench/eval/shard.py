@@ -277,16 +277,17 @@ class Sharded:
         self.shards, self.bounds, self.gallery, self.chunk_size = shards, bounds, gallery, chunk_size
         self.blocks = 0
 
-    def evaluate(self, queries, gallery: np.ndarray, ids, spec, camera_filter: bool):
+    def evaluate(self, queries, gallery: np.ndarray, same: SamePid, spec):
         """The RankResult of ``queries`` (features [Q, dim]) against the held gallery, which
-        must be ``gallery`` (table rows); ids: (q_pids, g_pids, q_camids, g_camids)."""
+        must be ``gallery`` (table rows), by the eval block ``spec``; ``same``: the queries'
+        true matches and junk in it (matches.SamePid, or any rule with its ``rows``)."""
         if not np.array_equal(gallery, self.gallery):
             raise EvaluationError("the shards hold another gallery than the one this block scores")
         self.blocks += 1
         handle = self.shards.put(np.ascontiguousarray(queries))
-        return evaluate_sharded(lambda steps: self.shards.run(handle, steps), self.bounds,
-                                SamePid(*ids, camera_filter), key=f"block-{self.blocks}", distance=spec.distance,
-                                normalize=spec.normalize, max_rank=spec.max_rank, chunk_size=self.chunk_size)
+        return evaluate_sharded(lambda steps: self.shards.run(handle, steps), self.bounds, same,
+                                key=f"block-{self.blocks}", distance=spec.distance, normalize=spec.normalize,
+                                max_rank=spec.max_rank, chunk_size=self.chunk_size)
 
 
 # -- top-k lists -------------------------------------------------------------------------------

@@ -118,6 +118,9 @@ class CellTable:
             if found is None or found.key != key:
                 raise RaybenchError(f"the embeddings of {job.dataset.name}'s distractor set ({name}) for {job.model} "
                                     "are missing or stale; run the matrix again")
+            if found.dim != marker.dim:
+                raise RaybenchError(f"{job.model}'s embeddings of {job.dataset.name} have dim {marker.dim}, of its "
+                                    f"distractor set {name} dim {found.dim}; run the matrix again with --force")
             extra = store.read_rows(name, job.model)
             cols = _joined(cols, _distractor_columns(extra, job.dataset))
             parts.append((name, extra.column("row").to_numpy()))
