@@ -70,6 +70,7 @@ def run(scale: str = "market500k", shards: tuple[int, ...] = (1, 2, 4), seed: in
         one["max_abs_diff"] = differences(one, reference)
         one["identical"] = all(v == 0 for v in one["max_abs_diff"].values())
     record["runs"] = {str(n): _public(one) for n, one in zip(shards, runs)}
+    record["rates"] = rates(record, shape.num_query)
     record["metrics"] = {k: reference["metrics"][k] for k in ("mAP", "mINP", "num_valid_query")} | \
         {"R1": reference["metrics"]["cmc"][0]}
     record["load_after"] = os.getloadavg()
@@ -161,6 +162,43 @@ def _score(store, job, shards: int, device: str) -> dict:
         return {"shards_asked": shards, **ray.get(scorer.score.remote(store, job, shards, device))}
     finally:
         ray.kill(scorer)
+
+
+def rates(record: dict, num_query: int, dims: tuple[int, ...] = (512, 1024)) -> dict:
+    """Per CPU second, what docs/scale.md plans from: a shard's stored rows read and (query,
+    item) pairs computed, gathered and counted (the sharded runs, mean over shards), and the
+    distance GEMM alone at each of ``dims`` (one thread, here, on blocks of the runs' width)."""
+    out: dict = {"dim": record["dim"]}
+    sharded = [r for r in record["runs"].values() if r["items"]]
+    if sharded:
+        read = [n / c for r in sharded for n, c in zip(r["items"], r["shard_read_cpu_seconds"])]
+        step = [num_query * n / c for r in sharded for n, c in zip(r["items"], r["shard_step_cpu_seconds"])]
+        out.update(read_rows_per_cpu_second=float(np.mean(read)), step_pairs_per_cpu_second=float(np.mean(step)))
+    out["gemm_pairs_per_cpu_second"] = {str(d): gemm_rate(d) for d in dims}
+    return out
+
+
+def gemm_rate(dim: int, items: int = 100_000, rows: int = 130, chunks: int = 4) -> float:
+    """(query, item) pairs a CPU second of the distance GEMM (eval.distance.DistanceRows) at
+    ``dim``, one torch thread, on ``chunks`` blocks of ``rows`` queries (Market + 500k's chunk)."""
+    import torch
+
+    from raybench.eval.distance import DistanceRows, prepare_features
+
+    rng = np.random.default_rng(0)
+    q, g = prepare_features(rng.standard_normal((rows * chunks, dim), np.float32),
+                            rng.standard_normal((items, dim), np.float32), distance="euclidean", normalize=True,
+                            device="cpu")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        distances = DistanceRows(g, "euclidean")
+        cpu = time.process_time()
+        for a in range(0, rows * chunks, rows):
+            distances(q[a:a + rows])
+        return rows * chunks * items / (time.process_time() - cpu)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def differences(one: dict, reference: dict) -> dict[str, float]:
