@@ -226,7 +226,8 @@ def _public(one: dict) -> dict:
 
 
 class _cluster:
-    """A head with no CPUs and ``workers`` one-CPU nodes on this machine, Ray connected to it."""
+    """A head with no CPUs and ``workers`` one-CPU nodes on this machine, this process joined to
+    it (ray_runtime.connect, by RAY_ADDRESS while the cluster lives)."""
 
     def __init__(self, workers: int, gpu: bool = False):
         self.workers, self.gpu = workers, gpu
@@ -237,10 +238,10 @@ class _cluster:
         import ray
         from ray.cluster_utils import Cluster
 
-        from raybench.ray_runtime import configure_ray_console, verbose
+        from raybench import ray_runtime
 
         ray.shutdown()
-        configure_ray_console()
+        ray_runtime.configure_ray_console()
         with socket.socket() as probe:  # Ray's Jobs server binds a port even without a dashboard
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
@@ -249,7 +250,9 @@ class _cluster:
         for _ in range(self.workers):
             self.nodes.add_node(num_cpus=1, **({"num_gpus": 1} if self.gpu else {}))
         self.nodes.wait_for_nodes()
-        ray.init(address=self.nodes.address, log_to_driver=verbose())
+        self.address = os.environ.get("RAY_ADDRESS")
+        os.environ["RAY_ADDRESS"] = self.nodes.address
+        ray_runtime.connect("shards", kind="bench")
         return self
 
     def __exit__(self, *exc):
@@ -257,3 +260,7 @@ class _cluster:
 
         ray.shutdown()
         self.nodes.shutdown()
+        if self.address is None:
+            os.environ.pop("RAY_ADDRESS", None)
+        else:
+            os.environ["RAY_ADDRESS"] = self.address
