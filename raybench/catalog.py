@@ -249,9 +249,12 @@ def catalog_dataset_names() -> list[str]:
 def named_training_set(model: str, datasets: list[str]) -> str | None:
     """The name convention ``<arch>-<dataset>``: the last dash-separated part of the model's
     name starts exactly one of ``datasets`` (osnet-x1_0-market -> market1501,
-    clipreid-vit-b16-msmt17 -> msmt17); None otherwise. No I/O."""
+    clipreid-vit-b16-msmt17 -> msmt17), or starts several of which one begins all the others (a
+    dataset and its variants: market1501 and market1501-500k -> market1501); None otherwise.
+    No I/O."""
     token = model.rsplit("-", 1)[-1].lower()
     matches = [d for d in dict.fromkeys(datasets) if len(token) >= 4 and d.lower().startswith(token)]
-    return matches[0] if len(matches) == 1 else None
+    base = [d for d in matches if all(m.lower().startswith(d.lower()) for m in matches)]
+    return base[0] if len(base) == 1 else None
 
 

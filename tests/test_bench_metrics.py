@@ -181,3 +181,26 @@ def test_provenance_ignores_benchmark_outputs_and_untracked_notes(tmp_path, monk
     state = provenance()
     assert state["dirty"] is True
     assert state["dirty_paths"] == ["README.md", "raybench/eval/new.py", "raybench/eval/rank.py"]
+
+
+def test_market500k_is_market_and_a_set_of_500k_distractors():
+    from raybench.bench.features import EXTRA_DISTRACTORS
+
+    market, big = SCALES["market"], SCALES["market500k"]
+    assert (big.num_query, big.num_ids, big.num_cameras, big.dim) == (3368, 750, 6, 512)
+    assert big.num_gallery - EXTRA_DISTRACTORS["market500k"] == market.num_gallery == 15913
+    assert big.num_distractors - EXTRA_DISTRACTORS["market500k"] == market.num_distractors == 2793
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="a CUDA device is present: nothing falls back")
+def test_cuda_without_a_gpu_falls_back_to_the_cpu_and_says_so(tmp_path):
+    from raybench.commands.bench import bench as group
+
+    out = tmp_path / "metrics.json"
+    result = CliRunner().invoke(group, ["metrics", "--scale", "tiny", "--against", "none", "--repeat", "1",
+                                        "--device", "cuda", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    record = json.loads(out.read_text())
+    assert (record["device"], record["raybench"]["device"]) == ("cpu", "cpu")
+    assert record["device_fallback"].startswith("no CUDA device") and record["command"].endswith("--device cuda")
+    assert record["raybench"]["metrics"]["num_valid_query"] == SCALES["tiny"].num_query

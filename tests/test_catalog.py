@@ -252,3 +252,15 @@ def test_an_interpolations_training_set_is_its_supervised_members():
     assert trained_on(interpolation_spec(entry, 0.5, (zero_shot, reid)), ["market1501", "msmt17"], []) == "msmt17"
     assert trained_on(interpolation_spec(entry, 0.5, (market, reid)), ["market1501", "msmt17"], []) == "market1501"
     assert trained_on(interpolation_spec(entry, 0.5, (zero_shot, zero_shot)), ["market1501"], []) is None
+
+
+def test_a_dataset_and_its_variants_name_one_training_set():
+    """market1501-500k (Market-1501 with its distractors) leaves -market models in domain on
+    market1501, as before it existed; two unrelated matches are still no answer."""
+    from raybench.catalog import load_dataset_catalog, named_training_set
+
+    catalog = list(load_dataset_catalog())
+    assert "market1501-500k" in catalog
+    assert named_training_set("osnet-x1_0-market", catalog) == "market1501"
+    assert named_training_set("osnet-x1_0-market", ["market1501-500k"]) == "market1501-500k"
+    assert named_training_set("x-synth", ["synth-a", "synth-b"]) is None

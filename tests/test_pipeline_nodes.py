@@ -236,3 +236,78 @@ def test_losing_the_node_of_the_reducer_mid_run(cluster, spec, expected, tmp_pat
     assert reducer["NumRestarts"] >= 1, reducer  # the same named actor, restarted
     assert reducer["Address"]["NodeID"] not in (seen["node"], cluster.head_node.node_id), reducer
     print(f"reducer restarted {reducer['NumRestarts']} time(s), now on {reducer['Address']['NodeID'][:8]}")
+
+
+def stalling_once(marker: str):
+    """A shard actor class whose first shard, at its first counting step, writes its node id to
+    ``marker`` and waits there (for its node to be removed), once."""
+    import os
+
+    from raybench.pipeline.shards import ShardActor
+
+    class Stalls(ShardActor):
+        def __init__(self, store, pieces, start, *args):
+            super().__init__(store, pieces, start, *args)
+            self.stalls = start == 0 and not os.path.exists(marker)
+
+        def step(self, queries, step):
+            if self.stalls and step.count is not None:
+                import ray
+
+                with open(marker + ".tmp", "w") as out:
+                    out.write(ray.get_runtime_context().get_node_id())
+                os.replace(marker + ".tmp", marker)
+                time.sleep(300)
+            return super().step(queries, step)
+
+    return Stalls
+
+
+def test_losing_the_node_of_a_shard_actor_mid_cell(cluster, tmp_path):
+    """A cell in 2 shards; the node of one shard actor is removed while that actor holds a step:
+    the shard is read again from the stored embeddings on another node, and the cell scores as
+    one process does."""
+    import dataclasses
+
+    import numpy as np
+
+    from raybench.bench.features import synthetic_features
+    from raybench.bench.shards import write_cells
+    from raybench.pipeline.shards import score_cell
+    from raybench.rundir.store import RunStore
+    from raybench.specs import EvalSpec
+
+    store = RunStore.open(tmp_path / "run")
+    job = write_cells(store, synthetic_features("tiny", seed=4), extra=60)
+    spec = EvalSpec(max_rank=20)
+    whole, _ = score_cell(store, job, dataclasses.replace(spec, shards=1))
+    marker = tmp_path / "stalled"
+    outcome: dict = {}
+
+    def score():
+        try:
+            outcome["scored"] = score_cell(store, job, dataclasses.replace(spec, shards=2),
+                                           actor=stalling_once(str(marker)))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=score, name="raybench-shards")
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not marker.exists() and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert marker.exists(), "the shard actor never reached its step: no fault happened"
+    lost = marker.read_text()
+    assert lost != cluster.head_node.node_id
+    cluster.remove_node(next(n for n in cluster.worker_nodes if n.node_id == lost))
+    _add_worker(cluster)
+    thread.join(timeout=240)
+    assert not thread.is_alive(), "the cell did not finish after the node was lost"
+    if "error" in outcome:
+        raise outcome["error"]
+    scored, placement = outcome["scored"]
+    shards = placement.shards
+    assert shards["restarts"] >= 1 and lost in shards["nodes"][0] and len(shards["nodes"][0]) == 2, shards
+    assert (scored.main.mAP, scored.main.cmc) == (whole.main.mAP, whole.main.cmc)
+    for key in ("ap", "inp", "first_match"):
+        np.testing.assert_array_equal(scored.main.per_query[key], whole.main.per_query[key])

@@ -12,11 +12,12 @@ torchreid's features.
 from __future__ import annotations
 
 import json
-import re
 
 import numpy as np
 import pytest
 from conftest import MARKET_MINI, OSNET_DIR, needs_fixtures
+from osnet_reference import features as _features
+from osnet_reference import reference, reference_model
 
 from raybench.catalog import load_matrix
 from raybench.pipeline.driver import RunOptions, run_matrix
@@ -27,47 +28,6 @@ MAX_RANK = 20
 CHECKPOINTS = {"osnet-market": ("osnet_x0_25_market1501.pth", 751), "osnet-msmt": ("osnet_x0_25_msmt17.pth", 1041)}
 ALPHA = 0.3
 WISE = f"osnet-wise@{ALPHA}"
-
-
-def _reference_model(checkpoint: str, classes: int):
-    """torchreid's own OSNet x0.25 with a checkpoint's every key (strict), in eval mode."""
-    import torch
-    import torchreid
-
-    model = torchreid.models.build_model("osnet_x0_25", num_classes=classes, pretrained=False)
-    model.load_state_dict(torch.load(OSNET_DIR / checkpoint, map_location="cpu"))
-    return model.eval()
-
-
-def _features(model):
-    """torchreid's features of the query and gallery images with ``model``, with their pids and
-    cameras."""
-    import torch
-    from PIL import Image
-    from torchvision import transforms as T
-
-    transform = T.Compose([T.Resize((256, 128)), T.ToTensor(),
-                           T.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])])
-
-    def features(folder: str):
-        paths = sorted((MARKET_MINI / folder).glob("*.jpg"))
-        ids = [re.match(r"([-\d]+)_c(\d)", p.name).groups() for p in paths]
-        with torch.no_grad():
-            batch = torch.stack([transform(Image.open(p).convert("RGB")) for p in paths])
-            feats = model(batch)
-        return feats, np.array([int(i) for i, _ in ids]), np.array([int(c) - 1 for _, c in ids])
-
-    return features("query"), features("bounding_box_test")
-
-
-def _reference(query, gallery) -> tuple[float, np.ndarray]:
-    """mAP and CMC as torchreid computes them from _features' output."""
-    from torchreid.reid.metrics import compute_distance_matrix, evaluate_rank
-
-    (qf, q_pids, q_cams), (gf, g_pids, g_cams) = query, gallery
-    distmat = compute_distance_matrix(qf, gf, metric="euclidean").numpy()
-    cmc, mAP = evaluate_rank(distmat, q_pids, g_pids, q_cams, g_cams, max_rank=MAX_RANK)
-    return float(mAP), np.asarray(cmc)
 
 
 def _fused(members, weights):
@@ -119,13 +79,13 @@ def test_osnet_on_market_mini_equals_torchreid(ray_local, tmp_path):
     assert summary.ok, summary.failed
 
     maps = {}
-    references = {name: _reference_model(*spec) for name, spec in CHECKPOINTS.items()}
+    references = {name: reference_model(*spec) for name, spec in CHECKPOINTS.items()}
     references[WISE] = _averaged(*references.values(), ALPHA)
     features = {name: _features(model) for name, model in references.items()}
     features["osnet-fused"] = _fused([features[name] for name in CHECKPOINTS], [1, 2])
     for name, feats in features.items():
         result = json.loads((tmp_path / "run/results/market1501" / f"{name}.json").read_text())
-        ref_map, ref_cmc = _reference(*feats)
+        ref_map, ref_cmc = reference(*feats, MAX_RANK)
         assert result["num_query"] == 32 and result["num_valid_query"] == 30  # 2 queries have no cross-camera match
         assert result["mAP"] == pytest.approx(ref_map, abs=1e-6)
         assert np.allclose(result["cmc"], ref_cmc, atol=1e-6) and len(result["cmc"]) == len(ref_cmc)

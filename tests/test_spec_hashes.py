@@ -435,7 +435,7 @@ TRAIN = {
 
 #: DatasetSpec fields added after the pins, and their defaults: an entry that leaves one at its
 #: default reads as before (the pins hold the dicts as they were), one that sets it shows here.
-DATASET_FIELDS_ADDED = {"embed_frames": "all"}
+DATASET_FIELDS_ADDED = {"embed_frames": "all", "distractors": None}
 
 
 def digest(obj) -> str:

@@ -10,9 +10,9 @@ record, ``provenance`` says which code produced it, and the peak-RSS helpers mea
 from __future__ import annotations
 
 import json
-import os
-import resource
 from pathlib import Path
+
+from raybench.memory import current_rss, peak_rss, peak_rss_mark, reset_peak_rss  # noqa: F401 - the benchmarks' names
 
 #: Paths whose local changes do not make a benchmark's code "dirty": its own outputs. Without
 #: this, writing one record (results/bench/metrics-msmt17.json) marked the next one dirty.
@@ -75,38 +75,17 @@ def _changed_paths() -> list[str] | None:
     return sorted(paths)
 
 
-def peak_rss() -> int:
-    """This process's peak resident memory since it started, in bytes (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def bench_device(asked: str | None) -> tuple[str, str | None]:
+    """The device a benchmark runs on, and why it is not the one asked for (None when it is):
+    None is the GPU when torch sees one, else the CPU; ``cuda`` without a CUDA device visible
+    to torch falls back to the CPU."""
+    import torch
 
-
-def current_rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def reset_peak_rss() -> bool:
-    """Restart the kernel's peak-RSS mark (VmHWM) at the current RSS, so that ``peak_rss_mark``
-    measures one step rather than the whole process (imports, a warm-up). False if the kernel
-    does not allow it (not Linux, or /proc/self/clear_refs not writable)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def peak_rss_mark() -> int | None:
-    """VmHWM: the peak RSS since the last ``reset_peak_rss`` (or since the start), in bytes."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+    if asked is None:
+        return ("cuda" if torch.cuda.is_available() else "cpu"), None
+    if asked != "cuda" or torch.cuda.is_available():
+        return "cuda", None
+    return "cpu", "no CUDA device is visible to torch: the benchmark ran on the CPU"
 
 
 def drain_stream(stream) -> dict:

@@ -47,7 +47,12 @@ SCALES = {
     # are tracklets (a true match may share the camera, not the tracklet: datasets/deepchange.py),
     # many per person: 60 here, so there are enough (identity, tracklet) pairs for its queries.
     "deepchange": SynthShape("deepchange", 521, 60, 17527, 62956, 0, noise=1.4, outfits=3),
+    # Market-1501 + 500k: the same queries and gallery, and the 500,000 extra distractors of
+    # Market-1501+500k (images of nobody, pid 0) after them (raybench bench metrics, bench/shards.py).
+    "market500k": SynthShape("market500k", 750, 6, 3368, 15913 + 500_000, 2793 + 500_000),
 }
+#: The extra distractors of a scale: the last ones of its gallery, a distractor set of their own.
+EXTRA_DISTRACTORS = {"market500k": 500_000, "tiny": 60}
 
 
 @dataclass(frozen=True, eq=False)

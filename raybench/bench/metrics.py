@@ -33,12 +33,15 @@ import numpy as np
 from raybench.bench import current_rss, peak_rss, peak_rss_mark, reset_peak_rss
 
 def run(scale: str, against: str = "torchreid", seed: int = 0, repeat: int = 3, rerank: bool = False,
-        chunk_size: int | None = None) -> dict:
+        chunk_size: int | None = None, device: str | None = None) -> dict:
     """Run the benchmark; returns the JSON-ready record (also the worker outputs).
 
     chunk_size: query rows per block (None: the engine's default), for tests of memory bounds.
+    device: raybench's side on "cpu" or "cuda" (torch; re-ranking's neighbour search on faiss's
+    GPU build where it sees a GPU), None for the GPU when there is one; "cuda" without a CUDA
+    device runs on the CPU, and the record says so (``device_fallback``).
     """
-    from raybench.bench import provenance
+    from raybench.bench import bench_device, provenance
     from raybench.bench.features import SCALES
     from raybench.errors import SpecError
 
@@ -46,14 +49,16 @@ def run(scale: str, against: str = "torchreid", seed: int = 0, repeat: int = 3, 
         raise SpecError("re-ranking is benchmarked alone: torchreid's re_ranking needs dense (Q+G)^2 "
                         "matrices; use --against none with --rerank")
     shape = SCALES[scale]
+    device, fallback = bench_device(device)
     record = {
-        "benchmark": "metrics", "scale": scale, "seed": seed, "against": against,
+        "benchmark": "metrics", "scale": scale, "seed": seed, "against": against, "device_fallback": fallback,
         "num_query": shape.num_query, "num_gallery": shape.num_gallery, "dim": shape.dim,
         "rerank": _rerank_settings(shape) if rerank else None,
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": _machine(),
         "load_before": os.getloadavg(), "git": provenance(),
     }
-    job = {"scale": scale, "seed": seed, "repeat": repeat, "chunk_size": chunk_size}
+    job = {"scale": scale, "seed": seed, "repeat": repeat, "chunk_size": chunk_size, "device": device}
+    record["device"] = device
     if rerank:
         record["raybench"] = _spawn("rerank", **job)
     else:
@@ -121,17 +126,17 @@ def _metrics(cmc, mAP, mINP, valid) -> dict:
     return {"mAP": float(mAP), "mINP": float(mINP), "cmc": [float(x) for x in cmc], "num_valid_query": int(valid)}
 
 
-def _raybench_side(data, repeat: int, rank_only: bool, chunk_size: int | None = None) -> dict:
+def _raybench_side(data, repeat: int, rank_only: bool, chunk_size: int | None = None, device: str = "cpu") -> dict:
     from raybench.eval import evaluate, evaluate_features
 
     ids = (data.q_pids, data.g_pids, data.q_camids, data.g_camids)
 
     def once():
         return evaluate_features(data.qf, data.gf, *ids, distance="euclidean", normalize=True,
-                                 chunk_size=chunk_size)
+                                 chunk_size=chunk_size, device=device)
 
     out = _warmed_up(lambda tiny: evaluate_features(tiny.qf, tiny.gf, tiny.q_pids, tiny.g_pids,
-                                                    tiny.q_camids, tiny.g_camids))
+                                                    tiny.q_camids, tiny.g_camids, device=device), device)
     res = _timed(once, repeat, out)
     out["metrics"] = _metrics(res.cmc, res.mAP, res.mINP, res.num_valid_query)
     if rank_only:
@@ -144,7 +149,7 @@ def _raybench_side(data, repeat: int, rank_only: bool, chunk_size: int | None = 
     return out
 
 
-def _rerank_side(data, repeat: int, chunk_size: int | None = None) -> dict:
+def _rerank_side(data, repeat: int, chunk_size: int | None = None, device: str = "cpu") -> dict:
     """Re-ranking (k1=20, k2=6, lambda=0.3, from the features) + scoring, timed together, with
     the phases of the best run: the neighbour search over all Q+G images, the k-reciprocal
     graph, then the re-ranked rows (Jaccard distances) scored block by block."""
@@ -158,29 +163,29 @@ def _rerank_side(data, repeat: int, chunk_size: int | None = None) -> dict:
     def once():
         start = time.perf_counter()
         reranker = Reranker.from_features(data.qf, data.gf, distance="euclidean", normalize=True,
-                                          chunk_size=chunk_size)
+                                          chunk_size=chunk_size, device=device)
         built = time.perf_counter()
         res = evaluate_rows(reranker.rows(chunk_size), *ids, shape=shape)
         phases.append({**reranker.seconds, "rows_and_scoring": time.perf_counter() - built,
                        "build": built - start})
         return res
 
-    out = _warmed_up(lambda tiny: evaluate_rows(Reranker.from_features(tiny.qf, tiny.gf).rows(), tiny.q_pids,
-                                                tiny.g_pids, tiny.q_camids, tiny.g_camids,
-                                                shape=(len(tiny.qf), len(tiny.gf))))
+    out = _warmed_up(lambda tiny: evaluate_rows(Reranker.from_features(tiny.qf, tiny.gf, device=device).rows(),
+                                                tiny.q_pids, tiny.g_pids, tiny.q_camids, tiny.g_camids,
+                                                shape=(len(tiny.qf), len(tiny.gf))), device)
     res = _timed(once, repeat, out)
     out.update(seconds_phases=phases[int(np.argmin(out["seconds_all"]))], seconds_phases_all=phases,
                metrics=_metrics(res.cmc, res.mAP, res.mINP, res.num_valid_query))
     return out
 
 
-def _warmed_up(call) -> dict:
+def _warmed_up(call, device: str = "cpu") -> dict:
     """One call on the tiny features first: loads the numba kernels (compiled once, cached)."""
     from raybench.bench.features import synthetic_features
 
     t = time.perf_counter()
     call(synthetic_features("tiny"))
-    return {"warmup_seconds": time.perf_counter() - t, "rss_before_bytes": current_rss(), "device": _device()}
+    return {"warmup_seconds": time.perf_counter() - t, "rss_before_bytes": current_rss(), "device": device}
 
 
 def _timed(once, repeat: int, out: dict):
@@ -250,21 +255,16 @@ def reference_minp(distmat, q_pids, g_pids, q_camids, g_camids, block: int = 256
     return float(np.mean(inps)), len(inps)
 
 
-def _device() -> str:
-    from raybench.eval.distance import resolve_device
-
-    return resolve_device(None)
-
-
 def _worker(args: dict) -> dict:
     from raybench.bench.features import synthetic_features
 
     data = synthetic_features(args["scale"], args["seed"])
     chunk_size = args.get("chunk_size")
+    device = args.get("device", "cpu")
     if args["side"] == "raybench":
-        return _raybench_side(data, args["repeat"], args["rank_only"], chunk_size)
+        return _raybench_side(data, args["repeat"], args["rank_only"], chunk_size, device)
     if args["side"] == "rerank":
-        return _rerank_side(data, args["repeat"], chunk_size)
+        return _rerank_side(data, args["repeat"], chunk_size, device)
     return _torchreid_side(data)
 
 

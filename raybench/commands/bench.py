@@ -18,13 +18,23 @@ def bench():
 
 
 #: The --scale choices: features.SCALES' names (kept literal so that --help imports no numpy).
-SCALES = ("market", "msmt17", "tiny", "ltcc", "deepchange")
+SCALES = ("market", "msmt17", "market500k", "tiny", "ltcc", "deepchange")
 
 
 @bench.command("metrics")
 @click.option("--scale", type=click.Choice(SCALES), default="market", show_default=True,
               help="Synthetic features with the shapes of this test set (d=512); tiny (120 x 600, "
-                   "d=64) runs in seconds, to check the benchmark itself.")
+                   "d=64) runs in seconds, to check the benchmark itself. market500k: Market-1501 + "
+                   "500,000 distractors, scored exactly in --shards on a local Ray cluster of several nodes.")
+@click.option("--shards", default=None,
+              help="Shard counts to time, comma-separated, the first 1 (default for market500k: 1,2,4); "
+                   "given with another scale, it times that scale in shards.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None,
+              help="Where raybench computes distances (default: the GPU when torch sees one). cuda: torch on "
+                   "the GPU (re-ranking's neighbour search on faiss's GPU build when it sees one), the CPU "
+                   "when there is no CUDA device (the record says so).")
+@click.option("--workers", type=click.IntRange(min=1), default=4, show_default=True,
+              help="Worker nodes of the sharded benchmark's local cluster (one CPU each).")
 @click.option("--against", type=click.Choice(["torchreid", "none"]), default=None,
               help="Also time torchreid's evaluate_rank (default: torchreid for market, none for "
                    "msmt17, where torchreid needs a dense matrix, a full argsort and >15 GB, and "
@@ -41,8 +51,9 @@ SCALES = ("market", "msmt17", "tiny", "ltcc", "deepchange")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="JSON output (default: results/bench/metrics-<scale>[-rerank].json in the checkout).")
 @click.option("--json", "as_json", is_flag=True, help="Print the JSON record instead of a table.")
-def metrics(scale, against, rerank, clothes, seed, repeat, out, as_json):
-    """Time raybench's metrics and torchreid's evaluate_rank on the same features; compare them."""
+def metrics(scale, shards, device, workers, against, rerank, clothes, seed, repeat, out, as_json):
+    """Time raybench's metrics and torchreid's evaluate_rank on the same features; compare them
+    (market500k: the same cell scored in 1, 2 and 4 shards, compared with each other)."""
     from pathlib import Path
 
     from raybench.bench import metrics as bench_metrics
@@ -50,20 +61,26 @@ def metrics(scale, against, rerank, clothes, seed, repeat, out, as_json):
     from raybench.console import notice, print_json, print_table
     from raybench.paths import PROJECT_ROOT
 
+    if clothes:
+        return _clothes(scale, clothes, seed, repeat, out, as_json)
+    if not rerank and (scale == "market500k" or shards):
+        return _sharded(scale, shards or "1,2,4", device, workers, seed, against, out, as_json)
+
     if rerank and against == "torchreid":
         raise click.UsageError("--rerank runs raybench alone (torchreid's re_ranking needs dense "
                                "(Q+G)^2 matrices); leave --against out or use --against none")
-    if clothes:
-        return _clothes(scale, clothes, seed, repeat, out, as_json)
     against = against or ("torchreid" if scale == "market" and not rerank else "none")
     repeat = max(1, repeat if repeat is not None else (1 if rerank else 3))
     what = "re-ranking + scoring" if rerank else f"against {against}"
     notice(f"bench metrics: {scale} scale, {what} (each side in its own process)...")
     if scale == "msmt17" and against == "torchreid":
         notice("torchreid at MSMT17 size: a 3.8 GB float32 matrix, a 7.7 GB argsort, and many minutes")
-    record = bench_metrics.run(scale, against=against, seed=seed, repeat=repeat, rerank=rerank)
+    record = bench_metrics.run(scale, against=against, seed=seed, repeat=repeat, rerank=rerank, device=device)
     record["command"] = (f"raybench bench metrics --scale {scale} --against {against}"
-                         f"{' --rerank' if rerank else ''} --seed {seed} --repeat {repeat}")
+                         f"{' --rerank' if rerank else ''} --seed {seed} --repeat {repeat}"
+                         f"{f' --device {device}' if device else ''}")
+    if record.get("device_fallback"):
+        notice(record["device_fallback"])
     name = f"metrics-{scale}{'-rerank' if rerank else ''}.json"
     path = write_json(record, Path(out) if out else PROJECT_ROOT / "results" / "bench" / name)
     if as_json:
@@ -82,6 +99,48 @@ def metrics(scale, against, rerank, clothes, seed, repeat, out, as_json):
             t = record["raybench"]["seconds_phases"]
             print(f"neighbour search {t['neighbours']:.1f} s, k-reciprocal graph {t['graph']:.1f} s, "
                   f"re-ranked rows + scoring {t['rows_and_scoring']:.1f} s")
+    notice(f"wrote {path}")
+
+
+def _sharded(scale: str, shards: str, device: str, workers: int, seed: int, against, out, as_json: bool) -> None:
+    """The sharded benchmark (raybench/bench/shards.py): one row per shard count."""
+    from pathlib import Path
+
+    from raybench.bench import shards as bench_shards
+    from raybench.bench import write_json
+    from raybench.console import notice, print_json, print_table
+    from raybench.paths import PROJECT_ROOT
+
+    if against == "torchreid":
+        raise click.UsageError("the sharded benchmark compares shard counts with one process, not with torchreid "
+                               "(its dense matrix at this size needs tens of GB); leave --against out")
+    try:
+        counts = tuple(int(s) for s in shards.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{shards!r}: expected shard counts such as 1,2,4", param_hint="--shards") from None
+    if not counts or counts[0] != 1 or min(counts) < 1:
+        raise click.BadParameter(f"{shards!r}: the first count must be 1 (the one-process reference)",
+                                 param_hint="--shards")
+    notice(f"bench metrics: {scale} scale in {', '.join(map(str, counts))} shard(s) on a local cluster of "
+           f"{workers} worker nodes...")
+    record = bench_shards.run(scale, counts, seed=seed, device=device, workers=workers)
+    record["command"] = (f"raybench bench metrics --scale {scale} --shards {','.join(map(str, counts))} "
+                         f"{f'--device {device} ' if device else ''}--workers {workers} --seed {seed}")
+    if record["device_fallback"]:
+        notice(record["device_fallback"])
+    path = write_json(record, Path(out) if out else PROJECT_ROOT / "results" / "bench" / f"metrics-{scale}.json")
+    if as_json:
+        print_json(record)
+    else:
+        rows = [{"shards": r["shards"], "seconds": round(r["seconds"], 1),
+                 "scorer_peak_gb": round(r["scorer_peak_rss_bytes"] / 1e9, 2),
+                 "shard_peak_gb": round(r["max_shard_peak_rss_bytes"] / 1e9, 2) if r["max_shard_peak_rss_bytes"] else "-",
+                 "nodes": len({n for ns in r["nodes"] or [] for n in ns}) or 1,
+                 "max_abs_diff": max(r["max_abs_diff"].values()), "mAP": round(r["metrics"]["mAP"], 6)}
+                for r in record["runs"].values()]
+        print_table(rows, ["shards", "seconds", "scorer_peak_gb", "shard_peak_gb", "nodes", "max_abs_diff", "mAP"],
+                    title=f"metrics in shards, {scale} scale: {record['num_query']:,} x {record['num_gallery']:,} "
+                          f"({record['extra_distractors']:,} of them a distractor set), d={record['dim']}")
     notice(f"wrote {path}")
 
 

@@ -15,6 +15,7 @@ no adapter; a spec's adapter may also be a ``"module:attr"`` string naming an Ad
 from __future__ import annotations
 
 import inspect
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
@@ -88,6 +89,8 @@ class Adapter:
     decoding cost (`raybench rehearse`); None where unknown (the rehearsal's default). tiny_copies:
     functions ``(folder) -> TinyCopy`` that write a tiny copy in the real layout under
     ``folder`` (the tests parse each one; one per naming or layout variant worth covering).
+    naming: the dataset's file naming, group 1 the pid and group 2 the 1-based camera, where it
+    has one: a distractor set's cameras are read with it (raybench.datasets.distractors).
     """
 
     parse: Callable[..., "pa.Table"]
@@ -97,6 +100,7 @@ class Adapter:
     published: tuple[Published, ...] = ()
     crop: tuple[int, int] | None = None
     tiny_copies: tuple[Callable[[Path], TinyCopy], ...] = ()
+    naming: "re.Pattern | None" = None
 
     def published_for(self, options: Mapping[str, Any]) -> Published | None:
         """The statistics published for a copy parsed with ``options``, if any."""
@@ -175,11 +179,19 @@ def resolve_root(spec: "DatasetSpec") -> Path:
 
 def published_stats(spec: "DatasetSpec") -> Mapping[str, Any]:
     """What ``spec``'s copy is checked against: the entry's own ``stats`` (a dataset of the
-    user's), else what its adapter publishes for its options (with ``source``); {} if none."""
-    if spec.stats:
-        return spec.stats
+    user's), else what its adapter publishes for its options (with ``source``); {} if none. An
+    entry's ``distractors`` ({images: N}, its distractor set's count) is checked beside either
+    and replaces nothing."""
+    own = {k: v for k, v in spec.stats.items() if k != DISTRACTOR_STATS}
+    extra = {DISTRACTOR_STATS: spec.stats[DISTRACTOR_STATS]} if DISTRACTOR_STATS in spec.stats else {}
+    if own:
+        return {**own, **extra}
     published = get_adapter(spec.adapter).published_for(spec.options)
-    return {**published.counts, "source": published.source} if published else {}
+    return {**published.counts, "source": published.source, **extra} if published else extra
+
+
+#: The key of a catalog entry's ``stats`` that counts its distractor set (datasets/distractors.py).
+DISTRACTOR_STATS = "distractors"
 
 
 def is_generated(spec: "DatasetSpec") -> bool:

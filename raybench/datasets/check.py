@@ -8,7 +8,8 @@ import dataclasses
 from pathlib import Path
 from typing import Mapping
 
-from raybench.datasets import get_adapter, has_captions, is_generated, load_captions, load_manifest, published_stats
+from raybench.datasets import (DISTRACTOR_STATS, get_adapter, has_captions, is_generated, load_captions, load_manifest,
+                               published_stats)
 from raybench.datasets.common import DatasetNotFoundError
 from raybench.datasets.manifest import compare_caption_stats, compare_stats
 from raybench.errors import RaybenchError
@@ -45,6 +46,16 @@ def check_one(spec, data: Path) -> dict:
     differences = compare_stats(table, {k: v for k, v in stats.items() if k not in ("source", "captions")})
     if captions is not None:
         differences += compare_caption_stats(captions, stats.get("captions") or {})
+    if spec.distractors:
+        try:
+            found, named = distractor_counts(located)
+        except RaybenchError as exc:
+            row.update(status="malformed", detail=str(exc))
+            return row
+        published = (stats.get(DISTRACTOR_STATS) or {}).get("images")
+        if published is not None and found != published:
+            differences.append(f"distractors: {found} images (published {published})")
+        row["distractors"] = {"images": found, "named": named, "published": published}
     if differences:
         more = f" (+{len(differences) - 3} more)" if len(differences) > 3 else ""
         row.update(status="differs", detail="; ".join(differences[:3]) + more)
@@ -52,5 +63,15 @@ def check_one(spec, data: Path) -> dict:
         row["detail"] = "no published statistics to compare"
     else:
         more = f" and {captions.num_rows} captions" if captions is not None else ""
+        more += f" and {row['distractors']['images']:,} distractors" if spec.distractors else ""
         row["detail"] = f"{table.num_rows} manifest rows{more} match the published statistics"
     return row
+
+
+def distractor_counts(spec) -> tuple[int, int]:
+    """A dataset's distractor set: its images, and how many of their names follow the dataset's
+    naming (a camera could be read)."""
+    from raybench.datasets.distractors import cameras, load_distractors
+
+    table = load_distractors(spec)
+    return table.num_rows, int((cameras(table.column("path").to_pylist(), get_adapter(spec.adapter).naming) >= 0).sum())

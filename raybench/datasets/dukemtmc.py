@@ -46,4 +46,5 @@ def tiny_copy(folder: Path) -> TinyCopy:
                     rows={("query", "0008_c8_f0000001.jpg"): (8, 7), ("gallery", "4141_c8_f0022224.jpg"): (4141, 7)})
 
 
-ADAPTER = Adapter(parse=parse, layout=LAYOUT, published=(PUBLISHED,), crop=(256, 100), tiny_copies=(tiny_copy,))
+ADAPTER = Adapter(parse=parse, layout=LAYOUT, published=(PUBLISHED,), crop=(256, 100), tiny_copies=(tiny_copy,),
+                  naming=PATTERN)

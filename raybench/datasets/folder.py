@@ -33,7 +33,10 @@ PLAIN_FOLDERS = {"train": "train", "query": "query", "gallery": "gallery"}
 CSV_COLUMNS = ("path", "pid", "camid", "split")
 
 
-def parse(root: Path, pattern: str = r"^([-\d]+)_c(\d+)") -> pa.Table:
+DEFAULT_PATTERN = r"^([-\d]+)_c(\d+)"
+
+
+def parse(root: Path, pattern: str = DEFAULT_PATTERN) -> pa.Table:
     root = Path(root).expanduser()
     if root.suffix.lower() == ".csv":
         return read_csv(root)
@@ -103,4 +106,4 @@ def tiny_copy_csv(folder: Path) -> TinyCopy:
                     rows={("gallery", "d.jpg"): (0, 2)})
 
 
-ADAPTER = Adapter(parse=parse, layout=LAYOUT, tiny_copies=(tiny_copy, tiny_copy_csv))
+ADAPTER = Adapter(parse=parse, layout=LAYOUT, tiny_copies=(tiny_copy, tiny_copy_csv), naming=re.compile(DEFAULT_PATTERN))

@@ -47,4 +47,5 @@ def tiny_copy(folder: Path) -> TinyCopy:
                     rows={("query", "0002_c12_s1_000001.jpg"): (2, 11), ("gallery", "0002_c17_s1_000300.jpg"): (2, 16)})
 
 
-ADAPTER = Adapter(parse=parse, layout=LAYOUT, published=(PUBLISHED,), crop=(256, 128), tiny_copies=(tiny_copy,))
+ADAPTER = Adapter(parse=parse, layout=LAYOUT, published=(PUBLISHED,), crop=(256, 128), tiny_copies=(tiny_copy,),
+                  naming=PATTERN)

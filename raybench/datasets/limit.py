@@ -62,6 +62,20 @@ def limit_manifest(table: pa.Table, limit: int) -> pa.Table:
     return table.filter(pa.array(keep))
 
 
+#: Query identities of a typical test set (Market-1501's 750): under --limit N a distractor set
+#: keeps the share N / TYPICAL_QUERY_IDS of its images (by the same path hash), about the share
+#: of its own distractors that a limited Market-sized gallery keeps.
+TYPICAL_QUERY_IDS = 750
+
+
+def limit_distractors(table: pa.Table, limit: int) -> pa.Table:
+    """The rows of a distractor set (datasets/distractors.py) that ``--limit limit`` keeps."""
+    if limit < 1:
+        raise RaybenchError(f"--limit must be at least 1, got {limit}")
+    share = min(1.0, limit / TYPICAL_QUERY_IDS)
+    return table.filter(pa.array([path_fraction(p) < share for p in table.column("path").to_pylist()]))
+
+
 def limit_counts(table: pa.Table) -> dict[str, int]:
     """Query identities, query images and gallery images of a (limited) table: for messages."""
     split = table.column("split")

@@ -47,4 +47,5 @@ def tiny_copy(folder: Path) -> TinyCopy:
                     rows={("query", "0003_c6s1_000001_00.jpg"): (3, 5), ("gallery", "0000_c3s1_000003_01.jpg"): (0, 2)})
 
 
-ADAPTER = Adapter(parse=parse, layout=LAYOUT, published=(PUBLISHED,), crop=(128, 64), tiny_copies=(tiny_copy,))
+ADAPTER = Adapter(parse=parse, layout=LAYOUT, published=(PUBLISHED,), crop=(128, 64), tiny_copies=(tiny_copy,),
+                  naming=PATTERN)

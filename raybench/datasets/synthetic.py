@@ -368,4 +368,4 @@ def tiny_copy_outfits(folder: Path) -> TinyCopy:
 
 
 ADAPTER = Adapter(parse=parse, layout=LAYOUT, synthesize=materialize, captions=captions,
-                  tiny_copies=(tiny_copy, tiny_copy_outfits))
+                  tiny_copies=(tiny_copy, tiny_copy_outfits), naming=PATTERN)

@@ -28,6 +28,40 @@ def _before(sv, si, n, top, v, j):
     return lo
 
 
+@numba.njit(inline="always")
+def _scan(row, offset, sv, si, n, junk, njunk, out) -> bool:
+    """out[k] = how many of this row's non-junk items are ordered at or before the k-th of its
+    n sorted true matches (values sv, global gallery indices si); item j of the row is gallery
+    item offset + j, and junk holds njunk column indices of the row. False when the row holds a
+    NaN. The one scan behind a whole row (offset 0) and a shard's part of it (count.py)."""
+    vmax, jmax = sv[n - 1], si[n - 1]
+    top = 1
+    while top * 2 <= n:
+        top *= 2
+    gaps = np.zeros(n + 1, np.int64)
+    for j in range(len(row)):
+        v = row[j]
+        if v > vmax:  # the common case: after the hardest match
+            continue
+        g = offset + j
+        if v == vmax and g > jmax:
+            continue
+        if v != v:
+            return False
+        gaps[_before(sv, si, n, top, v, g)] += 1
+    for t in range(njunk):
+        j = junk[t]
+        v = row[j]
+        g = offset + j
+        if v < vmax or (v == vmax and g < jmax):
+            gaps[_before(sv, si, n, top, v, g)] -= 1
+    c = 0
+    for k in range(n):
+        c += gaps[k]
+        out[k] = c
+    return True
+
+
 @numba.njit(parallel=True, cache=True, nogil=True)
 def ranks(d, pos, npos, junk, njunk, out, bad):
     """out[b, k]: 1-based rank among non-junk items of the k-th nearest true match of row b.
@@ -49,33 +83,22 @@ def ranks(d, pos, npos, junk, njunk, out, bad):
         order = np.argsort(vals, kind="mergesort")  # stable: ties stay in gallery order
         sv = vals[order]
         si = idx[order]
-        if np.isnan(sv[n - 1]):
+        if np.isnan(sv[n - 1]) or not _scan(row, 0, sv, si, n, junk[b], njunk[b], out[b]):
             bad[b] = True
-            continue
-        vmax, jmax = sv[n - 1], si[n - 1]
-        top = 1
-        while top * 2 <= n:
-            top *= 2
-        gaps = np.zeros(n + 1, np.int64)
-        for j in range(G):
-            v = row[j]
-            if v > vmax:  # the common case: after the hardest match
-                continue
-            if v == vmax and j > jmax:
-                continue
-            if v != v:
-                bad[b] = True
-                break
-            gaps[_before(sv, si, n, top, v, j)] += 1
-        for t in range(njunk[b]):
-            j = junk[b, t]
-            v = row[j]
-            if v < vmax or (v == vmax and j < jmax):
-                gaps[_before(sv, si, n, top, v, j)] -= 1
-        c = 0
-        for k in range(n):
-            c += gaps[k]
-            out[b, k] = c
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def counts(d, offset, sv, si, npos, junk, njunk, out, bad):
+    """out[b, k]: how many non-junk items of this block of gallery columns (gallery items
+    offset .. offset + G - 1) are ordered at or before the k-th of row b's true matches, given
+    sorted over the whole gallery (sv [B, P] values, si [B, P] global indices, npos [B]); junk
+    [B, J] column indices of the block (count njunk). Summed over the blocks of a gallery,
+    these are ``ranks``. bad [B] set where a row holds NaN."""
+    B, G = d.shape
+    for b in numba.prange(B):
+        n = npos[b]
+        if n > 0 and not _scan(d[b], offset, sv[b], si[b], n, junk[b], njunk[b], out[b]):
+            bad[b] = True
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)

@@ -13,6 +13,10 @@ ties torchreid's order is whatever numpy's unstable introsort leaves, ours is de
 
 On the CPU the scan is a numba kernel, parallel over query rows; on the GPU (or without
 numba) the same counts come from ``torch.searchsorted`` and a per-row histogram.
+
+The counts add up over any split of the gallery's columns: given a row's true matches sorted
+over the whole gallery (``sorted_matches``), ``count_before`` counts one block of columns (a
+shard, eval/shard.py), and the blocks' counts sum to ``positive_ranks``'s ranks, exactly.
 """
 
 from __future__ import annotations
@@ -55,33 +59,99 @@ def _nan_message(rows: int) -> str:
             "(check the model's precision setting and its input preprocessing)")
 
 
+def sorted_matches(values: np.ndarray, pos: np.ndarray, npos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's true matches ordered by (distance, gallery index): the order ``positive_ranks``
+    sorts them in. values [B, P]: the matches' distances; pos [B, P]: their global gallery
+    indices, ascending (RowMatches.pos); entries past npos[b] are padding. Returns (sv, si),
+    the padding +inf with index ``PAD_INDEX``, so that it sorts after every real match."""
+    present = np.arange(pos.shape[1])[None, :] < npos[:, None]
+    if np.isnan(values[present]).any():
+        raise EvaluationError(_nan_message(int(np.isnan(np.where(present, values, 0)).any(axis=1).sum())))
+    v = np.where(present, values, np.inf).astype(values.dtype, copy=False)
+    order = np.argsort(v, axis=1, kind="stable")  # pos ascending: ties stay in gallery order
+    return (np.take_along_axis(v, order, axis=1),
+            np.take_along_axis(np.where(present, pos, PAD_INDEX), order, axis=1).astype(np.int64, copy=False))
+
+
+#: The gallery index of sorted_matches' padding: after every real item.
+PAD_INDEX = np.iinfo(np.int64).max
+
+
+def count_before(d, offset: int, sv: np.ndarray, si: np.ndarray, npos: np.ndarray, junk: np.ndarray,
+                 njunk: np.ndarray) -> np.ndarray:
+    """[B, P] int64: per row and per sorted true match k (``sorted_matches`` over the whole
+    gallery), how many non-junk items of the block ``d`` [B, G_block] (gallery items offset ..
+    offset + G_block - 1, numpy or torch on any device) are ordered at or before it; junk
+    [B, J] holds column indices of the block (padded), njunk their counts. Summed over blocks
+    that cover the gallery, these are the 1-based ranks ``positive_ranks`` gives."""
+    if hasattr(d, "detach") and d.device.type != "cpu":
+        return _counts_torch(d, offset, sv, si, npos, junk, njunk)
+    d = d.detach().numpy() if hasattr(d, "detach") else np.asarray(d)
+    try:
+        from raybench.eval import _kernels
+    except ImportError:  # numba missing: the torch path is exact too, only slower on a CPU
+        import torch
+
+        return _counts_torch(torch.from_numpy(np.ascontiguousarray(d)), offset, sv, si, npos, junk, njunk)
+    if d.dtype not in (np.float32, np.float64):
+        d = d.astype(np.float64)
+    out = np.zeros(sv.shape, np.int64)
+    bad = np.zeros(len(d), np.bool_)
+    _kernels.counts(np.ascontiguousarray(d), int(offset), np.ascontiguousarray(sv, d.dtype), np.ascontiguousarray(si),
+                    npos, junk, njunk, out, bad)
+    if bad.any():
+        raise EvaluationError(_nan_message(int(bad.sum())))
+    return out
+
+
 def _ranks_torch(d, m: RowMatches) -> np.ndarray:
     """The same counts with torch ops (GPU, or a CPU without numba)."""
     import torch
 
     if torch.isnan(d).any():
         raise EvaluationError(_nan_message(int(torch.isnan(d).any(dim=1).sum())))
-    dev = d.device
-    B, G = d.shape
-    P = m.pos.shape[1]
-    if P == 0:
-        return np.zeros((B, 0), np.int64)
-    pos = torch.from_numpy(m.pos).to(dev)
+    G = d.shape[1]
+    if m.pos.shape[1] == 0:
+        return np.zeros((len(d), 0), np.int64)
+    pos = torch.from_numpy(m.pos).to(d.device)
     present = pos >= 0
     keys_idx = torch.where(present, pos, G)  # padding sorts after every real item
     vals = d.gather(1, pos.clamp(min=0)).masked_fill(~present, float("inf"))
     vals, order = vals.sort(dim=1, stable=True)  # pos is ascending, so ties stay by index
-    keys_idx = keys_idx.gather(1, order)
+    return _histogram(d, 0, vals, keys_idx.gather(1, order), m.npos, m.junk)
+
+
+def _counts_torch(d, offset: int, sv: np.ndarray, si: np.ndarray, npos: np.ndarray, junk: np.ndarray,
+                  njunk: np.ndarray) -> np.ndarray:
+    """count_before with torch ops (GPU, or a CPU without numba)."""
+    import torch
+
+    if torch.isnan(d).any():
+        raise EvaluationError(_nan_message(int(torch.isnan(d).any(dim=1).sum())))
+    if sv.shape[1] == 0:
+        return np.zeros((len(d), 0), np.int64)
+    vals = torch.from_numpy(np.ascontiguousarray(sv)).to(device=d.device, dtype=d.dtype)
+    return _histogram(d, offset, vals, torch.from_numpy(np.ascontiguousarray(si)).to(d.device), npos, junk)
+
+
+def _histogram(d, offset: int, vals, keys_idx, npos: np.ndarray, junk: np.ndarray) -> np.ndarray:
+    """Per row, how many non-junk columns of d fall before each sorted match (vals, keys_idx:
+    values and global indices, padding last), cumulated: the ranks' contributions of this block."""
+    import torch
+
+    dev = d.device
+    B, G = d.shape
+    P = vals.shape[1]
     hist = torch.zeros(B, P + 1, dtype=torch.int64, device=dev)
-    gallery_idx = torch.arange(G, device=dev).expand(B, G)
+    gallery_idx = (offset + torch.arange(G, device=dev)).expand(B, G)
     hist.scatter_add_(1, _bucket(vals, keys_idx, d, gallery_idx), torch.ones_like(d, dtype=torch.int64))
-    if m.junk.shape[1]:
-        junk = torch.from_numpy(m.junk).to(dev)
-        jpresent = junk >= 0
-        jb = _bucket(vals, keys_idx, d.gather(1, junk.clamp(min=0)), junk.clamp(min=0))
-        hist.scatter_add_(1, jb, -jpresent.long())
+    if junk.shape[1]:
+        junk_t = torch.from_numpy(junk).to(dev)
+        present = junk_t >= 0
+        column = junk_t.clamp(min=0)
+        hist.scatter_add_(1, _bucket(vals, keys_idx, d.gather(1, column), offset + column), -present.long())
     ranks = hist.cumsum(dim=1)[:, :P].cpu().numpy()
-    ranks[np.arange(P)[None, :] >= m.npos[:, None]] = 0
+    ranks[np.arange(P)[None, :] >= npos[:, None]] = 0
     return ranks
 
 

@@ -24,6 +24,13 @@ each block pools them first, by its own eval block's ``pool`` and ``frames``
 once. ``Scored.pooling`` then states the main block's pooling, and each variant's ``scoring``
 its own.
 
+A gallery too large for one process is scored in shards (``sharded``, eval/shard.py, held by
+Ray actors that raybench.pipeline.shards starts): every block that compares plain distances
+(no query expansion, no re-ranking, not the classic CUHK03 CMC) is scored there, exactly as
+here; the others read every gallery row here. Distractors (a dataset's ``distractors:``) are
+gallery rows with ``pid`` ``DISTRACTOR_PID``, an identity no query has, and ``trial``
+``ALL_TRIALS`` where the table has trials: they are in every trial's gallery.
+
 With several trials, mAP, mINP and the CMC are the means over trials (the CMC cut to the
 shortest trial's length), the query and gallery counts are per-trial means, and ``spread``
 holds the sample standard deviations (ddof=1) over trials of the metrics that declare one
@@ -50,6 +57,10 @@ from raybench.specs import EvalSpec, EvalVariant, Protocol, Setting
 
 
 LEAVE_ONE_OUT = "leave-one-out"
+#: The pid of a distractor row: no query has it (manifests hold pids >= 0; -1 is junk, dropped).
+DISTRACTOR_PID = -2
+#: The trial of a row that is in every trial's gallery (a distractor).
+ALL_TRIALS = -1
 #: The columns ``score`` reads (``trial`` only where a dataset has several splits).
 COLUMNS = ("path", "pid", "camid", "split", "embedding")
 
@@ -94,13 +105,15 @@ def protocol_block(protocol: Protocol, spec: EvalSpec) -> dict[str, Any]:
 
 
 def score(cols: Mapping[str, np.ndarray], protocol: Protocol, spec: EvalSpec, seed: int = 0,
-          device: str | None = None, variants: Sequence[EvalVariant] = ()) -> Scored:
+          device: str | None = None, variants: Sequence[EvalVariant] = (), sharded=None) -> Scored:
     """The blocks of a cell's embeddings, given as columns (``COLUMNS``, [rows] each; the
     embedding float32 [rows, dim]; ``trial`` [rows] where there are trials; rundir/store.py's
     ``embedding_columns`` reads them from a stored cell). A table without queries and without
     trials is scored leave-one-out (module docstring). Each of ``variants`` is scored the same
     way, trial by trial, from the same features. A variant that cannot be scored fails the
-    whole call, naming it."""
+    whole call, naming it. ``sharded``: the cell's gallery held in shards (an
+    eval.shard.Sharded), for the blocks it scores (module docstring); the embedding column may
+    then be any object that gives rows by index (``embedding[rows]``)."""
     cols = _columns(cols)
     rule = None
     if not (cols["split"] == "query").any() and cols["trial"] is None:
@@ -108,12 +121,12 @@ def score(cols: Mapping[str, np.ndarray], protocol: Protocol, spec: EvalSpec, se
     trials = _trials(cols, protocol)
     rows = _Rows(cols)
     headline = protocol.headline_setting
-    settings = {s.name: _score_setting(rows(spec), trials, protocol, spec, s, seed, device, paths=s is headline)
-                for s in protocol.settings}
+    settings = {s.name: _score_setting(rows(spec), trials, protocol, spec, s, seed, device, sharded,
+                                       paths=s is headline) for s in protocol.settings}
     main = settings[headline.name] if headline else _score_trials(rows(spec), trials, protocol, spec, seed, device,
-                                                                  paths=True)
-    return Scored(main, {v.name: _score_variant(rows, trials, protocol, v, headline, seed, device) for v in variants},
-                  rule, pooling=rows.stated(spec), settings=settings)
+                                                                  sharded, paths=True)
+    return Scored(main, {v.name: _score_variant(rows, trials, protocol, v, headline, seed, device, sharded)
+                         for v in variants}, rule, pooling=rows.stated(spec), settings=settings)
 
 
 class _Rows:
@@ -139,24 +152,25 @@ class _Rows:
 
 
 def _score_variant(rows: _Rows, trials: list[int], protocol: Protocol, variant: EvalVariant, setting: Setting | None,
-                   seed: int, device) -> Scores:
+                   seed: int, device, sharded=None) -> Scores:
     try:
-        scored = _score_trials(rows(variant.eval), trials, protocol, variant.eval, seed, device, setting=setting)
+        scored = _score_trials(rows(variant.eval), trials, protocol, variant.eval, seed, device, sharded,
+                               setting=setting)
     except EvaluationError as exc:
         raise EvaluationError(f"eval variant {variant.name!r}: {exc}") from exc
     return replace(scored, scoring={**stated(variant.eval), **(rows.stated(variant.eval) or {})})
 
 
 def _score_setting(cols, trials: list[int], protocol: Protocol, spec: EvalSpec, setting: Setting, seed: int, device,
-                   paths: bool) -> Scores:
+                   sharded, paths: bool) -> Scores:
     try:
-        scored = _score_trials(cols, trials, protocol, spec, seed, device, paths=paths, setting=setting)
+        scored = _score_trials(cols, trials, protocol, spec, seed, device, sharded, paths=paths, setting=setting)
     except EvaluationError as exc:
         raise EvaluationError(f"setting {setting.name!r}: {exc}") from exc
     return replace(scored, scoring=setting.stated())
 
 
-def _score_trials(cols, trials: list[int], protocol: Protocol, spec: EvalSpec, seed: int, device,
+def _score_trials(cols, trials: list[int], protocol: Protocol, spec: EvalSpec, seed: int, device, sharded=None,
                   paths: bool = False, setting: Setting | None = None) -> Scores:
     """The block of ``trials`` (``_aggregate``), with every trial's per-query lists (and the
     queries' image paths, with ``paths``); with a ``setting``, its queries, gallery and rule,
@@ -168,7 +182,7 @@ def _score_trials(cols, trials: list[int], protocol: Protocol, spec: EvalSpec, s
         for d, drawn in enumerate(draws):
             label = t * len(draws) + d  # a trial of the dataset, or a draw, or both
             try:
-                res = _evaluate(cols["embedding"], cols, query, drawn, protocol, spec, seed, device, setting)
+                res = _evaluate(cols["embedding"], cols, query, drawn, protocol, spec, seed, device, setting, sharded)
             except EvaluationError as exc:
                 if len(trials) * len(draws) == 1:
                     raise
@@ -195,7 +209,8 @@ def _columns(cols: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     missing = [c for c in COLUMNS if c not in cols]
     if missing:
         raise EvaluationError(f"the table lacks the columns: {', '.join(missing)}")
-    out = {**{c: np.asarray(v) for c, v in cols.items()}, "trial": cols.get("trial"), "tracklet": cols.get("tracklet")}
+    out = {**{c: v if c == "embedding" else np.asarray(v) for c, v in cols.items()}, "trial": cols.get("trial"),
+           "tracklet": cols.get("tracklet")}
     if "clothes" in out:  # outfit keys -> integer codes, once for every setting
         out["clothes_code"] = np.unique(out["clothes"].astype(str), return_inverse=True)[1].reshape(-1)
     return out
@@ -208,7 +223,7 @@ def _trials(cols, protocol: Protocol) -> list[int]:
                 f"the protocol asks for {protocol.trials} trials but the table has no 'trial' column: "
                 "the dataset adapter must emit one row per image and trial")
         return [0]
-    found = sorted(int(t) for t in np.unique(cols["trial"]))
+    found = sorted(int(t) for t in np.unique(cols["trial"]) if t != ALL_TRIALS)
     if len(found) != protocol.trials:
         raise EvaluationError(
             f"the protocol asks for {protocol.trials} trials but the table has {len(found)} "
@@ -219,7 +234,7 @@ def _trials(cols, protocol: Protocol) -> list[int]:
 def _split(cols, trial: int, setting: Setting | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Row indices of the trial's queries and gallery, in table order; a setting keeps those
     under its cameras."""
-    here = np.ones(len(cols["split"]), bool) if cols["trial"] is None else cols["trial"] == trial
+    here = np.ones(len(cols["split"]), bool) if cols["trial"] is None else np.isin(cols["trial"], (trial, ALL_TRIALS))
     query, gallery = here & (cols["split"] == "query"), here & (cols["split"] == "gallery")
     if setting is not None and setting.query_cameras:
         query &= np.isin(cols["camid"], setting.query_cameras)
@@ -249,15 +264,21 @@ def _draws(cols, gallery: np.ndarray, setting: Setting) -> list[np.ndarray]:
 
 
 def _evaluate(emb, cols, query, gallery, protocol: Protocol, spec: EvalSpec, seed: int, device,
-              setting: Setting | None = None):
+              setting: Setting | None = None, sharded=None):
     from raybench.eval.rank import evaluate_features, evaluate_rows
     from raybench.eval.rerank import rerank_rows
 
     ids = (cols["pid"][query], cols["pid"][gallery], cols["camid"][query], cols["camid"][gallery])
+    clothes = _clothes(cols, query, gallery, setting)
+    if sharded is not None and not (spec.aqe or spec.rerank or protocol.cuhk03_metric) and clothes is None \
+            and protocol.ap == "step":
+        from raybench.eval.matches import SamePid
+
+        # a block whose matches and junk are the same-pid rule (.rows(a, b)) scores in the shards
+        return sharded.evaluate(_rows(emb, query), gallery, SamePid(*ids, protocol.camera_filter), spec)
     common = dict(max_rank=spec.max_rank, camera_filter=protocol.camera_filter,
-                  cuhk03=protocol.cuhk03_metric, seed=seed, ap=protocol.ap,
-                  clothes=_clothes(cols, query, gallery, setting))
-    qf, gf = emb[query], emb[gallery]
+                  cuhk03=protocol.cuhk03_metric, seed=seed, ap=protocol.ap, clothes=clothes)
+    qf, gf = _rows(emb, query), _rows(emb, gallery)
     if spec.aqe:
         qf, gf = _expanded(qf, gf, spec, device)
     if not spec.rerank:
@@ -279,6 +300,15 @@ def _clothes(cols, query, gallery, setting: Setting | None):
     if codes is None:
         raise EvaluationError(f"rule {setting.rule!r} needs clothes labels: the table has no 'clothes' column")
     return Clothes(codes[query], codes[gallery], setting.rule)
+
+
+def _rows(emb, rows: np.ndarray):
+    """``emb[rows]``; a view where the rows are one ascending run (a gallery after its queries),
+    not a copy: at half a million gallery rows, a copy is another gigabyte."""
+    if isinstance(emb, np.ndarray) and len(rows) and rows[-1] - rows[0] + 1 == len(rows) \
+            and (len(rows) < 2 or bool((np.diff(rows) == 1).all())):
+        return emb[rows[0]:rows[-1] + 1]
+    return emb[rows]
 
 
 def _expanded(qf, gf, spec: EvalSpec, device):

@@ -110,25 +110,51 @@ def evaluate_rows(blocks: Iterable[tuple[int, int, object]], q_pids, g_pids, q_c
     distances a block of queries at a time.
     """
     Q, G = shape
-    if max_rank < 1:
-        raise EvaluationError(f"max_rank must be at least 1, got {max_rank}")
     if ap not in AP_RULES:
         raise EvaluationError(f"ap rule {ap!r}; allowed: {', '.join(AP_RULES)}")
     if cuhk03 and clothes is not None and clothes.mode != "standard":
         raise EvaluationError("the classic CUHK03 metric has no clothes rule: score clothes settings Market-style")
-    same = SamePid(q_pids, g_pids, q_camids, g_camids, camera_filter, clothes)
-    if (len(same.q_pids), len(same.g_pids)) != (Q, G):
-        raise EvaluationError(f"distances are {Q} x {G} but there are {len(same.q_pids)} query "
-                              f"and {len(same.g_pids)} gallery ids")
-    length = min(max_rank, G)
+    same = _matches(q_pids, g_pids, q_camids, g_camids, camera_filter, Q, G, max_rank, clothes)
     acc = _Accumulator(Q, ap == "trapezoid")
-    cmc_sampled = _SampledCMC(same, length, seed) if cuhk03 else None
+    cmc_sampled = _SampledCMC(same, min(max_rank, G), seed) if cuhk03 else None
     for a, b, d in blocks:
         matches = same.rows(a, b)
         acc.add(a, matches.npos, positive_ranks(d, matches))
         if cmc_sampled is not None:
             cmc_sampled.add(a, d, acc.valid[a:b])
         del d  # before the next block is computed: one block of distances at a time
+    return _result(acc, same, min(max_rank, G), G, cmc_sampled)
+
+
+def evaluate_ranks(blocks: Iterable[tuple[int, np.ndarray, np.ndarray]], same: SamePid, *,
+                   max_rank: int = 50) -> RankResult:
+    """Score true-match ranks found elsewhere (a sharded gallery's summed counts, eval/shard.py):
+    ``(start, npos [B], ranks [B, P])`` per block of queries, ranks 1-based and ascending as
+    ``count.positive_ranks`` gives them. ``same``: the queries' matches in the whole gallery."""
+    G = len(same.g_pids)
+    _check_max_rank(max_rank)
+    acc = _Accumulator(len(same.q_pids))
+    for a, npos, ranks in blocks:
+        acc.add(a, npos, ranks)
+    return _result(acc, same, min(max_rank, G), G)
+
+
+def _check_max_rank(max_rank: int) -> None:
+    if max_rank < 1:
+        raise EvaluationError(f"max_rank must be at least 1, got {max_rank}")
+
+
+def _matches(q_pids, g_pids, q_camids, g_camids, camera_filter: bool, Q: int, G: int, max_rank: int,
+             clothes=None) -> SamePid:
+    _check_max_rank(max_rank)
+    same = SamePid(q_pids, g_pids, q_camids, g_camids, camera_filter, clothes)
+    if (len(same.q_pids), len(same.g_pids)) != (Q, G):
+        raise EvaluationError(f"distances are {Q} x {G} but there are {len(same.q_pids)} query "
+                              f"and {len(same.g_pids)} gallery ids")
+    return same
+
+
+def _result(acc: "_Accumulator", same: SamePid, length: int, G: int, cmc_sampled=None) -> RankResult:
     if not acc.valid.any():
         raise EvaluationError(same.explain_no_valid_query())
     cmc = cmc_sampled.curve() if cmc_sampled is not None else _cmc(acc.first[acc.valid], length)

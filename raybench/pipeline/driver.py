@@ -28,11 +28,12 @@ from raybench.models import without_text
 from raybench.pipeline import reducer as reducers
 from raybench.pipeline.collect import CellBuffer, file_batch, finish, finish_text, video_record
 from raybench.pipeline.embed import PixelCaches, Source, embedding_stream
-from raybench.pipeline.failure import DATASET, LOAD, MEMBER, STREAM, Failure, error_text, load_failure
+from raybench.pipeline.failure import DATASET, DISTRACTOR, LOAD, MEMBER, STREAM, Failure, error_text, load_failure
 from raybench.pipeline.oversize import oversize_warnings
 from raybench.pipeline.parts import WRITES_DRIVER, Parts, write_parts
 from raybench.pipeline.plan import (
-    DONE, EVALUATE, FAILED, FUSE, Cell, DatasetImages, group_by_model, load_images, plan_cells,
+    DISTRACTORS, DONE, EVALUATE, FAILED, FUSE, Cell, DatasetImages, attach_distractors, group_by_model, load_images,
+    plan_cells,
 )
 from raybench.pipeline.preflight import preflight
 from raybench.pipeline.progress import Progress, RunMetrics
@@ -156,6 +157,11 @@ class Run:
     def __init__(self, matrix: MatrixSpec, store: RunStore, options: RunOptions, echo, run_id: str):
         self.matrix, self.store, self.options, self.echo, self.run_id = matrix, store, options, echo, run_id
         self.failed: dict[tuple[str, str], Failure] = {}  # (dataset, model) -> why, for fusions
+        # distractor cells of this run, by (set, model): committed ones, and the dataset cells
+        # that wait for one to be committed before they are scored
+        self.committed: set[tuple[str, str]] = set()
+        self.failed_sets: dict[tuple[str, str], Failure] = {}
+        self.waiting: dict[tuple[str, str], list[tuple[Cell, reducers.CellJob]]] = {}
 
     # -- the whole run --------------------------------------------------------------------
 
@@ -189,8 +195,9 @@ class Run:
                                       label_selector=runtime.reducer_selector(),
                                       variants=self.matrix.eval_variants)
         images = sum(len(c.data.paths) for _, group in groups for c in group)
+        scored = [c for c in cells if c.kind != DISTRACTORS]
         video = [c.data for _, group in groups for c in group if c.data.tracklets]
-        self.progress = Progress(len(cells), 0, images, RunMetrics(self.matrix.name), self.echo,
+        self.progress = Progress(len(scored), 0, images, RunMetrics(self.matrix.name), self.echo,
                                  tracklets_total=sum(len(d.tracklets) for d in video),
                                  frames_total=sum(len(d.paths) for d in video))
         self.tracker = Tracker(self.reducer, self.progress)
@@ -201,7 +208,7 @@ class Run:
             self.store.write_record(dataclasses.replace(
                 record, status="interrupted", finished=provenance.now(), seconds=round(time.time() - start, 3)))
             raise RunInterrupted(
-                f"interrupted: {finished} of {count(len(cells), 'cell')} finished and kept in {self.store.uri}; "
+                f"interrupted: {finished} of {count(len(scored), 'cell')} finished and kept in {self.store.uri}; "
                 "rerun the same command to resume") from None
 
     def _execute(self, cells, groups, cluster, record: RunRecord, start: float) -> RunSummary:
@@ -222,6 +229,8 @@ class Run:
             fusions = self._fuse(fusions, embedding)  # as soon as their members are: an interrupt keeps them
         for cell in (c for _, group in groups for c in group):  # the parts of cells that failed
             self.store.drop_uncommitted(cell.data.name, cell.model.name)
+        for (name, model), waiting in list(self.waiting.items()):  # a set whose stream never reached it
+            self._fail_set(name, model, Failure(STREAM, f"the distractor set {name} was not embedded"))
         rows = self.tracker.wait_all()
         self.progress.close()
 
@@ -235,19 +244,22 @@ class Run:
     def _load_datasets(self) -> dict[str, DatasetImages]:
         from raybench.datasets import has_captions, load_captions, load_manifest
 
-        return {spec.name: load_images(spec, load_manifest, load_captions if has_captions(spec) else None,
-                                       self.options.limit)
-                for spec in self.matrix.datasets}
+        return attach_distractors({spec.name: load_images(spec, load_manifest, load_captions if has_captions(spec) else None,
+                                                          self.options.limit)
+                                   for spec in self.matrix.datasets}, self.options.limit)
 
     def _replay(self, cells: list[Cell]) -> None:
-        """Cells that need no embedding: finished, failed before starting, or only to re-score."""
+        """Cells that need no embedding: finished, failed before starting, or only to re-score
+        (a distractor set's cell is never scored: its datasets' cells are)."""
         for cell in cells:
+            if cell.kind == DISTRACTORS:
+                continue
             if cell.state == DONE:
                 self.tracker.keep(cell.previous)
             elif cell.state == FAILED:
                 self._fail(cell, Failure(DATASET, cell.reason))
             elif cell.state == EVALUATE:
-                self.tracker.evaluate(self._job(cell, marker=cell.previous))
+                self._score(cell, self._job(cell, marker=cell.previous))
 
     def _fuse(self, cells: list[Cell], embedding: set[str]) -> list[Cell]:
         """Send the fusion cells whose members are all settled (no member's model among
@@ -291,7 +303,7 @@ class Run:
         most one restart per cell). A model that fails to load, or a stream that breaks as a
         whole, fails every unfinished cell at once: nothing is gained by loading it again.
         """
-        sources = [Source(i, c.data.paths, self.caches.files(c.data, preprocess),
+        sources = [Source(i, c.data.paths, () if c.kind == DISTRACTORS else self.caches.files(c.data, preprocess),
                           tuple(c.data.captions.column("caption").to_pylist()) if c.text else ())
                    for i, c in enumerate(cells)]
         parts = Parts.open(self.store, cells)
@@ -368,11 +380,37 @@ class Run:
             self._fail(cell, Failure(STREAM, f"cannot commit the embeddings of {cell.label}: {error_text(exc)}"),
                        self._job(cell, marker=marker))
             return
-        self.tracker.evaluate(self._job(cell, marker=marker))
+        if cell.kind == DISTRACTORS:
+            self.committed.add((cell.data.name, cell.model.name))
+            for waiting, job in self.waiting.pop((cell.data.name, cell.model.name), []):
+                self.tracker.evaluate(job)
+            return
+        self._score(cell, self._job(cell, marker=marker))
+
+    def _score(self, cell: Cell, job: reducers.CellJob) -> None:
+        """Send a cell to the reducer, once its distractor set (if any) is committed."""
+        extra = cell.distractors
+        key = None if extra is None else (extra.data.name, extra.model.name)
+        if extra is None or extra.state == DONE or key in self.committed:
+            self.tracker.evaluate(job)
+        elif key in self.failed_sets:
+            self._fail(cell, self.failed_sets[key])
+        else:
+            self.waiting.setdefault(key, []).append((cell, job))
 
     def _fail(self, cell: Cell, failure: Failure, job=None) -> None:
         self.failed[(cell.data.name, cell.model.name)] = failure
+        if cell.kind == DISTRACTORS:  # no result of its own: its datasets' cells fail
+            self._fail_set(cell.data.name, cell.model.name, failure)
+            return
         self.tracker.fail(job or self._job(cell), failure)
+
+    def _fail_set(self, name: str, model: str, failure: Failure) -> None:
+        """A distractor set's cell failed: so do the cells that wait for it, and those to come."""
+        why = Failure(DISTRACTOR, f"its distractor set {name} failed: {failure.message}")
+        self.failed_sets[(name, model)] = why
+        for cell, job in self.waiting.pop((name, model), []):
+            self._fail(cell, why, job)
 
     def _job(self, cell: Cell, **extra) -> reducers.CellJob:
         """The cell's reducer job, hashed with the matrix's eval block and variants."""
@@ -402,13 +440,20 @@ class Run:
 
 
 def _plan_line(cells: list[Cell]) -> str:
-    """What the run will do, said before it works: "12 cells: 4 kept, 8 to run (3 to re-score)"."""
+    """What the run will do, said before it works: "12 cells: 4 kept, 8 to run (3 to re-score)"
+    (and the distractor sets to embed: "; 1 distractor set to embed for 2 models")."""
+    sets = [c for c in cells if c.kind == DISTRACTORS and c.state not in (DONE, FAILED)]
+    cells = [c for c in cells if c.kind != DISTRACTORS]
     states = [c.state for c in cells]
     kept, rescore, failed = states.count(DONE), states.count(EVALUATE), states.count(FAILED)
     to_run, fuse = len(cells) - kept - failed, states.count(FUSE)
     line = f"{count(len(cells), 'cell')}: {kept} kept, {to_run} to run ({rescore} to re-score"
     line += f", {fuse} to fuse)" if fuse else ")"
-    return line + (f", {failed} failed before starting" if failed else "")
+    line += f", {failed} failed before starting" if failed else ""
+    if sets:
+        line += (f"; {count(len({c.data.name for c in sets}), 'distractor set')} to embed "
+                 f"({sum(len(c.data.paths) for c in sets):,} images)")
+    return line
 
 
 def _matrix_record(matrix: MatrixSpec) -> dict:

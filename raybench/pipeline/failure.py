@@ -18,7 +18,8 @@ DATASET = "dataset"  # the dataset's manifest could not be loaded
 SCORING = "scoring"  # the embeddings could not be scored
 MEMBER = "member"  # a fusion whose member model failed on the dataset (the member's reason follows)
 FUSION = "fusion"  # the members' stored embeddings could not be fused
-KINDS = (LOAD, BATCH, IMAGE, STREAM, DATASET, SCORING, MEMBER, FUSION)
+DISTRACTOR = "distractors"  # the dataset's distractor set could not be embedded (its reason follows)
+KINDS = (LOAD, BATCH, IMAGE, STREAM, DATASET, SCORING, MEMBER, FUSION, DISTRACTOR)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,13 @@ a new batch size or a renamed description does not.
 A dataset with captions (text queries) adds them to its cells: a cell of a model with a text
 tower embeds the query captions too (``Cell.text``), and its key adds a hash of them; a cell
 of a model without one is an image cell whose result says "no text tower".
+
+A dataset with ``distractors:`` (raybench.datasets.distractors) adds a cell per model for its
+distractor set (``kind`` DISTRACTORS), shared by every dataset that names the same images: it
+is embedded in the model's stream like any cell (first, so that its datasets wait least) but
+never scored on its own; each dataset cell that names it (``Cell.distractors``) is scored once
+it is committed, and its eval hash holds the set's key, so new distractor embeddings re-score
+the dataset's cell without embedding it again.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ EVAL_SPLITS = ("query", "gallery")
 #: FUSE: a fusion cell whose fused embeddings are missing or stale; the reducer makes them from
 #: its members' cells (pipeline/fusion.py) once these are committed.
 DONE, EVALUATE, EMBED, FUSE, FAILED = "done", "evaluate", "embed", "fuse", "failed"
+#: Cell.kind: a (model, dataset) cell, scored and reported; a model's cell of a distractor set.
+DATASET, DISTRACTORS = "dataset", "distractors"
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,7 @@ class DatasetImages:
     video: dict | None = None
     tracklets: tuple[str, ...] = ()
     tracklet_index: object = None
+    distractors: "DatasetImages | None" = None  # the set its spec's ``distractors:`` names, loaded once
 
     @property
     def name(self) -> str:
@@ -71,6 +81,8 @@ class Cell:
     previous: CellResult | CellMarker | None = field(default=None, compare=False)  # to reuse
     text: bool = False  # embed and score the dataset's captions (a model with a text tower)
     members: tuple["Cell", ...] = ()  # a fusion cell: its members' cells of the same dataset
+    kind: str = DATASET  # DISTRACTORS: a distractor set's cell (module docstring)
+    distractors: "Cell | None" = None  # a dataset cell's distractor cell (same model), if any
 
     @property
     def text_status(self) -> str | None:
@@ -153,6 +165,53 @@ def video_images(table: pa.Table, paths: pa.Array, spec: DatasetSpec, frames_in_
             "tracklet_index": codes}
 
 
+def attach_distractors(datasets: dict[str, DatasetImages], limit: int | None = None) -> dict[str, DatasetImages]:
+    """Each dataset with ``distractors:`` gets its set (``DatasetImages.distractors``), loaded
+    once per folder however many datasets name it; a set that cannot be read is loaded as its
+    error (its cells fail, and the cells of the datasets that name it)."""
+    from raybench.datasets.distractors import distractor_source
+    from raybench.errors import RaybenchError
+
+    loaded: dict[str, DatasetImages] = {}
+    out = dict(datasets)
+    for name, data in datasets.items():
+        if not data.spec.distractors or data.error:
+            continue
+        try:
+            where = str(distractor_source(data.spec))
+        except RaybenchError as exc:
+            out[name] = dataclasses.replace(data, error=f"its distractors: {exc}")
+            continue
+        if where not in loaded:
+            loaded[where] = load_distractor_set(data.spec, limit)
+        out[name] = dataclasses.replace(data, distractors=loaded[where])
+    return out
+
+
+def load_distractor_set(spec: DatasetSpec, limit: int | None = None) -> DatasetImages:
+    """The distractor set that ``spec`` names, as the rows of a cell of its own (named by its
+    content: datasets/distractors.py); under --limit, a share of it (datasets/limit.py)."""
+    from raybench.datasets.distractors import distractor_source, load_distractors, set_name
+    from raybench.errors import RaybenchError
+
+    try:
+        table = load_distractors(spec)
+        if limit is not None:
+            from raybench.datasets.limit import limit_distractors
+
+            table = limit_distractors(table, limit)
+        name = set_name(table)
+    except RaybenchError as exc:
+        return DatasetImages(DatasetSpec(name=f"{spec.name}-distractors", adapter="folder", layout_dir=""), None, error=str(exc))
+    import numpy as np
+
+    paths = tuple(table.column("path").to_pylist())
+    set_spec = DatasetSpec(name=name, adapter="folder", layout_dir="", root=str(distractor_source(spec)),
+                           description=f"distractors named by {spec.name}")
+    return DatasetImages(set_spec, table, paths, np.arange(len(paths), dtype=np.int64), manifest_hash(table),
+                         limit=limit)
+
+
 def manifest_hash(table: pa.Table) -> str:
     """A stable hash of the rows that are embedded and scored."""
     digest = hashlib.sha256()
@@ -162,13 +221,17 @@ def manifest_hash(table: pa.Table) -> str:
     return digest.hexdigest()[:16]
 
 
-def eval_hash(dataset: DatasetSpec, spec: EvalSpec, variants: tuple[EvalVariant, ...] = ()) -> str:
+def eval_hash(dataset: DatasetSpec, spec: EvalSpec, variants: tuple[EvalVariant, ...] = (),
+              distractors: str | None = None) -> str:
     """What changes a cell's scores without changing its embeddings: the dataset's protocol,
-    the eval block and the eval variants. Without variants, and with AQE off, it is the hash
-    raybench wrote before either existed, so those results stay fresh."""
+    the eval block, the eval variants and the key of its distractor cell (``distractors``).
+    Without variants and distractors, and with AQE off, it is the hash raybench wrote before
+    any of them existed, so those results stay fresh."""
     blocks: list = [dataset.protocol.hash_fields(), spec.hash_fields()]
     if variants:
         blocks.append([[v.name, v.eval.hash_fields()] for v in variants])
+    if distractors:
+        blocks.append({"distractors": distractors})
     text = json.dumps(blocks, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -193,8 +256,12 @@ def plan_cells(matrix: MatrixSpec, datasets: dict[str, DatasetImages], store, fo
     from raybench.models import has_text_tower
 
     text = {model.name: has_text_tower(model) for model in matrix.models}
+    sets = {data.distractors.name: data.distractors for data in datasets.values() if data.distractors is not None}
+    extra = {(model.name, name): _plan_distractors(model, data, store, force, random_weights)
+             for model in matrix.models for name, data in sets.items()}
     cells = [
-        _plan_one(model, datasets[dataset.name], matrix, store, force, text[model.name], random_weights)
+        _plan_one(model, datasets[dataset.name], matrix, store, force, text[model.name], random_weights,
+                  _distractor_cell(extra, model, datasets[dataset.name]))
         for model in matrix.models
         for dataset in matrix.datasets
     ]
@@ -204,7 +271,30 @@ def plan_cells(matrix: MatrixSpec, datasets: dict[str, DatasetImages], store, fo
         for dataset in matrix.datasets:
             members = tuple(by_name[(member, dataset.name)] for member in fusion.of)
             cells.append(_plan_fusion(model, datasets[dataset.name], members, matrix, store, force, random_weights))
-    return cells
+    return cells + list(extra.values())
+
+
+def _distractor_cell(extra: dict, model: ModelSpec, data: DatasetImages) -> Cell | None:
+    return None if data.distractors is None else extra[(model.name, data.distractors.name)]
+
+
+def _plan_distractors(model: ModelSpec, data: DatasetImages, store, force: bool, random_weights: bool) -> Cell:
+    """A model's cell of a distractor set: DONE when its embeddings are committed and current
+    (it has no result of its own), else EMBED; FAILED when the set cannot be read."""
+    cell = Cell(model, data, EMBED, cell_key(model, data, random_weights=random_weights), kind=DISTRACTORS,
+                random_weights=random_weights)
+    if data.error:
+        return dataclasses.replace(cell, state=FAILED, key="", reason=data.error)
+    if force:
+        return dataclasses.replace(cell, reason="--force")
+    try:
+        marker = store.cell_marker(data.name, model.name)
+        if marker and marker.key == cell.key:
+            store.check_embeddings(data.name, marker)
+            return dataclasses.replace(cell, state=DONE, reason="finished", previous=marker)
+    except RunFileError as exc:  # a damaged or truncated set: embedded again
+        return dataclasses.replace(cell, reason=f"unreadable embeddings ({exc})")
+    return dataclasses.replace(cell, reason="no embeddings" if not marker else "stale embeddings")
 
 
 def fusion_key(model: ModelSpec, members: tuple[Cell, ...]) -> str:
@@ -220,6 +310,9 @@ def _plan_fusion(model: ModelSpec, data: DatasetImages, members: tuple[Cell, ...
     members' embeddings (never embedded)."""
     if data.error:
         return Cell(model, data, FAILED, "", data.error, random_weights=random_weights, members=members)
+    if data.distractors is not None:
+        return Cell(model, data, FAILED, "", f"{data.name} has distractors, which a fusion does not fuse yet "
+                    "(score its members instead)", random_weights=random_weights, members=members)
     planned = _plan_state(model, data, matrix, store, force, fusion_key(model, members))
     again = [m.model.name for m in members if m.state == EMBED]
     if planned.state == EMBED:
@@ -230,15 +323,22 @@ def _plan_fusion(model: ModelSpec, data: DatasetImages, members: tuple[Cell, ...
 
 
 def _plan_one(model: ModelSpec, data: DatasetImages, matrix: MatrixSpec, store, force: bool,
-              text_tower: bool = False, random_weights: bool = False) -> Cell:
+              text_tower: bool = False, random_weights: bool = False, distractors: Cell | None = None) -> Cell:
     if data.error:
         return Cell(model, data, FAILED, "", data.error, random_weights=random_weights)
+    if distractors is not None and distractors.state == FAILED:
+        return Cell(model, data, FAILED, "", f"its distractors: {distractors.reason}", random_weights=random_weights)
     text = text_tower and data.captions is not None
-    planned = _plan_state(model, data, matrix, store, force, cell_key(model, data, text, random_weights))
-    return dataclasses.replace(planned, text=text, random_weights=random_weights)
+    planned = _plan_state(model, data, matrix, store, force, cell_key(model, data, text, random_weights),
+                          distractors.key if distractors else None)
+    if distractors is not None and distractors.state == EMBED and planned.state == DONE:
+        planned = dataclasses.replace(planned, state=EVALUATE, reason="its distractors are embedded again",
+                                      previous=store.cell_marker(data.name, model.name))
+    return dataclasses.replace(planned, text=text, random_weights=random_weights, distractors=distractors)
 
 
-def _plan_state(model: ModelSpec, data: DatasetImages, matrix: MatrixSpec, store, force: bool, key: str) -> Cell:
+def _plan_state(model: ModelSpec, data: DatasetImages, matrix: MatrixSpec, store, force: bool, key: str,
+                distractors: str | None = None) -> Cell:
     if force:
         return Cell(model, data, EMBED, key, "--force")
     try:
@@ -261,7 +361,7 @@ def _plan_state(model: ModelSpec, data: DatasetImages, matrix: MatrixSpec, store
         result is not None
         and result.ok
         and result.cell_key == key
-        and result.eval_hash == eval_hash(data.spec, matrix.eval, matrix.eval_variants)
+        and result.eval_hash == eval_hash(data.spec, matrix.eval, matrix.eval_variants, distractors)
     )
     if fresh:
         return Cell(model, data, DONE, key, "finished", previous=result)
@@ -273,5 +373,7 @@ def group_by_model(cells: list[Cell]) -> list[tuple[ModelSpec, list[Cell]]]:
     groups: dict[str, tuple[ModelSpec, list[Cell]]] = {}
     for cell in cells:
         if cell.state == EMBED:
-            groups.setdefault(cell.model.name, (cell.model, []))[1].append(cell)
+            group = groups.setdefault(cell.model.name, (cell.model, []))[1]
+            group.insert(len([c for c in group if c.kind == DISTRACTORS]) if cell.kind == DISTRACTORS else len(group),
+                         cell)  # distractor sets first: their datasets wait on them
     return list(groups.values())

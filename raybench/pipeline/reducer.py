@@ -55,12 +55,16 @@ class CellJob:
     #: as planned, and their weights; empty for any other cell (or a fusion already committed)
     members: tuple[tuple[str, str], ...] = ()
     weights: tuple[float, ...] = ()
+    #: the cell of the dataset's distractor set that joins its gallery: (its name in
+    #: embeddings/, the key its marker must hold); None without distractors
+    distractors: tuple[str, str] | None = None
 
 
 def result_record(job: CellJob, spec: EvalSpec, scored=None, failure: Failure | None = None,
-                  eval_seconds: float = 0.0, text=None) -> CellResult:
+                  eval_seconds: float = 0.0, text=None, placement=None) -> CellResult:
     """The cell's result: ``scored`` is raybench.eval.protocol.score's (None when the cell
-    failed), ``text`` its text-to-image block on a caption dataset (see the module docstring)."""
+    failed), ``text`` its text-to-image block on a caption dataset (see the module docstring),
+    ``placement`` where its gallery was (shards.Placement: its shards and distractors)."""
     from raybench.eval.protocol import protocol_block
 
     embedded = {name: getattr(job.marker, name) for name in MARKER_FIELDS} if job.marker else {}
@@ -81,6 +85,7 @@ def result_record(job: CellJob, spec: EvalSpec, scored=None, failure: Failure | 
         eval_seconds=round(eval_seconds, 3), paradigm=job.paradigm,
         **{"spec_hash": job.spec_hash, "manifest_hash": job.manifest_hash, **embedded},
         cell_key=job.cell_key, eval_hash=job.eval_hash, limit=job.limit, random_weights=job.random_weights,
+        **({} if placement is None else {"shards": placement.shards, "distractors": placement.distractors}),
     )
 
 
@@ -91,21 +96,20 @@ def evaluate_cell(store, job: CellJob, spec: EvalSpec, seed: int = 0,
     from raybench.errors import RaybenchError
 
     start = time.perf_counter()
-    scored, text, failure = None, None, None
+    scored, text, failure, placement = None, None, None, None
     try:
-        from raybench.eval.protocol import score
-        from raybench.rundir.store import embedding_columns
+        from raybench.pipeline.shards import score_cell
 
-        table = store.read_embeddings(job.dataset.name, job.model)
-        scored = score(embedding_columns(table), job.dataset.protocol, spec, seed=seed, variants=variants)
+        scored, placement = score_cell(store, job, spec, seed=seed, variants=variants)
         if job.text_status == "ok":
-            text = text_scores(table, store.read_text_embeddings(job.dataset.name, job.model))
+            text = text_scores(store.read_embeddings(job.dataset.name, job.model),
+                               store.read_text_embeddings(job.dataset.name, job.model))
     except RaybenchError as exc:
         scored, failure = None, Failure(SCORING, str(exc))
     except Exception as exc:  # noqa: BLE001 - a bug in one cell's scoring must not stop the run
         log.exception("scoring %s x %s failed", job.dataset.name, job.model)
         scored, failure = None, Failure(SCORING, f"evaluation failed: {error_text(exc)}")
-    result = result_record(job, spec, scored, failure, time.perf_counter() - start, text)
+    result = result_record(job, spec, scored, failure, time.perf_counter() - start, text, placement)
     store.write_result(result)
     return result
 
@@ -216,6 +220,7 @@ def job_for(cell, spec: EvalSpec, variants: tuple[EvalVariant, ...] = (), **extr
     eval variants ``variants``."""
     from raybench.pipeline.plan import eval_hash
 
+    distractors = cell.distractors
     return CellJob(
         model=cell.model.name,
         dataset=cell.data.spec,
@@ -223,7 +228,8 @@ def job_for(cell, spec: EvalSpec, variants: tuple[EvalVariant, ...] = (), **extr
         spec_hash=cell.model.spec_hash(),
         cell_key=cell.key,
         manifest_hash=cell.data.hash,
-        eval_hash=eval_hash(cell.data.spec, spec, variants),
+        eval_hash=eval_hash(cell.data.spec, spec, variants, distractors.key if distractors else None),
+        distractors=(distractors.data.name, distractors.key) if distractors else None,
         text_status=cell.text_status,
         limit=cell.data.limit,
         random_weights=cell.random_weights,

@@ -12,7 +12,11 @@ headline setting (the main figures) does: its queries and gallery cameras, and i
 rule (cc drops the query's person in the query's outfit, sc in any other); each image shows
 its clothes key where the dataset has one.
 The numbers on the page (AP, rank of the first true match) are the result JSON's; the page
-says so where its own ranking disagrees with them. A dataset without image queries (scored
+says so where its own ranking disagrees with them. A cell whose gallery held a distractor set
+(its result's ``distractors``) ranks the set too, a block of it at a time: each block's top-k
+merged (eval.shard.block_top_k, merge_top_k, ordered as the metrics order: by distance, then
+the dataset's gallery before the set), and the distractors before the first true match
+counted, so no more than a block of the set is in memory. A dataset without image queries (scored
 leave-one-out) samples its test images as queries, each ranked against the others. A cell
 with text queries also gets a caption page (textrank.py). A video cell ranks tracklets: its
 stored frames are pooled as its result says (protocol ``pool`` and ``frames``,
@@ -51,7 +55,9 @@ def write_ranklists(run: Run, out: Path, n_queries: int, seed: int, notes: list[
             strips = None
             if "tracklet" in meta:
                 meta, emb, strips = tracklets(meta, emb, cell.result.protocol or {})
-            page = cell_page(cell, meta, emb, n_queries, seed, strips)
+            extra = Distractors(run.store, cell.result.distractors["name"], cell.model) \
+                if cell.result.distractors else None
+            page = cell_page(cell, meta, emb, n_queries, seed, strips, extra)
         except (OSError, KeyError, ValueError, RaybenchError) as exc:
             # one unreadable embeddings folder (a truncated part, an older layout) costs that
             # cell its page, not the whole report: the tables come from the result JSONs
@@ -127,8 +133,40 @@ def _not_shown(protocol: Mapping[str, Any]) -> list[str]:
     return (["query expansion"] if protocol.get("aqe_k") else []) + (["re-ranking"] if protocol.get("rerank") else [])
 
 
-def sample_lines(cell: Cell, meta: Mapping[str, Any], emb, n_queries: int, seed: int) -> tuple[list[Shown], Any, Any]:
-    """The sampled queries' top-k lists, for the first trial; returns (lines, query idx, gallery idx)."""
+class Distractors:
+    """A cell's distractor set, read a block of rows at a time (the module docstring)."""
+
+    BLOCK = 1 << 16
+
+    def __init__(self, store, name: str, model: str):
+        self.store, self.name, self.model = store, name, model
+        rows = store.read_rows(name, model)
+        self.rows = rows.column("row").to_numpy()
+        self.paths = rows.column("path").to_numpy(zero_copy_only=False)
+
+    def rank(self, queries, first: list[float | None], distance: str, normalize: bool, k: int):
+        """(top-k distances [Q, k], top-k set rows [Q, k], how many of the set rank before each
+        query's first true match at distance ``first`` (None: no match)) over the whole set."""
+        import numpy as np
+
+        from raybench.eval.shard import block_top_k, merge_top_k
+
+        tops, before = [], np.zeros(len(queries), np.int64)
+        bound = np.array([np.inf if f is None else f for f in first])
+        for a in range(0, len(self.rows), self.BLOCK):
+            block = self.store.read_embedding_rows(self.name, self.model, self.rows[a:a + self.BLOCK])
+            d = rank(queries, block, distance, normalize)
+            tops.append(block_top_k(d, a, k))
+            before += (d < bound[:, None]).sum(axis=1)  # the dataset's own gallery comes first on ties
+        values, idx = merge_top_k(tops, k)
+        return values, idx, before
+
+
+def sample_lines(cell: Cell, meta: Mapping[str, Any], emb, n_queries: int, seed: int,
+                 extra: Distractors | None = None) -> tuple[list[Shown], Any, Any]:
+    """The sampled queries' top-k lists, for the first trial; returns (lines, query idx, gallery
+    idx). With ``extra`` (the cell's distractor set), a top-k index past the table's rows is the
+    set's row ``index - len(emb)``."""
     import numpy as np
 
     per_query = cell.result.per_query or {}
@@ -150,19 +188,60 @@ def sample_lines(cell: Cell, meta: Mapping[str, Any], emb, n_queries: int, seed:
     chosen = sorted(rng.choice(candidates, size=min(n_queries, len(candidates)), replace=False).tolist())
     dist = rank(emb[q_idx[chosen]], emb[g_idx], protocol.get("distance", "euclidean"), protocol.get("normalize", True))
     g_pid, g_cam = meta["pid"][g_idx], meta["camid"][g_idx]
-    lines = []
+    orders, hits = [], []
     for row, qi in enumerate(chosen):
-        q_pid, q_cam = meta["pid"][q_idx[qi]], meta["camid"][q_idx[qi]]
+        q_pid = meta["pid"][q_idx[qi]]
         order = np.argsort(dist[row], kind="stable")
         if leave_one_out:
             order = order[g_idx[order] != q_idx[qi]]
         else:
             order = order[~_junk(meta, g_idx[order], q_idx[qi], protocol.get("camera_filter", True), setting.get("rule"))]
-        hits = np.flatnonzero(g_pid[order] == q_pid)
-        lines.append(Shown(query=int(q_idx[qi]), top=tuple(int(g_idx[j]) for j in order[:TOP_K]),
-                           first_match=int(hits[0]) + 1 if len(hits) else None,
-                           stored=stored.get(meta["path"][q_idx[qi]], {})))
+        orders.append(order)
+        hits.append(np.flatnonzero(g_pid[order] == q_pid))
+    top = [tuple(int(g_idx[j]) for j in order[:TOP_K]) for order in orders]
+    first = [int(h[0]) + 1 if len(h) else None for h in hits]
+    if extra is not None:
+        top, first = _with_distractors(extra, emb, emb[q_idx[chosen]], dist, orders, hits, g_idx, protocol)
+    lines = [Shown(query=int(q_idx[qi]), top=top[row], first_match=first[row],
+                   stored=stored.get(meta["path"][q_idx[qi]], {})) for row, qi in enumerate(chosen)]
     return lines, q_idx, g_idx
+
+
+def _with_distractors(extra: Distractors, emb, queries, dist, orders, hits, g_idx, protocol):
+    """The lines' top-k and first-match ranks once the distractor set joins the gallery: its
+    rows are numbered after the table's (``len(emb) + set row``)."""
+    import numpy as np
+
+    from raybench.eval.shard import merge_top_k
+
+    first_d = [float(dist[r, order[h[0]]]) if len(h) else None for r, (order, h) in enumerate(zip(orders, hits))]
+    values, idx, before = extra.rank(queries, first_d, protocol.get("distance", "euclidean"),
+                                     protocol.get("normalize", True), TOP_K)
+    own = [order[:TOP_K] for order in orders]
+    width = max(len(o) for o in own)
+    own_values = np.full((len(own), width), np.inf)
+    own_idx = np.full((len(own), width), -1)
+    for r, order in enumerate(own):  # the dataset's gallery keeps its own order: index = its rank
+        own_values[r, :len(order)], own_idx[r, :len(order)] = dist[r, order], np.arange(len(order))
+    _, merged = merge_top_k([(own_values, own_idx), (values, np.where(idx >= 0, idx + width, -1))], TOP_K)
+    top = [tuple(int(g_idx[own[r][j]]) if j < width else len(emb) + int(j - width) for j in row if j >= 0)
+           for r, row in enumerate(merged)]
+    first = [int(h[0]) + 1 + int(before[r]) if len(h) else None for r, h in enumerate(hits)]
+    return top, first
+
+
+def _stored_by_path(per_query: Mapping[str, Any], trial: int | None) -> dict[str, dict[str, Any]]:
+    paths = per_query.get("path") or []
+    trials = per_query.get("trial") or [trial] * len(paths)
+    out = {}
+    for i, path in enumerate(paths):
+        if trial is None or trials[i] == trial:
+            out.setdefault(path, {k: per_query[k][i] for k in ("ap", "first_match") if per_query.get(k)})
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# HTML
 
 
 def headline_scoring(cell: Cell) -> Mapping[str, Any]:
@@ -205,9 +284,10 @@ def _stored_by_path(per_query: Mapping[str, Any], trial: int | None) -> dict[str
 
 
 def cell_page(cell: Cell, meta: Mapping[str, Any], emb, n_queries: int, seed: int,
-              strips: Mapping[str, list[str]] | None = None) -> str:
-    """``strips``: a video cell's frames per tracklet (``tracklets``); ``meta`` is then per tracklet."""
-    lines, q_idx, g_idx = sample_lines(cell, meta, emb, n_queries, seed)
+              strips: Mapping[str, list[str]] | None = None, extra: Distractors | None = None) -> str:
+    """``strips``: a video cell's frames per tracklet (``tracklets``); ``meta`` is then per
+    tracklet. ``extra``: the cell's distractor set, ranked with its gallery."""
+    lines, q_idx, g_idx = sample_lines(cell, meta, emb, n_queries, seed, extra)
     thumbs = Thumbs()
     r = cell.result
     protocol = r.protocol or {}
@@ -233,6 +313,17 @@ def cell_page(cell: Cell, meta: Mapping[str, Any], emb, n_queries: int, seed: in
         "AP and first-match rank are the result's.</p>",
     ]
     cameras = bool(protocol.get("camera_filter", True))
+    if extra is not None:  # the set's rows after the table's, as the lines number them
+        import numpy as np
+
+        from raybench.eval.protocol import DISTRACTOR_PID
+
+        n = len(extra.paths)
+        meta = {**meta, "path": np.concatenate([meta["path"], extra.paths]),
+                "pid": np.concatenate([meta["pid"], np.full(n, DISTRACTOR_PID)]),
+                "camid": np.concatenate([meta["camid"], np.full(n, -1)])}
+        parts[-1] = parts[-1].replace("</p>", f" The gallery holds the distractor set {escape(extra.name)} "
+                                              f"({n:,} images) too.</p>")
     for line in lines:
         parts.append(_line_html(line, meta, thumbs, cameras, strips))
     parts.append("</body></html>")
@@ -275,16 +366,18 @@ def _line_html(line: Shown, meta: Mapping[str, Any], thumbs: Thumbs, cameras: bo
         text += f"<br><span class='warn'>(#{line.first_match} here: ties or re-ranking)</span>"
     cells = [f"<div class='q'>{shown('query', path, text)}</div><div class='sep'></div>"]
     for k, gi in enumerate(line.top, 1):
-        g_pid, g_cam = meta["pid"][gi], camera_label(meta["camid"][gi], cameras)
+        g_pid, g_cam = meta["pid"][gi], camera_label(meta["camid"][gi], cameras and meta["camid"][gi] >= 0)
         cls = "hit" if g_pid == pid else "miss"
-        caption = f"#{k}<br>pid {g_pid}" + (f"<br>{g_cam}" if g_cam else "") + _clothes_text(meta, gi)
+        caption = f"#{k}<br>" + ("distractor" if g_pid < 0 else f"pid {g_pid}") + (f"<br>{g_cam}" if g_cam else "") \
+            + _clothes_text(meta, gi)
         cells.append(shown(cls, meta["path"][gi], caption))
     return "<div class='row'>" + "".join(cells) + "</div>"
 
 
 def _clothes_text(meta: Mapping[str, Any], row: int) -> str:
     """An image's clothes key under its caption, where the dataset has clothes labels."""
-    return f"<br>clothes {escape(meta['clothes'][row])}" if "clothes" in meta else ""
+    shown = "clothes" in meta and row < len(meta["clothes"])  # a distractor set's rows come after, unlabelled
+    return f"<br>clothes {escape(meta['clothes'][row])}" if shown else ""
 
 
 def _index_page(run: Run, pages: Sequence[tuple[Cell, Path]]) -> str:

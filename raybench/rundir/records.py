@@ -300,6 +300,12 @@ class CellResult:
     video: Mapping[str, Any] | None = key(None, hash=False)
     #: the dataset's scoring settings (Protocol.settings), by name; the headline one is also the main block
     settings: Mapping[str, Scores] | None = key(None, hash=False, parse=_blocks)
+    #: the shards its gallery was scored in (raybench.pipeline.shards: count, items, the nodes
+    #: they ran on, restarts), None where one process scored it
+    shards: Mapping[str, Any] | None = key(None, hash=False)
+    #: the distractor set in its gallery (a dataset's ``distractors:``: the set's name in
+    #: embeddings/, its images, where they are), None without one
+    distractors: Mapping[str, Any] | None = key(None, hash=False)
     schema_version: int = key(SCHEMA_VERSION, absent=1, check=_version(SCHEMA_VERSION))
 
     @property

@@ -139,6 +139,29 @@ def _join(rows: pa.Table, parts: pa.Table, where: str) -> pa.Table:
     return rows.drop_columns([ROW_FIELD.name]).append_column(parts.schema.field("embedding"), embedding)
 
 
+def _may_hold(metadata, lo: int, hi: int) -> bool:
+    """Whether a part's footer allows rows in [lo, hi] (no statistics: it may)."""
+    for g in range(metadata.num_row_groups):
+        stats = metadata.row_group(g).column(0).statistics
+        if stats is None or not stats.has_min_max or (stats.min <= hi and stats.max >= lo):
+            return True
+    return False
+
+
+def _matching(held, ordered):
+    """(positions in ``held``, positions in the sorted ``ordered``) of every wanted row a part
+    holds, a row wanted twice given twice."""
+    import numpy as np
+
+    left, right = np.searchsorted(ordered, held, "left"), np.searchsorted(ordered, held, "right")
+    counts = right - left
+    hit = np.flatnonzero(counts)
+    counts = counts[hit]
+    take = np.repeat(hit, counts)
+    put = np.repeat(left[hit] - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
+    return take, put
+
+
 def text_gallery(table: pa.Table) -> pa.Table:
     """The images a caption is ranked against: every evaluated (non-train) image of an
     embedding table once (its first row), in table order."""
@@ -497,11 +520,69 @@ class RunStore:
         reads the images'; a cell committed without captions raises RunFileError."""
         return self._read(dataset, model, TEXT)
 
-    def _read(self, dataset: str, model: str, kind: _Kind) -> pa.Table:
+    def read_rows(self, dataset: str, model: str) -> pa.Table:
+        """A committed cell's manifest rows without their embeddings, each with the ``row`` of
+        its embedding in the parts (``ROW_FIELD``): what a scorer that reads the embeddings a
+        shard at a time needs first (``read_embedding_rows``)."""
+        import numpy as np
+
+        marker = self._marker(dataset, model)
+        if not marker.files:  # version 1: whole tables; their rows are their own order
+            table = self._read(dataset, model, IMAGES).drop_columns(["embedding"])
+            return row_table(table, np.arange(table.num_rows))
         rel = self.embeddings_dir(dataset, model)
+        table = self._read_parquet([self.path(rel, marker.attempt, IMAGES.rows)])
+        if table.num_rows != marker.rows:
+            raise RunFileError(self.path(rel), IMAGES.count, f"{table.num_rows} rows stored, {marker.rows} committed")
+        return table
+
+    def read_embedding_rows(self, dataset: str, model: str, rows, out=None) -> "np.ndarray":
+        """float32 [len(rows), dim]: the embeddings of the parts' ``rows`` (``read_rows``'s
+        ``row`` column), in that order, read part by part: a part whose rows (its footer's
+        statistics) miss them is not read, and no more than one part's embeddings is held
+        beside the result (``out``, when given: an array to fill). A row without an embedding
+        raises RunFileError."""
+        import numpy as np
+        import pyarrow.parquet as pq
+
+        marker = self._marker(dataset, model)
+        want = np.asarray(rows, np.int64)
+        out = np.empty((len(want), marker.dim), np.float32) if out is None else out
+        if not marker.files:  # version 1: one whole table
+            out[:] = embedding_matrix(self._read(dataset, model, IMAGES))[want]
+            return out
+        folder = self.path(self.embeddings_dir(dataset, model), marker.attempt)
+        filled = np.zeros(len(want), bool)
+        order = np.argsort(want, kind="stable")
+        ordered = want[order]
+        for name in sorted(n for n in marker.files if n.startswith(IMAGES.prefix)):
+            path = f"{folder}/{name}"
+            try:
+                part = pq.ParquetFile(path, filesystem=self.fs)
+                if not len(want) or not _may_hold(part.metadata, int(ordered[0]), int(ordered[-1])):
+                    continue
+                held = part.read(columns=[ROW_FIELD.name]).column(0).to_numpy()
+                take, put = _matching(held, ordered)
+                if len(take):
+                    out[order[put]] = embedding_matrix(part.read(columns=["embedding"]), path)[take]
+                    filled[order[put]] = True
+            except (OSError, pa.ArrowException) as exc:
+                raise RunFileError(path, "<file>", f"unreadable Parquet ({exc})") from None
+        if not filled.all():
+            raise RunFileError(folder, "row", f"{int((~filled).sum())} of {len(want)} rows have no embedding "
+                                              "in the committed parts")
+        return out
+
+    def _marker(self, dataset: str, model: str) -> CellMarker:
         marker = self.cell_marker(dataset, model)
         if marker is None:
-            raise RunFileError(self.path(rel), SUCCESS, "missing: these embeddings were never committed")
+            raise RunFileError(self.path(self.embeddings_dir(dataset, model)), SUCCESS,
+                               "missing: these embeddings were never committed")
+        return marker
+
+    def _read(self, dataset: str, model: str, kind: _Kind) -> pa.Table:
+        rel = self.embeddings_dir(dataset, model)
+        marker = self._marker(dataset, model)
         expected = getattr(marker, kind.count)
         if expected is None:
             raise RunFileError(self.path(rel, SUCCESS), kind.count, "absent: this cell was committed without captions")

@@ -140,6 +140,9 @@ class DatasetSpec:
     description: str = ""
     #: a video dataset: embed only the frames that ``frames: evenly:N`` pools (all: every frame)
     embed_frames: str = key("all", check=frames_rule)
+    #: a folder of images (or a CSV of their paths) that join the gallery as identities no query
+    #: has (raybench.datasets.distractors); a relative path is relative to the dataset's root
+    distractors: str | None = None
 
 
 def parse_dataset(data: Any, where: str, base: DatasetSpec | None = None) -> DatasetSpec:

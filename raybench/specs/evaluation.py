@@ -69,6 +69,31 @@ def _parse_aqe(value: Any, slot: Slot) -> dict[str, Any]:
 #: ``aqe: true | false | {k, alpha, times}``: one key for the three aqe_* fields
 AQE = Group("aqe", _parse_aqe)
 
+#: Keys that say where a cell is scored, never what: no eval hash reads them, and a variant is
+#: scored on the matrix's shards (raybench.eval.shard).
+PLACEMENT_FIELDS = ("shards", "shard_memory")
+_UNITS = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "KIB": 2**10, "MIB": 2**20, "GIB": 2**30,
+          "TIB": 2**40}
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*")
+
+
+def _parse_shards(value: Any, slot: Slot) -> int | str:
+    """``shards: auto | N``."""
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    slot.fail(f"must be 'auto' or a number of shards >= 1, got {value!r}")
+
+
+def _parse_bytes(value: Any, slot: Slot) -> int:
+    """A memory size: bytes, or a number with a unit (``4GB``, ``512MB``, ``1.5GiB``)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    found = _SIZE.fullmatch(value) if isinstance(value, str) else None
+    unit = found.group(2).upper() if found else ""
+    if not found or unit not in _UNITS or float(found.group(1)) <= 0:
+        slot.fail(f"must be a memory size such as 4GB, 512MB or 1.5GiB (units: {', '.join(_UNITS)}), got {value!r}")
+    return int(float(found.group(1)) * _UNITS[unit])
+
 
 @dataclass(frozen=True)
 class EvalSpec:
@@ -93,6 +118,11 @@ class EvalSpec:
     #: test loader takes them), before normalisation and distance; image datasets ignore both
     pool: str = key("mean", choices=POOLS)
     frames: str = key("all", check=frames_rule)
+    #: how many shards a cell's gallery is scored in (raybench.eval.shard): "auto" (as many as
+    #: shard_memory asks for: every study-sized gallery stays one) or N
+    shards: int | str = key("auto", parse=_parse_shards)
+    #: the memory one shard's process may use, in bytes (YAML: 4GB, 512MB, 1.5GiB)
+    shard_memory: int = key(4 * 10**9, parse=_parse_bytes)
 
     @property
     def aqe(self) -> bool:
@@ -101,8 +131,11 @@ class EvalSpec:
     def hash_fields(self) -> dict[str, Any]:
         """The fields an eval hash reads. The AQE fields count only when AQE is on, and the
         pooling fields only away from their defaults (what an image dataset means), so an eval
-        block without them hashes as it did before they existed (finished cells stay fresh)."""
+        block without them hashes as it did before they existed (finished cells stay fresh); the
+        placement fields never (sharding changes no score)."""
         fields = dataclasses.asdict(self)
+        for name in PLACEMENT_FIELDS:
+            fields.pop(name)
         if not self.aqe:
             for name in AQE_FIELDS:
                 fields.pop(name)
@@ -156,6 +189,10 @@ def parse_eval_variants(data: Any, where: str, base: EvalSpec) -> tuple[EvalVari
         if any(v.name == name for v in variants):
             raise SpecError(f"{at}: variant name {name!r} is listed twice")
         spec = parse_eval({k: v for k, v in item.items() if k != "name"}, f"{at} {name!r}", base)
+        moved = [f for f in PLACEMENT_FIELDS if getattr(spec, f) != getattr(base, f)]
+        if moved:
+            raise SpecError(f"{at} {name!r}: key {moved[0]!r} belongs to the matrix's eval block: every variant "
+                            "is scored on the same shards as the main block")
         twin = "the matrix's eval block" if spec == base else next(
             (f"variant {v.name!r}" for v in variants if v.eval == spec), None)
         if twin:
