@@ -187,7 +187,7 @@ def sample_lines(cell: Cell, meta: Mapping[str, Any], emb, n_queries: int, seed:
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.choice(candidates, size=min(n_queries, len(candidates)), replace=False).tolist())
     dist = rank(emb[q_idx[chosen]], emb[g_idx], protocol.get("distance", "euclidean"), protocol.get("normalize", True))
-    g_pid, g_cam = meta["pid"][g_idx], meta["camid"][g_idx]
+    g_pid = meta["pid"][g_idx]
     orders, hits = [], []
     for row, qi in enumerate(chosen):
         q_pid = meta["pid"][q_idx[qi]]
@@ -267,20 +267,6 @@ def _junk(meta: Mapping[str, Any], gallery, query: int, camera_filter: bool, rul
         outfit = meta["clothes"][gallery] == meta["clothes"][query]
         junk |= same & (outfit if rule == "cc" else ~outfit)
     return junk
-
-
-def _stored_by_path(per_query: Mapping[str, Any], trial: int | None) -> dict[str, dict[str, Any]]:
-    paths = per_query.get("path") or []
-    trials = per_query.get("trial") or [trial] * len(paths)
-    out = {}
-    for i, path in enumerate(paths):
-        if trial is None or trials[i] == trial:
-            out.setdefault(path, {k: per_query[k][i] for k in ("ap", "first_match") if per_query.get(k)})
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# HTML
 
 
 def cell_page(cell: Cell, meta: Mapping[str, Any], emb, n_queries: int, seed: int,
