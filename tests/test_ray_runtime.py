@@ -41,16 +41,28 @@ def test_ray_is_started_in_one_place():
 
 
 CONNECT = textwrap.dedent("""
-    import logging, os, sys
+    import logging, os, sys, time, warnings
     import ray
     from raybench import console, ray_runtime
     console.configure_logging(verbose=sys.argv[1] == "-v")
     assert ray_runtime.connect("console-test", num_cpus=1, kind="test")
     logging.getLogger("ray").warning("\\x1b[1m\\x1b[32mcoloured\\x1b[39m\\x1b[22m record")
     logging.getLogger("ray.data.dataset").warning("Warning: no available CPUs (a Ray Data record)")
+    warnings.warn("a library's UserWarning")  # torchreid warns so on import
     sys.stderr.flush()
     os.write(2, b"[2026-12-03 00:03:38,944 E 1 1] core_worker.cc:1: a native Ray line\\n")
     os.write(2, b"a native line of another library\\n")
+    marker = sys.argv[2]
+
+    @ray.remote(max_retries=-1)
+    def dies_once():
+        if not os.path.exists(marker):
+            open(marker, "w").close()
+            os._exit(1)  # as a worker killed by SIGTERM or the OOM killer
+        return 1
+
+    assert ray.get(dies_once.remote()) == 1
+    time.sleep(2)  # Ray publishes "Task ... failed" through the GCS; its listener prints it
     print("LOGS", ray_runtime.session_log_dir())
     print("COLOR", os.environ.get("RAY_COLOR_PREFIX"))
     console.notice("a raybench line")
@@ -60,15 +72,21 @@ CONNECT = textwrap.dedent("""
 
 @pytest.mark.slow
 @pytest.mark.parametrize("flag", ["", "-v"])
-def test_connect_console_policy(flag):
+def test_connect_console_policy(flag, tmp_path):
     """Default: Ray's records and its native lines stay off the console, other native output
-    and raybench's lines stay on it; -v: Ray's lines show. Never an ANSI code in a pipe."""
-    done = subprocess.run([sys.executable, "-c", CONNECT, flag], capture_output=True, text=True,
-                          env=_env(), cwd=REPO, timeout=120)
+    and raybench's lines stay on it; -v: Ray's lines show. Never an ANSI code in a pipe.
+
+    Ray's driver also prints the errors its GCS publishes ("(raylet) Task ... failed. There are
+    infinite retries remaining", "A worker died") on stdout whatever log_to_driver says, and a
+    library's Python warning prints on stderr: by default neither shows (they are in the
+    session's log folder: python-core-driver-*.log), with -v both do."""
+    done = subprocess.run([sys.executable, "-c", CONNECT, flag, str(tmp_path / "died")], capture_output=True,
+                          text=True, env=_env(), cwd=REPO, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
-    err = done.stderr
+    err, shown = done.stderr, done.stdout + done.stderr
+    assert (tmp_path / "died").exists()
     assert "a raybench line" in err and "a native line of another library" in err
-    assert "\x1b" not in err + done.stdout
+    assert "\x1b" not in shown
     assert "COLOR 0" in done.stdout
     logs = re.search(r"^LOGS (.+)$", done.stdout, re.M).group(1)
     assert Path(logs).is_dir() and Path(logs).name == "logs", logs
@@ -77,9 +95,11 @@ def test_connect_console_policy(flag):
         assert "Started a local Ray instance" in err and "coloured record" in err
         assert "a Ray Data record" in err
         assert "core_worker.cc:1: a native Ray line" in err
+        assert "infinite retries remaining" in shown and "a library's UserWarning" in shown
     else:
         assert not RAY_LINE.search(err), err
         assert "coloured" not in err and "Started a local Ray" not in err and "Ray Data" not in err
+        assert "retries remaining" not in shown and "raylet" not in shown and "Warning" not in shown, shown
 
 
 LIBRARY_LINES = textwrap.dedent("""
@@ -109,47 +129,6 @@ def test_library_log_records_and_warnings_stay_off_the_console(flag):
         assert all(line in done.stderr for line in libraries), done.stderr
     else:
         assert not any(line in done.stderr for line in libraries), done.stderr
-
-
-DIES_ONCE = textwrap.dedent("""
-    import os, sys, time, warnings
-    import ray
-    from raybench import console, ray_runtime
-    console.configure_logging(verbose=sys.argv[1] == "-v")
-    assert ray_runtime.connect("console-test", num_cpus=1, kind="test")
-    warnings.warn("a library's UserWarning")  # torchreid warns so on import
-    marker = sys.argv[2]
-
-    @ray.remote(max_retries=-1)
-    def dies_once():
-        if not os.path.exists(marker):
-            open(marker, "w").close()
-            os._exit(1)  # as a worker killed by SIGTERM or the OOM killer
-        return 1
-
-    assert ray.get(dies_once.remote()) == 1
-    time.sleep(2)  # Ray publishes "Task ... failed" through the GCS; its listener prints it
-    console.notice("a raybench line")
-    ray.shutdown()
-""")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("flag", ["", "-v"])
-def test_a_retried_task_and_a_library_warning_stay_off_the_console(flag, tmp_path):
-    """Ray's driver prints the errors its GCS publishes ("(raylet) Task ... failed. There are
-    infinite retries remaining", "A worker died") on stdout whatever log_to_driver says, and a
-    library's Python warning prints on stderr: by default neither shows (they are in the
-    session's log folder: python-core-driver-*.log), with -v both do."""
-    done = subprocess.run([sys.executable, "-c", DIES_ONCE, flag, str(tmp_path / "died")], capture_output=True,
-                          text=True, env=_env(), cwd=REPO, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert (tmp_path / "died").exists() and "a raybench line" in done.stderr
-    shown = done.stdout + done.stderr
-    if flag == "-v":
-        assert "infinite retries remaining" in shown and "a library's UserWarning" in shown
-    else:
-        assert "retries remaining" not in shown and "raylet" not in shown and "Warning" not in shown, shown
 
 
 @pytest.mark.slow
