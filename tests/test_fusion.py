@@ -136,3 +136,82 @@ def test_fusions_parse_with_errors_that_name_the_key(tmp_path):
     spec = load_matrix(write([{"name": "f", "of": ["color-hist", "other"]}]))
     assert [m.name for m in spec.select(models=["f"]).models] == ["color-hist", "other"]
     assert spec.select(models=["color-hist"]).fusions == ()
+
+
+@pytest.mark.slow
+def test_a_fusion_fuses_its_members_distractor_set_once_and_scores_with_it(ray_local, tmp_path):
+    """Two datasets name one distractor folder: the fusion's cell of the set is fused from its
+    members' set cells (never embedded) and joins both datasets' galleries; the scores equal
+    torchreid's on the fused features of the gallery plus the set; a member's set embedded
+    again makes the fusion fuse the set and score again, to the same numbers."""
+    import dataclasses
+
+    import torch
+    from torchreid.reid.metrics import compute_distance_matrix, evaluate_rank
+
+    root = tmp_path / "data"
+    make_market(root / "alpha", seed=1), make_market(root / "beta", seed=2), make_market(root / "extra", seed=3)
+    folder = str(root / "extra" / "bounding_box_test")
+    datasets = [dataclasses.replace(market_dataset(n, root / n), distractors=folder) for n in ("alpha", "beta")]
+    spec = matrix((dummy_model("a", dim=8), dummy_model("b", dim=5)), datasets,
+                  fusions=(FusionSpec("ab", ("a", "b"), (1.0, 2.0)),))
+    spec = dataclasses.replace(spec, eval=dataclasses.replace(spec.eval, shards=2))
+    out = str(tmp_path / "run")
+    lines = []
+    summary = run_matrix(spec, out, RunOptions(), echo=lines.append)
+    assert summary.ok, summary.failed
+    assert "6 cells: 0 kept, 6 to run (0 to re-score, 2 to fuse); 1 distractor set to embed (36 images)" in lines, lines[:3]
+    store = RunStore.open(out)
+    (name,) = {store.read_result(d, "ab").distractors["name"] for d in ("alpha", "beta")}
+    fused_set = store.cell_marker(name, "ab")
+    assert fused_set.dim == 13 and fused_set.rows == 18
+    assert sorted(p.name for p in (tmp_path / "run" / "results").iterdir()) == ["alpha", "beta"]  # a set has no result
+    assert {(r["dataset"], r["model"]) for r in summary.rows} == {(d, m) for d in ("alpha", "beta") for m in ("a", "b", "ab")}
+
+    def reference(dataset):
+        """torchreid on the members' stored embeddings of the dataset and the set, fused here."""
+        parts = []
+        for member, w in (("a", 1.0), ("b", 2.0)):
+            e = np.concatenate([embedding_matrix(store.read_embeddings(d, member)) for d in (dataset, name)])
+            e = e.astype(np.float64)
+            parts.append(np.sqrt(w) * e / np.linalg.norm(e, axis=1, keepdims=True))
+        feats = np.concatenate(parts, axis=1)
+        feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+        own = store.read_embeddings(dataset, "a")
+        split = np.array(own.column("split").to_pylist() + ["gallery"] * 18)
+        pid = np.concatenate([own.column("pid").to_numpy(), np.full(18, -2)])  # no query's identity
+        cam = np.concatenate([own.column("camid").to_numpy(), np.full(18, -1)])
+        q, g = split == "query", split == "gallery"
+        dist = compute_distance_matrix(torch.from_numpy(feats[q]), torch.from_numpy(feats[g]), "euclidean").numpy()
+        cmc, mAP = evaluate_rank(dist, pid[q], pid[g], cam[q], cam[g], max_rank=10)
+        return float(mAP), np.asarray(cmc)
+
+    before = {}
+    for dataset in ("alpha", "beta"):
+        result = store.read_result(dataset, "ab")
+        ref_map, ref_cmc = reference(dataset)
+        assert result.num_gallery == 18 + 18 and result.shards["count"] == 2
+        assert result.mAP == pytest.approx(ref_map, abs=1e-6) and np.allclose(result.cmc, ref_cmc, atol=1e-6)
+        before[dataset] = result.mAP
+
+    # b's set embedded again: the fusion's set is fused again and both fusion cells re-scored
+    store.fs.delete_file(store.path(f"embeddings/{name}/b/_SUCCESS"))
+    summary = run_matrix(spec, out, RunOptions(), echo=lambda _: None)
+    assert summary.ok, summary.failed
+    again = {(r["dataset"], r["model"]): r["this_run"] for r in summary.rows}
+    assert again == {(d, m): "kept" if m == "a" else "scored" for d in ("alpha", "beta") for m in ("a", "b", "ab")}
+    assert store.cell_marker(name, "ab").written != fused_set.written
+    assert {d: store.read_result(d, "ab").mAP for d in before} == before
+
+    # a member that cannot embed the set fails the fusion's cells with its reason, and no other
+    from PIL import Image
+
+    Image.new("RGB", (32, 64)).save(root / "extra" / "bounding_box_test" / "0099_c1s1_000000_00.jpg")
+    spec = matrix((dummy_model("a", dim=8), dummy_model("black", fail_on_black=True)), datasets[:1],
+                  fusions=(FusionSpec("a-black", ("a", "black"), (1.0, 1.0)),))
+    summary = run_matrix(spec, str(tmp_path / "run2"), RunOptions(), echo=lambda _: None)
+    failed = {(r["dataset"], r["model"]): r["error"] for r in summary.failed}
+    assert set(failed) == {("alpha", "black"), ("alpha", "a-black")}, failed
+    assert failed[("alpha", "black")].startswith("its distractor set ")
+    assert failed[("alpha", "a-black")] == f"member black failed: {failed[('alpha', 'black')]}"
+    assert [r["model"] for r in summary.rows if r["status"] == "ok"] == ["a"]

@@ -32,7 +32,7 @@ from raybench.pipeline.failure import DATASET, DISTRACTOR, LOAD, MEMBER, STREAM,
 from raybench.pipeline.oversize import oversize_warnings
 from raybench.pipeline.parts import WRITES_DRIVER, Parts, write_parts
 from raybench.pipeline.plan import (
-    DISTRACTORS, DONE, EVALUATE, FAILED, FUSE, Cell, DatasetImages, attach_distractors, group_by_model, load_images,
+    DISTRACTORS, DONE, EMBED, EVALUATE, FAILED, FUSE, Cell, DatasetImages, attach_distractors, group_by_model, load_images,
     plan_cells,
 )
 from raybench.pipeline.preflight import preflight
@@ -220,7 +220,7 @@ class Run:
                                          random_weights=random_weights) for model, _ in groups}
         self.caches = PixelCaches(self.store, self.options.pixel_cache, self.options.force, self.echo,
                                   _sharing(groups, prepared))
-        fusions = [cell for cell in cells if cell.state == FUSE]
+        fusions = [cell for cell in cells if cell.state == FUSE and cell.kind != DISTRACTORS]  # sets: with their datasets
         embedding = {model.name for model, _ in groups}  # models whose cells are not all settled yet
         fusions = self._fuse(fusions, embedding)  # those whose members were committed before this run
         for model, group in groups:
@@ -270,12 +270,18 @@ class Run:
         for cell in (c for c in cells if not any(c is w for w in waiting)):
             failed = [(m.model.name, self.failed[(cell.data.name, m.model.name)]) for m in cell.members
                       if (cell.data.name, m.model.name) in self.failed]
-            if failed:
-                member, failure = failed[0]
+            extra = cell.distractors
+            sets = [(m.model.name, self.failed_sets[(m.data.name, m.model.name)]) for m in (extra.members if extra else ())
+                    if (m.data.name, m.model.name) in self.failed_sets]
+            if failed or sets:
+                member, failure = (failed or sets)[0]
                 self._fail(cell, Failure(MEMBER, f"member {member} failed: {failure.message}"))
                 continue
+            fuse_set = {} if extra is None or extra.state != FUSE else {
+                "distractor_members": tuple((m.model.name, m.key) for m in extra.members),
+                "distractor_hash": extra.data.hash}
             self.tracker.evaluate(self._job(cell, members=tuple((m.model.name, m.key) for m in cell.members),
-                                            weights=tuple(cell.model.options["weights"])))
+                                            weights=tuple(cell.model.options["weights"]), **fuse_set))
         return waiting
 
     # -- one model ------------------------------------------------------------------------
@@ -442,7 +448,7 @@ class Run:
 def _plan_line(cells: list[Cell]) -> str:
     """What the run will do, said before it works: "12 cells: 4 kept, 8 to run (3 to re-score)"
     (and the distractor sets to embed: "; 1 distractor set to embed for 2 models")."""
-    sets = [c for c in cells if c.kind == DISTRACTORS and c.state not in (DONE, FAILED)]
+    sets = [c for c in cells if c.kind == DISTRACTORS and c.state == EMBED]
     cells = [c for c in cells if c.kind != DISTRACTORS]
     states = [c.state for c in cells]
     kept, rescore, failed = states.count(DONE), states.count(EVALUATE), states.count(FAILED)

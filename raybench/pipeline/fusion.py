@@ -37,41 +37,41 @@ def fuse(embeddings: list[np.ndarray], weights: list[float]) -> np.ndarray:
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 
-def fuse_cell(store, job):
-    """Fuse ``job.members`` ((model, expected key) pairs) of ``job.dataset`` with ``job.weights``
-    and commit the fused cell; returns its CellMarker. A member not committed under the key the
-    driver planned, or members that hold different images, raise RaybenchError."""
+def fuse_cell(store, fusion: str, dataset: str, members, weights, key: str, spec_hash: str, manifest_hash: str):
+    """Fuse ``members`` ((model, expected key) pairs) of ``dataset`` (a dataset's or a distractor
+    set's cell) with ``weights`` and commit the fused cell of ``fusion`` under ``key``; returns
+    its CellMarker. A member not committed under the key the driver planned, or members that
+    hold different images, raise RaybenchError."""
     from raybench.rundir import provenance
     from raybench.rundir.records import CellMarker
     from raybench.rundir.store import embedding_matrix, embedding_table
 
     start = time.perf_counter()
-    dataset = job.dataset.name
     tables, markers = [], []
-    for model, key in job.members:
+    for model, member_key in members:
         marker = store.cell_marker(dataset, model)
-        if marker is None or marker.key != key:
+        if marker is None or marker.key != member_key:
             state = "never committed" if marker is None else "stale (embedded again since this run planned)"
-            raise RaybenchError(f"fusion {job.model}: the embeddings of member {model} on {dataset} are {state}")
+            raise RaybenchError(f"fusion {fusion}: the embeddings of member {model} on {dataset} are {state}")
         markers.append(marker)
         tables.append(store.read_embeddings(dataset, model))
-    _check_same_rows(job.model, [m for m, _ in job.members], tables)
-    fused = fuse([embedding_matrix(t) for t in tables], list(job.weights))
+    _check_same_rows(fusion, [m for m, _ in members], tables)
+    fused = fuse([embedding_matrix(t) for t in tables], list(weights))
     first = tables[0]
     table = embedding_table(first.drop_columns(["embedding"]), fused)
     params = [m.num_params for m in markers]
     marker = CellMarker(
-        key=job.cell_key, model=job.model, dataset=dataset, spec_hash=job.spec_hash,
-        manifest_hash=job.manifest_hash, dim=int(fused.shape[1]), rows=table.num_rows,
+        key=key, model=fusion, dataset=dataset, spec_hash=spec_hash,
+        manifest_hash=manifest_hash, dim=int(fused.shape[1]), rows=table.num_rows,
         num_params=None if None in params else sum(params),
         embed_seconds=round(time.perf_counter() - start, 3),
         skipped_images=tuple(sorted({s for m in markers for s in m.skipped_images})),
         device=",".join(sorted({m.device for m in markers if m.device})), written=provenance.now(),
         video=markers[0].video,  # the members embedded the same frames
     )
-    spec = {"fusion": {"name": job.model, "of": [m for m, _ in job.members], "weights": list(job.weights)},
+    spec = {"fusion": {"name": fusion, "of": [m for m, _ in members], "weights": list(weights)},
             "members": {m.model: m.key for m in markers}}
-    return store.write_embeddings(dataset, job.model, table, marker, spec)
+    return store.write_embeddings(dataset, fusion, table, marker, spec)
 
 
 def _check_same_rows(fusion: str, members: list[str], tables: list[pa.Table]) -> None:

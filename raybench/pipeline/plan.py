@@ -14,7 +14,9 @@ distractor set (``kind`` DISTRACTORS), shared by every dataset that names the sa
 is embedded in the model's stream like any cell (first, so that its datasets wait least) but
 never scored on its own; each dataset cell that names it (``Cell.distractors``) is scored once
 it is committed, and its eval hash holds the set's key, so new distractor embeddings re-score
-the dataset's cell without embedding it again.
+the dataset's cell without embedding it again. A fusion has a cell of the set too, never
+embedded: the reducer fuses it from its members' cells of the set (as it fuses their dataset
+cells) before it scores the fusion's first dataset cell that names the set.
 """
 
 from __future__ import annotations
@@ -268,9 +270,13 @@ def plan_cells(matrix: MatrixSpec, datasets: dict[str, DatasetImages], store, fo
     by_name = {(c.model.name, c.data.name): c for c in cells}
     for fusion in matrix.fusions:
         model = fusion.as_model()
+        for name, data in sets.items():
+            members = tuple(extra[(member, name)] for member in fusion.of)
+            extra[(model.name, name)] = _plan_fused_set(model, data, members, store, force, random_weights)
         for dataset in matrix.datasets:
             members = tuple(by_name[(member, dataset.name)] for member in fusion.of)
-            cells.append(_plan_fusion(model, datasets[dataset.name], members, matrix, store, force, random_weights))
+            cells.append(_plan_fusion(model, datasets[dataset.name], members, matrix, store, force, random_weights,
+                                      _distractor_cell(extra, model, datasets[dataset.name])))
     return cells + list(extra.values())
 
 
@@ -305,21 +311,49 @@ def fusion_key(model: ModelSpec, members: tuple[Cell, ...]) -> str:
 
 
 def _plan_fusion(model: ModelSpec, data: DatasetImages, members: tuple[Cell, ...], matrix: MatrixSpec, store,
-                 force: bool, random_weights: bool) -> Cell:
+                 force: bool, random_weights: bool, distractors: Cell | None = None) -> Cell:
     """A fusion cell: kept or re-scored as any cell; else FUSE, made by the reducer from its
-    members' embeddings (never embedded)."""
+    members' embeddings (never embedded). ``distractors``: the fusion's cell of the dataset's
+    distractor set (``_plan_fused_set``); one that is to be fused again makes this cell FUSE
+    too, so that the reducer fuses the set before it scores the cell."""
     if data.error:
         return Cell(model, data, FAILED, "", data.error, random_weights=random_weights, members=members)
-    if data.distractors is not None:
-        return Cell(model, data, FAILED, "", f"{data.name} has distractors, which a fusion does not fuse yet "
-                    "(score its members instead)", random_weights=random_weights, members=members)
-    planned = _plan_state(model, data, matrix, store, force, fusion_key(model, members))
+    if distractors is not None and distractors.state == FAILED:
+        return Cell(model, data, FAILED, "", f"its distractors: {distractors.reason}", random_weights=random_weights,
+                    members=members)
+    planned = _plan_state(model, data, matrix, store, force, fusion_key(model, members),
+                          distractors.key if distractors else None)
     again = [m.model.name for m in members if m.state == EMBED]
     if planned.state == EMBED:
         planned = dataclasses.replace(planned, state=FUSE, reason=planned.reason.replace("embeddings", "fused embeddings"))
     elif again:  # the same key, but the member's files will be new
         planned = dataclasses.replace(planned, state=FUSE, reason=f"member {again[0]} is embedded again")
-    return dataclasses.replace(planned, random_weights=random_weights, members=members)
+    elif distractors is not None and distractors.state == FUSE:
+        planned = dataclasses.replace(planned, state=FUSE, reason=f"its distractors are fused again ({distractors.reason})")
+    return dataclasses.replace(planned, random_weights=random_weights, members=members, distractors=distractors)
+
+
+def _plan_fused_set(model: ModelSpec, data: DatasetImages, members: tuple[Cell, ...], store, force: bool,
+                    random_weights: bool) -> Cell:
+    """A fusion's cell of a distractor set: DONE when its fused embeddings are committed under
+    the key of its members' set cells, FUSE when they are to be made (by the reducer, with the
+    fusion's first dataset cell that names the set), FAILED with a member's set."""
+    cell = Cell(model, data, FUSE, fusion_key(model, members), kind=DISTRACTORS, random_weights=random_weights,
+                members=members)
+    failed = [m for m in members if m.state == FAILED]
+    if failed:
+        return dataclasses.replace(cell, state=FAILED, key="", reason=f"member {failed[0].model.name}: {failed[0].reason}")
+    again = [m.model.name for m in members if m.state == EMBED]
+    if force or again:
+        return dataclasses.replace(cell, reason="--force" if force else f"member {again[0]} is embedded again")
+    try:
+        marker = store.cell_marker(data.name, model.name)
+        if marker and marker.key == cell.key:
+            store.check_embeddings(data.name, marker)
+            return dataclasses.replace(cell, state=DONE, reason="finished", previous=marker)
+    except RunFileError as exc:
+        return dataclasses.replace(cell, reason=f"unreadable fused embeddings ({exc})")
+    return dataclasses.replace(cell, reason="no fused embeddings" if not marker else "stale fused embeddings")
 
 
 def _plan_one(model: ModelSpec, data: DatasetImages, matrix: MatrixSpec, store, force: bool,

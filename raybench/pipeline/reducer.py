@@ -58,6 +58,10 @@ class CellJob:
     #: the cell of the dataset's distractor set that joins its gallery: (its name in
     #: embeddings/, the key its marker must hold); None without distractors
     distractors: tuple[str, str] | None = None
+    #: a fusion's set cell to fuse before scoring (plan._plan_fused_set): its members' (model,
+    #: cell key) of the set, and the set's manifest hash; empty when the set is committed
+    distractor_members: tuple[tuple[str, str], ...] = ()
+    distractor_hash: str = ""
 
 
 def result_record(job: CellJob, spec: EvalSpec, scored=None, failure: Failure | None = None,
@@ -159,6 +163,9 @@ class Reducer:
     def __init__(self, store, spec: EvalSpec, run: str, variants: tuple[EvalVariant, ...] = ()):
         self.store, self.spec, self.run, self.variants = store, spec, run, variants
         self._metrics = None
+        #: the fused distractor set cells this actor committed, (set, fusion, key): a set that
+        #: several datasets name is fused once a run (a restarted actor fuses it again)
+        self._fused_sets: set[tuple[str, str, str]] = set()
 
     def _record(self, result: CellResult) -> CellResult:
         """Counted on the dashboard's metrics as it is scored."""
@@ -177,7 +184,7 @@ class Reducer:
         """Score a committed cell; a fusion job (``job.members``) is fused and committed first."""
         if job.members:
             try:
-                job = fused_job(self.store, job)
+                job = fused_job(self.store, job, self._fused_sets)
             except Exception as exc:  # noqa: BLE001 - one fusion's failure is its cell's
                 return self.fail(job, Failure(FUSION, error_text(exc)))
         return self._record(evaluate_cell(self.store, job, self.spec, variants=self.variants))
@@ -188,12 +195,20 @@ class Reducer:
         return self._record(result)
 
 
-def fused_job(store, job: CellJob) -> CellJob:
-    """Fuse and commit a fusion cell (pipeline/fusion.py); the job to score it, holding the
-    fused cell's marker."""
+def fused_job(store, job: CellJob, fused_sets: set[tuple[str, str, str]]) -> CellJob:
+    """Fuse and commit a fusion cell (pipeline/fusion.py), and first its distractor set's cell
+    when the job asks for it and this reducer has not fused it yet (``fused_sets``, updated);
+    the job to score it, holding the fused cell's marker."""
     from raybench.pipeline.fusion import fuse_cell
 
-    return dataclasses.replace(job, marker=fuse_cell(store, job))
+    if job.distractor_members:
+        name, key = job.distractors
+        if (name, job.model, key) not in fused_sets:
+            fuse_cell(store, job.model, name, job.distractor_members, job.weights, key, job.spec_hash, job.distractor_hash)
+            fused_sets.add((name, job.model, key))
+    marker = fuse_cell(store, job.model, job.dataset.name, job.members, job.weights, job.cell_key, job.spec_hash,
+                       job.manifest_hash)
+    return dataclasses.replace(job, marker=marker)
 
 
 def start(store, spec: EvalSpec, run: str, run_id: str, label_selector: dict[str, str] | None = None,
