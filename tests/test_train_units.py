@@ -5,6 +5,8 @@ open_clip CLIP, and the ablation matrix's `trained:<run>` names (their resolutio
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 from collections import Counter
 
 import numpy as np
@@ -288,6 +290,18 @@ def test_a_run_folder_of_another_recipe_is_not_resumed(tmp_path):
     other = cfg.replace(model=dataclasses.replace(cfg.model, arch="osnet_x1_0"))
     with pytest.raises(SpecError, match="arch 'osnet_x0_25', not 'osnet_x1_0'"):
         _check_resumable(other, tmp_path)
+    # with the folder's config.json: longer training and other resources resume, other settings do not
+    from raybench.train.run import _as_json
+
+    (tmp_path / "config.json").write_text(json.dumps(_as_json(cfg)))
+    _check_resumable(cfg.replace(epochs=cfg.epochs + 10, workers=1, log_every=1), tmp_path)
+    moved = cfg.replace(dataset=dataclasses.replace(cfg.dataset, root="/elsewhere"))
+    _check_resumable(moved, tmp_path)  # the same dataset, its folder moved
+    lr = cfg.optimizer.lr
+    changed = cfg.replace(optimizer=dataclasses.replace(cfg.optimizer, lr=lr * 2), seed=cfg.seed + 1)
+    with pytest.raises(SpecError, match=re.escape(f"other settings (optimizer.lr {lr!r}, not {lr * 2!r}; "
+                                                  f"seed {cfg.seed!r}, not {cfg.seed + 1!r})")):
+        _check_resumable(changed, tmp_path)
     with pytest.raises(SpecError, match="not a URI"):
         train(cfg, out="s3://bucket/run")
 

@@ -64,7 +64,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, workers: int | None =
     _check_data(cfg)
     _check_resumable(cfg, out)
     resume = _set_aside_torn_snapshot(out / "ray" / cfg.name)
-    (out / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2, default=str))
+    (out / "config.json").write_text(json.dumps(_as_json(cfg), indent=2))
     started = connect(cfg.name, dashboard=None, kind="train")  # the dashboard's Train view, if installed
     try:
         gpus = _gpus(cfg.gpus_per_worker)
@@ -185,9 +185,18 @@ def _set_aside_torn_snapshot(storage: Path) -> str | None:
     return str(latest) if latest else None
 
 
+#: What a rerun may change and still resume a run folder: how long it trains and on what
+#: resources, its logging and fault drills. Anything else (the model, data, sampler, augmentation,
+#: loss, optimizer, schedule, seed, ...) would resume one training with another's settings.
+RESUMABLE_CHANGES = ("epochs", "workers", "gpus_per_worker", "data_workers", "log_every", "keep_checkpoints",
+                     "max_failures", "fail_once_after_epoch", "description", "source")
+
+
 def _check_resumable(cfg: TrainConfig, out: Path) -> None:
     """A rerun resumes the latest checkpoint under ``out``: refuse, before any worker starts,
-    one written by another recipe, dataset or architecture (it would not load)."""
+    one written by another recipe, dataset or architecture (it would not load), or with other
+    settings than ``cfg``'s (the resolved config the run folder's config.json records; any key
+    but RESUMABLE_CHANGES), naming the keys that differ."""
     from raybench.train.loop import INFO_FILE
 
     latest = latest_checkpoint(out / "ray" / cfg.name)
@@ -199,6 +208,39 @@ def _check_resumable(cfg: TrainConfig, out: Path) -> None:
         if key in old and old[key] != value:
             raise SpecError(f"{out} holds run {cfg.name!r} with {key} {old[key]!r}, not {value!r}: "
                             f"rerunning would resume it. Use another --out (or run name)")
+    recorded = out / "config.json"
+    if not recorded.is_file():  # a folder written before config.json held the whole config
+        return
+    differ = [f"{key} {a!r}, not {b!r}" for key, a, b in _changed(_settings(json.loads(recorded.read_text())),
+                                                                  _settings(_as_json(cfg)))]
+    if differ:
+        raise SpecError(f"{out} holds run {cfg.name!r} trained with other settings ({'; '.join(differ)}): "
+                        "rerunning would resume it with these. Use another --out (or run name), or the same settings")
+
+
+def _as_json(cfg: TrainConfig) -> dict:
+    """The config as config.json records it."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg), default=str))
+
+
+def _settings(config: dict) -> dict:
+    """What a resumed run must share with the run it resumes: all but RESUMABLE_CHANGES, the
+    dataset by name (its root may move with the folder)."""
+    out = {k: v for k, v in config.items() if k not in RESUMABLE_CHANGES}
+    out["dataset"] = (config.get("dataset") or {}).get("name")
+    return out
+
+
+def _changed(old: dict, new: dict, prefix: str = "") -> list[tuple[str, object, object]]:
+    """(dotted key, old, new) for each key whose value differs, nested mappings key by key."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _changed(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append((f"{prefix}{key}", a, b))
+    return out
 
 
 def _check_data(cfg: TrainConfig) -> None:
