@@ -115,6 +115,13 @@ def test_missing_weights_and_dataset_roots_are_found_before_ray_starts(tmp_path)
     assert "--models / --datasets" in done.stderr
 
 
+def _foreground() -> None:
+    """A child's SIGINT as in a terminal's foreground job (Ctrl-C interrupts): a process started
+    in the background by a non-interactive shell inherits SIGINT ignored, and Python then keeps
+    ignoring it, so the suite's own launch must not decide these tests."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _slow_matrix(tmp_path: Path) -> Path:
     market = make_market(tmp_path / "market")
     path = tmp_path / "slow.yaml"
@@ -134,7 +141,8 @@ def test_an_interrupt_keeps_finished_cells_and_says_how_to_resume(tmp_path, sign
     matrix, out = _slow_matrix(tmp_path), tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     proc = subprocess.Popen([sys.executable, "-m", "raybench", "run", "--matrix", str(matrix), "--out", str(out),
-                             "--num-cpus", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                             "--num-cpus", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=_foreground)
     deadline = time.monotonic() + 240
     while not list(out.glob("results/*/slow.json")):
         assert proc.poll() is None, proc.communicate()[1][-3000:]
@@ -169,7 +177,8 @@ def test_fusions_are_made_as_soon_as_their_members_are_committed(tmp_path):
     out = tmp_path / "run"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     proc = subprocess.Popen([sys.executable, "-m", "raybench", "run", "--matrix", str(matrix), "--out", str(out),
-                             "--num-cpus", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                             "--num-cpus", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=_foreground)
     fused = out / "results" / "mkt" / "ab.json"
     deadline = time.monotonic() + 240
     while not fused.exists():
