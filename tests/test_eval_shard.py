@@ -132,3 +132,25 @@ def test_auto_keeps_study_sizes_whole_and_picks_the_fewest_shards_that_fit():
     assert resolve_shards(4, 3, 8, 2, 1) == 3  # never more shards than items
     with pytest.raises(EvaluationError, match="shard_memory"):
         resolve_shards("auto", 1000, 512, 100, 10**9)
+
+
+def test_a_setting_over_part_of_the_held_gallery_scores_as_one_process():
+    """A setting that keeps part of the gallery (VC-Clothes' cameras, PRCC's single-shot draws)
+    is not the gallery the shards hold: it is scored in this process, to the same numbers as a
+    cell scored without shards, while the whole-gallery setting is scored in the shards."""
+    from raybench.eval.protocol import score
+    from raybench.specs import Protocol, Setting
+
+    qf, gf, (q_pids, g_pids, q_cams, g_cams) = case(5)
+    Q, G = len(qf), len(gf)
+    cols = {"path": np.array([f"{i}.jpg" for i in range(Q + G)]), "split": np.array(["query"] * Q + ["gallery"] * G),
+            "pid": np.r_[q_pids, g_pids], "camid": np.r_[q_cams, g_cams], "embedding": np.vstack([qf, gf])}
+    protocol = Protocol(settings=(Setting("all"), Setting("cams", gallery_cameras=(0, 1)),
+                                  Setting("one", single_shot=2)))
+    bounds = shard_bounds(G, 3)
+    held = LocalShards([GalleryShard(gf[lo:hi], lo, "cpu") for lo, hi in zip(bounds[:-1], bounds[1:])])
+    in_shards = Sharded(held, bounds, np.arange(Q, Q + G))
+    ours, ref = score(cols, protocol, EvalSpec(), sharded=in_shards), score(cols, protocol, EvalSpec())
+    assert in_shards.blocks == 1  # "all"
+    for name in ("all", "cams", "one"):
+        assert ours.settings[name] == ref.settings[name], name

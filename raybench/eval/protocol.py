@@ -25,9 +25,10 @@ once. ``Scored.pooling`` then states the main block's pooling, and each variant'
 its own.
 
 A gallery too large for one process is scored in shards (``sharded``, eval/shard.py, held by
-Ray actors that raybench.pipeline.shards starts): every block that compares plain distances
-(no query expansion, no re-ranking, not the classic CUHK03 CMC) is scored there, exactly as
-here; the others read every gallery row here. Distractors (a dataset's ``distractors:``) are
+Ray actors that raybench.pipeline.shards starts): every block over the whole held gallery
+that compares plain distances by the same-pid rule (no query expansion, no re-ranking, not the
+classic CUHK03 CMC, no clothes rule, step AP) is scored there, exactly as here; the others
+(and a setting over part of the gallery) read their gallery rows here. Distractors (a dataset's ``distractors:``) are
 gallery rows with ``pid`` ``DISTRACTOR_PID``, an identity no query has, and ``trial``
 ``ALL_TRIALS`` where the table has trials: they are in every trial's gallery.
 
@@ -270,8 +271,8 @@ def _evaluate(emb, cols, query, gallery, protocol: Protocol, spec: EvalSpec, see
 
     ids = (cols["pid"][query], cols["pid"][gallery], cols["camid"][query], cols["camid"][gallery])
     clothes = _clothes(cols, query, gallery, setting)
-    if sharded is not None and not (spec.aqe or spec.rerank or protocol.cuhk03_metric) and clothes is None \
-            and protocol.ap == "step":
+    if sharded is not None and sharded.holds(gallery) and not (spec.aqe or spec.rerank or protocol.cuhk03_metric) \
+            and clothes is None and protocol.ap == "step":
         from raybench.eval.matches import SamePid
 
         # a block whose matches and junk are the same-pid rule (.rows(a, b)) scores in the shards

@@ -277,11 +277,16 @@ class Sharded:
         self.shards, self.bounds, self.gallery, self.chunk_size = shards, bounds, gallery, chunk_size
         self.blocks = 0
 
+    def holds(self, gallery: np.ndarray) -> bool:
+        """Whether ``gallery`` (table rows) is the gallery held: a block over part of it (a
+        setting's cameras or draws) is scored in one process instead."""
+        return np.array_equal(gallery, self.gallery)
+
     def evaluate(self, queries, gallery: np.ndarray, same: SamePid, spec):
         """The RankResult of ``queries`` (features [Q, dim]) against the held gallery, which
         must be ``gallery`` (table rows), by the eval block ``spec``; ``same``: the queries'
         true matches and junk in it (matches.SamePid, or any rule with its ``rows``)."""
-        if not np.array_equal(gallery, self.gallery):
+        if not self.holds(gallery):
             raise EvaluationError("the shards hold another gallery than the one this block scores")
         self.blocks += 1
         handle = self.shards.put(np.ascontiguousarray(queries))

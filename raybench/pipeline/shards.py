@@ -148,8 +148,9 @@ class CellTable:
 
     @property
     def shardable(self) -> bool:
-        """One split with image queries (eval.protocol: trials and leave-one-out stay whole)."""
-        return "trial" not in self.cols and self.num_query > 0
+        """One split with image queries (eval.protocol: trials and leave-one-out stay whole),
+        and images, not frames (a video table's blocks rank its tracklets, pooled in one process)."""
+        return "trial" not in self.cols and "tracklet" not in self.cols and self.num_query > 0
 
     def pieces(self, rows: np.ndarray) -> list[Piece]:
         """The table rows ``rows`` as pieces of the stored cells, in order."""
