@@ -47,18 +47,18 @@ def bootstrap_intervals(
     rng = np.random.default_rng(seed)
     draws = np.zeros((n_boot, stats.shape[1]))
     for t in trials:
-        draws += _resampled_means(stats[trial == t], n_boot, rng) / len(trials)
+        draws += resampled_means(stats[trial == t], n_boot, rng) / len(trials)
     tail = (1.0 - level) / 2.0
     lo, hi = np.quantile(draws, [tail, 1.0 - tail], axis=0)
     return {name: (float(lo[i]), float(hi[i])) for i, name in enumerate(columns)}
 
 
-def _resampled_means(stats, n_boot: int, rng):
+def resampled_means(stats, n_boot: int, rng):
     """[n_boot, k] means of ``stats`` [n, k] over n rows drawn with replacement."""
     import numpy as np
 
     n = len(stats)
-    chunk = max(1, _CHUNK_ELEMENTS // n)
+    chunk = max(1, _CHUNK_ELEMENTS // max(n, 1))
     out = np.empty((n_boot, stats.shape[1]))
     for start in range(0, n_boot, chunk):
         stop = min(n_boot, start + chunk)

@@ -56,7 +56,6 @@ class Report:
     #: files of the run that could not be read (also in notes): the console shows these
     problems: list[str] = field(default_factory=list)
     uploaded_to: str | None = None  # <run>/report on object storage, when the run lives there
-    blocks: list[str] = field(default_factory=list)  # the run's blocks besides the main one (Run.block_names)
 
 
 def build_report(run_dir: str | Path | RunStore, options: ReportOptions = ReportOptions()) -> Report:
@@ -81,7 +80,7 @@ def build_report(run_dir: str | Path | RunStore, options: ReportOptions = Report
         dataclasses.replace(c, intervals=_intervals(c, options), vs_main=_vs_main(c, options)) for c in run.cells))
     blocks = run.block_names()
     rows = [tables.cell_row(c, blocks) for c in run.cells]
-    report = Report(run=run, out=out, rows=rows, problems=problems, blocks=[name for _, name in blocks])
+    report = Report(run=run, out=out, rows=rows, problems=problems)
     sampled = [f"{c.model} x {c.dataset}" for c in run.cells if c.ok and _cuhk03_metric(c)]
     if sampled:
         report.notes.append("Rank-1 of " + ", ".join(sampled) + " is the classic CUHK03 single-shot "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from raybench.metrics import points
 from raybench.report import tables
 from raybench.report.load import Run
 
@@ -57,12 +58,8 @@ def _row(run: Run, model: str, dataset: str, ref: str) -> list[str] | None:
     if cell is None or not cell.ok:
         return None
     figures = [tables.figures(["mAP", "R1"], s)(cell) if cell.scores(s) else "-" for s in SETTINGS]
-    gap = _gap(cell.value("mAP", ref), cell.value("mAP", "cc"))
-    return [model, *figures, "-" if gap is None else f"{gap:+.1f}"]
-
-
-def _gap(reference: float | None, cc: float | None) -> float | None:
-    return None if reference is None or cc is None else 100 * (cc - reference)
+    reference, cc = cell.value("mAP", ref), cell.value("mAP", "cc")
+    return [model, *figures, points(None if reference is None or cc is None else cc - reference)]
 
 
 def write_gap_plot(run: Run, out: Path) -> list[Path]:

@@ -27,7 +27,7 @@ import numpy as np
 
 from raybench.errors import RaybenchError
 from raybench.metrics import Scores, metric
-from raybench.report.bootstrap import DEFAULT_BOOTSTRAPS, DEFAULT_LEVEL, _CHUNK_ELEMENTS
+from raybench.report.bootstrap import DEFAULT_BOOTSTRAPS, DEFAULT_LEVEL, resampled_means
 
 #: The metrics a comparison reports by default.
 COMPARED = ("mAP", "R1", "mINP")
@@ -75,7 +75,7 @@ def paired(pairs: Sequence[tuple[Scores, Scores]], name: str, n_boot: int = DEFA
     draws = np.zeros(n_boot)
     for groups in per_pair:
         for g in groups:
-            draws += _resampled_means(g, n_boot, rng) / (len(groups) * len(per_pair))
+            draws += resampled_means(g[:, None], n_boot, rng)[:, 0] / (len(groups) * len(per_pair))
     tail = (1.0 - level) / 2.0
     low, high = np.quantile(draws, [tail, 1.0 - tail])
     extreme = np.abs(draws - observed) >= abs(observed) - 1e-12
@@ -113,17 +113,6 @@ def _reported(block: Scores, name: str) -> float:
     if value is None:
         raise NotPaired(f"{name} is not reported for this block")
     return float(value)
-
-
-def _resampled_means(values: np.ndarray, n_boot: int, rng) -> np.ndarray:
-    """[n_boot] means of ``values`` over len(values) draws with replacement."""
-    n = len(values)
-    out = np.empty(n_boot)
-    chunk = max(1, _CHUNK_ELEMENTS // max(n, 1))
-    for start in range(0, n_boot, chunk):
-        stop = min(n_boot, start + chunk)
-        out[start:stop] = values[rng.integers(0, n, size=(stop - start, n))].mean(axis=1)
-    return out
 
 
 def compare_models(run, a: str, b: str, datasets: Sequence[str] | None = None, metrics: Sequence[str] = COMPARED,

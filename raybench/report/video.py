@@ -11,7 +11,7 @@ belongs to and whether every frame was there.
 
 from __future__ import annotations
 
-from raybench.report.load import Cell, Run
+from raybench.report.load import Run
 from raybench.report.tables import md_table, pct
 
 
@@ -25,7 +25,7 @@ def video_section(run: Run) -> list[str]:
               "mAP", "R1", *(f"mAP ({name})" for name in variants), "unreadable frames"]
     lines = [[c.model, c.dataset, pooling(c.result.protocol or {}), f"{c.result.num_valid_query} / {c.result.num_query}",
               str(c.result.num_gallery), frames(c.result.video), pct(c.value("mAP")), pct(c.value("R1")),
-              *(_variant(c, name) for name in variants), lost(c.result.video)] for c in cells]
+              *(pct(c.value("mAP", name)) for name in variants), lost(c.result.video)] for c in cells]
     parts = ["## Video ReID: tracklets",
              "Each tracklet's frames are embedded as images, then pooled into one vector (pooling: how, over "
              "which frames; L2-normalised after pooling where the eval block normalises) and tracklets are "
@@ -64,7 +64,3 @@ def lost(video) -> str:
     if video.get("skipped_count"):
         parts.append(f"{video['skipped_count']} tracklet(s) skipped: " + ", ".join(video.get("skipped", [])))
     return "; ".join(parts) or "-"
-
-
-def _variant(cell: Cell, name: str) -> str:
-    return pct(cell.value("mAP", name)) if cell.scores(name) is not None else "-"
