@@ -28,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from raybench.errors import DatasetError
+from raybench.specs import CLOTHES_RULES
 
 SPLITS = ("train", "query", "gallery")
 SCHEMA = pa.schema([
@@ -137,7 +138,7 @@ def check_settings(table: pa.Table, dataset: str, settings, adapter: str) -> Non
     rule needs the clothes column, a camera subset needs images under its cameras. One line
     that says what is missing, before anything is embedded."""
     for setting in settings:
-        if setting.rule in ("cc", "sc") and "clothes" not in table.column_names:
+        if setting.rule in CLOTHES_RULES and "clothes" not in table.column_names:
             raise DatasetError(
                 f"{dataset}: setting {setting.name!r} (rule {setting.rule}) needs clothes labels, and adapter "
                 f"{adapter!r} gives none; use a clothes-changing dataset (ltcc, prcc, vcclothes, deepchange) "

@@ -92,11 +92,17 @@ class DistanceRows:
         return d.addmm_(q, self.gallery_t, beta=1, alpha=-2)
 
 
+def chunk_rows(num_cols: int) -> int:
+    """The default rows per block against ``num_cols`` columns: about ``CHUNK_ELEMENTS`` entries,
+    at most 4096 rows and never below ``MIN_CHUNK_ROWS`` (gallery shards use it too, so that each
+    distance has the same bits as in one process)."""
+    return max(MIN_CHUNK_ROWS, min(4096, CHUNK_ELEMENTS // max(num_cols, 1)))
+
+
 def row_chunks(num_rows: int, num_cols: int, chunk_size: int | None = None) -> Iterator[tuple[int, int]]:
-    """Balanced ``(start, stop)`` row blocks of at most ``chunk_size`` rows (default: about
-    ``CHUNK_ELEMENTS`` entries per block, and never below ``MIN_CHUNK_ROWS`` rows)."""
+    """Balanced ``(start, stop)`` row blocks of at most ``chunk_size`` rows (default: chunk_rows)."""
     if chunk_size is None:
-        chunk_size = max(MIN_CHUNK_ROWS, min(4096, CHUNK_ELEMENTS // max(num_cols, 1)))
+        chunk_size = chunk_rows(num_cols)
     if chunk_size < 1:
         raise EvaluationError(f"chunk_size must be at least 1, got {chunk_size}")
     n_chunks = max(1, math.ceil(num_rows / chunk_size))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from raybench.errors import EvaluationError
+from raybench.specs.dataset import SETTING_RULES
 
 
 def _one_d(x, name: str) -> np.ndarray:
@@ -39,7 +40,7 @@ def as_ids(x, name: str) -> np.ndarray:
 
 
 #: Clothes rules: which same-identity items a setting keeps as true matches (besides camera filtering).
-CLOTHES_MODES = ("standard", "cc", "sc")
+CLOTHES_MODES = SETTING_RULES
 
 
 @dataclass(frozen=True, eq=False)

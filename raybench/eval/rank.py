@@ -30,9 +30,7 @@ import numpy as np
 from raybench.errors import EvaluationError
 from raybench.eval.count import positive_ranks
 from raybench.eval.matches import Clothes, SamePid
-
-#: How a query's AP is read from the ranks of its true matches (module docstring).
-AP_RULES = ("step", "trapezoid")
+from raybench.specs.dataset import AP_RULES  # how a query's AP is read from its matches' ranks
 
 
 @dataclass(frozen=True, eq=False)

@@ -41,6 +41,7 @@ import numpy as np
 
 from raybench.errors import EvaluationError
 from raybench.eval.count import count_before, sorted_matches
+from raybench.eval.distance import chunk_rows
 from raybench.eval.matches import SamePid
 
 #: What a shard's process costs besides its features and distances: Python, numpy, pyarrow,
@@ -48,14 +49,6 @@ from raybench.eval.matches import SamePid
 #: kernels and Ray's worker, 0.99 GB measured here before the first distance; and reading its
 #: rows and holding their ids, 0.25 GB at Market + 500k in one process (results/bench).
 SHARD_BASE_BYTES = 1_250_000_000
-
-
-def chunk_rows(num_gallery: int) -> int:
-    """The query rows per chunk that one process uses for this gallery (distance.row_chunks'
-    default): the shards use the same, so each distance has the same bits (module docstring)."""
-    from raybench.eval.distance import CHUNK_ELEMENTS, MIN_CHUNK_ROWS
-
-    return max(MIN_CHUNK_ROWS, min(4096, CHUNK_ELEMENTS // max(num_gallery, 1)))
 
 
 def shard_bytes(items: int, dim: int, num_query: int, num_gallery: int) -> int:

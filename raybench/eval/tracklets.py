@@ -29,7 +29,7 @@ from typing import Mapping
 import numpy as np
 
 from raybench.errors import EvaluationError
-from raybench.specs import frames_count
+from raybench.specs import POOLS, frames_count
 
 #: Frames pooled per chunk: bounds the float64 copy the pooling makes (64 MiB at d=256).
 CHUNK_ROWS = 1 << 15
@@ -62,8 +62,8 @@ def pool_tracklets(cols: Mapping[str, np.ndarray], pool: str, frames: str) -> di
     None) -> tracklet columns (path = the tracklet's name, pid, camid, split, trial, embedding
     float32 [tracklets, d], and ``frames``: how many frame rows each pooled, repeats counted).
     A tracklet whose frames disagree on pid or camera is an EvaluationError naming it."""
-    if pool not in ("mean", "max"):
-        raise EvaluationError(f"unknown pool {pool!r}; allowed: mean, max")
+    if pool not in POOLS:
+        raise EvaluationError(f"unknown pool {pool!r}; allowed: {', '.join(POOLS)}")
     trial = cols.get("trial")
     order, starts, lengths = _groups(_group_codes(cols), np.asarray(cols["frame"]))
     first = order[starts]

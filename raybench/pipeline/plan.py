@@ -293,14 +293,20 @@ def _plan_distractors(model: ModelSpec, data: DatasetImages, store, force: bool,
         return dataclasses.replace(cell, state=FAILED, key="", reason=data.error)
     if force:
         return dataclasses.replace(cell, reason="--force")
+    return _committed_set(cell, store, "embeddings")
+
+
+def _committed_set(cell: Cell, store, what: str) -> Cell:
+    """A set's cell DONE when ``what`` (its embeddings, or fused embeddings) are committed under
+    its key and readable; else as planned, with why (a damaged or truncated set is made again)."""
     try:
-        marker = store.cell_marker(data.name, model.name)
+        marker = store.cell_marker(cell.data.name, cell.model.name)
         if marker and marker.key == cell.key:
-            store.check_embeddings(data.name, marker)
+            store.check_embeddings(cell.data.name, marker)
             return dataclasses.replace(cell, state=DONE, reason="finished", previous=marker)
-    except RunFileError as exc:  # a damaged or truncated set: embedded again
-        return dataclasses.replace(cell, reason=f"unreadable embeddings ({exc})")
-    return dataclasses.replace(cell, reason="no embeddings" if not marker else "stale embeddings")
+    except RunFileError as exc:
+        return dataclasses.replace(cell, reason=f"unreadable {what} ({exc})")
+    return dataclasses.replace(cell, reason=f"no {what}" if not marker else f"stale {what}")
 
 
 def fusion_key(model: ModelSpec, members: tuple[Cell, ...]) -> str:
@@ -346,14 +352,7 @@ def _plan_fused_set(model: ModelSpec, data: DatasetImages, members: tuple[Cell, 
     again = [m.model.name for m in members if m.state == EMBED]
     if force or again:
         return dataclasses.replace(cell, reason="--force" if force else f"member {again[0]} is embedded again")
-    try:
-        marker = store.cell_marker(data.name, model.name)
-        if marker and marker.key == cell.key:
-            store.check_embeddings(data.name, marker)
-            return dataclasses.replace(cell, state=DONE, reason="finished", previous=marker)
-    except RunFileError as exc:
-        return dataclasses.replace(cell, reason=f"unreadable fused embeddings ({exc})")
-    return dataclasses.replace(cell, reason="no fused embeddings" if not marker else "stale fused embeddings")
+    return _committed_set(cell, store, "fused embeddings")
 
 
 def _plan_one(model: ModelSpec, data: DatasetImages, matrix: MatrixSpec, store, force: bool,
@@ -407,7 +406,7 @@ def group_by_model(cells: list[Cell]) -> list[tuple[ModelSpec, list[Cell]]]:
     groups: dict[str, tuple[ModelSpec, list[Cell]]] = {}
     for cell in cells:
         if cell.state == EMBED:
-            group = groups.setdefault(cell.model.name, (cell.model, []))[1]
-            group.insert(len([c for c in group if c.kind == DISTRACTORS]) if cell.kind == DISTRACTORS else len(group),
-                         cell)  # distractor sets first: their datasets wait on them
+            groups.setdefault(cell.model.name, (cell.model, []))[1].append(cell)
+    for _, group in groups.values():
+        group.sort(key=lambda c: c.kind != DISTRACTORS)  # distractor sets first: their datasets wait on them
     return list(groups.values())

@@ -14,7 +14,7 @@ from raybench.specs.schema import Slot, at_least, count, key, merge_over_base, r
 SETTING_RULES = ("standard", "cc", "sc")
 #: The rules that read the manifest's ``clothes`` column.
 CLOTHES_RULES = ("cc", "sc")
-AP_RULES = ("step", "trapezoid")  # raybench.eval.rank.AP_RULES
+AP_RULES = ("step", "trapezoid")  # how a query's AP is taken (raybench.eval.rank)
 #: A setting's name becomes a block name and a column suffix ("mAP (cc)").
 SETTING_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -111,10 +111,6 @@ class Protocol:
         if not self.settings:
             return None
         return next(s for s in self.settings if s.name == (self.headline or self.settings[0].name))
-
-    def needs_clothes(self) -> list[str]:
-        """The settings whose rule reads the clothes labels."""
-        return [s.name for s in self.settings if s.rule in CLOTHES_RULES]
 
     def hash_fields(self) -> dict[str, Any]:
         """The fields an eval hash reads: the later ones only where they are set, so a protocol
