@@ -188,6 +188,8 @@ def sample_lines(cell: Cell, meta: Mapping[str, Any], emb, n_queries: int, seed:
     chosen = sorted(rng.choice(candidates, size=min(n_queries, len(candidates)), replace=False).tolist())
     dist = rank(emb[q_idx[chosen]], emb[g_idx], protocol.get("distance", "euclidean"), protocol.get("normalize", True))
     g_pid = meta["pid"][g_idx]
+    junk = None if leave_one_out or not chosen else \
+        _junk(meta, q_idx[chosen], g_idx, protocol.get("camera_filter", True), setting.get("rule"))
     orders, hits = [], []
     for row, qi in enumerate(chosen):
         q_pid = meta["pid"][q_idx[qi]]
@@ -195,7 +197,7 @@ def sample_lines(cell: Cell, meta: Mapping[str, Any], emb, n_queries: int, seed:
         if leave_one_out:
             order = order[g_idx[order] != q_idx[qi]]
         else:
-            order = order[~_junk(meta, g_idx[order], q_idx[qi], protocol.get("camera_filter", True), setting.get("rule"))]
+            order = order[~np.isin(order, junk.junk[row, :junk.njunk[row]])]
         orders.append(order)
         hits.append(np.flatnonzero(g_pid[order] == q_pid))
     top = [tuple(int(g_idx[j]) for j in order[:TOP_K]) for order in orders]
@@ -258,15 +260,18 @@ def _cameras(meta: Mapping[str, Any], cameras) -> Any:
     return np.isin(meta["camid"], cameras) if cameras else True
 
 
-def _junk(meta: Mapping[str, Any], gallery, query: int, camera_filter: bool, rule: str | None):
-    """Which of ``gallery`` (row indices) the metrics removed for ``query``: its person under its
-    camera (camera filtering), and by the clothes rule in its outfit (cc) or in another (sc)."""
-    same = meta["pid"][gallery] == meta["pid"][query]
-    junk = same & (meta["camid"][gallery] == meta["camid"][query]) if camera_filter else same & False
-    if rule in ("cc", "sc") and "clothes" in meta:
-        outfit = meta["clothes"][gallery] == meta["clothes"][query]
-        junk |= same & (outfit if rule == "cc" else ~outfit)
-    return junk
+def _junk(meta: Mapping[str, Any], queries, gallery, camera_filter: bool, rule: str | None):
+    """What the metrics removed from each of ``queries``' lists (row indices, against the
+    ``gallery`` rows): the scorer's own rule (eval.matches.SamePid: its person under its camera
+    with camera filtering, and by the clothes rule in its outfit (cc) or in another (sc)), as
+    RowMatches whose ``junk`` are positions in ``gallery``."""
+    from raybench.eval.matches import SamePid, clothes_codes
+    from raybench.specs import CLOTHES_RULES
+
+    clothes = clothes_codes(meta["clothes"][queries], meta["clothes"][gallery], rule) \
+        if rule in CLOTHES_RULES and "clothes" in meta else None
+    return SamePid(meta["pid"][queries], meta["pid"][gallery], meta["camid"][queries], meta["camid"][gallery],
+                   camera_filter, clothes).rows(0, len(queries))
 
 
 def cell_page(cell: Cell, meta: Mapping[str, Any], emb, n_queries: int, seed: int,
