@@ -60,10 +60,11 @@ def _field_columns() -> dict[str, Callable[[str], Any]]:
     return out
 
 
+_FIELD_COLUMNS = _field_columns()
 #: The cell's columns after the main block's metrics, and their parsers: the trials and their
 #: spread, every scalar field of the result (``_field_columns``), then what rows derive.
 CELL_COLUMNS: dict[str, Callable[[str], Any]] = {
-    "num_trials": int, **{m.std_key: float for m in METRICS if m.spread}, **_field_columns(),
+    "num_trials": int, **{m.std_key: float for m in METRICS if m.spread}, **_FIELD_COLUMNS,
     "skipped_images": int, "distance": str, "camera_filter": _flag, "error": str,
 }
 #: CSV columns and their parsers: the order of the file, the types `read_csv` restores (then
@@ -106,7 +107,7 @@ def cell_row(cell: Cell, blocks: Sequence[tuple[BlockKind, str]] = ()) -> dict[s
     row: dict[str, Any] = {"model": cell.model, "dataset": cell.dataset, "paradigm": cell.paradigm,
                            "status": cell.status, **_metrics(cell, None, METRICS)}
     protocol = (r.protocol if r else None) or {}
-    fields = {name: getattr(cell.result, name) if cell.result else None for name in _field_columns()}
+    fields = {name: getattr(cell.result, name) if cell.result else None for name in _FIELD_COLUMNS}
     row.update({
         "num_trials": len(r.trials) or None if r else None,
         **{m.std_key: _num(r.main.std(m.name)) if r else None for m in METRICS if m.spread},
@@ -116,12 +117,13 @@ def cell_row(cell: Cell, blocks: Sequence[tuple[BlockKind, str]] = ()) -> dict[s
         "camera_filter": protocol.get("camera_filter") if isinstance(protocol.get("camera_filter"), bool) else None,
         "error": None if cell.ok else (cell.error or f"status {cell.status!r} without an error message"),
     })
+    held = {(kind.key, name): _block_values(cell, kind, name) for kind, name, _ in (r.blocks() if r else ())}
     for kind, name in blocks:
-        values = _block_values(cell, kind, name)
+        values = held.get((kind.key, name)) or _block_values(cell, kind, name)
         row.update({block_column(k, name): values.get(k) for k in _group(kind)})
     nested: dict[str, dict] = {}
-    for kind, name, _ in (r.blocks() if r else ()):
-        nested.setdefault(kind.key, {})[name] = _block_values(cell, kind, name)
+    for (key, name), values in held.items():
+        nested.setdefault(key, {})[name] = values
     return {**row, "cmc": list(r.cmc) if r else [], **nested}
 
 
