@@ -265,18 +265,20 @@ class Run:
         """Send the fusion cells whose members are all settled (no member's model among
         ``embedding``, the models still to stream) to the reducer, which fuses the members'
         stored embeddings (pipeline/fusion.py); a member that failed fails the fusion with its
-        reason. Returns the fusion cells still waiting for a member."""
-        waiting = [cell for cell in cells if any(m.model.name in embedding for m in cell.members)]
-        for cell in (c for c in cells if not any(c is w for w in waiting)):
+        reason (a member whose distractor set failed has failed on the dataset too). Returns
+        the fusion cells still waiting for a member."""
+        waiting = []
+        for cell in cells:
+            if any(m.model.name in embedding for m in cell.members):
+                waiting.append(cell)
+                continue
             failed = [(m.model.name, self.failed[(cell.data.name, m.model.name)]) for m in cell.members
                       if (cell.data.name, m.model.name) in self.failed]
-            extra = cell.distractors
-            sets = [(m.model.name, self.failed_sets[(m.data.name, m.model.name)]) for m in (extra.members if extra else ())
-                    if (m.data.name, m.model.name) in self.failed_sets]
-            if failed or sets:
-                member, failure = (failed or sets)[0]
+            if failed:
+                member, failure = failed[0]
                 self._fail(cell, Failure(MEMBER, f"member {member} failed: {failure.message}"))
                 continue
+            extra = cell.distractors
             fuse_set = {} if extra is None or extra.state != FUSE else {
                 "distractor_members": tuple((m.model.name, m.key) for m in extra.members),
                 "distractor_hash": extra.data.hash}
