@@ -305,10 +305,10 @@ def _params(cfg: SynthConfig) -> dict:
 def parse(root: Path, **params) -> pa.Table:
     """A generated dataset; with ``params`` (a catalog entry's options), synth.json must agree.
     A dataset with outfits is in LTCC's layout and parsed by LTCC's adapter (clothes column)."""
+    cfg = config(params) if params else config(_written_params(Path(root)))
     if params:
-        check_written(Path(root), config(params))
-    written = _written_params(Path(root))
-    if (config(params) if params else config(written)).outfits > 1:
+        check_written(Path(root), cfg)
+    if cfg.outfits > 1:
         from raybench.datasets import ltcc
 
         return ltcc.parse(root)
