@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from raybench.datasets import Adapter, Published, TinyCopy
 from raybench.datasets.common import absolute, load_mat_v5, locate, touch
-from raybench.datasets.video import Tracklet, frame_files, person_folders, tracklet_manifest
+from raybench.datasets.video import frame_files, person_folders, tracklet_manifest, two_camera_tracklets
 from raybench.errors import DatasetError
 
 LAYOUT = ("ilids-vid/{i-LIDS-VID/sequences/cam{1,2}/person001/cam1_person001_00317.png, "
@@ -57,20 +57,9 @@ def parse(root: Path, trials: int = 10) -> pa.Table:
     splits = read_splits(base / SPLITS, len(persons["cam1"]), trials)
     frames = {(cam, person): [absolute(p) for p in frame_files(base / SEQUENCES / cam / person, "ilidsvid", LAYOUT)]
               for cam in CAMERAS for person in persons["cam1"]}
-    tracklets = []
-    for trial, test in enumerate(splits):
-        for index, person in enumerate(persons["cam1"]):
-            for camid, cam in enumerate(CAMERAS):
-                split = ("query", "gallery")[camid] if index in test else "train"
-                tracklets.append(Tracklet(f"{cam}/{person}", frames[(cam, person)], _pid(person), camid, split, trial))
-    return tracklet_manifest(tracklets, "ilidsvid", LAYOUT)
-
-
-def _pid(person: str) -> int:
-    digits = person.removeprefix("person")
-    if not digits.isdigit():
-        raise DatasetError(f"ilidsvid: person folder {person!r} is not named person<number>. Expected layout: {LAYOUT}")
-    return int(digits)
+    per_trial = [(persons["cam1"], {persons["cam1"][i] for i in test}) for test in splits]
+    return tracklet_manifest(two_camera_tracklets(per_trial, CAMERAS, frames, "ilidsvid", "person", LAYOUT),
+                             "ilidsvid", LAYOUT)
 
 
 def read_splits(path: Path, persons: int, trials: int) -> list[set[int]]:

@@ -38,7 +38,7 @@ import pyarrow as pa
 
 from raybench.datasets import Adapter, Published, TinyCopy
 from raybench.datasets.common import absolute, locate, read_text, touch
-from raybench.datasets.video import Tracklet, frame_files, person_folders, tracklet_manifest
+from raybench.datasets.video import frame_files, person_folders, tracklet_manifest, two_camera_tracklets
 from raybench.errors import DatasetError, SpecError
 
 LAYOUT = "prid2011/{prid_2011/multi_shot/cam_{a,b}/person_0001/0001.png, splits_prid2011.json}"
@@ -69,20 +69,9 @@ def parse(root: Path, trials: int = 10, splits: str = "auto", seed: int = 0, min
         chosen = seeded_splits(eligible, trials, seed)
         note = (f"prid2011: splits drawn with seed {seed} from the {len(eligible)} persons in both cameras with at "
                 f"least {min_frames} frames each: not the published splits ({SPLITS_FILE} not read)")
-    tracklets = []
-    for trial, (train, test) in enumerate(chosen):
-        for person in sorted(train + test):
-            for camid, cam in enumerate(CAMERAS):
-                split = ("query", "gallery")[camid] if person in test else "train"
-                tracklets.append(Tracklet(f"{cam}/{person}", frames[(cam, person)], _pid(person), camid, split, trial))
-    return tracklet_manifest(tracklets, "prid2011", LAYOUT, note=note)
-
-
-def _pid(person: str) -> int:
-    digits = person.removeprefix("person_")
-    if not digits.isdigit():
-        raise DatasetError(f"prid2011: person folder {person!r} is not named person_<number>. Expected layout: {LAYOUT}")
-    return int(digits)
+    per_trial = [(sorted(train + test), set(test)) for train, test in chosen]
+    return tracklet_manifest(two_camera_tracklets(per_trial, CAMERAS, frames, "prid2011", "person_", LAYOUT),
+                             "prid2011", LAYOUT, note=note)
 
 
 def read_splits(path: Path, trials: int, persons: set[str]) -> list[tuple[list[str], list[str]]]:

@@ -60,6 +60,31 @@ def tracklet_manifest(tracklets: Iterable[Tracklet], dataset: str, layout: str, 
     return with_note(make_manifest(columns), note)
 
 
+def two_camera_tracklets(trials: Iterable[tuple[Sequence[str], set[str]]], cameras: Sequence[str],
+                         frames: dict[tuple[str, str], list[str]], dataset: str, prefix: str,
+                         layout: str) -> list[Tracklet]:
+    """The tracklets of two-camera trials (iLIDS-VID, PRID2011): ``trials`` gives each trial's
+    persons in order and its test persons; a test person's tracklet under ``cameras[0]`` is a
+    query and under ``cameras[1]`` a gallery item, any other person's is train. A person folder
+    is ``prefix<number>``, the number its pid."""
+    out = []
+    for trial, (persons, test) in enumerate(trials):
+        for person in persons:
+            pid = numbered(person, prefix, dataset, layout)
+            for camid, cam in enumerate(cameras):
+                split = ("query", "gallery")[camid] if person in test else "train"
+                out.append(Tracklet(f"{cam}/{person}", frames[(cam, person)], pid, camid, split, trial))
+    return out
+
+
+def numbered(name: str, prefix: str, dataset: str, layout: str) -> int:
+    """The number of a folder named ``prefix<number>``."""
+    digits = name.removeprefix(prefix)
+    if not digits.isdigit():
+        raise DatasetError(f"{dataset}: person folder {name!r} is not named {prefix}<number>. Expected layout: {layout}")
+    return int(digits)
+
+
 def frame_files(folder: Path, dataset: str, layout: str, suffixes: Sequence[str] = IMAGE_SUFFIXES) -> list[Path]:
     """A tracklet folder's frames, sorted by name (the frame numbers are zero-padded in every
     video dataset here, so name order is temporal order); none is an error naming the folder."""
