@@ -287,3 +287,13 @@ def test_report_has_a_video_table_and_rank_lists_of_tracklet_strips(tmp_path, cr
     # 0001C1T0001: its 3 frames, the unreadable one (BAD) said to be so
     assert query.startswith("query strip") and query.count("<img ") == 2 and "image not found: 0001C1T0001F002" in query
     assert "Tracklets pooled by mean over all frames" in page and "gallery tracklets" in page
+
+
+def test_a_person_folder_is_read_by_its_number_or_named():
+    from raybench.datasets.video import numbered
+    from raybench.errors import DatasetError
+
+    assert numbered("person_0012", "person_", "prid2011", "LAYOUT") == 12
+    with pytest.raises(DatasetError, match=r"prid2011: person folder 'person_x1' is not named person_<number>\. "
+                                           r"Expected layout: LAYOUT"):
+        numbered("person_x1", "person_", "prid2011", "LAYOUT")
