@@ -33,22 +33,32 @@ def positive_ranks(d, m: RowMatches) -> np.ndarray:
     d: [B, G] distances (numpy, or a torch tensor on any device); m: the rows' matches.
     Returns [B, P] int64; entries past ``m.npos[b]`` are 0.
     """
-    if hasattr(d, "detach"):  # a torch tensor
-        if d.device.type != "cpu":
-            return _ranks_torch(d, m)
-        d = d.detach().numpy()
-    d = np.asarray(d)
+    def kernel(kernels, d, bad):
+        out = np.zeros(m.pos.shape, np.int64)
+        kernels.ranks(d, m.pos, m.npos, m.junk, m.njunk, out, bad)
+        return out
+
+    return _on_device(d, lambda t: _ranks_torch(t, m), kernel)
+
+
+def _on_device(d, torch_path, kernel_path):
+    """Run where the distances ``d`` are: ``torch_path(tensor)`` for a tensor on a GPU (or on a
+    CPU without numba: exact too, only slower), else ``kernel_path(raybench.eval._kernels, d,
+    bad)`` on a contiguous float numpy ``d``; a row the kernel flags in ``bad`` (NaN
+    distances) is one clear error."""
+    if hasattr(d, "detach") and d.device.type != "cpu":
+        return torch_path(d)
+    d = d.detach().numpy() if hasattr(d, "detach") else np.asarray(d)
     try:
         from raybench.eval import _kernels
-    except ImportError:  # numba missing: the torch path is exact too, only slower on a CPU
+    except ImportError:
         import torch
 
-        return _ranks_torch(torch.from_numpy(np.ascontiguousarray(d)), m)
-    out = np.zeros(m.pos.shape, np.int64)
-    bad = np.zeros(len(d), np.bool_)
+        return torch_path(torch.from_numpy(np.ascontiguousarray(d)))
     if d.dtype not in (np.float32, np.float64):
         d = d.astype(np.float64)
-    _kernels.ranks(np.ascontiguousarray(d), m.pos, m.npos, m.junk, m.njunk, out, bad)
+    bad = np.zeros(len(d), np.bool_)
+    out = kernel_path(_kernels, np.ascontiguousarray(d), bad)
     if bad.any():
         raise EvaluationError(_nan_message(int(bad.sum())))
     return out
@@ -84,24 +94,13 @@ def count_before(d, offset: int, sv: np.ndarray, si: np.ndarray, npos: np.ndarra
     offset + G_block - 1, numpy or torch on any device) are ordered at or before it; junk
     [B, J] holds column indices of the block (padded), njunk their counts. Summed over blocks
     that cover the gallery, these are the 1-based ranks ``positive_ranks`` gives."""
-    if hasattr(d, "detach") and d.device.type != "cpu":
-        return _counts_torch(d, offset, sv, si, npos, junk, njunk)
-    d = d.detach().numpy() if hasattr(d, "detach") else np.asarray(d)
-    try:
-        from raybench.eval import _kernels
-    except ImportError:  # numba missing: the torch path is exact too, only slower on a CPU
-        import torch
+    def kernel(kernels, d, bad):
+        out = np.zeros(sv.shape, np.int64)
+        kernels.counts(d, int(offset), np.ascontiguousarray(sv, d.dtype), np.ascontiguousarray(si), npos, junk, njunk,
+                       out, bad)
+        return out
 
-        return _counts_torch(torch.from_numpy(np.ascontiguousarray(d)), offset, sv, si, npos, junk, njunk)
-    if d.dtype not in (np.float32, np.float64):
-        d = d.astype(np.float64)
-    out = np.zeros(sv.shape, np.int64)
-    bad = np.zeros(len(d), np.bool_)
-    _kernels.counts(np.ascontiguousarray(d), int(offset), np.ascontiguousarray(sv, d.dtype), np.ascontiguousarray(si),
-                    npos, junk, njunk, out, bad)
-    if bad.any():
-        raise EvaluationError(_nan_message(int(bad.sum())))
-    return out
+    return _on_device(d, lambda t: _counts_torch(t, offset, sv, si, npos, junk, njunk), kernel)
 
 
 def _ranks_torch(d, m: RowMatches) -> np.ndarray:
